@@ -1,0 +1,305 @@
+//! The run configuration: one TOML document whose defaults are the paper's settings
+//! (spec sections 4-6), overridable key by key from the command line (`--set train.batch=32`),
+//! and validated before any work starts.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::data::DataOptions;
+use crate::error::{Error, Result};
+use crate::eval::Mask;
+use crate::model::{Method, UserEncoderConfig};
+
+/// Where the data comes from and how it is preprocessed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DataConfig {
+    /// Dataset directory holding `items.tsv` and `users.tsv` (relative paths resolve against the
+    /// working directory).
+    pub dir: PathBuf,
+    /// Preprocessing options.
+    pub options: DataOptions,
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        DataConfig { dir: PathBuf::from("data/synthetic"), options: DataOptions::default() }
+    }
+}
+
+/// The model: which item tower, and the user encoder's shape.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelConfig {
+    /// Item-embedding method.
+    pub method: Method,
+    /// User encoder shape (its `dim` is the item embedding width too).
+    pub user: UserEncoderConfig,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        ModelConfig { method: Method::Id, user: UserEncoderConfig::default() }
+    }
+}
+
+/// Optimisation and early stopping.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainConfig {
+    /// Users per batch.
+    pub batch: usize,
+    /// Maximum epochs.
+    pub epochs: usize,
+    /// Stop after `patience + 1` epochs without a better validation `select_metric`.
+    pub patience: usize,
+    /// Learning rate of parameters whose group has no entry in `lr_groups`.
+    pub lr: f64,
+    /// Learning rate per parameter group (e.g. `san = 1e-4`).
+    pub lr_groups: BTreeMap<String, f64>,
+    /// Adam beta1.
+    pub beta1: f64,
+    /// Adam beta2.
+    pub beta2: f64,
+    /// Adam epsilon.
+    pub eps: f64,
+    /// Seed of initialisation, shuffling and dropout.
+    pub seed: u64,
+    /// Compute threads (0 = all cores).
+    pub threads: usize,
+    /// Validation metric for early stopping and model selection, e.g. `HR@10`, `NDCG@10`, `MRR`.
+    pub select_metric: String,
+    /// Cap on training steps per epoch (0 = a full pass); for quick runs and measurements.
+    pub max_steps_per_epoch: usize,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            batch: 64,
+            epochs: 100,
+            patience: 10,
+            lr: 2e-4,
+            lr_groups: BTreeMap::from([("san".to_string(), 1e-4)]),
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            seed: 12345,
+            threads: 0,
+            select_metric: "HR@10".into(),
+            max_steps_per_epoch: 0,
+        }
+    }
+}
+
+/// Evaluation protocol.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EvalConfig {
+    /// Masking convention used for model selection (both are always reported).
+    pub mask: Mask,
+    /// Cut-offs K of HR@K and NDCG@K.
+    pub ks: Vec<usize>,
+    /// Items scored per matmul.
+    pub item_chunk: usize,
+    /// Users ranked per chunk.
+    pub user_chunk: usize,
+}
+
+impl Default for EvalConfig {
+    fn default() -> Self {
+        EvalConfig { mask: Mask::History, ks: vec![10], item_chunk: 4096, user_chunk: 1024 }
+    }
+}
+
+/// Where the run directory goes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RunConfig {
+    /// Parent directory of run directories.
+    pub dir: PathBuf,
+    /// Run name (default: `<method>-<dataset>-<timestamp>`).
+    pub name: String,
+}
+
+impl Default for RunConfig {
+    fn default() -> Self {
+        RunConfig { dir: PathBuf::from("runs"), name: String::new() }
+    }
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Data.
+    pub data: DataConfig,
+    /// Model.
+    pub model: ModelConfig,
+    /// Training.
+    pub train: TrainConfig,
+    /// Evaluation.
+    pub eval: EvalConfig,
+    /// Output.
+    pub run: RunConfig,
+}
+
+/// Parse one `key.path=value` override's value: a TOML value if it parses as one, else a string.
+fn parse_value(raw: &str) -> toml::Value {
+    match toml::from_str::<toml::Table>(&format!("v = {raw}")) {
+        Ok(mut t) => t.remove("v").expect("parsed key"),
+        Err(_) => toml::Value::String(raw.to_string()),
+    }
+}
+
+/// Apply `key.path=value` overrides to a TOML table.
+fn apply_overrides(table: &mut toml::Table, sets: &[String]) -> Result<()> {
+    for s in sets {
+        let (key, raw) = s
+            .split_once('=')
+            .ok_or_else(|| Error::Config(format!("--set {s:?}: expected key.path=value")))?;
+        let parts: Vec<&str> = key.trim().split('.').collect();
+        if parts.iter().any(|p| p.is_empty()) {
+            return Err(Error::Config(format!("--set {s:?}: empty key segment")));
+        }
+        let mut t = &mut *table;
+        for p in &parts[..parts.len() - 1] {
+            let entry = t.entry(p.to_string()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            t = entry
+                .as_table_mut()
+                .ok_or_else(|| Error::Config(format!("--set {s:?}: {p} is not a table")))?;
+        }
+        t.insert(parts[parts.len() - 1].to_string(), parse_value(raw.trim()));
+    }
+    Ok(())
+}
+
+impl Config {
+    /// Load `path` (or the defaults when `None`), apply `sets`, and validate.
+    pub fn load(path: Option<&Path>, sets: &[String]) -> Result<Config> {
+        let mut table = match path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|e| Error::io(p, e))?;
+                toml::from_str::<toml::Table>(&text)
+                    .map_err(|e| Error::file(p, e.to_string().lines().next().unwrap_or("").to_string()))?
+            }
+            None => toml::Table::new(),
+        };
+        apply_overrides(&mut table, sets)?;
+        let cfg: Config = toml::Value::Table(table).try_into().map_err(|e: toml::de::Error| {
+            let origin = path.map_or("defaults".into(), |p| p.display().to_string());
+            Error::Config(format!("{origin} (with --set overrides): {}", e.message()))
+        })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Check every value; the first problem is an error naming the key.
+    pub fn validate(&self) -> Result<()> {
+        self.data.options.validate()?;
+        self.model.user.validate()?;
+        let t = &self.train;
+        let bad = |k: &str, why: String| Err(Error::Config(format!("{k} {why}")));
+        if t.batch == 0 {
+            return bad("train.batch", "must be at least 1".into());
+        }
+        if t.epochs == 0 {
+            return bad("train.epochs", "must be at least 1".into());
+        }
+        for (name, lr) in std::iter::once(("train.lr".to_string(), t.lr))
+            .chain(t.lr_groups.iter().map(|(k, v)| (format!("train.lr_groups.{k}"), *v)))
+        {
+            if !(lr.is_finite() && lr > 0.0) {
+                return bad(&name, format!("= {lr} must be a positive number"));
+            }
+        }
+        if !(0.0..1.0).contains(&t.beta1) || !(0.0..1.0).contains(&t.beta2) || t.eps <= 0.0 {
+            return bad("train.beta1/beta2/eps", "must satisfy 0 <= beta < 1 and eps > 0".into());
+        }
+        let e = &self.eval;
+        if e.ks.is_empty() || e.ks.contains(&0) {
+            return bad("eval.ks", format!("= {:?} must be a non-empty list of positive cut-offs", e.ks));
+        }
+        if e.item_chunk == 0 || e.user_chunk == 0 {
+            return bad("eval.item_chunk/user_chunk", "must be at least 1".into());
+        }
+        let m = &t.select_metric;
+        let ok = m == "MRR"
+            || ["HR@", "NDCG@"].iter().any(|p| {
+                m.strip_prefix(p).and_then(|k| k.parse::<usize>().ok()).is_some_and(|k| e.ks.contains(&k))
+            });
+        if !ok {
+            return bad("train.select_metric", format!("= {m:?} must be MRR or HR@K / NDCG@K with K in eval.ks"));
+        }
+        Ok(())
+    }
+
+    /// The learning rate of parameter group `group`.
+    pub fn lr_of(&self, group: &str) -> f64 {
+        self.train.lr_groups.get(group).copied().unwrap_or(self.train.lr)
+    }
+
+    /// The resolved configuration as TOML text.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("config serialises")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_papers() {
+        let c = Config::load(None, &[]).unwrap();
+        assert_eq!((c.train.batch, c.train.epochs, c.train.patience, c.train.seed), (64, 100, 10, 12345));
+        assert_eq!(c.lr_of("san"), 1e-4);
+        assert_eq!(c.lr_of("default"), 2e-4);
+        assert_eq!(c.model.user, UserEncoderConfig::default());
+        assert_eq!(c.data.options.max_seq_len, 10);
+        assert_eq!(c.eval.mask, Mask::History);
+    }
+
+    #[test]
+    fn overrides_parse_types_and_reject_unknown_keys() {
+        let sets = ["train.batch=32", "eval.mask=none", "eval.ks=[5,10]", "data.dir=x/y", "train.lr_groups.san=3e-4"]
+            .map(String::from);
+        let c = Config::load(None, &sets).unwrap();
+        assert_eq!(c.train.batch, 32);
+        assert_eq!(c.eval.mask, Mask::None);
+        assert_eq!(c.eval.ks, [5, 10]);
+        assert_eq!(c.data.dir, PathBuf::from("x/y"));
+        assert_eq!(c.lr_of("san"), 3e-4);
+        let e = Config::load(None, &["train.bach=3".into()]).unwrap_err().to_string();
+        assert!(e.contains("unknown field `bach`"), "{e}");
+        let e = Config::load(None, &["eval.mask=all".into()]).unwrap_err().to_string();
+        assert!(e.contains("unknown variant `all`"), "{e}");
+        let e = Config::load(None, &["train.batch".into()]).unwrap_err().to_string();
+        assert!(e.contains("expected key.path=value"), "{e}");
+    }
+
+    #[test]
+    fn validation_names_the_key() {
+        let cases = [
+            ("train.batch=0", "train.batch"),
+            ("train.lr=-1", "train.lr"),
+            ("model.user.heads=3", "model.user.heads"),
+            ("train.select_metric=\"HR@20\"", "train.select_metric"),
+            ("data.options.min_seq_len=2", "data.options.min_seq_len"),
+            ("eval.ks=[]", "eval.ks"),
+        ];
+        for (set, key) in cases {
+            let e = Config::load(None, &[set.to_string()]).unwrap_err().to_string();
+            assert!(e.contains(key), "{set}: {e}");
+        }
+    }
+
+    #[test]
+    fn resolved_config_roundtrips_through_toml() {
+        let c = Config::load(None, &["train.batch=16".into()]).unwrap();
+        let back: Config = toml::from_str(&c.to_toml()).unwrap();
+        assert_eq!(back, c);
+    }
+}

@@ -1,0 +1,114 @@
+//! The crate's one error type.
+//!
+//! Every error a user can cause (bad input rows, a wrong config value, a missing file) names the
+//! file and the place, renders on one line, and maps to exit code 2; internal failures (tensor
+//! errors) map to exit code 1.
+
+use std::path::{Path, PathBuf};
+
+/// Errors raised by `iisan`.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A malformed or inconsistent line in an input file (`line` is 1-based).
+    #[error("{}:{line}: {msg}", file.display())]
+    Line {
+        /// The input file.
+        file: PathBuf,
+        /// 1-based line number.
+        line: usize,
+        /// What is wrong with that line.
+        msg: String,
+    },
+    /// A problem with a whole input file (empty, wrong format, truncated).
+    #[error("{}: {msg}", file.display())]
+    File {
+        /// The input file.
+        file: PathBuf,
+        /// What is wrong with it.
+        msg: String,
+    },
+    /// An invalid configuration value or command-line override.
+    #[error("config: {0}")]
+    Config(String),
+    /// An I/O failure on a named path.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The path being read or written.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// A tensor-library failure (shape mismatch, allocation, ...): an internal error.
+    #[error("tensor error: {0}")]
+    Tensor(#[from] candle_core::Error),
+    /// Any other internal error.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl Error {
+    /// A line-level error in `file`.
+    pub fn line(file: &Path, line: usize, msg: impl Into<String>) -> Self {
+        Error::Line {
+            file: file.to_path_buf(),
+            line,
+            msg: msg.into(),
+        }
+    }
+
+    /// A file-level error in `file`.
+    pub fn file(file: &Path, msg: impl Into<String>) -> Self {
+        Error::File {
+            file: file.to_path_buf(),
+            msg: msg.into(),
+        }
+    }
+
+    /// An I/O error on `path`.
+    pub fn io(path: &Path, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+
+    /// The process exit code for this error: 2 for bad input or configuration, 1 otherwise.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Line { .. } | Error::File { .. } | Error::Config(_) | Error::Io { .. } => 2,
+            Error::Tensor(_) | Error::Internal(_) => 1,
+        }
+    }
+
+    /// The message on a single line (embedded newlines, e.g. from backtraces, are folded).
+    pub fn one_line(&self) -> String {
+        let s = self.to_string();
+        let mut lines = s.lines().map(str::trim).filter(|l| !l.is_empty());
+        let first = lines.next().unwrap_or("").to_string();
+        match lines.next() {
+            Some(second) => format!("{first} ({second})"),
+            None => first,
+        }
+    }
+}
+
+/// The crate's result alias.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_error_names_file_and_line_and_maps_to_exit_2() {
+        let e = Error::line(Path::new("data/users.tsv"), 7, "no tab");
+        assert_eq!(e.to_string(), "data/users.tsv:7: no tab");
+        assert_eq!(e.exit_code(), 2);
+    }
+
+    #[test]
+    fn one_line_folds_multiline_messages() {
+        let e = Error::Internal("first\n  second\nthird".into());
+        assert_eq!(e.one_line(), "first (second)");
+    }
+}

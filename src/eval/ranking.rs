@@ -1,0 +1,232 @@
+//! Full ranking over ALL items (never sampled negatives), in item chunks so memory stays
+//! bounded, under both masking conventions at once (spec section 6).
+//!
+//! Ties count against the model: `rank = 1 + #{items i != target : score_i >= score_target}`
+//! (padding item 0 excluded). `mask = none` (RecBole's convention) ranks against every other
+//! item. `mask = history` (the reference's) removes every item the user saw before the target;
+//! when the target itself repeats, it is removed too and can never hit: its rank is `N + 1`,
+//! as in the reference implementation.
+//!
+//! Scores come from one matmul per (user chunk, item chunk). The target's own score is read from
+//! the same matmul that scores the other items (a first pass), so items whose embeddings are
+//! bitwise equal to the target's tie exactly, whatever the matmul kernel's summation order.
+
+use candle_core::{D, Tensor};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// Which items are removed from the ranking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum Mask {
+    /// Every history item is removed, the target included when it repeats (the reference's).
+    History,
+    /// Nothing but the padding item is removed (RecBole's).
+    None,
+}
+
+impl Mask {
+    /// The convention's name as used in configs and reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mask::History => "history",
+            Mask::None => "none",
+        }
+    }
+}
+
+/// One user's rank under each convention.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RankPair {
+    /// Rank with `mask = history`.
+    pub history: u64,
+    /// Rank with `mask = none`.
+    pub none: u64,
+}
+
+impl RankPair {
+    /// The rank under `mask`.
+    pub fn get(&self, mask: Mask) -> u64 {
+        match mask {
+            Mask::History => self.history,
+            Mask::None => self.none,
+        }
+    }
+}
+
+/// Is `s` counted against a target scoring `t`? (`>=`, and NaN counts against the model.)
+#[inline]
+fn beats(s: f32, t: f32) -> bool {
+    !(s < t)
+}
+
+/// Rank one user from a full score row (`scores[0]` is the padding item). The reference
+/// definition, used by tests and by [`rank_chunked`]'s checks.
+pub fn rank_row(scores: &[f32], target: u32, history: &[u32]) -> RankPair {
+    let n = scores.len() as u64 - 1;
+    let t = scores[target as usize];
+    let beaten: u64 = (1..scores.len())
+        .filter(|&i| i != target as usize && beats(scores[i], t))
+        .count() as u64;
+    let none = 1 + beaten;
+    let history = if history.contains(&target) {
+        n + 1
+    } else {
+        let mut seen: Vec<u32> = history.iter().copied().filter(|&h| h != 0).collect();
+        seen.sort_unstable();
+        seen.dedup();
+        let removed = seen.iter().filter(|&&h| beats(scores[h as usize], t)).count() as u64;
+        none - removed
+    };
+    RankPair { history, none }
+}
+
+/// Rank a chunk of users against all items.
+///
+/// * `users`: `[u, d]` user states; `items`: `[N + 1, d]` item embeddings (row 0 = padding);
+/// * `targets[r]` and `histories[r]`: user `r`'s target and the items before it;
+/// * `item_chunk`: items scored per matmul (memory is `u * item_chunk` floats).
+pub fn rank_chunked(
+    users: &Tensor,
+    items: &Tensor,
+    targets: &[u32],
+    histories: &[&[u32]],
+    item_chunk: usize,
+) -> Result<Vec<RankPair>> {
+    let (u, _) = users.dims2()?;
+    let total = items.dim(0)?;
+    let n = total as u64 - 1;
+    if targets.len() != u || histories.len() != u {
+        return Err(Error::Internal(format!(
+            "rank_chunked: {u} users but {} targets / {} histories",
+            targets.len(),
+            histories.len()
+        )));
+    }
+    if let Some(&bad) = targets.iter().find(|&&t| t == 0 || t as usize >= total) {
+        return Err(Error::Internal(format!("target item {bad} outside 1..={n}")));
+    }
+    let chunk = item_chunk.max(1);
+    let scores_of = |start: usize| -> Result<(Vec<f32>, usize)> {
+        let len = chunk.min(total - start);
+        let e = items.narrow(0, start, len)?;
+        let s = users.matmul(&e.t()?)?.contiguous()?;
+        debug_assert_eq!(s.dim(D::Minus1)?, len);
+        Ok((s.flatten_all()?.to_vec1::<f32>()?, len))
+    };
+    // Pass 1: each target's score, from the matmul of the chunk that holds it.
+    let mut tscore = vec![0f32; u];
+    for start in (0..total).step_by(chunk) {
+        let end = (start + chunk).min(total);
+        if !targets.iter().any(|&t| (start..end).contains(&(t as usize))) {
+            continue;
+        }
+        let (s, len) = scores_of(start)?;
+        for (r, &t) in targets.iter().enumerate() {
+            if (start..end).contains(&(t as usize)) {
+                tscore[r] = s[r * len + (t as usize - start)];
+            }
+        }
+    }
+    // Pass 2: count the items that beat each target, and the history items among them.
+    let mut beaten = vec![0u64; u];
+    let mut hist_beaten = vec![0u64; u];
+    let hist_sets: Vec<Vec<u32>> = histories
+        .iter()
+        .zip(targets)
+        .map(|(h, &t)| {
+            let mut v: Vec<u32> = h.iter().copied().filter(|&x| x != 0 && x != t).collect();
+            v.sort_unstable();
+            v.dedup();
+            v
+        })
+        .collect();
+    for start in (0..total).step_by(chunk) {
+        let (s, len) = scores_of(start)?;
+        for r in 0..u {
+            let row = &s[r * len..(r + 1) * len];
+            let t = tscore[r];
+            let mut c = row.iter().filter(|&&x| beats(x, t)).count() as u64;
+            let tgt = targets[r] as usize;
+            if (start..start + len).contains(&tgt) {
+                c -= 1; // the target itself (beats(t, t) is true)
+            }
+            if start == 0 {
+                c -= u64::from(beats(row[0], t)); // padding item
+            }
+            beaten[r] += c;
+            for &h in &hist_sets[r] {
+                let h = h as usize;
+                if (start..start + len).contains(&h) && beats(row[h - start], t) {
+                    hist_beaten[r] += 1;
+                }
+            }
+        }
+    }
+    Ok((0..u)
+        .map(|r| {
+            let none = 1 + beaten[r];
+            let repeats = histories[r].contains(&targets[r]);
+            let history = if repeats { n + 1 } else { none - hist_beaten[r] };
+            RankPair { history, none }
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    #[test]
+    fn hand_computed_ranks_with_ties_and_masking() {
+        // Items 1..=5 with scores [pad, 0.9, 0.5, 0.7, 0.5, 0.1]; target 2 (score 0.5).
+        // none: items scoring >= 0.5 other than the target: 1 (0.9), 3 (0.7), 4 (0.5, a tie
+        // counted against the model) -> rank 1 + 3 = 4.
+        // history = [3]: item 3 removed -> rank 3. history = [3, 3, 1, 5]: 3 and 1 removed,
+        // 5 scores below -> rank 2.
+        let s = [100.0, 0.9, 0.5, 0.7, 0.5, 0.1];
+        assert_eq!(rank_row(&s, 2, &[3]), RankPair { history: 3, none: 4 });
+        assert_eq!(rank_row(&s, 2, &[3, 3, 1, 5]), RankPair { history: 2, none: 4 });
+        // Target repeats (2 in its history): never hits under `history` -> N + 1 = 6;
+        // under `none` still rank 4.
+        assert_eq!(rank_row(&s, 2, &[2, 1]), RankPair { history: 6, none: 4 });
+        // The best item: rank 1 under both.
+        assert_eq!(rank_row(&s, 1, &[5]), RankPair { history: 1, none: 1 });
+    }
+
+    #[test]
+    fn chunked_equals_full_row_for_every_chunk_size() {
+        // 2-d embeddings; user states chosen so that scores tie exactly.
+        let items: Vec<f32> = vec![
+            0.0, 0.0, // pad
+            1.0, 0.0, 0.0, 1.0, 1.0, 0.0, // items 1, 2, 3 (3 equals 1: a tie)
+            0.5, 0.5, -1.0, 0.0, 2.0, -1.0, // items 4, 5, 6
+        ];
+        let dev = Device::Cpu;
+        let e = Tensor::from_vec(items.clone(), (7, 2), &dev).unwrap();
+        let users = Tensor::from_vec(vec![1.0f32, 0.0, 0.0, 1.0, 0.3, 0.7], (3, 2), &dev).unwrap();
+        let targets = [1u32, 2, 4];
+        let hists: [&[u32]; 3] = [&[3, 6], &[2, 5], &[0, 0, 1]];
+        let full = users.matmul(&e.t().unwrap()).unwrap().to_vec2::<f32>().unwrap();
+        let expect: Vec<RankPair> =
+            (0..3).map(|r| rank_row(&full[r], targets[r], hists[r])).collect();
+        // user 0 scores [0, 1, 0, 1, .5, -1, 2]: target 1 (1.0) beaten by 3 (tie) and 6 -> none 3;
+        // history removes 3 and 6 -> 1.
+        assert_eq!(expect[0], RankPair { history: 1, none: 3 });
+        for chunk in [1, 2, 3, 5, 7, 100] {
+            let got = rank_chunked(&users, &e, &targets, &hists, chunk).unwrap();
+            assert_eq!(got, expect, "chunk {chunk}");
+        }
+    }
+
+    #[test]
+    fn bad_target_is_an_error() {
+        let dev = Device::Cpu;
+        let e = Tensor::zeros((3, 2), candle_core::DType::F32, &dev).unwrap();
+        let u = Tensor::zeros((1, 2), candle_core::DType::F32, &dev).unwrap();
+        assert!(rank_chunked(&u, &e, &[0], &[&[]], 2).is_err());
+        assert!(rank_chunked(&u, &e, &[3], &[&[]], 2).is_err());
+    }
+}

@@ -1,0 +1,117 @@
+//! Small differentiable building blocks shared by the models.
+//!
+//! candle's fused LayerNorm and softmax have no backward pass (STACK-NOTES.md, rule 1), so the
+//! LayerNorm here is written with primitive ops, and dropout draws its masks from the forward
+//! context's seeded RNG (candle's CPU RNG cannot be seeded) so that runs are reproducible.
+
+use std::cell::RefCell;
+
+use candle_core::{D, Tensor};
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+
+use super::params::{Init, ParamStore};
+use crate::error::Result;
+
+/// Forward-pass context: training or evaluation mode, and the dropout RNG.
+#[derive(Debug)]
+pub struct Ctx {
+    /// True in training mode (dropout active).
+    pub train: bool,
+    rng: RefCell<StdRng>,
+}
+
+impl Ctx {
+    /// A training context whose dropout masks derive from `seed`.
+    pub fn train(seed: u64) -> Ctx {
+        Ctx { train: true, rng: RefCell::new(StdRng::seed_from_u64(seed)) }
+    }
+
+    /// An evaluation context (no dropout).
+    pub fn eval() -> Ctx {
+        Ctx { train: false, rng: RefCell::new(StdRng::seed_from_u64(0)) }
+    }
+
+    /// Inverted dropout with drop probability `p`: in training, each element is zeroed with
+    /// probability `p` and the survivors scaled by `1 / (1 - p)`; identity in evaluation.
+    pub fn dropout(&self, x: &Tensor, p: f32) -> Result<Tensor> {
+        if !self.train || p <= 0.0 {
+            return Ok(x.clone());
+        }
+        let scale = 1.0 / (1.0 - p);
+        let mut rng = self.rng.borrow_mut();
+        let mask: Vec<f32> =
+            (0..x.elem_count()).map(|_| if rng.random::<f32>() < p { 0.0 } else { scale }).collect();
+        let mask = Tensor::from_vec(mask, x.shape(), x.device())?;
+        Ok(x.mul(&mask)?)
+    }
+}
+
+/// LayerNorm over the last dimension, built from differentiable primitive ops.
+#[derive(Debug, Clone)]
+pub struct LayerNorm {
+    weight: Tensor,
+    bias: Tensor,
+    eps: f64,
+}
+
+impl LayerNorm {
+    /// A LayerNorm of width `dim` (weight 1, bias 0) registered as `name.weight` / `name.bias`.
+    pub fn new(store: &mut ParamStore, name: &str, dim: usize, eps: f64, group: &'static str) -> Result<Self> {
+        let weight = store.add(&format!("{name}.weight"), &[dim], Init::Ones, group)?;
+        let bias = store.add(&format!("{name}.bias"), &[dim], Init::Zeros, group)?;
+        Ok(LayerNorm { weight, bias, eps })
+    }
+
+    /// `(x - mean) / sqrt(var + eps) * weight + bias`, biased variance, over the last dim.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let mean = x.mean_keepdim(D::Minus1)?;
+        let xc = x.broadcast_sub(&mean)?;
+        let var = xc.sqr()?.mean_keepdim(D::Minus1)?;
+        let xn = xc.broadcast_div(&(var + self.eps)?.sqrt()?)?;
+        Ok(xn.broadcast_mul(&self.weight)?.broadcast_add(&self.bias)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::params::GROUP_DEFAULT;
+    use candle_core::{Device, Var};
+
+    #[test]
+    fn layer_norm_values_and_gradients() {
+        // x = [1, 2, 3, 6]: mean 3, deviations [-2,-1,0,3], var = (4+1+0+9)/4 = 3.5,
+        // normalised = dev / sqrt(3.5) = [-1.0690, -0.5345, 0, 1.6036].
+        let mut s = ParamStore::new(0, Device::Cpu);
+        let ln = LayerNorm::new(&mut s, "ln", 4, 0.0, GROUP_DEFAULT).unwrap();
+        let x = Var::new(&[1f32, 2., 3., 6.], &Device::Cpu).unwrap();
+        let y = ln.forward(x.as_tensor()).unwrap();
+        let v: Vec<f32> = y.to_vec1().unwrap();
+        let want = [-1.0690450, -0.5345225, 0.0, 1.6035675];
+        for (a, b) in v.iter().zip(want) {
+            assert!((a - b).abs() < 1e-5, "{v:?}");
+        }
+        // Every parameter and the input receive a gradient (the fused op would give none).
+        let loss = y.mul(&Tensor::new(&[1f32, 2., 3., 4.], &Device::Cpu).unwrap()).unwrap().sum_all().unwrap();
+        let g = loss.backward().unwrap();
+        for p in s.params() {
+            let gp = g.get(&p.var).expect("gradient");
+            assert!(gp.abs().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap() > 0.0, "{}", p.name);
+        }
+        assert!(g.get(&x).is_some());
+    }
+
+    #[test]
+    fn dropout_scales_survivors_and_is_seeded() {
+        let x = Tensor::ones(1000, candle_core::DType::F32, &Device::Cpu).unwrap();
+        let a: Vec<f32> = Ctx::train(5).dropout(&x, 0.25).unwrap().to_vec1().unwrap();
+        let b: Vec<f32> = Ctx::train(5).dropout(&x, 0.25).unwrap().to_vec1().unwrap();
+        assert_eq!(a, b);
+        assert!(a.iter().all(|&v| v == 0.0 || (v - 4.0 / 3.0).abs() < 1e-6));
+        let zeros = a.iter().filter(|&&v| v == 0.0).count();
+        assert!((200..300).contains(&zeros), "{zeros}");
+        let e: Vec<f32> = Ctx::eval().dropout(&x, 0.25).unwrap().to_vec1().unwrap();
+        assert!(e.iter().all(|&v| v == 1.0));
+    }
+}

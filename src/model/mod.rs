@@ -1,0 +1,71 @@
+//! Models: item towers (one per method) and the SASRec user encoder they share.
+//!
+//! The trainer knows only [`ItemTower`] ("embed these items"); methods differ only in the tower.
+
+pub mod id_tower;
+pub mod layers;
+pub mod params;
+pub mod user_encoder;
+
+use candle_core::{DType, Tensor};
+use serde::{Deserialize, Serialize};
+
+pub use id_tower::IdTower;
+pub use layers::Ctx;
+pub use params::{Init, Param, ParamStore};
+pub use user_encoder::{UserEncoder, UserEncoderConfig};
+
+use crate::data::Dataset;
+use crate::error::Result;
+
+/// The item-embedding method being trained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Method {
+    /// Item-ID embedding table: the classic SASRec baseline.
+    Id,
+}
+
+impl Method {
+    /// The method's config name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::Id => "id",
+        }
+    }
+}
+
+/// Something that turns item ids into item embeddings of width `dim()`.
+pub trait ItemTower {
+    /// The method this tower implements.
+    fn method(&self) -> Method;
+
+    /// Embedding width d.
+    fn dim(&self) -> usize;
+
+    /// Embeddings `[ids.len(), d]` of real items (`ids` non-empty, each in `1..=N`, no repeats
+    /// needed: the trainer de-duplicates).
+    fn embed(&self, ids: &[u32], ctx: &Ctx) -> Result<Tensor>;
+
+    /// Embeddings `[N + 1, d]` of every item, row 0 (padding) zero, computed `chunk` items at a
+    /// time in evaluation mode.
+    fn embed_all(&self, num_items: usize, chunk: usize, ctx: &Ctx) -> Result<Tensor> {
+        let dev = self.device();
+        let mut parts = vec![Tensor::zeros((1, self.dim()), DType::F32, &dev)?];
+        let ids: Vec<u32> = (1..=num_items as u32).collect();
+        for c in ids.chunks(chunk.max(1)) {
+            parts.push(self.embed(c, ctx)?.detach());
+        }
+        Ok(Tensor::cat(&parts, 0)?)
+    }
+
+    /// The device the tower computes on.
+    fn device(&self) -> candle_core::Device;
+}
+
+/// Build the item tower of `method` for `data`, registering its parameters in `store`.
+pub fn build_tower(method: Method, data: &Dataset, dim: usize, store: &mut ParamStore) -> Result<Box<dyn ItemTower>> {
+    match method {
+        Method::Id => Ok(Box::new(IdTower::new(store, data.num_items(), dim)?)),
+    }
+}

@@ -1,0 +1,183 @@
+//! The run directory: a self-describing record of one training run.
+//!
+//! ```text
+//! runs/<name>/
+//!   config.toml          the resolved configuration
+//!   dataset.json         name, fingerprint, statistics, synthetic or not
+//!   metrics.jsonl        one JSON object per epoch
+//!   best.safetensors     parameters of the best validation epoch
+//!   summary.json         test metrics at the best epoch (both masks), efficiency, revision
+//! ```
+//! The run writes into `runs/.<name>.partial/` and renames it to `runs/<name>/` only when it
+//! completed, so a run directory under its final name is never half-written.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::Config;
+use crate::data::{Dataset, Stats};
+use crate::efficiency::Efficiency;
+use crate::error::{Error, Result};
+use crate::eval::Metrics;
+
+/// The git revision this binary was built from.
+pub const GIT_REV: &str = env!("IISAN_GIT_REV");
+
+/// Metrics under both masking conventions.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MaskedMetrics {
+    /// `mask = history` (the reference's convention).
+    pub history: Metrics,
+    /// `mask = none` (RecBole's convention).
+    pub none: Metrics,
+}
+
+/// One epoch's record in `metrics.jsonl`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochRecord {
+    /// 1-based epoch.
+    pub epoch: usize,
+    /// Mean training loss.
+    pub loss: f64,
+    /// Training steps taken.
+    pub steps: usize,
+    /// Seconds of training.
+    pub train_seconds: f64,
+    /// Seconds of validation.
+    pub eval_seconds: f64,
+    /// Validation metrics.
+    pub valid: MaskedMetrics,
+    /// Peak RSS so far, MiB.
+    pub peak_rss_mib: Option<f64>,
+}
+
+/// Dataset description written with a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DatasetInfo {
+    /// Dataset name.
+    pub name: String,
+    /// Whether the data is synthetic (the embedded default).
+    pub synthetic: bool,
+    /// Fingerprint of the preprocessed data.
+    pub fingerprint: String,
+    /// Statistics.
+    pub stats: Stats,
+}
+
+impl DatasetInfo {
+    /// Describe `data` (synthetic when its directory holds a generator manifest).
+    pub fn of(data: &Dataset) -> DatasetInfo {
+        let synthetic = data.root.as_ref().is_some_and(|r| r.join("synth.json").exists());
+        DatasetInfo {
+            name: data.name.clone(),
+            synthetic,
+            fingerprint: data.fingerprint.clone(),
+            stats: data.stats(),
+        }
+    }
+}
+
+/// `summary.json`: the outcome of a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    /// Method name.
+    pub method: String,
+    /// Dataset.
+    pub dataset: DatasetInfo,
+    /// Masking convention used for model selection.
+    pub selection_mask: String,
+    /// Validation metric used for model selection.
+    pub select_metric: String,
+    /// Best validation epoch (1-based).
+    pub best_epoch: usize,
+    /// Epochs run.
+    pub epochs_run: usize,
+    /// Whether early stopping ended the run.
+    pub stopped_early: bool,
+    /// Validation metrics at the best epoch.
+    pub valid: MaskedMetrics,
+    /// Test metrics with the best epoch's parameters.
+    pub test: MaskedMetrics,
+    /// Efficiency figures.
+    pub efficiency: Efficiency,
+    /// Wall-clock seconds of the whole run.
+    pub wall_seconds: f64,
+    /// Seed.
+    pub seed: u64,
+    /// Git revision of the binary.
+    pub git_rev: String,
+    /// Where the run directory is.
+    pub run_dir: PathBuf,
+}
+
+/// A run directory being written.
+#[derive(Debug)]
+pub struct RunDir {
+    partial: PathBuf,
+    final_path: PathBuf,
+}
+
+fn write_atomic(path: &Path, text: &str) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).map_err(|e| Error::io(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+}
+
+impl RunDir {
+    /// Create `<run.dir>/.<name>.partial/` and write the config and dataset description.
+    /// An existing run of the same name is an error (runs are never overwritten).
+    pub fn create(cfg: &Config, data: &Dataset) -> Result<RunDir> {
+        let name = if cfg.run.name.is_empty() {
+            let stamp = chrono::Local::now().format("%Y%m%d-%H%M%S");
+            format!("{}-{}-{stamp}", cfg.model.method.name(), data.name)
+        } else {
+            cfg.run.name.clone()
+        };
+        let final_path = cfg.run.dir.join(&name);
+        if final_path.exists() {
+            return Err(Error::file(&final_path, "run directory already exists (choose another run.name)"));
+        }
+        let partial = cfg.run.dir.join(format!(".{name}.partial"));
+        if partial.exists() {
+            std::fs::remove_dir_all(&partial).map_err(|e| Error::io(&partial, e))?;
+        }
+        std::fs::create_dir_all(&partial).map_err(|e| Error::io(&partial, e))?;
+        let dir = RunDir { partial, final_path };
+        write_atomic(&dir.file("config.toml"), &cfg.to_toml())?;
+        let info = serde_json::to_string_pretty(&DatasetInfo::of(data)).expect("serialisable");
+        write_atomic(&dir.file("dataset.json"), &info)?;
+        Ok(dir)
+    }
+
+    /// Path of `name` inside the (partial) run directory.
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.partial.join(name)
+    }
+
+    /// The directory's final path.
+    pub fn final_path(&self) -> &Path {
+        &self.final_path
+    }
+
+    /// Append one epoch to `metrics.jsonl`.
+    pub fn append_epoch(&self, rec: &EpochRecord) -> Result<()> {
+        let path = self.file("metrics.jsonl");
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| Error::io(&path, e))?;
+        let line = serde_json::to_string(rec).expect("serialisable");
+        writeln!(f, "{line}").map_err(|e| Error::io(&path, e))
+    }
+
+    /// Write `summary.json` and move the directory to its final name.
+    pub fn finish(self, summary: &Summary) -> Result<PathBuf> {
+        let text = serde_json::to_string_pretty(summary).expect("serialisable");
+        write_atomic(&self.file("summary.json"), &text)?;
+        std::fs::rename(&self.partial, &self.final_path).map_err(|e| Error::io(&self.final_path, e))?;
+        Ok(self.final_path)
+    }
+}

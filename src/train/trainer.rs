@@ -1,0 +1,279 @@
+//! The training loop: shuffled user batches, Adam with parameter groups, validation after every
+//! epoch, early stopping on the validation selection metric, and test metrics with the best
+//! epoch's parameters (spec section 5). It knows item towers only through [`ItemTower`].
+
+use std::time::Instant;
+
+use candle_core::{DType, Device, Tensor};
+use indicatif::{ProgressBar, ProgressStyle};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+
+use super::loss::LossPlan;
+use super::optim::GroupedAdam;
+use super::run_dir::{EpochRecord, GIT_REV, MaskedMetrics, RunDir, Summary, DatasetInfo};
+use crate::config::Config;
+use crate::data::batch::{TrainBatch, eval_inputs};
+use crate::data::{Dataset, Split};
+use crate::efficiency::{Efficiency, peak_rss_mib};
+use crate::error::Result;
+use crate::eval::{Mask, Metrics, ranking::rank_chunked};
+use crate::model::{Ctx, ItemTower, ParamStore, UserEncoder, build_tower};
+
+/// Validation or test metrics under both masks, and the seconds they took.
+#[derive(Debug, Clone)]
+pub struct EvalResult {
+    /// Metrics under both conventions.
+    pub metrics: MaskedMetrics,
+    /// Seconds.
+    pub seconds: f64,
+}
+
+impl EvalResult {
+    /// Metrics under `mask`.
+    pub fn get(&self, mask: Mask) -> &Metrics {
+        match mask {
+            Mask::History => &self.metrics.history,
+            Mask::None => &self.metrics.none,
+        }
+    }
+}
+
+/// A model being trained on a dataset.
+pub struct Trainer<'a> {
+    cfg: Config,
+    data: &'a Dataset,
+    store: ParamStore,
+    tower: Box<dyn ItemTower>,
+    user: UserEncoder,
+    opt: GroupedAdam,
+    device: Device,
+    shuffle_rng: StdRng,
+    dropout_ctx: Ctx,
+    /// Whether to draw progress bars.
+    pub progress: bool,
+}
+
+/// Distinct non-padding items of `slots` (sorted) and, per slot, its row in
+/// `[zero; embeddings of the distinct items]` (0 for padding).
+pub fn dedup_slots(slots: &[u32]) -> (Vec<u32>, Vec<u32>) {
+    let mut uniq: Vec<u32> = slots.iter().copied().filter(|&i| i != 0).collect();
+    uniq.sort_unstable();
+    uniq.dedup();
+    let inv = slots
+        .iter()
+        .map(|&i| if i == 0 { 0 } else { uniq.binary_search(&i).expect("present") as u32 + 1 })
+        .collect();
+    (uniq, inv)
+}
+
+impl<'a> Trainer<'a> {
+    /// Build the model of `cfg.model` for `data` on the CPU.
+    pub fn new(cfg: &Config, data: &'a Dataset) -> Result<Self> {
+        let device = Device::Cpu;
+        let mut store = ParamStore::new(cfg.train.seed, device.clone());
+        let tower = build_tower(cfg.model.method, data, cfg.model.user.dim, &mut store)?;
+        let user = UserEncoder::new(&mut store, &cfg.model.user, data.max_seq_len)?;
+        let opt = GroupedAdam::new(&store, cfg)?;
+        Ok(Trainer {
+            cfg: cfg.clone(),
+            data,
+            store,
+            tower,
+            user,
+            opt,
+            device,
+            shuffle_rng: StdRng::seed_from_u64(cfg.train.seed.wrapping_add(1)),
+            dropout_ctx: Ctx::train(cfg.train.seed.wrapping_add(2)),
+            progress: true,
+        })
+    }
+
+    /// The trainable parameters.
+    pub fn params(&self) -> &ParamStore {
+        &self.store
+    }
+
+    /// One optimisation step on `users`; returns the loss.
+    pub fn step(&mut self, users: &[usize]) -> Result<f32> {
+        let d = self.cfg.model.user.dim;
+        let tb = TrainBatch::new(self.data, users);
+        let (b, w) = (tb.batch, tb.width);
+        let l = w - 1;
+        let (uniq, inv) = dedup_slots(&tb.slots);
+        let emb = self.tower.embed(&uniq, &self.dropout_ctx)?;
+        let zero = Tensor::zeros((1, d), DType::F32, &self.device)?;
+        let table = Tensor::cat(&[&zero, &emb], 0)?;
+        let inv = Tensor::from_vec(inv, tb.slots.len(), &self.device)?;
+        let e = table.index_select(&inv, 0)?; // [B * W, d]
+        let inputs = e.reshape((b, w, d))?.narrow(1, 0, l)?.contiguous()?;
+        let in_ids: Vec<u32> = (0..b).flat_map(|r| tb.row(r)[..l].to_vec()).collect();
+        let mask = UserEncoder::attention_mask(&in_ids, b, l, &self.device)?;
+        let p = self.user.forward(&inputs, &mask, &self.dropout_ctx)?.reshape((b * l, d))?;
+        let plan = LossPlan::new(&tb, &self.data.pop, &self.device)?;
+        let loss = plan.loss(&p, &e)?;
+        let grads = loss.backward()?;
+        self.opt.step(&grads)?;
+        Ok(loss.to_scalar::<f32>()?)
+    }
+
+    /// Full-ranking evaluation of every user on `split`, under both masks.
+    pub fn evaluate(&self, split: Split) -> Result<EvalResult> {
+        let t0 = Instant::now();
+        let ctx = Ctx::eval();
+        let ec = &self.cfg.eval;
+        let all = self.tower.embed_all(self.data.num_items(), ec.item_chunk, &ctx)?;
+        let l = self.data.max_seq_len;
+        let d = self.cfg.model.user.dim;
+        let users: Vec<usize> = (0..self.data.num_users()).collect();
+        let mut ranks = Vec::with_capacity(users.len());
+        for chunk in users.chunks(ec.user_chunk) {
+            let ids = eval_inputs(self.data, chunk, split);
+            let idx = Tensor::from_slice(&ids, ids.len(), &self.device)?;
+            let e = all.index_select(&idx, 0)?.reshape((chunk.len(), l, d))?;
+            let mask = UserEncoder::attention_mask(&ids, chunk.len(), l, &self.device)?;
+            let out = self.user.forward(&e, &mask, &ctx)?.narrow(1, l - 1, 1)?.squeeze(1)?.detach();
+            let targets: Vec<u32> = chunk.iter().map(|&u| self.data.target(u, split)).collect();
+            let hists: Vec<&[u32]> = chunk.iter().map(|&u| self.data.history(u, split)).collect();
+            ranks.extend(rank_chunked(&out, &all, &targets, &hists, ec.item_chunk)?);
+        }
+        let of = |m: Mask| -> Vec<u64> { ranks.iter().map(|r| r.get(m)).collect() };
+        Ok(EvalResult {
+            metrics: MaskedMetrics {
+                history: Metrics::from_ranks(&of(Mask::History), &ec.ks),
+                none: Metrics::from_ranks(&of(Mask::None), &ec.ks),
+            },
+            seconds: t0.elapsed().as_secs_f64(),
+        })
+    }
+
+    fn epoch_bar(&self, epoch: usize, steps: usize) -> ProgressBar {
+        if !self.progress {
+            return ProgressBar::hidden();
+        }
+        let pb = ProgressBar::new(steps as u64);
+        pb.set_style(
+            ProgressStyle::with_template("{prefix:>10} [{bar:30}] {pos}/{len} steps {msg} {elapsed}<{eta}")
+                .expect("valid template")
+                .progress_chars("=> "),
+        );
+        pb.set_prefix(format!("epoch {epoch}"));
+        pb
+    }
+
+    /// Train with early stopping, writing into `run`; returns the summary (test metrics with the
+    /// best validation epoch's parameters).
+    pub fn fit(&mut self, run: RunDir) -> Result<Summary> {
+        let wall = Instant::now();
+        let tc = self.cfg.train.clone();
+        let mask = self.cfg.eval.mask;
+        let n_users = self.data.num_users();
+        let full_steps = n_users.div_ceil(tc.batch);
+        let steps = if tc.max_steps_per_epoch > 0 { full_steps.min(tc.max_steps_per_epoch) } else { full_steps };
+        let mut order: Vec<usize> = (0..n_users).collect();
+        let (mut best, mut best_epoch, mut bad) = (f64::NEG_INFINITY, 0usize, 0usize);
+        let mut best_state = self.store.snapshot()?;
+        let mut best_valid = MaskedMetrics::default();
+        let (mut train_s, mut eval_s, mut epochs_run, mut stopped_early) = (0.0, 0.0, 0usize, false);
+        for epoch in 1..=tc.epochs {
+            order.shuffle(&mut self.shuffle_rng);
+            let pb = self.epoch_bar(epoch, steps);
+            let t0 = Instant::now();
+            let mut total = 0.0;
+            for (s, users) in order.chunks(tc.batch).take(steps).enumerate() {
+                let loss = self.step(users)?;
+                total += loss as f64;
+                pb.inc(1);
+                if s % 10 == 0 {
+                    pb.set_message(format!("loss {:.4}", total / (s + 1) as f64));
+                }
+            }
+            pb.finish_and_clear();
+            let t_train = t0.elapsed().as_secs_f64();
+            let valid = self.evaluate(Split::Valid)?;
+            let score = valid.get(mask).get(&tc.select_metric);
+            train_s += t_train;
+            eval_s += valid.seconds;
+            epochs_run = epoch;
+            let rec = EpochRecord {
+                epoch,
+                loss: total / steps as f64,
+                steps,
+                train_seconds: t_train,
+                eval_seconds: valid.seconds,
+                valid: valid.metrics.clone(),
+                peak_rss_mib: peak_rss_mib(),
+            };
+            run.append_epoch(&rec)?;
+            let improved = score > best;
+            if self.progress {
+                eprintln!(
+                    "epoch {epoch:>3}  loss {:.4}  valid {} {:.4} (mask {})  train {:.1}s  eval {:.1}s{}",
+                    rec.loss,
+                    tc.select_metric,
+                    score,
+                    mask.name(),
+                    t_train,
+                    valid.seconds,
+                    if improved { "  *" } else { "" }
+                );
+            }
+            if improved {
+                (best, best_epoch, bad) = (score, epoch, 0);
+                best_state = self.store.snapshot()?;
+                best_valid = valid.metrics.clone();
+                self.store.save(&run.file("best.safetensors"), Some(&best_state))?;
+            } else {
+                bad += 1;
+                if bad > tc.patience {
+                    stopped_early = true;
+                    break;
+                }
+            }
+        }
+        self.store.restore(&best_state)?;
+        let test = self.evaluate(Split::Test)?;
+        let per_epoch = train_s / epochs_run as f64;
+        let efficiency = Efficiency {
+            trainable_params: self.store.num_trainable(),
+            total_params: self.store.num_trainable(),
+            seconds_per_epoch: per_epoch * full_steps as f64 / steps as f64,
+            extrapolated: steps < full_steps,
+            eval_seconds: eval_s / epochs_run as f64,
+            peak_rss_mib: peak_rss_mib(),
+            threads: candle_core::utils::get_num_threads(),
+        };
+        let summary = Summary {
+            method: self.cfg.model.method.name().to_string(),
+            dataset: DatasetInfo::of(self.data),
+            selection_mask: mask.name().to_string(),
+            select_metric: tc.select_metric.clone(),
+            best_epoch,
+            epochs_run,
+            stopped_early,
+            valid: best_valid,
+            test: test.metrics,
+            efficiency,
+            wall_seconds: wall.elapsed().as_secs_f64(),
+            seed: tc.seed,
+            git_rev: GIT_REV.to_string(),
+            run_dir: run.final_path().to_path_buf(),
+        };
+        run.finish(&summary)?;
+        Ok(summary)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dedup_maps_slots_to_distinct_rows() {
+        // slots [0, 7, 3, 7, 0, 3]: distinct [3, 7]; rows: pad -> 0, 3 -> 1, 7 -> 2.
+        let (u, inv) = dedup_slots(&[0, 7, 3, 7, 0, 3]);
+        assert_eq!(u, [3, 7]);
+        assert_eq!(inv, [0, 2, 1, 2, 0, 1]);
+    }
+}
