@@ -25,7 +25,10 @@ pub struct DataConfig {
 
 impl Default for DataConfig {
     fn default() -> Self {
-        DataConfig { dir: PathBuf::from("data/synthetic"), options: DataOptions::default() }
+        DataConfig {
+            dir: PathBuf::from("data/synthetic"),
+            options: DataOptions::default(),
+        }
     }
 }
 
@@ -41,7 +44,10 @@ pub struct ModelConfig {
 
 impl Default for ModelConfig {
     fn default() -> Self {
-        ModelConfig { method: Method::Id, user: UserEncoderConfig::default() }
+        ModelConfig {
+            method: Method::Id,
+            user: UserEncoderConfig::default(),
+        }
     }
 }
 
@@ -110,7 +116,12 @@ pub struct EvalConfig {
 
 impl Default for EvalConfig {
     fn default() -> Self {
-        EvalConfig { mask: Mask::History, ks: vec![10], item_chunk: 4096, user_chunk: 1024 }
+        EvalConfig {
+            mask: Mask::History,
+            ks: vec![10],
+            item_chunk: 4096,
+            user_chunk: 1024,
+        }
     }
 }
 
@@ -126,7 +137,10 @@ pub struct RunConfig {
 
 impl Default for RunConfig {
     fn default() -> Self {
-        RunConfig { dir: PathBuf::from("runs"), name: String::new() }
+        RunConfig {
+            dir: PathBuf::from("runs"),
+            name: String::new(),
+        }
     }
 }
 
@@ -166,7 +180,9 @@ fn apply_overrides(table: &mut toml::Table, sets: &[String]) -> Result<()> {
         }
         let mut t = &mut *table;
         for p in &parts[..parts.len() - 1] {
-            let entry = t.entry(p.to_string()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            let entry = t
+                .entry(p.to_string())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
             t = entry
                 .as_table_mut()
                 .ok_or_else(|| Error::Config(format!("--set {s:?}: {p} is not a table")))?;
@@ -182,16 +198,19 @@ impl Config {
         let mut table = match path {
             Some(p) => {
                 let text = std::fs::read_to_string(p).map_err(|e| Error::io(p, e))?;
-                toml::from_str::<toml::Table>(&text)
-                    .map_err(|e| Error::file(p, e.to_string().lines().next().unwrap_or("").to_string()))?
+                toml::from_str::<toml::Table>(&text).map_err(|e| {
+                    Error::file(p, e.to_string().lines().next().unwrap_or("").to_string())
+                })?
             }
             None => toml::Table::new(),
         };
         apply_overrides(&mut table, sets)?;
-        let cfg: Config = toml::Value::Table(table).try_into().map_err(|e: toml::de::Error| {
-            let origin = path.map_or("defaults".into(), |p| p.display().to_string());
-            Error::Config(format!("{origin} (with --set overrides): {}", e.message()))
-        })?;
+        let cfg: Config = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| {
+                let origin = path.map_or("defaults".into(), |p| p.display().to_string());
+                Error::Config(format!("{origin} (with --set overrides): {}", e.message()))
+            })?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -208,19 +227,27 @@ impl Config {
         if t.epochs == 0 {
             return bad("train.epochs", "must be at least 1".into());
         }
-        for (name, lr) in std::iter::once(("train.lr".to_string(), t.lr))
-            .chain(t.lr_groups.iter().map(|(k, v)| (format!("train.lr_groups.{k}"), *v)))
-        {
+        for (name, lr) in std::iter::once(("train.lr".to_string(), t.lr)).chain(
+            t.lr_groups
+                .iter()
+                .map(|(k, v)| (format!("train.lr_groups.{k}"), *v)),
+        ) {
             if !(lr.is_finite() && lr > 0.0) {
                 return bad(&name, format!("= {lr} must be a positive number"));
             }
         }
         if !(0.0..1.0).contains(&t.beta1) || !(0.0..1.0).contains(&t.beta2) || t.eps <= 0.0 {
-            return bad("train.beta1/beta2/eps", "must satisfy 0 <= beta < 1 and eps > 0".into());
+            return bad(
+                "train.beta1/beta2/eps",
+                "must satisfy 0 <= beta < 1 and eps > 0".into(),
+            );
         }
         let e = &self.eval;
         if e.ks.is_empty() || e.ks.contains(&0) {
-            return bad("eval.ks", format!("= {:?} must be a non-empty list of positive cut-offs", e.ks));
+            return bad(
+                "eval.ks",
+                format!("= {:?} must be a non-empty list of positive cut-offs", e.ks),
+            );
         }
         if e.item_chunk == 0 || e.user_chunk == 0 {
             return bad("eval.item_chunk/user_chunk", "must be at least 1".into());
@@ -228,17 +255,26 @@ impl Config {
         let m = &t.select_metric;
         let ok = m == "MRR"
             || ["HR@", "NDCG@"].iter().any(|p| {
-                m.strip_prefix(p).and_then(|k| k.parse::<usize>().ok()).is_some_and(|k| e.ks.contains(&k))
+                m.strip_prefix(p)
+                    .and_then(|k| k.parse::<usize>().ok())
+                    .is_some_and(|k| e.ks.contains(&k))
             });
         if !ok {
-            return bad("train.select_metric", format!("= {m:?} must be MRR or HR@K / NDCG@K with K in eval.ks"));
+            return bad(
+                "train.select_metric",
+                format!("= {m:?} must be MRR or HR@K / NDCG@K with K in eval.ks"),
+            );
         }
         Ok(())
     }
 
     /// The learning rate of parameter group `group`.
     pub fn lr_of(&self, group: &str) -> f64 {
-        self.train.lr_groups.get(group).copied().unwrap_or(self.train.lr)
+        self.train
+            .lr_groups
+            .get(group)
+            .copied()
+            .unwrap_or(self.train.lr)
     }
 
     /// The resolved configuration as TOML text.
@@ -254,7 +290,15 @@ mod tests {
     #[test]
     fn defaults_are_the_papers() {
         let c = Config::load(None, &[]).unwrap();
-        assert_eq!((c.train.batch, c.train.epochs, c.train.patience, c.train.seed), (64, 100, 10, 12345));
+        assert_eq!(
+            (
+                c.train.batch,
+                c.train.epochs,
+                c.train.patience,
+                c.train.seed
+            ),
+            (64, 100, 10, 12345)
+        );
         assert_eq!(c.lr_of("san"), 1e-4);
         assert_eq!(c.lr_of("default"), 2e-4);
         assert_eq!(c.model.user, UserEncoderConfig::default());
@@ -264,19 +308,31 @@ mod tests {
 
     #[test]
     fn overrides_parse_types_and_reject_unknown_keys() {
-        let sets = ["train.batch=32", "eval.mask=none", "eval.ks=[5,10]", "data.dir=x/y", "train.lr_groups.san=3e-4"]
-            .map(String::from);
+        let sets = [
+            "train.batch=32",
+            "eval.mask=none",
+            "eval.ks=[5,10]",
+            "data.dir=x/y",
+            "train.lr_groups.san=3e-4",
+        ]
+        .map(String::from);
         let c = Config::load(None, &sets).unwrap();
         assert_eq!(c.train.batch, 32);
         assert_eq!(c.eval.mask, Mask::None);
         assert_eq!(c.eval.ks, [5, 10]);
         assert_eq!(c.data.dir, PathBuf::from("x/y"));
         assert_eq!(c.lr_of("san"), 3e-4);
-        let e = Config::load(None, &["train.bach=3".into()]).unwrap_err().to_string();
+        let e = Config::load(None, &["train.bach=3".into()])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("unknown field `bach`"), "{e}");
-        let e = Config::load(None, &["eval.mask=all".into()]).unwrap_err().to_string();
+        let e = Config::load(None, &["eval.mask=all".into()])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("unknown variant `all`"), "{e}");
-        let e = Config::load(None, &["train.batch".into()]).unwrap_err().to_string();
+        let e = Config::load(None, &["train.batch".into()])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("expected key.path=value"), "{e}");
     }
 
@@ -291,7 +347,9 @@ mod tests {
             ("eval.ks=[]", "eval.ks"),
         ];
         for (set, key) in cases {
-            let e = Config::load(None, &[set.to_string()]).unwrap_err().to_string();
+            let e = Config::load(None, &[set.to_string()])
+                .unwrap_err()
+                .to_string();
             assert!(e.contains(key), "{set}: {e}");
         }
     }

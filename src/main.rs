@@ -102,22 +102,37 @@ fn stats(a: StatsArgs) -> Result<()> {
     let opts = DataOptions {
         min_seq_len: a.min_seq_len,
         max_seq_len: a.max_seq_len,
-        missing_title: if a.keep_missing_titles { MissingTitle::Empty } else { MissingTitle::Error },
+        missing_title: if a.keep_missing_titles {
+            MissingTitle::Empty
+        } else {
+            MissingTitle::Error
+        },
     };
     let data = match (a.dataset, a.items, a.users) {
         (Some(dir), _, _) => Dataset::load(&dir, &opts)?,
         (None, Some(items), Some(users)) => Dataset::from_files(&items, &users, &opts)?,
-        _ => return Err(Error::Config("give --dataset DIR, or --items FILE and --users FILE".into())),
+        _ => {
+            return Err(Error::Config(
+                "give --dataset DIR, or --items FILE and --users FILE".into(),
+            ));
+        }
     };
     let s = data.stats();
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&s).expect("serialisable"));
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&s).expect("serialisable")
+        );
     } else {
         println!("users                  {}", s.users);
         println!("items                  {}", s.items);
         println!("interactions           {}", s.interactions);
         println!("average length         {:.3}", s.avg_len);
-        println!("repeated test targets  {} ({:.2}% of users)", s.repeated_test_targets, 100.0 * s.repeated_test_targets as f64 / s.users as f64);
+        println!(
+            "repeated test targets  {} ({:.2}% of users)",
+            s.repeated_test_targets,
+            100.0 * s.repeated_test_targets as f64 / s.users as f64
+        );
         println!("repeated valid targets {}", s.repeated_valid_targets);
         println!("fingerprint            {}", data.fingerprint);
     }
@@ -125,13 +140,28 @@ fn stats(a: StatsArgs) -> Result<()> {
 }
 
 fn synth_cmd(a: SynthArgs) -> Result<()> {
-    let cfg = SynthConfig { seed: a.seed, users: a.users, items: a.items, image_size: a.image_size, ..Default::default() };
+    let cfg = SynthConfig {
+        seed: a.seed,
+        users: a.users,
+        items: a.items,
+        image_size: a.image_size,
+        ..Default::default()
+    };
     if cfg.users == 0 || cfg.items < 2 || cfg.image_size < 8 {
-        return Err(Error::Config("synth needs --users >= 1, --items >= 2, --image-size >= 8".into()));
+        return Err(Error::Config(
+            "synth needs --users >= 1, --items >= 2, --image-size >= 8".into(),
+        ));
     }
     match synth::write(&cfg, &a.out, a.force)? {
-        Written::Created => println!("wrote synthetic dataset to {} ({} users, {} items)", a.out.display(), cfg.users, cfg.items),
-        Written::AlreadyThere => println!("{} already holds this synthetic dataset", a.out.display()),
+        Written::Created => println!(
+            "wrote synthetic dataset to {} ({} users, {} items)",
+            a.out.display(),
+            cfg.users,
+            cfg.items
+        ),
+        Written::AlreadyThere => {
+            println!("{} already holds this synthetic dataset", a.out.display())
+        }
     }
     Ok(())
 }
@@ -159,7 +189,10 @@ fn train(a: TrainArgs) -> Result<()> {
         );
     }
     let summary = trainer.fit(run)?;
-    print!("{}", iisan::report::summary_table(std::slice::from_ref(&summary), &cfg.eval.ks));
+    print!(
+        "{}",
+        iisan::report::summary_table(std::slice::from_ref(&summary), &cfg.eval.ks)
+    );
     println!("run directory: {}", summary.run_dir.display());
     Ok(())
 }
@@ -167,13 +200,20 @@ fn train(a: TrainArgs) -> Result<()> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let res = match cli.cmd {
-        Cmd::Data { cmd: DataCmd::Stats(a) } => stats(a),
-        Cmd::Data { cmd: DataCmd::Synth(a) } => synth_cmd(a),
+        Cmd::Data {
+            cmd: DataCmd::Stats(a),
+        } => stats(a),
+        Cmd::Data {
+            cmd: DataCmd::Synth(a),
+        } => synth_cmd(a),
         Cmd::Train(a) => train(a),
     };
     match res {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            if std::env::var_os("IISAN_DEBUG").is_some() {
+                eprintln!("{e:?}");
+            }
             eprintln!("error: {}", e.one_line());
             ExitCode::from(e.exit_code() as u8)
         }

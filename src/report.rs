@@ -9,10 +9,24 @@ pub fn summary_table(runs: &[Summary], ks: &[usize]) -> String {
         head.push(format!("HR@{k}"));
         head.push(format!("NDCG@{k}"));
     }
-    head.extend(["MRR", "trainable", "s/epoch", "eval s", "peak RSS MiB", "best/run epochs"].map(String::from));
+    head.extend(
+        [
+            "MRR",
+            "trainable",
+            "s/epoch",
+            "eval s",
+            "peak RSS MiB",
+            "best/run epochs",
+        ]
+        .map(String::from),
+    );
     let mut rows = vec![head];
     for s in runs {
-        let ds = if s.dataset.synthetic { format!("{} (synthetic)", s.dataset.name) } else { s.dataset.name.clone() };
+        let ds = if s.dataset.synthetic && !s.dataset.name.contains("synth") {
+            format!("{} (synthetic)", s.dataset.name)
+        } else {
+            s.dataset.name.clone()
+        };
         for (mask, m) in [("history", &s.test.history), ("none", &s.test.none)] {
             let mut r = vec![s.method.clone(), ds.clone(), mask.to_string()];
             for k in ks {
@@ -22,17 +36,26 @@ pub fn summary_table(runs: &[Summary], ks: &[usize]) -> String {
             let e = &s.efficiency;
             r.push(format!("{:.4}", m.get("MRR")));
             r.push(e.trainable_params.to_string());
-            r.push(format!("{:.2}{}", e.seconds_per_epoch, if e.extrapolated { "*" } else { "" }));
+            r.push(format!(
+                "{:.2}{}",
+                e.seconds_per_epoch,
+                if e.extrapolated { "*" } else { "" }
+            ));
             r.push(format!("{:.2}", e.eval_seconds));
             r.push(e.peak_rss_mib.map_or("-".into(), |m| format!("{m:.0}")));
             r.push(format!("{}/{}", s.best_epoch, s.epochs_run));
             rows.push(r);
         }
     }
-    let widths: Vec<usize> =
-        (0..rows[0].len()).map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
+    let widths: Vec<usize> = (0..rows[0].len())
+        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
+        .collect();
     let line = |r: &Vec<String>| {
-        let cells: Vec<String> = r.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        let cells: Vec<String> = r
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
         format!("| {} |", cells.join(" | "))
     };
     let mut out = line(&rows[0]);

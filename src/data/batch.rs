@@ -33,7 +33,11 @@ impl TrainBatch {
         for &u in users {
             slots.extend(left_pad(data.train_part(u), width));
         }
-        TrainBatch { slots, batch: users.len(), width }
+        TrainBatch {
+            slots,
+            batch: users.len(),
+            width,
+        }
     }
 
     /// The slots of user row `b`.

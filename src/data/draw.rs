@@ -80,7 +80,11 @@ pub fn render(look: Look, size: u32, rng: &mut StdRng) -> RgbImage {
     let base = COLOURS[look.colour].1;
     let main = Rgb(base.map(|c| jitter(rng, c, 12)));
     let second = Rgb(main.0.map(|c| (c as u16 + (255 - c as u16) * 3 / 5) as u8));
-    let bg = Rgb([jitter(rng, 236, 8), jitter(rng, 236, 8), jitter(rng, 230, 8)]);
+    let bg = Rgb([
+        jitter(rng, 236, 8),
+        jitter(rng, 236, 8),
+        jitter(rng, 230, 8),
+    ]);
     let period = (size / 14).max(2);
     let mut img = RgbImage::from_pixel(size, size, bg);
     for py in 0..size {
@@ -88,7 +92,11 @@ pub fn render(look: Look, size: u32, rng: &mut StdRng) -> RgbImage {
             let x = (px as f32 + 0.5 - cx) / radius;
             let y = (py as f32 + 0.5 - cy) / radius;
             if inside(look.shape, x, y) {
-                let c = if secondary(look.texture, px, py, period) { second } else { main };
+                let c = if secondary(look.texture, px, py, period) {
+                    second
+                } else {
+                    main
+                };
                 img.put_pixel(px, py, c);
             }
         }
@@ -114,7 +122,11 @@ mod tests {
 
     #[test]
     fn render_paints_the_colour_and_is_deterministic() {
-        let look = Look { shape: 0, colour: 5, texture: 0 };
+        let look = Look {
+            shape: 0,
+            colour: 5,
+            texture: 0,
+        };
         let a = render(look, 56, &mut StdRng::seed_from_u64(3));
         let b = render(look, 56, &mut StdRng::seed_from_u64(3));
         assert_eq!(a, b);

@@ -152,7 +152,10 @@ mod tests {
     fn tiny() -> Dataset {
         let items = tsv::parse_items(Path::new("i"), "A\ta\nB\tb\nC\tc\n").unwrap();
         let users = tsv::parse_users(Path::new("u"), "u1\tA B C A\nu2\tC B A C B\n").unwrap();
-        let opts = DataOptions { min_seq_len: 3, ..Default::default() };
+        let opts = DataOptions {
+            min_seq_len: 3,
+            ..Default::default()
+        };
         split::preprocess("t", &items, &users, Path::new("u"), &opts).unwrap()
     }
 

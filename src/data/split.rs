@@ -56,7 +56,9 @@ impl DataOptions {
             )));
         }
         if self.max_seq_len == 0 {
-            return Err(Error::Config("data.options.max_seq_len must be at least 1".into()));
+            return Err(Error::Config(
+                "data.options.max_seq_len must be at least 1".into(),
+            ));
         }
         Ok(())
     }
@@ -93,7 +95,10 @@ pub fn preprocess(
             };
             if !title_ok && opts.missing_title == MissingTitle::Error {
                 let why = match items.index.get(key.as_str()) {
-                    Some(&pos) => format!("has an empty title (items file line {})", items.items[pos].line),
+                    Some(&pos) => format!(
+                        "has an empty title (items file line {})",
+                        items.items[pos].line
+                    ),
                     None => "is not in the items file".to_string(),
                 };
                 return Err(Error::line(
@@ -196,7 +201,11 @@ mod tests {
         // max_seq_len 2 -> keep the last 5. u1 has 6 items -> drops "A"; u2 has 2 < 3 -> dropped.
         let items = "A\ta\nB\tb\nC\tc\nD\td\nE\te\nF\tf\nZ\tz\n";
         let users = "u1\tA B C D E F\nu2\tZ A\nu3\tF E D\n";
-        let opts = DataOptions { min_seq_len: 3, max_seq_len: 2, ..Default::default() };
+        let opts = DataOptions {
+            min_seq_len: 3,
+            max_seq_len: 2,
+            ..Default::default()
+        };
         let d = build(items, users, &opts).unwrap();
         // used: B C D E F in items order -> ids 1..5; A and Z unused.
         assert_eq!(d.item_keys, ["<pad>", "B", "C", "D", "E", "F"]);
@@ -210,13 +219,28 @@ mod tests {
     fn missing_title_is_an_error_by_default_and_kept_on_request() {
         let items = "A\ta\nB\t\nC\tc\n";
         let users = "u1\tA C C\nu2\tA B C\n";
-        let opts = DataOptions { min_seq_len: 3, ..Default::default() };
+        let opts = DataOptions {
+            min_seq_len: 3,
+            ..Default::default()
+        };
         let e = build(items, users, &opts).unwrap_err();
-        assert!(e.to_string().starts_with("users.tsv:2: item \"B\" of user \"u2\" has an empty title (items file line 2)"), "{e}");
+        assert!(
+            e.to_string().starts_with(
+                "users.tsv:2: item \"B\" of user \"u2\" has an empty title (items file line 2)"
+            ),
+            "{e}"
+        );
         let users2 = "u1\tA X C\n";
         let e = build(items, users2, &opts).unwrap_err();
-        assert!(e.to_string().contains("\"X\" of user \"u1\" is not in the items file"), "{e}");
-        let keep = DataOptions { missing_title: MissingTitle::Empty, ..opts };
+        assert!(
+            e.to_string()
+                .contains("\"X\" of user \"u1\" is not in the items file"),
+            "{e}"
+        );
+        let keep = DataOptions {
+            missing_title: MissingTitle::Empty,
+            ..opts
+        };
         let d = build(items, users2, &keep).unwrap();
         assert_eq!(d.item_keys, ["<pad>", "A", "C", "X"]);
         assert_eq!(d.titles[3], "");
@@ -226,6 +250,9 @@ mod tests {
     #[test]
     fn no_user_long_enough_is_a_file_error() {
         let e = build("A\ta\n", "u\tA A\n", &DataOptions::default()).unwrap_err();
-        assert_eq!(e.to_string(), "users.tsv: no user has at least 5 interactions");
+        assert_eq!(
+            e.to_string(),
+            "users.tsv: no user has at least 5 interactions"
+        );
     }
 }

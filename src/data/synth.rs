@@ -41,13 +41,31 @@ use crate::error::{Error, Result};
 
 /// Product kinds (text-only attribute).
 pub const KINDS: [&str; 10] = [
-    "lamp", "mug", "kettle", "backpack", "notebook", "speaker", "candle", "vase", "clock", "blanket",
+    "lamp", "mug", "kettle", "backpack", "notebook", "speaker", "candle", "vase", "clock",
+    "blanket",
 ];
 /// Styles (text-only attribute).
-pub const STYLES: [&str; 6] = ["vintage", "modern", "rustic", "minimalist", "industrial", "bohemian"];
+pub const STYLES: [&str; 6] = [
+    "vintage",
+    "modern",
+    "rustic",
+    "minimalist",
+    "industrial",
+    "bohemian",
+];
 const FILLERS: [&str; 12] = [
-    "deluxe", "classic", "edition", "premium", "compact", "set", "original", "plus", "series",
-    "collection", "essential", "signature",
+    "deluxe",
+    "classic",
+    "edition",
+    "premium",
+    "compact",
+    "set",
+    "original",
+    "plus",
+    "series",
+    "collection",
+    "essential",
+    "signature",
 ];
 
 /// Version of the generative model; bump when the output for a seed changes.
@@ -128,11 +146,16 @@ pub fn generate(cfg: &SynthConfig) -> Synth {
                 texture: rng.random_range(0..TEXTURES.len()),
             },
         };
-        let code: String = (0..2).map(|_| (b'a' + rng.random_range(0..26u8)) as char).collect();
+        let code: String = (0..2)
+            .map(|_| (b'a' + rng.random_range(0..26u8)) as char)
+            .collect();
         let filler = FILLERS[rng.random_range(0..FILLERS.len())];
         let num = rng.random_range(100..1000);
         keys.push(format!("S{:0width$}", i + 1));
-        titles.push(format!("{} {} {filler} {code}-{num}", STYLES[lat.style], KINDS[lat.kind]));
+        titles.push(format!(
+            "{} {} {filler} {code}-{num}",
+            STYLES[lat.style], KINDS[lat.kind]
+        ));
         latents.push(lat);
     }
     // Zipf base popularity over a random rank order.
@@ -180,7 +203,12 @@ pub fn generate(cfg: &SynthConfig) -> Synth {
         }
         sequences.push(seq);
     }
-    Synth { keys, titles, latents, sequences }
+    Synth {
+        keys,
+        titles,
+        latents,
+        sequences,
+    }
 }
 
 /// Inverse-CDF sampler over non-negative weights.
@@ -189,10 +217,14 @@ struct Cumulative(Vec<f64>);
 impl Cumulative {
     fn new(w: &[f64]) -> Self {
         let mut acc = 0.0;
-        Cumulative(w.iter().map(|x| {
-            acc += x;
-            acc
-        }).collect())
+        Cumulative(
+            w.iter()
+                .map(|x| {
+                    acc += x;
+                    acc
+                })
+                .collect(),
+        )
     }
 
     fn sample(&self, rng: &mut StdRng) -> usize {
@@ -235,7 +267,10 @@ pub fn write(cfg: &SynthConfig, out: &Path, force: bool) -> Result<Written> {
             ));
         }
     }
-    let parent = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let parent = out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
     let tmp = PathBuf::from(format!("{}.tmp-{}", out.display(), std::process::id()));
     if tmp.exists() {
@@ -286,7 +321,12 @@ mod tests {
     use super::*;
 
     fn small() -> SynthConfig {
-        SynthConfig { users: 200, items: 120, image_size: 28, ..Default::default() }
+        SynthConfig {
+            users: 200,
+            items: 120,
+            image_size: 28,
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -313,7 +353,10 @@ mod tests {
     #[test]
     fn sequences_follow_the_kind_succession_more_than_chance() {
         // Under the model, P(next kind in {k, k+1}) is far above the 2/10 of random choice.
-        let s = generate(&SynthConfig { users: 400, ..small() });
+        let s = generate(&SynthConfig {
+            users: 400,
+            ..small()
+        });
         let (mut hit, mut all) = (0usize, 0usize);
         for seq in &s.sequences {
             assert!((5..=30).contains(&seq.len()));

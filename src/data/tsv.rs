@@ -73,13 +73,20 @@ pub fn parse_items(path: &Path, text: &str) -> Result<RawItems> {
             return Err(Error::line(path, line, "empty item id"));
         }
         if key.contains(char::is_whitespace) {
-            return Err(Error::line(path, line, format!("item id {key:?} contains whitespace")));
+            return Err(Error::line(
+                path,
+                line,
+                format!("item id {key:?} contains whitespace"),
+            ));
         }
         if let Some(&prev) = out.index.get(key) {
             return Err(Error::line(
                 path,
                 line,
-                format!("duplicate item id {key:?} (first on line {})", out.items[prev].line),
+                format!(
+                    "duplicate item id {key:?} (first on line {})",
+                    out.items[prev].line
+                ),
             ));
         }
         out.index.insert(key.to_string(), out.items.len());
@@ -105,7 +112,11 @@ pub fn parse_users(path: &Path, text: &str) -> Result<Vec<RawUser>> {
             continue;
         }
         let (key, seq) = split_tab(raw).ok_or_else(|| {
-            Error::line(path, line, "expected `user<TAB>item item ...`, found no tab")
+            Error::line(
+                path,
+                line,
+                "expected `user<TAB>item item ...`, found no tab",
+            )
         })?;
         let key = key.trim();
         if key.is_empty() {
@@ -113,7 +124,11 @@ pub fn parse_users(path: &Path, text: &str) -> Result<Vec<RawUser>> {
         }
         let items: Vec<String> = seq.split_whitespace().map(str::to_string).collect();
         if items.is_empty() {
-            return Err(Error::line(path, line, format!("user {key:?} has no items")));
+            return Err(Error::line(
+                path,
+                line,
+                format!("user {key:?} has no items"),
+            ));
         }
         out.push(RawUser {
             key: key.to_string(),
@@ -159,7 +174,10 @@ mod tests {
     #[test]
     fn items_errors_name_the_line() {
         let e = parse_items(p(), "A\tx\nB no tab\n").unwrap_err();
-        assert_eq!(e.to_string(), "x.tsv:2: expected `ID<TAB>title`, found no tab");
+        assert_eq!(
+            e.to_string(),
+            "x.tsv:2: expected `ID<TAB>title`, found no tab"
+        );
         let e = parse_items(p(), "A\tx\n\tno id\n").unwrap_err();
         assert_eq!(e.to_string(), "x.tsv:2: empty item id");
         let e = parse_items(p(), "A\tx\nA\ty\n").unwrap_err();

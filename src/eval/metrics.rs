@@ -19,8 +19,11 @@ impl Metrics {
         for &k in ks {
             let k = k as u64;
             let hits = ranks.iter().filter(|&&r| r <= k).count() as f64;
-            let ndcg: f64 =
-                ranks.iter().filter(|&&r| r <= k).map(|&r| 1.0 / ((r + 1) as f64).log2()).sum();
+            let ndcg: f64 = ranks
+                .iter()
+                .filter(|&&r| r <= k)
+                .map(|&r| 1.0 / ((r + 1) as f64).log2())
+                .sum();
             m.insert(format!("HR@{k}"), hits / n);
             m.insert(format!("NDCG@{k}"), ndcg / n);
         }

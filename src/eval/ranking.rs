@@ -76,7 +76,10 @@ pub fn rank_row(scores: &[f32], target: u32, history: &[u32]) -> RankPair {
         let mut seen: Vec<u32> = history.iter().copied().filter(|&h| h != 0).collect();
         seen.sort_unstable();
         seen.dedup();
-        let removed = seen.iter().filter(|&&h| beats(scores[h as usize], t)).count() as u64;
+        let removed = seen
+            .iter()
+            .filter(|&&h| beats(scores[h as usize], t))
+            .count() as u64;
         none - removed
     };
     RankPair { history, none }
@@ -105,7 +108,9 @@ pub fn rank_chunked(
         )));
     }
     if let Some(&bad) = targets.iter().find(|&&t| t == 0 || t as usize >= total) {
-        return Err(Error::Internal(format!("target item {bad} outside 1..={n}")));
+        return Err(Error::Internal(format!(
+            "target item {bad} outside 1..={n}"
+        )));
     }
     let chunk = item_chunk.max(1);
     let scores_of = |start: usize| -> Result<(Vec<f32>, usize)> {
@@ -119,7 +124,10 @@ pub fn rank_chunked(
     let mut tscore = vec![0f32; u];
     for start in (0..total).step_by(chunk) {
         let end = (start + chunk).min(total);
-        if !targets.iter().any(|&t| (start..end).contains(&(t as usize))) {
+        if !targets
+            .iter()
+            .any(|&t| (start..end).contains(&(t as usize)))
+        {
             continue;
         }
         let (s, len) = scores_of(start)?;
@@ -168,7 +176,11 @@ pub fn rank_chunked(
         .map(|r| {
             let none = 1 + beaten[r];
             let repeats = histories[r].contains(&targets[r]);
-            let history = if repeats { n + 1 } else { none - hist_beaten[r] };
+            let history = if repeats {
+                n + 1
+            } else {
+                none - hist_beaten[r]
+            };
             RankPair { history, none }
         })
         .collect())
@@ -187,13 +199,37 @@ mod tests {
         // history = [3]: item 3 removed -> rank 3. history = [3, 3, 1, 5]: 3 and 1 removed,
         // 5 scores below -> rank 2.
         let s = [100.0, 0.9, 0.5, 0.7, 0.5, 0.1];
-        assert_eq!(rank_row(&s, 2, &[3]), RankPair { history: 3, none: 4 });
-        assert_eq!(rank_row(&s, 2, &[3, 3, 1, 5]), RankPair { history: 2, none: 4 });
+        assert_eq!(
+            rank_row(&s, 2, &[3]),
+            RankPair {
+                history: 3,
+                none: 4
+            }
+        );
+        assert_eq!(
+            rank_row(&s, 2, &[3, 3, 1, 5]),
+            RankPair {
+                history: 2,
+                none: 4
+            }
+        );
         // Target repeats (2 in its history): never hits under `history` -> N + 1 = 6;
         // under `none` still rank 4.
-        assert_eq!(rank_row(&s, 2, &[2, 1]), RankPair { history: 6, none: 4 });
+        assert_eq!(
+            rank_row(&s, 2, &[2, 1]),
+            RankPair {
+                history: 6,
+                none: 4
+            }
+        );
         // The best item: rank 1 under both.
-        assert_eq!(rank_row(&s, 1, &[5]), RankPair { history: 1, none: 1 });
+        assert_eq!(
+            rank_row(&s, 1, &[5]),
+            RankPair {
+                history: 1,
+                none: 1
+            }
+        );
     }
 
     #[test]
@@ -209,12 +245,23 @@ mod tests {
         let users = Tensor::from_vec(vec![1.0f32, 0.0, 0.0, 1.0, 0.3, 0.7], (3, 2), &dev).unwrap();
         let targets = [1u32, 2, 4];
         let hists: [&[u32]; 3] = [&[3, 6], &[2, 5], &[0, 0, 1]];
-        let full = users.matmul(&e.t().unwrap()).unwrap().to_vec2::<f32>().unwrap();
-        let expect: Vec<RankPair> =
-            (0..3).map(|r| rank_row(&full[r], targets[r], hists[r])).collect();
+        let full = users
+            .matmul(&e.t().unwrap())
+            .unwrap()
+            .to_vec2::<f32>()
+            .unwrap();
+        let expect: Vec<RankPair> = (0..3)
+            .map(|r| rank_row(&full[r], targets[r], hists[r]))
+            .collect();
         // user 0 scores [0, 1, 0, 1, .5, -1, 2]: target 1 (1.0) beaten by 3 (tie) and 6 -> none 3;
         // history removes 3 and 6 -> 1.
-        assert_eq!(expect[0], RankPair { history: 1, none: 3 });
+        assert_eq!(
+            expect[0],
+            RankPair {
+                history: 1,
+                none: 3
+            }
+        );
         for chunk in [1, 2, 3, 5, 7, 100] {
             let got = rank_chunked(&users, &e, &targets, &hists, chunk).unwrap();
             assert_eq!(got, expect, "chunk {chunk}");

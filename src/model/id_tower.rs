@@ -18,7 +18,12 @@ pub struct IdTower {
 impl IdTower {
     /// Create the table `item.id_embedding`, xavier-normal initialised like SASRec's.
     pub fn new(store: &mut ParamStore, num_items: usize, dim: usize) -> Result<Self> {
-        let table = store.add("item.id_embedding", &[num_items + 1, dim], Init::XavierNormal, GROUP_DEFAULT)?;
+        let table = store.add(
+            "item.id_embedding",
+            &[num_items + 1, dim],
+            Init::XavierNormal,
+            GROUP_DEFAULT,
+        )?;
         Ok(IdTower { table, dim })
     }
 }
@@ -51,10 +56,18 @@ mod tests {
         let mut s = ParamStore::new(1, Device::Cpu);
         let t = IdTower::new(&mut s, 5, 4).unwrap();
         assert_eq!(s.num_trainable(), 6 * 4);
-        let e = t.embed(&[3, 1], &Ctx::eval()).unwrap().to_vec2::<f32>().unwrap();
+        let e = t
+            .embed(&[3, 1], &Ctx::eval())
+            .unwrap()
+            .to_vec2::<f32>()
+            .unwrap();
         let table = s.params()[0].var.as_tensor().to_vec2::<f32>().unwrap();
         assert_eq!(e, vec![table[3].clone(), table[1].clone()]);
-        let all = t.embed_all(5, 2, &Ctx::eval()).unwrap().to_vec2::<f32>().unwrap();
+        let all = t
+            .embed_all(5, 2, &Ctx::eval())
+            .unwrap()
+            .to_vec2::<f32>()
+            .unwrap();
         assert_eq!(all[0], vec![0.0; 4]);
         assert_eq!(&all[1..], &table[1..]);
     }

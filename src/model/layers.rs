@@ -24,12 +24,18 @@ pub struct Ctx {
 impl Ctx {
     /// A training context whose dropout masks derive from `seed`.
     pub fn train(seed: u64) -> Ctx {
-        Ctx { train: true, rng: RefCell::new(StdRng::seed_from_u64(seed)) }
+        Ctx {
+            train: true,
+            rng: RefCell::new(StdRng::seed_from_u64(seed)),
+        }
     }
 
     /// An evaluation context (no dropout).
     pub fn eval() -> Ctx {
-        Ctx { train: false, rng: RefCell::new(StdRng::seed_from_u64(0)) }
+        Ctx {
+            train: false,
+            rng: RefCell::new(StdRng::seed_from_u64(0)),
+        }
     }
 
     /// Inverted dropout with drop probability `p`: in training, each element is zeroed with
@@ -40,8 +46,9 @@ impl Ctx {
         }
         let scale = 1.0 / (1.0 - p);
         let mut rng = self.rng.borrow_mut();
-        let mask: Vec<f32> =
-            (0..x.elem_count()).map(|_| if rng.random::<f32>() < p { 0.0 } else { scale }).collect();
+        let mask: Vec<f32> = (0..x.elem_count())
+            .map(|_| if rng.random::<f32>() < p { 0.0 } else { scale })
+            .collect();
         let mask = Tensor::from_vec(mask, x.shape(), x.device())?;
         Ok(x.mul(&mask)?)
     }
@@ -57,7 +64,13 @@ pub struct LayerNorm {
 
 impl LayerNorm {
     /// A LayerNorm of width `dim` (weight 1, bias 0) registered as `name.weight` / `name.bias`.
-    pub fn new(store: &mut ParamStore, name: &str, dim: usize, eps: f64, group: &'static str) -> Result<Self> {
+    pub fn new(
+        store: &mut ParamStore,
+        name: &str,
+        dim: usize,
+        eps: f64,
+        group: &'static str,
+    ) -> Result<Self> {
         let weight = store.add(&format!("{name}.weight"), &[dim], Init::Ones, group)?;
         let bias = store.add(&format!("{name}.bias"), &[dim], Init::Zeros, group)?;
         Ok(LayerNorm { weight, bias, eps })
@@ -93,11 +106,25 @@ mod tests {
             assert!((a - b).abs() < 1e-5, "{v:?}");
         }
         // Every parameter and the input receive a gradient (the fused op would give none).
-        let loss = y.mul(&Tensor::new(&[1f32, 2., 3., 4.], &Device::Cpu).unwrap()).unwrap().sum_all().unwrap();
+        let loss = y
+            .mul(&Tensor::new(&[1f32, 2., 3., 4.], &Device::Cpu).unwrap())
+            .unwrap()
+            .sum_all()
+            .unwrap();
         let g = loss.backward().unwrap();
         for p in s.params() {
             let gp = g.get(&p.var).expect("gradient");
-            assert!(gp.abs().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap() > 0.0, "{}", p.name);
+            assert!(
+                gp.abs()
+                    .unwrap()
+                    .sum_all()
+                    .unwrap()
+                    .to_scalar::<f32>()
+                    .unwrap()
+                    > 0.0,
+                "{}",
+                p.name
+            );
         }
         assert!(g.get(&x).is_some());
     }

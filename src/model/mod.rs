@@ -64,7 +64,12 @@ pub trait ItemTower {
 }
 
 /// Build the item tower of `method` for `data`, registering its parameters in `store`.
-pub fn build_tower(method: Method, data: &Dataset, dim: usize, store: &mut ParamStore) -> Result<Box<dyn ItemTower>> {
+pub fn build_tower(
+    method: Method,
+    data: &Dataset,
+    dim: usize,
+    store: &mut ParamStore,
+) -> Result<Box<dyn ItemTower>> {
     match method {
         Method::Id => Ok(Box::new(IdTower::new(store, data.num_items(), dim)?)),
     }

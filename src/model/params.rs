@@ -55,7 +55,11 @@ pub struct ParamStore {
 impl ParamStore {
     /// An empty store whose initial values derive from `seed`.
     pub fn new(seed: u64, device: Device) -> Self {
-        ParamStore { params: Vec::new(), rng: StdRng::seed_from_u64(seed), device }
+        ParamStore {
+            params: Vec::new(),
+            rng: StdRng::seed_from_u64(seed),
+            device,
+        }
     }
 
     /// The device parameters live on.
@@ -65,7 +69,13 @@ impl ParamStore {
 
     /// Create a parameter of `shape`. `fan` = (fan_out, fan_in) for the fan-based initialisers
     /// (for a 2-d shape it defaults to the shape itself).
-    pub fn add(&mut self, name: &str, shape: &[usize], init: Init, group: &'static str) -> Result<Tensor> {
+    pub fn add(
+        &mut self,
+        name: &str,
+        shape: &[usize],
+        init: Init,
+        group: &'static str,
+    ) -> Result<Tensor> {
         if self.params.iter().any(|p| p.name == name) {
             return Err(Error::Internal(format!("parameter {name} created twice")));
         }
@@ -80,16 +90,24 @@ impl ParamStore {
             Init::Ones => vec![1.0; n],
             Init::Normal(std) => self.normal(n, std),
             Init::XavierNormal => self.normal(n, (2.0 / (fan_in + fan_out) as f64).sqrt()),
-            Init::Uniform(b) => (0..n).map(|_| self.rng.random_range(-b..b) as f32).collect(),
+            Init::Uniform(b) => (0..n)
+                .map(|_| self.rng.random_range(-b..b) as f32)
+                .collect(),
             Init::TorchLinear => {
                 let b = 1.0 / (fan_in as f64).sqrt();
-                (0..n).map(|_| self.rng.random_range(-b..b) as f32).collect()
+                (0..n)
+                    .map(|_| self.rng.random_range(-b..b) as f32)
+                    .collect()
             }
         };
         let t = Tensor::from_vec(data, shape, &self.device)?;
         let var = Var::from_tensor(&t)?;
         let out = var.as_tensor().clone();
-        self.params.push(Param { name: name.to_string(), var, group });
+        self.params.push(Param {
+            name: name.to_string(),
+            var,
+            group,
+        });
         Ok(out)
     }
 
@@ -134,7 +152,11 @@ impl ParamStore {
 
     /// Copies of every parameter's current value (for keeping the best epoch's weights).
     pub fn snapshot(&self) -> Result<Vec<Tensor>> {
-        Ok(self.params.iter().map(|p| p.var.as_tensor().copy()).collect::<candle_core::Result<_>>()?)
+        Ok(self
+            .params
+            .iter()
+            .map(|p| p.var.as_tensor().copy())
+            .collect::<candle_core::Result<_>>()?)
     }
 
     /// Set every parameter from a [`ParamStore::snapshot`].
@@ -174,7 +196,12 @@ impl ParamStore {
             if t.dims() != p.var.dims() {
                 return Err(Error::file(
                     path,
-                    format!("tensor {} has shape {:?}, expected {:?}", p.name, t.dims(), p.var.dims()),
+                    format!(
+                        "tensor {} has shape {:?}, expected {:?}",
+                        p.name,
+                        t.dims(),
+                        p.var.dims()
+                    ),
                 ));
             }
             p.var.set(&t.to_dtype(DType::F32)?)?;
@@ -191,12 +218,20 @@ mod tests {
     fn xavier_std_and_determinism() {
         // [256, 256]: std = sqrt(2 / 512) = 0.0625; the sample std of 65536 draws is within 2%.
         let mut a = ParamStore::new(1, Device::Cpu);
-        let w = a.add("w", &[256, 256], Init::XavierNormal, GROUP_DEFAULT).unwrap();
+        let w = a
+            .add("w", &[256, 256], Init::XavierNormal, GROUP_DEFAULT)
+            .unwrap();
         let v: Vec<f32> = w.flatten_all().unwrap().to_vec1().unwrap();
         let var = v.iter().map(|x| (*x as f64).powi(2)).sum::<f64>() / v.len() as f64;
-        assert!((var.sqrt() - 0.0625).abs() < 0.0625 * 0.02, "{}", var.sqrt());
+        assert!(
+            (var.sqrt() - 0.0625).abs() < 0.0625 * 0.02,
+            "{}",
+            var.sqrt()
+        );
         let mut b = ParamStore::new(1, Device::Cpu);
-        let w2 = b.add("w", &[256, 256], Init::XavierNormal, GROUP_DEFAULT).unwrap();
+        let w2 = b
+            .add("w", &[256, 256], Init::XavierNormal, GROUP_DEFAULT)
+            .unwrap();
         assert_eq!(v, w2.flatten_all().unwrap().to_vec1::<f32>().unwrap());
         assert!(a.add("w", &[1], Init::Zeros, GROUP_DEFAULT).is_err());
     }
@@ -205,18 +240,31 @@ mod tests {
     fn save_load_roundtrip_and_shape_mismatch() {
         let dir = tempfile::tempdir().unwrap();
         let mut a = ParamStore::new(1, Device::Cpu);
-        a.linear("l", 3, 2, true, Init::XavierNormal, GROUP_DEFAULT).unwrap();
+        a.linear("l", 3, 2, true, Init::XavierNormal, GROUP_DEFAULT)
+            .unwrap();
         assert_eq!(a.num_trainable(), 3 * 2 + 2);
         let path = dir.path().join("c.safetensors");
         a.save(&path, None).unwrap();
         let mut b = ParamStore::new(2, Device::Cpu);
-        b.linear("l", 3, 2, true, Init::XavierNormal, GROUP_DEFAULT).unwrap();
+        b.linear("l", 3, 2, true, Init::XavierNormal, GROUP_DEFAULT)
+            .unwrap();
         b.load(&path).unwrap();
-        let get = |s: &ParamStore| s.params()[0].var.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let get = |s: &ParamStore| {
+            s.params()[0]
+                .var
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap()
+        };
         assert_eq!(get(&a), get(&b));
         let mut c = ParamStore::new(2, Device::Cpu);
-        c.linear("l", 4, 2, true, Init::XavierNormal, GROUP_DEFAULT).unwrap();
+        c.linear("l", 4, 2, true, Init::XavierNormal, GROUP_DEFAULT)
+            .unwrap();
         let e = c.load(&path).unwrap_err().to_string();
-        assert!(e.contains("tensor l.weight has shape [2, 3], expected [2, 4]"), "{e}");
+        assert!(
+            e.contains("tensor l.weight has shape [2, 3], expected [2, 4]"),
+            "{e}"
+        );
     }
 }

@@ -33,7 +33,14 @@ pub struct UserEncoderConfig {
 
 impl Default for UserEncoderConfig {
     fn default() -> Self {
-        UserEncoderConfig { dim: 64, blocks: 2, heads: 2, ffn: 256, dropout: 0.1, ln_eps: 1e-6 }
+        UserEncoderConfig {
+            dim: 64,
+            blocks: 2,
+            heads: 2,
+            ffn: 256,
+            dropout: 0.1,
+            ln_eps: 1e-6,
+        }
     }
 }
 
@@ -47,10 +54,15 @@ impl UserEncoderConfig {
             )));
         }
         if self.blocks == 0 || self.ffn == 0 {
-            return Err(Error::Config("model.user.blocks and model.user.ffn must be at least 1".into()));
+            return Err(Error::Config(
+                "model.user.blocks and model.user.ffn must be at least 1".into(),
+            ));
         }
         if !(0.0..1.0).contains(&self.dropout) {
-            return Err(Error::Config(format!("model.user.dropout = {} must be in [0, 1)", self.dropout)));
+            return Err(Error::Config(format!(
+                "model.user.dropout = {} must be in [0, 1)",
+                self.dropout
+            )));
         }
         Ok(())
     }
@@ -89,7 +101,12 @@ impl UserEncoder {
             let p = format!("user.block{b}");
             // Q, K and V are three bias-free d x d maps stored as one [3d, d] weight; each third
             // is drawn with the xavier std of a d x d matrix, sqrt(2 / 2d).
-            let qkv_w = store.add(&format!("{p}.qkv.weight"), &[3 * d, d], Init::Normal((1.0 / d as f64).sqrt()), g)?;
+            let qkv_w = store.add(
+                &format!("{p}.qkv.weight"),
+                &[3 * d, d],
+                Init::Normal((1.0 / d as f64).sqrt()),
+                g,
+            )?;
             blocks.push(Block {
                 qkv: Linear::new(qkv_w, None),
                 out: store.linear(&format!("{p}.out"), d, d, false, Init::XavierNormal, g)?,
@@ -99,7 +116,13 @@ impl UserEncoder {
                 ln2: LayerNorm::new(store, &format!("{p}.ln2"), d, cfg.ln_eps, g)?,
             });
         }
-        Ok(UserEncoder { cfg: cfg.clone(), max_len, pos, ln, blocks })
+        Ok(UserEncoder {
+            cfg: cfg.clone(),
+            max_len,
+            pos,
+            ln,
+            blocks,
+        })
     }
 
     /// Number of input positions.
@@ -109,7 +132,12 @@ impl UserEncoder {
 
     /// The additive attention mask `[B, 1, L, L]` for left-padded `ids` (`[B, L]` row-major):
     /// query `i` may attend key `j` iff `j <= i` and `ids[j] != 0`.
-    pub fn attention_mask(ids: &[u32], batch: usize, len: usize, device: &Device) -> Result<Tensor> {
+    pub fn attention_mask(
+        ids: &[u32],
+        batch: usize,
+        len: usize,
+        device: &Device,
+    ) -> Result<Tensor> {
         let mut m = vec![0f32; batch * len * len];
         for b in 0..batch {
             for i in 0..len {
@@ -134,7 +162,11 @@ impl UserEncoder {
         let mut x = ctx.dropout(&self.ln.forward(&e.broadcast_add(&pos)?)?, p)?;
         let scale = 1.0 / (dh as f64).sqrt();
         for blk in &self.blocks {
-            let qkv = blk.qkv.forward(&x)?.reshape((b, l, 3, h, dh))?.permute((2, 0, 3, 1, 4))?;
+            let qkv = blk
+                .qkv
+                .forward(&x)?
+                .reshape((b, l, 3, h, dh))?
+                .permute((2, 0, 3, 1, 4))?;
             let q = qkv.get(0)?.contiguous()?;
             let k = qkv.get(1)?.contiguous()?;
             let v = qkv.get(2)?.contiguous()?;
@@ -143,7 +175,9 @@ impl UserEncoder {
             let a = att.matmul(&v)?.transpose(1, 2)?.reshape((b, l, d))?;
             let a = blk.out.forward(&a)?;
             x = blk.ln1.forward(&(x + ctx.dropout(&a, p)?)?)?;
-            let f = blk.ff2.forward(&ctx.dropout(&blk.ff1.forward(&x)?.relu()?, p)?)?;
+            let f = blk
+                .ff2
+                .forward(&ctx.dropout(&blk.ff1.forward(&x)?.relu()?, p)?)?;
             x = blk.ln2.forward(&(x + ctx.dropout(&f, p)?)?)?;
         }
         Ok(x)
@@ -166,7 +200,10 @@ mod tests {
     #[test]
     fn causal_outputs_ignore_the_future_and_parameters_count() {
         let mut s = ParamStore::new(3, Device::Cpu);
-        let cfg = UserEncoderConfig { dropout: 0.0, ..Default::default() };
+        let cfg = UserEncoderConfig {
+            dropout: 0.0,
+            ..Default::default()
+        };
         let enc = UserEncoder::new(&mut s, &cfg, 10).unwrap();
         // pos 640 + ln 128 + per block (qkv 12288 + out 4096 + ln 128 + ff1 16640 + ff2 16448
         // + ln 128 = 49728) x 2 = 100,224.
@@ -180,8 +217,25 @@ mod tests {
         let o1 = enc.forward(&e1, &mask, &Ctx::eval()).unwrap();
         let o2 = enc.forward(&e2, &mask, &Ctx::eval()).unwrap();
         let diff = (o1.narrow(1, 2, 7).unwrap() - o2.narrow(1, 2, 7).unwrap()).unwrap();
-        assert!(diff.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap() < 1e-5);
+        assert!(
+            diff.abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap()
+                < 1e-5
+        );
         let diff_last = (o1.narrow(1, 9, 1).unwrap() - o2.narrow(1, 9, 1).unwrap()).unwrap();
-        assert!(diff_last.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap() > 1e-3);
+        assert!(
+            diff_last
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap()
+                > 1e-3
+        );
     }
 }

@@ -39,15 +39,23 @@ impl LossPlan {
         let (bsz, w) = (batch.batch, batch.width);
         let l = w - 1;
         let cols = bsz * w;
-        let neg_log_pop: Vec<f32> = batch.slots.iter().map(|&i| -(pop[i as usize].ln()) as f32).collect();
-        let mut keep = Vec::new();
-        let mut bias = Vec::new();
-        let mut rows = Vec::new();
-        let mut targets = Vec::new();
+        let neg_log_pop: Vec<f32> = batch
+            .slots
+            .iter()
+            .map(|&i| -(pop[i as usize].ln()) as f32)
+            .collect();
+        let mut keep: Vec<f32> = Vec::new();
+        let mut bias: Vec<f32> = Vec::new();
+        let mut rows: Vec<u32> = Vec::new();
+        let mut targets: Vec<u32> = Vec::new();
         for b in 0..bsz {
             let own: HashSet<u32> = batch.row(b).iter().copied().collect();
             // Columns masked for every row of user b: padding and items of its own window.
-            let masked: Vec<bool> = batch.slots.iter().map(|&i| i == 0 || own.contains(&i)).collect();
+            let masked: Vec<bool> = batch
+                .slots
+                .iter()
+                .map(|&i| i == 0 || own.contains(&i))
+                .collect();
             for j in 0..l {
                 if batch.slots[b * w + j] == 0 {
                     continue;
@@ -95,15 +103,22 @@ mod tests {
         // Row (0,1), user0's items {0,1,2}: masked cols 0 (pad), 1 and 4 (item 1); kept 2, 3, 5.
         // Row (1,0), user1's items {3,1,4}: masked 0, 1, 3, 5; kept 2 and 4 (its target).
         // Row (1,1): masked 0, 1, 3, 4; kept 2 and 5 (its target).
-        let batch = TrainBatch { slots: vec![0, 1, 2, 3, 1, 4], batch: 2, width: 3 };
+        let batch = TrainBatch {
+            slots: vec![0, 1, 2, 3, 1, 4],
+            batch: 2,
+            width: 3,
+        };
         let pop = [1.0, 0.5, 0.25, 0.125, 0.125];
         let plan = LossPlan::new(&batch, &pop, &Device::Cpu).unwrap();
         let keep: Vec<Vec<f32>> = plan.keep.to_vec2().unwrap();
-        assert_eq!(keep, vec![
-            vec![0., 0., 1., 1., 0., 1.],
-            vec![0., 0., 1., 0., 1., 0.],
-            vec![0., 0., 1., 0., 0., 1.],
-        ]);
+        assert_eq!(
+            keep,
+            vec![
+                vec![0., 0., 1., 1., 0., 1.],
+                vec![0., 0., 1., 0., 1., 0.],
+                vec![0., 0., 1., 0., 0., 1.],
+            ]
+        );
         assert_eq!(plan.rows.to_vec1::<u32>().unwrap(), [1, 2, 3]);
         assert_eq!(plan.targets.to_vec1::<u32>().unwrap(), [2, 4, 5]);
         // With all-zero embeddings the logits are the bias. Row (1,0): kept cols 2 (item 2,

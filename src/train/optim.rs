@@ -47,7 +47,10 @@ impl GroupedAdam {
 
     /// (group, learning rate) pairs.
     pub fn rates(&self) -> Vec<(String, f64)> {
-        self.groups.iter().map(|(n, lr, _)| (n.clone(), *lr)).collect()
+        self.groups
+            .iter()
+            .map(|(n, lr, _)| (n.clone(), *lr))
+            .collect()
     }
 }
 
@@ -65,13 +68,23 @@ mod tests {
         let b = s.add("b", &[2], Init::Zeros, "san").unwrap();
         let cfg = Config::load(None, &[]).unwrap();
         let mut opt = GroupedAdam::new(&s, &cfg).unwrap();
-        assert_eq!(opt.rates(), [("default".to_string(), 2e-4), ("san".to_string(), 1e-4)]);
+        assert_eq!(
+            opt.rates(),
+            [("default".to_string(), 2e-4), ("san".to_string(), 1e-4)]
+        );
         let w = Tensor::new(&[1f32, -3.0], &Device::Cpu).unwrap();
-        let loss = (a.mul(&w).unwrap().sum_all().unwrap() + b.mul(&w).unwrap().sum_all().unwrap()).unwrap();
+        let loss = (a.mul(&w).unwrap().sum_all().unwrap() + b.mul(&w).unwrap().sum_all().unwrap())
+            .unwrap();
         opt.step(&loss.backward().unwrap()).unwrap();
         let va: Vec<f32> = s.params()[0].var.to_vec1().unwrap();
         let vb: Vec<f32> = s.params()[1].var.to_vec1().unwrap();
-        assert!((va[0] + 2e-4).abs() < 1e-9 && (va[1] - 2e-4).abs() < 1e-9, "{va:?}");
-        assert!((vb[0] + 1e-4).abs() < 1e-9 && (vb[1] - 1e-4).abs() < 1e-9, "{vb:?}");
+        assert!(
+            (va[0] + 2e-4).abs() < 1e-9 && (va[1] - 2e-4).abs() < 1e-9,
+            "{va:?}"
+        );
+        assert!(
+            (vb[0] + 1e-4).abs() < 1e-9 && (vb[1] - 1e-4).abs() < 1e-9,
+            "{vb:?}"
+        );
     }
 }

@@ -69,7 +69,10 @@ pub struct DatasetInfo {
 impl DatasetInfo {
     /// Describe `data` (synthetic when its directory holds a generator manifest).
     pub fn of(data: &Dataset) -> DatasetInfo {
-        let synthetic = data.root.as_ref().is_some_and(|r| r.join("synth.json").exists());
+        let synthetic = data
+            .root
+            .as_ref()
+            .is_some_and(|r| r.join("synth.json").exists());
         DatasetInfo {
             name: data.name.clone(),
             synthetic,
@@ -137,14 +140,20 @@ impl RunDir {
         };
         let final_path = cfg.run.dir.join(&name);
         if final_path.exists() {
-            return Err(Error::file(&final_path, "run directory already exists (choose another run.name)"));
+            return Err(Error::file(
+                &final_path,
+                "run directory already exists (choose another run.name)",
+            ));
         }
         let partial = cfg.run.dir.join(format!(".{name}.partial"));
         if partial.exists() {
             std::fs::remove_dir_all(&partial).map_err(|e| Error::io(&partial, e))?;
         }
         std::fs::create_dir_all(&partial).map_err(|e| Error::io(&partial, e))?;
-        let dir = RunDir { partial, final_path };
+        let dir = RunDir {
+            partial,
+            final_path,
+        };
         write_atomic(&dir.file("config.toml"), &cfg.to_toml())?;
         let info = serde_json::to_string_pretty(&DatasetInfo::of(data)).expect("serialisable");
         write_atomic(&dir.file("dataset.json"), &info)?;
@@ -177,7 +186,8 @@ impl RunDir {
     pub fn finish(self, summary: &Summary) -> Result<PathBuf> {
         let text = serde_json::to_string_pretty(summary).expect("serialisable");
         write_atomic(&self.file("summary.json"), &text)?;
-        std::fs::rename(&self.partial, &self.final_path).map_err(|e| Error::io(&self.final_path, e))?;
+        std::fs::rename(&self.partial, &self.final_path)
+            .map_err(|e| Error::io(&self.final_path, e))?;
         Ok(self.final_path)
     }
 }

@@ -12,7 +12,7 @@ use rand::seq::SliceRandom;
 
 use super::loss::LossPlan;
 use super::optim::GroupedAdam;
-use super::run_dir::{EpochRecord, GIT_REV, MaskedMetrics, RunDir, Summary, DatasetInfo};
+use super::run_dir::{DatasetInfo, EpochRecord, GIT_REV, MaskedMetrics, RunDir, Summary};
 use crate::config::Config;
 use crate::data::batch::{TrainBatch, eval_inputs};
 use crate::data::{Dataset, Split};
@@ -63,7 +63,13 @@ pub fn dedup_slots(slots: &[u32]) -> (Vec<u32>, Vec<u32>) {
     uniq.dedup();
     let inv = slots
         .iter()
-        .map(|&i| if i == 0 { 0 } else { uniq.binary_search(&i).expect("present") as u32 + 1 })
+        .map(|&i| {
+            if i == 0 {
+                0
+            } else {
+                uniq.binary_search(&i).expect("present") as u32 + 1
+            }
+        })
         .collect();
     (uniq, inv)
 }
@@ -97,6 +103,14 @@ impl<'a> Trainer<'a> {
 
     /// One optimisation step on `users`; returns the loss.
     pub fn step(&mut self, users: &[usize]) -> Result<f32> {
+        let loss = self.loss(users)?;
+        let grads = loss.backward()?;
+        self.opt.step(&grads)?;
+        Ok(loss.to_scalar::<f32>()?)
+    }
+
+    /// The training loss of `users` (training mode: dropout active), not yet differentiated.
+    pub fn loss(&self, users: &[usize]) -> Result<Tensor> {
         let d = self.cfg.model.user.dim;
         let tb = TrainBatch::new(self.data, users);
         let (b, w) = (tb.batch, tb.width);
@@ -110,12 +124,12 @@ impl<'a> Trainer<'a> {
         let inputs = e.reshape((b, w, d))?.narrow(1, 0, l)?.contiguous()?;
         let in_ids: Vec<u32> = (0..b).flat_map(|r| tb.row(r)[..l].to_vec()).collect();
         let mask = UserEncoder::attention_mask(&in_ids, b, l, &self.device)?;
-        let p = self.user.forward(&inputs, &mask, &self.dropout_ctx)?.reshape((b * l, d))?;
+        let p = self
+            .user
+            .forward(&inputs, &mask, &self.dropout_ctx)?
+            .reshape((b * l, d))?;
         let plan = LossPlan::new(&tb, &self.data.pop, &self.device)?;
-        let loss = plan.loss(&p, &e)?;
-        let grads = loss.backward()?;
-        self.opt.step(&grads)?;
-        Ok(loss.to_scalar::<f32>()?)
+        plan.loss(&p, &e)
     }
 
     /// Full-ranking evaluation of every user on `split`, under both masks.
@@ -123,7 +137,9 @@ impl<'a> Trainer<'a> {
         let t0 = Instant::now();
         let ctx = Ctx::eval();
         let ec = &self.cfg.eval;
-        let all = self.tower.embed_all(self.data.num_items(), ec.item_chunk, &ctx)?;
+        let all = self
+            .tower
+            .embed_all(self.data.num_items(), ec.item_chunk, &ctx)?;
         let l = self.data.max_seq_len;
         let d = self.cfg.model.user.dim;
         let users: Vec<usize> = (0..self.data.num_users()).collect();
@@ -133,7 +149,12 @@ impl<'a> Trainer<'a> {
             let idx = Tensor::from_slice(&ids, ids.len(), &self.device)?;
             let e = all.index_select(&idx, 0)?.reshape((chunk.len(), l, d))?;
             let mask = UserEncoder::attention_mask(&ids, chunk.len(), l, &self.device)?;
-            let out = self.user.forward(&e, &mask, &ctx)?.narrow(1, l - 1, 1)?.squeeze(1)?.detach();
+            let out = self
+                .user
+                .forward(&e, &mask, &ctx)?
+                .narrow(1, l - 1, 1)?
+                .squeeze(1)?
+                .detach();
             let targets: Vec<u32> = chunk.iter().map(|&u| self.data.target(u, split)).collect();
             let hists: Vec<&[u32]> = chunk.iter().map(|&u| self.data.history(u, split)).collect();
             ranks.extend(rank_chunked(&out, &all, &targets, &hists, ec.item_chunk)?);
@@ -154,9 +175,11 @@ impl<'a> Trainer<'a> {
         }
         let pb = ProgressBar::new(steps as u64);
         pb.set_style(
-            ProgressStyle::with_template("{prefix:>10} [{bar:30}] {pos}/{len} steps {msg} {elapsed}<{eta}")
-                .expect("valid template")
-                .progress_chars("=> "),
+            ProgressStyle::with_template(
+                "{prefix:>10} [{bar:30}] {pos}/{len} steps {msg} {elapsed}<{eta}",
+            )
+            .expect("valid template")
+            .progress_chars("=> "),
         );
         pb.set_prefix(format!("epoch {epoch}"));
         pb
@@ -170,12 +193,17 @@ impl<'a> Trainer<'a> {
         let mask = self.cfg.eval.mask;
         let n_users = self.data.num_users();
         let full_steps = n_users.div_ceil(tc.batch);
-        let steps = if tc.max_steps_per_epoch > 0 { full_steps.min(tc.max_steps_per_epoch) } else { full_steps };
+        let steps = if tc.max_steps_per_epoch > 0 {
+            full_steps.min(tc.max_steps_per_epoch)
+        } else {
+            full_steps
+        };
         let mut order: Vec<usize> = (0..n_users).collect();
         let (mut best, mut best_epoch, mut bad) = (f64::NEG_INFINITY, 0usize, 0usize);
         let mut best_state = self.store.snapshot()?;
         let mut best_valid = MaskedMetrics::default();
-        let (mut train_s, mut eval_s, mut epochs_run, mut stopped_early) = (0.0, 0.0, 0usize, false);
+        let (mut train_s, mut eval_s, mut epochs_run, mut stopped_early) =
+            (0.0, 0.0, 0usize, false);
         for epoch in 1..=tc.epochs {
             order.shuffle(&mut self.shuffle_rng);
             let pb = self.epoch_bar(epoch, steps);
@@ -223,7 +251,8 @@ impl<'a> Trainer<'a> {
                 (best, best_epoch, bad) = (score, epoch, 0);
                 best_state = self.store.snapshot()?;
                 best_valid = valid.metrics.clone();
-                self.store.save(&run.file("best.safetensors"), Some(&best_state))?;
+                self.store
+                    .save(&run.file("best.safetensors"), Some(&best_state))?;
             } else {
                 bad += 1;
                 if bad > tc.patience {

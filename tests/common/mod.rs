@@ -1,0 +1,60 @@
+//! Helpers shared by the integration tests: run the `iisan` binary and build small data.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// Run the `iisan` binary with `args` in `cwd`.
+pub fn iisan(cwd: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_iisan"))
+        .args(args)
+        .current_dir(cwd)
+        .env("RAYON_NUM_THREADS", "2")
+        .output()
+        .expect("run iisan")
+}
+
+/// stdout as text.
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// stderr as text.
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// The shared Scientific dataset (CI and developer machines have `../shared`).
+pub fn scientific() -> PathBuf {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/amazon-scientific");
+    assert!(
+        p.join("users.tsv").exists(),
+        "missing {}: the shared data must be present",
+        p.display()
+    );
+    p
+}
+
+/// Write a small synthetic dataset into `dir/name` with the binary; returns its path.
+pub fn small_synth(dir: &Path, name: &str, users: usize, items: usize) -> PathBuf {
+    let out = dir.join(name);
+    let o = iisan(
+        dir,
+        &[
+            "data",
+            "synth",
+            "--out",
+            out.to_str().unwrap(),
+            "--users",
+            &users.to_string(),
+            "--items",
+            &items.to_string(),
+            "--image-size",
+            "16",
+            "--seed",
+            "11",
+        ],
+    );
+    assert!(o.status.success(), "synth failed: {}", stderr(&o));
+    out
+}

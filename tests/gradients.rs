@@ -1,0 +1,40 @@
+//! After one backward pass every trainable parameter has a non-zero gradient (candle's fused
+//! LayerNorm/softmax would silently cut some off: STACK-NOTES.md rule 1).
+
+use iisan::Config;
+use iisan::data::synth::{self, SynthConfig};
+use iisan::data::{DataOptions, Dataset};
+use iisan::train::Trainer;
+
+#[test]
+fn every_trainable_parameter_gets_a_gradient() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("d");
+    let cfg = SynthConfig {
+        users: 80,
+        items: 50,
+        image_size: 16,
+        ..Default::default()
+    };
+    synth::write(&cfg, &dir, false).unwrap();
+    let data = Dataset::load(&dir, &DataOptions::default()).unwrap();
+    let config = Config::load(None, &[]).unwrap();
+    let trainer = Trainer::new(&config, &data).unwrap();
+    let users: Vec<usize> = (0..64).collect();
+    let loss = trainer.loss(&users).unwrap();
+    let grads = loss.backward().unwrap();
+    assert!(loss.to_scalar::<f32>().unwrap().is_finite());
+    for p in trainer.params().params() {
+        let g = grads
+            .get(&p.var)
+            .unwrap_or_else(|| panic!("{} has no gradient", p.name));
+        let norm = g
+            .sqr()
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(norm > 0.0, "{} has a zero gradient", p.name);
+    }
+}
