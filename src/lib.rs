@@ -8,9 +8,12 @@
 //! trainer and run directory ([`train`]) -> full-ranking evaluation ([`eval`]) and efficiency
 //! figures ([`efficiency`]). Everything that is a choice is one validated [`config::Config`].
 
+pub mod backbone;
+pub mod cache;
 pub mod config;
 pub mod data;
 pub mod efficiency;
+pub mod encode;
 pub mod error;
 pub mod eval;
 pub mod model;

@@ -39,7 +39,7 @@ fn inside(shape: usize, x: f32, y: f32) -> bool {
         "circle" => x * x + y * y <= 1.0,
         "square" => x.abs() <= 0.85 && y.abs() <= 0.85,
         // apex up, base at y = 0.8
-        "triangle" => y <= 0.8 && y >= -1.0 && x.abs() <= (y + 1.0) * 0.55,
+        "triangle" => (-1.0..=0.8).contains(&y) && x.abs() <= (y + 1.0) * 0.55,
         "diamond" => x.abs() + y.abs() <= 1.0,
         "ring" => {
             let r2 = x * x + y * y;
@@ -111,10 +111,10 @@ mod tests {
 
     #[test]
     fn shapes_cover_their_centre_and_not_the_corner() {
-        for s in 0..SHAPES.len() {
+        for (s, name) in SHAPES.iter().enumerate() {
             let centre = inside(s, 0.0, 0.05) || inside(s, 0.0, 0.6);
-            assert!(centre, "{}", SHAPES[s]);
-            assert!(!inside(s, 1.2, 1.2), "{}", SHAPES[s]);
+            assert!(centre, "{name}");
+            assert!(!inside(s, 1.2, 1.2), "{name}");
         }
         // the ring's hole is empty
         assert!(!inside(4, 0.0, 0.0));

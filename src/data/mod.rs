@@ -6,8 +6,10 @@
 
 pub mod batch;
 pub mod draw;
+pub mod image;
 pub mod split;
 pub mod synth;
+pub mod text;
 pub mod tsv;
 
 use std::path::{Path, PathBuf};

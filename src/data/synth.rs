@@ -11,6 +11,7 @@
 //! * image-only: `shape` (6), `colour` (8) and `texture` (4), drawn as a textured shape on a
 //!   light background ([`super::draw`]) with random position, scale and tone jitter.
 //!   No title mentions an image attribute and no image shows a text attribute.
+//!
 //! Each item also has a base popularity `pop_i ∝ 1 / r_i^0.9` for a random rank `r_i` (Zipf skew).
 //!
 //! Users. Each user `u` has a favourite style `st_u` and two favourite colours `C_u`.

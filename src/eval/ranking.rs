@@ -58,7 +58,7 @@ impl RankPair {
 /// Is `s` counted against a target scoring `t`? (`>=`, and NaN counts against the model.)
 #[inline]
 fn beats(s: f32, t: f32) -> bool {
-    !(s < t)
+    s.partial_cmp(&t) != Some(std::cmp::Ordering::Less)
 }
 
 /// Rank one user from a full score row (`scores[0]` is the padding item). The reference

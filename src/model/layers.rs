@@ -76,6 +76,11 @@ impl LayerNorm {
         Ok(LayerNorm { weight, bias, eps })
     }
 
+    /// A LayerNorm over given `weight` and `bias` tensors (e.g. loaded, frozen weights).
+    pub fn from_tensors(weight: Tensor, bias: Tensor, eps: f64) -> Self {
+        LayerNorm { weight, bias, eps }
+    }
+
     /// `(x - mean) / sqrt(var + eps) * weight + bias`, biased variance, over the last dim.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let mean = x.mean_keepdim(D::Minus1)?;
@@ -101,7 +106,7 @@ mod tests {
         let x = Var::new(&[1f32, 2., 3., 6.], &Device::Cpu).unwrap();
         let y = ln.forward(x.as_tensor()).unwrap();
         let v: Vec<f32> = y.to_vec1().unwrap();
-        let want = [-1.0690450, -0.5345225, 0.0, 1.6035675];
+        let want = [-1.069_045, -0.534_522_5, 0.0, 1.603_567_5];
         for (a, b) in v.iter().zip(want) {
             assert!((a - b).abs() < 1e-5, "{v:?}");
         }

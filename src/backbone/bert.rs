@@ -1,0 +1,221 @@
+//! A BERT encoder (Hugging Face `BertModel` layout) returning the [CLS] state of every hidden
+//! state. Loads MiniLM (`all-MiniLM-L6-v2`, no prefix) and `bert-base-uncased` (`bert.` prefix,
+//! `LayerNorm.gamma/beta` or `.weight/.bias`). Post-LN, exact (erf) GELU, real dropout in
+//! training mode. Token type ids are all 0 (single segment).
+
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::{Embedding, Linear, Module, VarBuilder};
+use serde::Deserialize;
+
+use super::{SelfAttention, layer_norm, linear, open_weights, read_config, stack_cls};
+use crate::error::{Error, Result};
+use crate::model::{Ctx, layers::LayerNorm};
+
+/// The fields of a Hugging Face BERT `config.json` this encoder uses.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct BertConfig {
+    /// Vocabulary size.
+    pub vocab_size: usize,
+    /// Hidden width D.
+    pub hidden_size: usize,
+    /// Layers L.
+    pub num_hidden_layers: usize,
+    /// Attention heads.
+    pub num_attention_heads: usize,
+    /// FFN width.
+    pub intermediate_size: usize,
+    /// Activation; only `gelu` (exact) is supported.
+    #[serde(default = "gelu")]
+    pub hidden_act: String,
+    /// LayerNorm epsilon.
+    #[serde(default = "bert_eps")]
+    pub layer_norm_eps: f64,
+    /// Learned positions.
+    pub max_position_embeddings: usize,
+    /// Token types.
+    #[serde(default = "two")]
+    pub type_vocab_size: usize,
+    /// Dropout on hidden states (training mode only).
+    #[serde(default)]
+    pub hidden_dropout_prob: f32,
+    /// Dropout on attention probabilities (training mode only).
+    #[serde(default)]
+    pub attention_probs_dropout_prob: f32,
+    /// `model_type` (must be `bert` when present).
+    #[serde(default)]
+    pub model_type: Option<String>,
+}
+
+fn gelu() -> String {
+    "gelu".into()
+}
+fn bert_eps() -> f64 {
+    1e-12
+}
+fn two() -> usize {
+    2
+}
+
+impl BertConfig {
+    /// bert-base-uncased's configuration (for shape tests without weights).
+    pub fn bert_base() -> Self {
+        BertConfig {
+            vocab_size: 30522,
+            hidden_size: 768,
+            num_hidden_layers: 12,
+            num_attention_heads: 12,
+            intermediate_size: 3072,
+            hidden_act: gelu(),
+            layer_norm_eps: 1e-12,
+            max_position_embeddings: 512,
+            type_vocab_size: 2,
+            hidden_dropout_prob: 0.1,
+            attention_probs_dropout_prob: 0.1,
+            model_type: Some("bert".into()),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct BertLayer {
+    attn: SelfAttention,
+    attn_out: Linear,
+    attn_ln: LayerNorm,
+    inter: Linear,
+    out: Linear,
+    out_ln: LayerNorm,
+}
+
+/// A loaded BERT encoder.
+#[derive(Debug)]
+pub struct Bert {
+    /// Its configuration.
+    pub config: BertConfig,
+    word: Embedding,
+    position: Embedding,
+    token_type: Embedding,
+    emb_ln: LayerNorm,
+    layers: Vec<BertLayer>,
+    device: Device,
+}
+
+impl Bert {
+    /// Load a Hugging Face BERT folder (`config.json`, `model.safetensors`).
+    pub fn load(dir: &Path, device: &Device) -> Result<Bert> {
+        let (config, cfg_path): (BertConfig, PathBuf) = read_config(dir)?;
+        if config.model_type.as_deref().is_some_and(|t| t != "bert") {
+            return Err(Error::file(&cfg_path, format!("model_type {:?} is not a BERT model", config.model_type.unwrap())));
+        }
+        let vb = open_weights(dir, device)?;
+        let file = dir.join("model.safetensors");
+        let vb = if vb.contains_tensor("bert.embeddings.word_embeddings.weight") { vb.pp("bert") } else { vb };
+        if !vb.contains_tensor("embeddings.word_embeddings.weight") {
+            return Err(Error::file(&file, "no BERT tensors (embeddings.word_embeddings.weight, with or without a bert. prefix)"));
+        }
+        Self::new(vb, config, &file)
+    }
+
+    /// Build from a `VarBuilder` (weights or a variable map) and a config; `file` names the
+    /// weights in errors.
+    pub fn new(vb: VarBuilder, config: BertConfig, file: &Path) -> Result<Bert> {
+        let c = &config;
+        if c.hidden_act != "gelu" {
+            return Err(Error::file(file, format!("hidden_act {:?} is not supported (gelu only)", c.hidden_act)));
+        }
+        if c.hidden_size % c.num_attention_heads != 0 {
+            return Err(Error::file(file, "hidden_size is not a multiple of num_attention_heads"));
+        }
+        let d = c.hidden_size;
+        let e = vb.pp("embeddings");
+        let emb = |n: usize, name: &str| -> Result<Embedding> {
+            Ok(Embedding::new(super::get(&e, &[n, d], &format!("{name}.weight"), file)?, d))
+        };
+        let word = emb(c.vocab_size, "word_embeddings")?;
+        let position = emb(c.max_position_embeddings, "position_embeddings")?;
+        let token_type = emb(c.type_vocab_size, "token_type_embeddings")?;
+        let emb_ln = layer_norm(&e, d, c.layer_norm_eps, "LayerNorm", file)?;
+        let mut layers = Vec::with_capacity(c.num_hidden_layers);
+        for i in 0..c.num_hidden_layers {
+            let l = vb.pp(format!("encoder.layer.{i}"));
+            let a = l.pp("attention");
+            layers.push(BertLayer {
+                attn: SelfAttention {
+                    query: linear(&a, d, d, "self.query", file)?,
+                    key: linear(&a, d, d, "self.key", file)?,
+                    value: linear(&a, d, d, "self.value", file)?,
+                    heads: c.num_attention_heads,
+                    dropout: c.attention_probs_dropout_prob,
+                },
+                attn_out: linear(&a, d, d, "output.dense", file)?,
+                attn_ln: layer_norm(&a, d, c.layer_norm_eps, "output.LayerNorm", file)?,
+                inter: linear(&l, d, c.intermediate_size, "intermediate.dense", file)?,
+                out: linear(&l, c.intermediate_size, d, "output.dense", file)?,
+                out_ln: layer_norm(&l, d, c.layer_norm_eps, "output.LayerNorm", file)?,
+            });
+        }
+        Ok(Bert { device: vb.device().clone(), config, word, position, token_type, emb_ln, layers })
+    }
+
+    /// Number of hidden states reported (layers + 1).
+    pub fn num_states(&self) -> usize {
+        self.config.num_hidden_layers + 1
+    }
+
+    /// The device the weights live on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// [CLS] states `[B, L + 1, D]` of token ids `[B, T]` (u32) with attention mask `[B, T]`
+    /// (1 = token, 0 = padding).
+    pub fn cls_states(&self, ids: &Tensor, mask: &Tensor, ctx: &Ctx) -> Result<Tensor> {
+        let (b, t) = ids.dims2()?;
+        let c = &self.config;
+        if t > c.max_position_embeddings {
+            return Err(Error::Internal(format!("{t} tokens exceed {} positions", c.max_position_embeddings)));
+        }
+        let pos = Tensor::arange(0u32, t as u32, &self.device)?;
+        let types = Tensor::zeros((b, t), DType::U32, &self.device)?;
+        let x = self.word.forward(ids)?.broadcast_add(&self.position.forward(&pos)?)?.add(&self.token_type.forward(&types)?)?;
+        let mut x = ctx.dropout(&self.emb_ln.forward(&x)?, c.hidden_dropout_prob)?;
+        // additive mask [B, 1, 1, T]: 0 for tokens, -1e9 for padding
+        let add_mask = ((mask.to_dtype(DType::F32)? - 1.0)? * 1e9)?.reshape((b, 1, 1, t))?;
+        let mut cls = vec![x.narrow(1, 0, 1)?.squeeze(1)?];
+        let p = c.hidden_dropout_prob;
+        for l in &self.layers {
+            let a = l.attn_out.forward(&l.attn.forward(&x, Some(&add_mask), ctx)?)?;
+            x = l.attn_ln.forward(&(ctx.dropout(&a, p)? + &x)?)?;
+            let h = l.inter.forward(&x)?.gelu_erf()?;
+            let o = l.out.forward(&h)?;
+            x = l.out_ln.forward(&(ctx.dropout(&o, p)? + &x)?)?;
+            cls.push(x.narrow(1, 0, 1)?.squeeze(1)?);
+        }
+        stack_cls(&cls)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_nn::VarMap;
+
+    #[test]
+    fn bert_base_shapes_and_parameter_count() {
+        // bert-base-uncased without pooler: embeddings 30522*768 + 512*768 + 2*768 + 2*768
+        // = 23,837,184; per layer 4*(768*768+768) + 2*2*768 + 768*3072+3072 + 3072*768+768
+        // = 7,087,872; x 12 = 85,054,464; total 108,891,648 (HF reports 109.5 M with the pooler's
+        // 590,592).
+        let vm = VarMap::new();
+        let vb = VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu);
+        let bert = Bert::new(vb, BertConfig::bert_base(), Path::new("random")).unwrap();
+        let n: usize = vm.all_vars().iter().map(|v| v.elem_count()).sum();
+        assert_eq!(n, 108_891_648);
+        assert_eq!(bert.num_states(), 13);
+        let ids = Tensor::new(&[[101u32, 2000, 102, 0]], &Device::Cpu).unwrap();
+        let mask = Tensor::new(&[[1f32, 1., 1., 0.]], &Device::Cpu).unwrap();
+        let s = bert.cls_states(&ids, &mask, &Ctx::eval()).unwrap();
+        assert_eq!(s.dims(), [1, 13, 768]);
+    }
+}

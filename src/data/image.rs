@@ -1,0 +1,134 @@
+//! Item images for the image tower (spec section 2): decode (JPEG, PNG, WebP), convert to RGB,
+//! resize to `size` x `size` with a bilinear filter (no crop; Pillow-compatible convolution, as
+//! the reference's PIL preprocessing), scale to [0, 1], normalise with the model's mean / std,
+//! and lay out channel-first.
+
+use std::path::{Path, PathBuf};
+
+use fast_image_resize::images::Image;
+use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
+use image::RgbImage;
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+
+/// ImageNet mean (DINOv2).
+pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
+/// ImageNet std (DINOv2).
+pub const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
+
+/// Image preprocessing parameters.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImagePrep {
+    /// Output side in pixels.
+    pub size: u32,
+    /// Per-channel mean.
+    pub mean: [f32; 3],
+    /// Per-channel std.
+    pub std: [f32; 3],
+}
+
+#[derive(Deserialize)]
+struct Preprocessor {
+    image_mean: Option<[f32; 3]>,
+    image_std: Option<[f32; 3]>,
+}
+
+#[derive(Deserialize)]
+struct ModelType {
+    model_type: String,
+}
+
+impl ImagePrep {
+    /// Read mean / std from `dir/preprocessor_config.json`, or, without one, use the model
+    /// type's convention (ViT: 0.5 / 0.5; DINOv2: ImageNet).
+    pub fn from_model_dir(dir: &Path, size: u32) -> Result<ImagePrep> {
+        let pre = dir.join("preprocessor_config.json");
+        if pre.exists() {
+            let text = std::fs::read_to_string(&pre).map_err(|e| Error::io(&pre, e))?;
+            let p: Preprocessor = serde_json::from_str(&text).map_err(|e| Error::file(&pre, format!("invalid: {e}")))?;
+            if let (Some(mean), Some(std)) = (p.image_mean, p.image_std) {
+                return Ok(ImagePrep { size, mean, std });
+            }
+        }
+        let cfg = dir.join("config.json");
+        let text = std::fs::read_to_string(&cfg).map_err(|_| Error::file(dir, "not a model folder: config.json is missing"))?;
+        let t: ModelType = serde_json::from_str(&text).map_err(|e| Error::file(&cfg, format!("invalid model config: {e}")))?;
+        let (mean, std) = if t.model_type == "dinov2" { (IMAGENET_MEAN, IMAGENET_STD) } else { ([0.5; 3], [0.5; 3]) };
+        Ok(ImagePrep { size, mean, std })
+    }
+
+    /// Decode the image at `path` and preprocess it into `[3, size, size]` floats.
+    pub fn load(&self, path: &Path) -> Result<Vec<f32>> {
+        let img = image::ImageReader::open(path)
+            .map_err(|e| Error::io(path, e))?
+            .with_guessed_format()
+            .map_err(|e| Error::io(path, e))?
+            .decode()
+            .map_err(|e| Error::file(path, format!("cannot decode image: {e}")))?;
+        self.from_rgb(&img.to_rgb8())
+    }
+
+    /// Preprocess an RGB image into `[3, size, size]` floats.
+    pub fn from_rgb(&self, img: &RgbImage) -> Result<Vec<f32>> {
+        let s = self.size;
+        let resized: Vec<u8> = if img.width() == s && img.height() == s {
+            img.as_raw().clone()
+        } else {
+            let src = Image::from_vec_u8(img.width(), img.height(), img.as_raw().clone(), PixelType::U8x3)
+                .map_err(|e| Error::Internal(format!("image buffer: {e}")))?;
+            let mut dst = Image::new(s, s, PixelType::U8x3);
+            let opts = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear));
+            Resizer::new().resize(&src, &mut dst, &opts).map_err(|e| Error::Internal(format!("resize: {e}")))?;
+            dst.into_vec()
+        };
+        let n = (s * s) as usize;
+        let mut out = vec![0f32; 3 * n];
+        for (p, px) in resized.chunks_exact(3).enumerate() {
+            for c in 0..3 {
+                out[c * n + p] = (px[c] as f32 / 255.0 - self.mean[c]) / self.std[c];
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The image file of item `key` under `dir/images/` (`.png`, `.jpg`, `.jpeg` or `.webp`).
+pub fn find_image(dir: &Path, key: &str) -> Option<PathBuf> {
+    ["png", "jpg", "jpeg", "webp"].iter().map(|e| dir.join("images").join(format!("{key}.{e}"))).find(|p| p.exists())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalises_channel_first() {
+        // 2x2 image: pixel (0,0) red 255, the rest black. ViT convention mean = std = 0.5:
+        // 255 -> (1 - .5) / .5 = 1; 0 -> -1.
+        let mut img = RgbImage::new(2, 2);
+        img.put_pixel(0, 0, image::Rgb([255, 0, 0]));
+        let prep = ImagePrep { size: 2, mean: [0.5; 3], std: [0.5; 3] };
+        let v = prep.from_rgb(&img).unwrap();
+        assert_eq!(v, vec![1., -1., -1., -1., -1., -1., -1., -1., -1., -1., -1., -1.]);
+    }
+
+    #[test]
+    fn bilinear_downsampling_averages() {
+        // A 4x4 image of constant 100 stays 100 after resizing to 2x2 (the filter is normalised).
+        let img = RgbImage::from_pixel(4, 4, image::Rgb([100, 100, 100]));
+        let prep = ImagePrep { size: 2, mean: [0.0; 3], std: [1.0; 3] };
+        let v = prep.from_rgb(&img).unwrap();
+        assert!(v.iter().all(|&x| (x - 100.0 / 255.0).abs() < 1e-6), "{v:?}");
+    }
+
+    #[test]
+    fn corrupt_image_is_an_error_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x.png");
+        std::fs::write(&p, b"\x89PNG\r\n\x1a\nnot really").unwrap();
+        let prep = ImagePrep { size: 8, mean: [0.0; 3], std: [1.0; 3] };
+        let e = prep.load(&p).unwrap_err().to_string();
+        assert!(e.contains("x.png") && e.contains("cannot decode image"), "{e}");
+    }
+}

@@ -1,0 +1,72 @@
+//! Title tokenisation for the text tower (spec section 2): lower-cased WordPiece from the
+//! model folder's `tokenizer.json`, `[CLS] ... [SEP]`, at most `max_tokens` (30) tokens, batches
+//! padded with id 0 to their longest member, with an attention mask.
+
+use std::path::Path;
+
+use tokenizers::{Tokenizer, TruncationParams};
+
+use crate::error::{Error, Result};
+
+/// A tokenised batch, row-major `[batch, len]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenBatch {
+    /// Token ids (padding 0).
+    pub ids: Vec<u32>,
+    /// 1 for tokens, 0 for padding.
+    pub mask: Vec<f32>,
+    /// Rows.
+    pub batch: usize,
+    /// Columns (longest row).
+    pub len: usize,
+}
+
+/// The tokenizer of a text tower.
+pub struct TextPrep {
+    tok: Tokenizer,
+    max_tokens: usize,
+}
+
+impl TextPrep {
+    /// Load `dir/tokenizer.json`, truncating to `max_tokens` (special tokens included), no padding.
+    pub fn from_model_dir(dir: &Path, max_tokens: usize) -> Result<TextPrep> {
+        let path = dir.join("tokenizer.json");
+        if !path.exists() {
+            return Err(Error::file(dir, "not a text model folder: tokenizer.json is missing"));
+        }
+        let mut tok = Tokenizer::from_file(&path).map_err(|e| Error::file(&path, format!("cannot load tokenizer: {e}")))?;
+        tok.with_padding(None);
+        tok.with_truncation(Some(TruncationParams { max_length: max_tokens, ..Default::default() }))
+            .map_err(|e| Error::file(&path, format!("cannot set truncation: {e}")))?;
+        Ok(TextPrep { tok, max_tokens })
+    }
+
+    /// Maximum tokens per title.
+    pub fn max_tokens(&self) -> usize {
+        self.max_tokens
+    }
+
+    /// Token ids of one title (lower-cased first).
+    pub fn encode(&self, title: &str) -> Result<Vec<u32>> {
+        let enc = self
+            .tok
+            .encode(title.to_lowercase(), true)
+            .map_err(|e| Error::Internal(format!("tokenizer failed on {title:?}: {e}")))?;
+        Ok(enc.get_ids().to_vec())
+    }
+
+    /// Tokenise `titles` into one right-padded batch.
+    pub fn batch(&self, titles: &[&str]) -> Result<TokenBatch> {
+        let rows: Vec<Vec<u32>> = titles.iter().map(|t| self.encode(t)).collect::<Result<_>>()?;
+        let len = rows.iter().map(Vec::len).max().unwrap_or(0);
+        let mut ids = Vec::with_capacity(rows.len() * len);
+        let mut mask = Vec::with_capacity(rows.len() * len);
+        for r in &rows {
+            ids.extend(r);
+            ids.extend(std::iter::repeat_n(0, len - r.len()));
+            mask.extend(std::iter::repeat_n(1.0, r.len()));
+            mask.extend(std::iter::repeat_n(0.0, len - r.len()));
+        }
+        Ok(TokenBatch { ids, mask, batch: rows.len(), len })
+    }
+}

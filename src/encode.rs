@@ -1,0 +1,226 @@
+//! `iisan encode`: run the frozen towers once over every item of a dataset and write the
+//! per-layer [CLS] states to hidden-state cache files ([`crate::cache`]), batched, with a
+//! progress bar, resumable.
+//!
+//! Text batches are formed from titles of similar token length (sorted within a window of items)
+//! so little compute goes to padding; BERT's attention mask makes each title's states
+//! independent of its batch.
+
+use std::path::Path;
+use std::time::Instant;
+
+use candle_core::{Device, Tensor};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::backbone::{bert::Bert, vit::Vit};
+use crate::cache::{CacheDtype, CacheHeader, CacheWriter};
+use crate::data::Dataset;
+use crate::data::image::{ImagePrep, find_image};
+use crate::data::text::TextPrep;
+use crate::error::{Error, Result};
+use crate::model::Ctx;
+
+/// What to do with an item whose image is missing or cannot be decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum MissingImage {
+    /// Stop with an error naming the item and file (default).
+    #[default]
+    Error,
+    /// Encode an all-zero input tensor instead and count it.
+    Zero,
+}
+
+/// Encoding options.
+#[derive(Debug, Clone)]
+pub struct EncodeOptions {
+    /// Stored element type.
+    pub dtype: CacheDtype,
+    /// Items per forward pass.
+    pub batch: usize,
+    /// Tokens per title (paper: 30).
+    pub max_tokens: usize,
+    /// Image side fed to the image tower (paper: 224).
+    pub image_size: usize,
+    /// Missing / corrupt image policy.
+    pub missing_images: MissingImage,
+    /// Draw a progress bar.
+    pub progress: bool,
+}
+
+/// The outcome of encoding one modality.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EncodeReport {
+    /// `text` or `image`.
+    pub modality: String,
+    /// Items encoded in this call (resumed items excluded).
+    pub encoded: usize,
+    /// Seconds spent.
+    pub seconds: f64,
+    /// Items per second.
+    pub items_per_second: f64,
+    /// Cache file size in bytes.
+    pub bytes: u64,
+    /// Items whose image was missing or undecodable and were zero-filled.
+    pub zero_images: usize,
+}
+
+/// Fingerprint of a dataset's items (keys and titles in id order): what a cache depends on.
+pub fn items_fingerprint(data: &Dataset) -> String {
+    let mut h = Sha256::new();
+    for (k, t) in data.item_keys.iter().zip(&data.titles) {
+        h.update(k.as_bytes());
+        h.update([0]);
+        h.update(t.as_bytes());
+        h.update([1]);
+    }
+    h.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
+
+fn model_id(dir: &Path, what: String) -> String {
+    let name = dir.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    format!("{name} ({what})")
+}
+
+fn bar(total: usize, done: usize, label: &str, show: bool) -> ProgressBar {
+    if !show {
+        return ProgressBar::hidden();
+    }
+    let pb = ProgressBar::new(total as u64);
+    pb.set_style(
+        ProgressStyle::with_template("{prefix:>6} [{bar:30}] {pos}/{len} items {per_sec} {elapsed}<{eta}")
+            .expect("template")
+            .progress_chars("=> "),
+    );
+    pb.set_prefix(label.to_string());
+    pb.set_position(done as u64);
+    pb.reset_eta();
+    pb
+}
+
+fn finish(w: CacheWriter, modality: &str, encoded: usize, t0: Instant, zero_images: usize) -> Result<EncodeReport> {
+    let path = w.finish()?;
+    let seconds = t0.elapsed().as_secs_f64();
+    let bytes = std::fs::metadata(&path).map_err(|e| Error::io(&path, e))?.len();
+    Ok(EncodeReport {
+        modality: modality.into(),
+        encoded,
+        seconds,
+        items_per_second: encoded as f64 / seconds.max(1e-9),
+        bytes,
+        zero_images,
+    })
+}
+
+/// Encode every item's title with the BERT folder `model` into the cache file `out`.
+pub fn encode_text(data: &Dataset, model: &Path, out: &Path, o: &EncodeOptions) -> Result<EncodeReport> {
+    let dev = Device::Cpu;
+    let bert = Bert::load(model, &dev)?;
+    let prep = TextPrep::from_model_dir(model, o.max_tokens)?;
+    let c = &bert.config;
+    let header = CacheHeader {
+        model: model_id(model, format!("bert, {} layers x {}", c.num_hidden_layers, c.hidden_size)),
+        modality: "text".into(),
+        states: bert.num_states(),
+        width: c.hidden_size,
+        dtype: o.dtype,
+        items: data.num_items(),
+        items_fingerprint: items_fingerprint(data),
+        preprocessing: format!("lower-cased title, max {} tokens", o.max_tokens),
+    };
+    let mut w = CacheWriter::create_or_resume(out, header)?;
+    let start = w.next_item();
+    let n = data.num_items();
+    let pb = bar(n, start - 1, "text", o.progress);
+    let t0 = Instant::now();
+    let ctx = Ctx::eval();
+    let per = bert.num_states() * c.hidden_size;
+    let window = o.batch * 16;
+    let mut id = start;
+    while id <= n {
+        let end = (id + window).min(n + 1);
+        let ids: Vec<usize> = (id..end).collect();
+        let toks: Vec<Vec<u32>> = ids.iter().map(|&i| prep.encode(&data.titles[i])).collect::<Result<_>>()?;
+        let mut order: Vec<usize> = (0..ids.len()).collect();
+        order.sort_by_key(|&k| toks[k].len());
+        let mut buf = vec![0f32; ids.len() * per];
+        for chunk in order.chunks(o.batch) {
+            let len = chunk.iter().map(|&k| toks[k].len()).max().unwrap_or(1);
+            let mut tid = Vec::with_capacity(chunk.len() * len);
+            let mut mask = Vec::with_capacity(chunk.len() * len);
+            for &k in chunk {
+                let t = &toks[k];
+                tid.extend(t.iter().copied().chain(std::iter::repeat_n(0, len - t.len())));
+                mask.extend((0..len).map(|j| if j < t.len() { 1f32 } else { 0.0 }));
+            }
+            let tid = Tensor::from_vec(tid, (chunk.len(), len), &dev)?;
+            let mask = Tensor::from_vec(mask, (chunk.len(), len), &dev)?;
+            let states: Vec<f32> = bert.cls_states(&tid, &mask, &ctx)?.flatten_all()?.to_vec1()?;
+            for (r, &k) in chunk.iter().enumerate() {
+                buf[k * per..(k + 1) * per].copy_from_slice(&states[r * per..(r + 1) * per]);
+            }
+            pb.inc(chunk.len() as u64);
+        }
+        w.append(&buf)?;
+        id = end;
+    }
+    pb.finish_and_clear();
+    finish(w, "text", n + 1 - start, t0, 0)
+}
+
+/// Encode every item's image (`<dataset>/images/<key>.*`) with the ViT/DINOv2 folder `model`
+/// into the cache file `out`.
+pub fn encode_images(data: &Dataset, model: &Path, out: &Path, o: &EncodeOptions) -> Result<EncodeReport> {
+    let dev = Device::Cpu;
+    let root = data.root.clone().ok_or_else(|| Error::Config("the dataset has no directory for images".into()))?;
+    let vit = Vit::load(model, o.image_size, &dev)?;
+    let prep = ImagePrep::from_model_dir(model, o.image_size as u32)?;
+    let c = &vit.config;
+    let header = CacheHeader {
+        model: model_id(model, format!("{}, {} layers x {}", c.model_type, c.num_hidden_layers, c.hidden_size)),
+        modality: "image".into(),
+        states: vit.num_states(),
+        width: c.hidden_size,
+        dtype: o.dtype,
+        items: data.num_items(),
+        items_fingerprint: items_fingerprint(data),
+        preprocessing: format!("RGB, bilinear {s}x{s}, mean {:?}, std {:?}", prep.mean, prep.std, s = o.image_size),
+    };
+    let mut w = CacheWriter::create_or_resume(out, header)?;
+    let start = w.next_item();
+    let n = data.num_items();
+    let pb = bar(n, start - 1, "image", o.progress);
+    let t0 = Instant::now();
+    let ctx = Ctx::eval();
+    let s = o.image_size;
+    let mut zero = 0;
+    let mut id = start;
+    while id <= n {
+        let end = (id + o.batch).min(n + 1);
+        let mut px = Vec::with_capacity((end - id) * 3 * s * s);
+        for i in id..end {
+            let key = &data.item_keys[i];
+            let loaded = match find_image(&root, key) {
+                Some(p) => prep.load(&p),
+                None => Err(Error::file(&root.join("images"), format!("no image for item {key:?} (png, jpg, jpeg or webp)"))),
+            };
+            match (loaded, o.missing_images) {
+                (Ok(v), _) => px.extend(v),
+                (Err(_), MissingImage::Zero) => {
+                    zero += 1;
+                    px.extend(std::iter::repeat_n(0f32, 3 * s * s));
+                }
+                (Err(e), MissingImage::Error) => return Err(e),
+            }
+        }
+        let pixels = Tensor::from_vec(px, (end - id, 3, s, s), &dev)?;
+        let states: Vec<f32> = vit.cls_states(&pixels, &ctx)?.flatten_all()?.to_vec1()?;
+        w.append(&states)?;
+        pb.inc((end - id) as u64);
+        id = end;
+    }
+    pb.finish_and_clear();
+    finish(w, "image", n + 1 - start, t0, zero)
+}
