@@ -104,10 +104,7 @@ pub struct Bert {
 impl Bert {
     /// Load a Hugging Face BERT folder (`config.json`, `model.safetensors`).
     pub fn load(dir: &Path, device: &Device) -> Result<Bert> {
-        let (config, cfg_path): (BertConfig, PathBuf) = read_config(dir)?;
-        if config.model_type.as_deref().is_some_and(|t| t != "bert") {
-            return Err(Error::file(&cfg_path, format!("model_type {:?} is not a BERT model", config.model_type.unwrap())));
-        }
+        let (config, _): (BertConfig, PathBuf) = read_config(dir, &["bert"])?;
         let vb = open_weights(dir, device)?;
         let file = dir.join("model.safetensors");
         let vb = if vb.contains_tensor("bert.embeddings.word_embeddings.weight") { vb.pp("bert") } else { vb };

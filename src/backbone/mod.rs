@@ -29,11 +29,19 @@ pub fn open_weights(dir: &Path, device: &Device) -> Result<VarBuilder<'static>> 
         .map_err(|e| Error::file(&path, format!("cannot read weights: {e}")))
 }
 
-/// Read and parse `dir/config.json` into `T`.
-pub fn read_config<T: serde::de::DeserializeOwned>(dir: &Path) -> Result<(T, PathBuf)> {
+/// Read `dir/config.json`, check that its `model_type` is one of `types` (when it has one), and
+/// parse it into `T`.
+pub fn read_config<T: serde::de::DeserializeOwned>(dir: &Path, types: &[&str]) -> Result<(T, PathBuf)> {
     let path = dir.join("config.json");
     let text = std::fs::read_to_string(&path).map_err(|_| Error::file(dir, "not a model folder: config.json is missing"))?;
-    let cfg = serde_json::from_str(&text).map_err(|e| Error::file(&path, format!("invalid model config: {e}")))?;
+    let v: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| Error::file(&path, format!("invalid model config: {e}")))?;
+    if let Some(t) = v.get("model_type").and_then(|t| t.as_str()) {
+        if !types.contains(&t) {
+            return Err(Error::file(&path, format!("model_type {t:?} is not {}", types.join(" or "))));
+        }
+    }
+    let cfg = serde_json::from_value(v).map_err(|e| Error::file(&path, format!("invalid model config: {e}")))?;
     Ok((cfg, path))
 }
 

@@ -146,10 +146,7 @@ impl Vit {
     /// Load a ViT or DINOv2 folder (`config.json`, `model.safetensors`) for input images of
     /// `image_size` x `image_size` pixels (a multiple of the patch size).
     pub fn load(dir: &Path, image_size: usize, device: &Device) -> Result<Vit> {
-        let (config, cfg_path): (VitConfig, PathBuf) = read_config(dir)?;
-        if !matches!(config.model_type.as_str(), "vit" | "dinov2") {
-            return Err(Error::file(&cfg_path, format!("model_type {:?} is not vit or dinov2", config.model_type)));
-        }
+        let (config, _): (VitConfig, PathBuf) = read_config(dir, &["vit", "dinov2"])?;
         let vb = open_weights(dir, device)?;
         let file = dir.join("model.safetensors");
         let vb = ["vit", "dinov2"]
