@@ -85,12 +85,17 @@ impl CacheHeader {
     /// Parse the header at the start of `bytes`; returns it and the data offset.
     fn decode(path: &Path, bytes: &[u8]) -> Result<(CacheHeader, usize)> {
         if bytes.len() < 16 || &bytes[..8] != MAGIC {
-            return Err(Error::file(path, "not an iisan hidden-state cache (bad magic)"));
+            return Err(Error::file(
+                path,
+                "not an iisan hidden-state cache (bad magic)",
+            ));
         }
         let n = u64::from_le_bytes(bytes[8..16].try_into().expect("8 bytes")) as usize;
-        let json = bytes.get(16..16 + n).ok_or_else(|| Error::file(path, "truncated cache header"))?;
-        let h: CacheHeader =
-            serde_json::from_slice(json).map_err(|e| Error::file(path, format!("invalid cache header: {e}")))?;
+        let json = bytes
+            .get(16..16 + n)
+            .ok_or_else(|| Error::file(path, "truncated cache header"))?;
+        let h: CacheHeader = serde_json::from_slice(json)
+            .map_err(|e| Error::file(path, format!("invalid cache header: {e}")))?;
         Ok((h, (16 + n).div_ceil(ALIGN) * ALIGN))
     }
 }
@@ -119,23 +124,42 @@ impl CacheWriter {
         let head = header.encode();
         let row = header.row_bytes();
         if partial.exists() {
-            let mut f = OpenOptions::new().read(true).write(true).open(&partial).map_err(|e| Error::io(&partial, e))?;
+            let mut f = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&partial)
+                .map_err(|e| Error::io(&partial, e))?;
             let mut start = vec![0u8; head.len()];
             let same = f.read_exact(&mut start).is_ok() && start == head;
             if same {
                 let len = f.metadata().map_err(|e| Error::io(&partial, e))?.len() as usize;
                 let rows = (len - head.len()) / row;
-                f.set_len((head.len() + rows * row) as u64).map_err(|e| Error::io(&partial, e))?;
-                f.seek(SeekFrom::End(0)).map_err(|e| Error::io(&partial, e))?;
+                f.set_len((head.len() + rows * row) as u64)
+                    .map_err(|e| Error::io(&partial, e))?;
+                f.seek(SeekFrom::End(0))
+                    .map_err(|e| Error::io(&partial, e))?;
                 if rows > 0 {
-                    return Ok(CacheWriter { file: f, header, path: path.to_path_buf(), partial, rows_done: rows });
+                    return Ok(CacheWriter {
+                        file: f,
+                        header,
+                        path: path.to_path_buf(),
+                        partial,
+                        rows_done: rows,
+                    });
                 }
             }
         }
         let mut f = File::create(&partial).map_err(|e| Error::io(&partial, e))?;
         f.write_all(&head).map_err(|e| Error::io(&partial, e))?;
-        f.write_all(&vec![0u8; row]).map_err(|e| Error::io(&partial, e))?;
-        Ok(CacheWriter { file: f, header, path: path.to_path_buf(), partial, rows_done: 1 })
+        f.write_all(&vec![0u8; row])
+            .map_err(|e| Error::io(&partial, e))?;
+        Ok(CacheWriter {
+            file: f,
+            header,
+            path: path.to_path_buf(),
+            partial,
+            rows_done: 1,
+        })
     }
 
     /// Rows already written (including row 0): the next item id to write.
@@ -152,13 +176,21 @@ impl CacheWriter {
     pub fn append(&mut self, values: &[f32]) -> Result<()> {
         let per = self.header.states * self.header.width;
         if values.len() % per != 0 {
-            return Err(Error::Internal(format!("cache rows of {per} values, got {}", values.len())));
+            return Err(Error::Internal(format!(
+                "cache rows of {per} values, got {}",
+                values.len()
+            )));
         }
         let bytes: Vec<u8> = match self.header.dtype {
             CacheDtype::F32 => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
-            CacheDtype::F16 => values.iter().flat_map(|v| f16::from_f32(*v).to_le_bytes()).collect(),
+            CacheDtype::F16 => values
+                .iter()
+                .flat_map(|v| f16::from_f32(*v).to_le_bytes())
+                .collect(),
         };
-        self.file.write_all(&bytes).map_err(|e| Error::io(&self.partial, e))?;
+        self.file
+            .write_all(&bytes)
+            .map_err(|e| Error::io(&self.partial, e))?;
         self.rows_done += values.len() / per;
         Ok(())
     }
@@ -166,9 +198,15 @@ impl CacheWriter {
     /// Check completeness, flush and rename into place.
     pub fn finish(self) -> Result<PathBuf> {
         if self.rows_done != self.header.items + 1 {
-            return Err(Error::Internal(format!("cache has {} of {} rows", self.rows_done, self.header.items + 1)));
+            return Err(Error::Internal(format!(
+                "cache has {} of {} rows",
+                self.rows_done,
+                self.header.items + 1
+            )));
         }
-        self.file.sync_all().map_err(|e| Error::io(&self.partial, e))?;
+        self.file
+            .sync_all()
+            .map_err(|e| Error::io(&self.partial, e))?;
         std::fs::rename(&self.partial, &self.path).map_err(|e| Error::io(&self.path, e))?;
         Ok(self.path)
     }
@@ -194,10 +232,19 @@ impl HiddenStateCache {
         if map.len() != want {
             return Err(Error::file(
                 path,
-                format!("truncated or oversized cache: {} bytes, expected {want} for {} items", map.len(), header.items),
+                format!(
+                    "truncated or oversized cache: {} bytes, expected {want} for {} items",
+                    map.len(),
+                    header.items
+                ),
             ));
         }
-        Ok(HiddenStateCache { map, header, offset, path: path.to_path_buf() })
+        Ok(HiddenStateCache {
+            map,
+            header,
+            offset,
+            path: path.to_path_buf(),
+        })
     }
 
     fn parse(path: &Path, bytes: &[u8]) -> Result<(CacheHeader, usize)> {
@@ -234,22 +281,37 @@ impl HiddenStateCache {
     pub fn gather(&self, ids: &[u32], taps: &[usize], device: &Device) -> Result<Tensor> {
         let h = &self.header;
         if let Some(&t) = taps.iter().find(|&&t| t >= h.states) {
-            return Err(Error::Config(format!("tap {t} outside the cache's {} states ({})", h.states, self.path.display())));
+            return Err(Error::Config(format!(
+                "tap {t} outside the cache's {} states ({})",
+                h.states,
+                self.path.display()
+            )));
         }
         let w = h.width;
         let mut out = Vec::with_capacity(ids.len() * taps.len() * w);
         let es = h.dtype.size();
         for &id in ids {
             if id as usize > h.items {
-                return Err(Error::Internal(format!("item {id} outside the cache's {} items", h.items)));
+                return Err(Error::Internal(format!(
+                    "item {id} outside the cache's {} items",
+                    h.items
+                )));
             }
             let row = self.offset + id as usize * h.row_bytes();
             for &t in taps {
                 let start = row + t * w * es;
                 let bytes = &self.map[start..start + w * es];
                 match h.dtype {
-                    CacheDtype::F32 => out.extend(bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))),
-                    CacheDtype::F16 => out.extend(bytes.chunks_exact(2).map(|b| f16::from_le_bytes([b[0], b[1]]).to_f32())),
+                    CacheDtype::F32 => out.extend(
+                        bytes
+                            .chunks_exact(4)
+                            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+                    ),
+                    CacheDtype::F16 => out.extend(
+                        bytes
+                            .chunks_exact(2)
+                            .map(|b| f16::from_le_bytes([b[0], b[1]]).to_f32()),
+                    ),
                 }
             }
         }
@@ -276,7 +338,10 @@ mod tests {
 
     fn rows(ids: std::ops::Range<usize>) -> Vec<f32> {
         // item i, state s, unit u -> i * 10 + s + u / 4 (exact in f16 too)
-        ids.flat_map(|i| (0..3).flat_map(move |s| (0..2).map(move |u| (i * 10 + s) as f32 + u as f32 / 4.0))).collect()
+        ids.flat_map(|i| {
+            (0..3).flat_map(move |s| (0..2).map(move |u| (i * 10 + s) as f32 + u as f32 / 4.0))
+        })
+        .collect()
     }
 
     #[test]
@@ -297,18 +362,33 @@ mod tests {
             w.finish().unwrap();
             assert!(!part.exists());
             let c = HiddenStateCache::open_for(&path, 4, "fp").unwrap();
-            let g = c.gather(&[4, 0, 2], &[2, 0], &Device::Cpu).unwrap().to_vec3::<f32>().unwrap();
+            let g = c
+                .gather(&[4, 0, 2], &[2, 0], &Device::Cpu)
+                .unwrap()
+                .to_vec3::<f32>()
+                .unwrap();
             assert_eq!(g[0], vec![vec![42.0, 42.25], vec![40.0, 40.25]]);
             assert_eq!(g[1], vec![vec![0.0, 0.0], vec![0.0, 0.0]]);
             assert_eq!(g[2], vec![vec![22.0, 22.25], vec![20.0, 20.25]]);
             assert!(c.gather(&[1], &[3], &Device::Cpu).is_err());
-            let e = HiddenStateCache::open_for(&path, 5, "fp").err().unwrap().to_string();
+            let e = HiddenStateCache::open_for(&path, 5, "fp")
+                .err()
+                .unwrap()
+                .to_string();
             assert!(e.contains("another dataset"), "{e}");
             // truncate by one byte
             let len = std::fs::metadata(&path).unwrap().len();
-            OpenOptions::new().write(true).open(&path).unwrap().set_len(len - 1).unwrap();
+            OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .unwrap()
+                .set_len(len - 1)
+                .unwrap();
             let e = HiddenStateCache::open(&path).err().unwrap().to_string();
-            assert!(e.contains("truncated") && e.contains(&path.display().to_string()), "{e}");
+            assert!(
+                e.contains("truncated") && e.contains(&path.display().to_string()),
+                "{e}"
+            );
         }
     }
 
@@ -319,7 +399,10 @@ mod tests {
         let mut w = CacheWriter::create_or_resume(&path, header(CacheDtype::F32)).unwrap();
         w.append(&rows(1..3)).unwrap();
         drop(w);
-        let other = CacheHeader { items_fingerprint: "other".into(), ..header(CacheDtype::F32) };
+        let other = CacheHeader {
+            items_fingerprint: "other".into(),
+            ..header(CacheDtype::F32)
+        };
         let w = CacheWriter::create_or_resume(&path, other).unwrap();
         assert_eq!(w.next_item(), 1);
     }
@@ -329,6 +412,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("x");
         std::fs::write(&p, b"hello world, not a cache").unwrap();
-        assert!(HiddenStateCache::open(&p).err().unwrap().to_string().contains("bad magic"));
+        assert!(
+            HiddenStateCache::open(&p)
+                .err()
+                .unwrap()
+                .to_string()
+                .contains("bad magic")
+        );
     }
 }

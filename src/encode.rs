@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::backbone::{bert::Bert, vit::Vit};
-use crate::cache::{CacheDtype, CacheHeader, CacheWriter};
+use crate::cache::{CacheDtype, CacheHeader, CacheWriter, HiddenStateCache};
 use crate::data::Dataset;
 use crate::data::image::{ImagePrep, find_image};
 use crate::data::text::TextPrep;
@@ -76,11 +76,18 @@ pub fn items_fingerprint(data: &Dataset) -> String {
         h.update(t.as_bytes());
         h.update([1]);
     }
-    h.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect()
+    h.finalize()
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 fn model_id(dir: &Path, what: String) -> String {
-    let name = dir.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = dir
+        .file_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
     format!("{name} ({what})")
 }
 
@@ -90,9 +97,11 @@ fn bar(total: usize, done: usize, label: &str, show: bool) -> ProgressBar {
     }
     let pb = ProgressBar::new(total as u64);
     pb.set_style(
-        ProgressStyle::with_template("{prefix:>6} [{bar:30}] {pos}/{len} items {per_sec} {elapsed}<{eta}")
-            .expect("template")
-            .progress_chars("=> "),
+        ProgressStyle::with_template(
+            "{prefix:>6} [{bar:30}] {pos}/{len} items {per_sec} {elapsed}<{eta}",
+        )
+        .expect("template")
+        .progress_chars("=> "),
     );
     pb.set_prefix(label.to_string());
     pb.set_position(done as u64);
@@ -100,10 +109,18 @@ fn bar(total: usize, done: usize, label: &str, show: bool) -> ProgressBar {
     pb
 }
 
-fn finish(w: CacheWriter, modality: &str, encoded: usize, t0: Instant, zero_images: usize) -> Result<EncodeReport> {
+fn finish(
+    w: CacheWriter,
+    modality: &str,
+    encoded: usize,
+    t0: Instant,
+    zero_images: usize,
+) -> Result<EncodeReport> {
     let path = w.finish()?;
     let seconds = t0.elapsed().as_secs_f64();
-    let bytes = std::fs::metadata(&path).map_err(|e| Error::io(&path, e))?.len();
+    let bytes = std::fs::metadata(&path)
+        .map_err(|e| Error::io(&path, e))?
+        .len();
     Ok(EncodeReport {
         modality: modality.into(),
         encoded,
@@ -114,14 +131,43 @@ fn finish(w: CacheWriter, modality: &str, encoded: usize, t0: Instant, zero_imag
     })
 }
 
+/// A finished cache at `out` with exactly `header`: nothing to do (reported as 0 encoded).
+fn up_to_date(out: &Path, header: &CacheHeader) -> Result<Option<EncodeReport>> {
+    if !out.exists() {
+        return Ok(None);
+    }
+    match HiddenStateCache::open(out) {
+        Ok(c) if c.header() == header => {
+            let bytes = std::fs::metadata(out).map_err(|e| Error::io(out, e))?.len();
+            Ok(Some(EncodeReport {
+                modality: header.modality.clone(),
+                encoded: 0,
+                seconds: 0.0,
+                items_per_second: 0.0,
+                bytes,
+                zero_images: 0,
+            }))
+        }
+        _ => Ok(None),
+    }
+}
+
 /// Encode every item's title with the BERT folder `model` into the cache file `out`.
-pub fn encode_text(data: &Dataset, model: &Path, out: &Path, o: &EncodeOptions) -> Result<EncodeReport> {
+pub fn encode_text(
+    data: &Dataset,
+    model: &Path,
+    out: &Path,
+    o: &EncodeOptions,
+) -> Result<EncodeReport> {
     let dev = Device::Cpu;
     let bert = Bert::load(model, &dev)?;
     let prep = TextPrep::from_model_dir(model, o.max_tokens)?;
     let c = &bert.config;
     let header = CacheHeader {
-        model: model_id(model, format!("bert, {} layers x {}", c.num_hidden_layers, c.hidden_size)),
+        model: model_id(
+            model,
+            format!("bert, {} layers x {}", c.num_hidden_layers, c.hidden_size),
+        ),
         modality: "text".into(),
         states: bert.num_states(),
         width: c.hidden_size,
@@ -130,6 +176,9 @@ pub fn encode_text(data: &Dataset, model: &Path, out: &Path, o: &EncodeOptions) 
         items_fingerprint: items_fingerprint(data),
         preprocessing: format!("lower-cased title, max {} tokens", o.max_tokens),
     };
+    if let Some(r) = up_to_date(out, &header)? {
+        return Ok(r);
+    }
     let mut w = CacheWriter::create_or_resume(out, header)?;
     let start = w.next_item();
     let n = data.num_items();
@@ -142,7 +191,10 @@ pub fn encode_text(data: &Dataset, model: &Path, out: &Path, o: &EncodeOptions) 
     while id <= n {
         let end = (id + window).min(n + 1);
         let ids: Vec<usize> = (id..end).collect();
-        let toks: Vec<Vec<u32>> = ids.iter().map(|&i| prep.encode(&data.titles[i])).collect::<Result<_>>()?;
+        let toks: Vec<Vec<u32>> = ids
+            .iter()
+            .map(|&i| prep.encode(&data.titles[i]))
+            .collect::<Result<_>>()?;
         let mut order: Vec<usize> = (0..ids.len()).collect();
         order.sort_by_key(|&k| toks[k].len());
         let mut buf = vec![0f32; ids.len() * per];
@@ -152,12 +204,19 @@ pub fn encode_text(data: &Dataset, model: &Path, out: &Path, o: &EncodeOptions) 
             let mut mask = Vec::with_capacity(chunk.len() * len);
             for &k in chunk {
                 let t = &toks[k];
-                tid.extend(t.iter().copied().chain(std::iter::repeat_n(0, len - t.len())));
+                tid.extend(
+                    t.iter()
+                        .copied()
+                        .chain(std::iter::repeat_n(0, len - t.len())),
+                );
                 mask.extend((0..len).map(|j| if j < t.len() { 1f32 } else { 0.0 }));
             }
             let tid = Tensor::from_vec(tid, (chunk.len(), len), &dev)?;
             let mask = Tensor::from_vec(mask, (chunk.len(), len), &dev)?;
-            let states: Vec<f32> = bert.cls_states(&tid, &mask, &ctx)?.flatten_all()?.to_vec1()?;
+            let states: Vec<f32> = bert
+                .cls_states(&tid, &mask, &ctx)?
+                .flatten_all()?
+                .to_vec1()?;
             for (r, &k) in chunk.iter().enumerate() {
                 buf[k * per..(k + 1) * per].copy_from_slice(&states[r * per..(r + 1) * per]);
             }
@@ -172,22 +231,44 @@ pub fn encode_text(data: &Dataset, model: &Path, out: &Path, o: &EncodeOptions) 
 
 /// Encode every item's image (`<dataset>/images/<key>.*`) with the ViT/DINOv2 folder `model`
 /// into the cache file `out`.
-pub fn encode_images(data: &Dataset, model: &Path, out: &Path, o: &EncodeOptions) -> Result<EncodeReport> {
+pub fn encode_images(
+    data: &Dataset,
+    model: &Path,
+    out: &Path,
+    o: &EncodeOptions,
+) -> Result<EncodeReport> {
     let dev = Device::Cpu;
-    let root = data.root.clone().ok_or_else(|| Error::Config("the dataset has no directory for images".into()))?;
+    let root = data
+        .root
+        .clone()
+        .ok_or_else(|| Error::Config("the dataset has no directory for images".into()))?;
     let vit = Vit::load(model, o.image_size, &dev)?;
     let prep = ImagePrep::from_model_dir(model, o.image_size as u32)?;
     let c = &vit.config;
     let header = CacheHeader {
-        model: model_id(model, format!("{}, {} layers x {}", c.model_type, c.num_hidden_layers, c.hidden_size)),
+        model: model_id(
+            model,
+            format!(
+                "{}, {} layers x {}",
+                c.model_type, c.num_hidden_layers, c.hidden_size
+            ),
+        ),
         modality: "image".into(),
         states: vit.num_states(),
         width: c.hidden_size,
         dtype: o.dtype,
         items: data.num_items(),
         items_fingerprint: items_fingerprint(data),
-        preprocessing: format!("RGB, bilinear {s}x{s}, mean {:?}, std {:?}", prep.mean, prep.std, s = o.image_size),
+        preprocessing: format!(
+            "RGB, bilinear {s}x{s}, mean {:?}, std {:?}",
+            prep.mean,
+            prep.std,
+            s = o.image_size
+        ),
     };
+    if let Some(r) = up_to_date(out, &header)? {
+        return Ok(r);
+    }
     let mut w = CacheWriter::create_or_resume(out, header)?;
     let start = w.next_item();
     let n = data.num_items();
@@ -204,7 +285,10 @@ pub fn encode_images(data: &Dataset, model: &Path, out: &Path, o: &EncodeOptions
             let key = &data.item_keys[i];
             let loaded = match find_image(&root, key) {
                 Some(p) => prep.load(&p),
-                None => Err(Error::file(&root.join("images"), format!("no image for item {key:?} (png, jpg, jpeg or webp)"))),
+                None => Err(Error::file(
+                    &root.join("images"),
+                    format!("no image for item {key:?} (png, jpg, jpeg or webp)"),
+                )),
             };
             match (loaded, o.missing_images) {
                 (Ok(v), _) => px.extend(v),

@@ -35,6 +35,11 @@ enum Cmd {
     },
     /// Run the frozen towers once over every item and write the hidden-state caches.
     Encode(EncodeArgs),
+    /// Check a hidden-state cache file and print its header.
+    CacheInfo {
+        /// The cache file (e.g. cache/text.hsc).
+        file: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -287,15 +292,23 @@ fn encode(a: EncodeArgs) -> Result<()> {
     use iisan::cache::CacheDtype;
     use iisan::encode::{EncodeOptions, encode_images, encode_text};
     if a.text_model.is_none() && a.image_model.is_none() {
-        return Err(Error::Config("give --text-model and/or --image-model".into()));
+        return Err(Error::Config(
+            "give --text-model and/or --image-model".into(),
+        ));
     }
     if a.batch == 0 || a.max_tokens < 2 {
-        return Err(Error::Config("--batch must be >= 1 and --max-tokens >= 2".into()));
+        return Err(Error::Config(
+            "--batch must be >= 1 and --max-tokens >= 2".into(),
+        ));
     }
     let opts = DataOptions {
         min_seq_len: a.min_seq_len,
         max_seq_len: a.max_seq_len,
-        missing_title: if a.keep_missing_titles { MissingTitle::Empty } else { MissingTitle::Error },
+        missing_title: if a.keep_missing_titles {
+            MissingTitle::Empty
+        } else {
+            MissingTitle::Error
+        },
     };
     let data = Dataset::load(&a.dataset, &opts)?;
     std::fs::create_dir_all(&a.out).map_err(|e| Error::io(&a.out, e))?;
@@ -318,6 +331,14 @@ fn encode(a: EncodeArgs) -> Result<()> {
         reports.push(encode_images(&data, m, &a.out.join("image.hsc"), &o)?);
     }
     for r in &reports {
+        if r.encoded == 0 {
+            println!(
+                "{:<5} cache is up to date ({:.1} MiB)",
+                r.modality,
+                r.bytes as f64 / (1 << 20) as f64
+            );
+            continue;
+        }
         println!(
             "{:<5} {} items encoded in {:.1}s ({:.1} items/s), cache {:.1} MiB{}",
             r.modality,
@@ -325,12 +346,28 @@ fn encode(a: EncodeArgs) -> Result<()> {
             r.seconds,
             r.items_per_second,
             r.bytes as f64 / (1 << 20) as f64,
-            if r.zero_images > 0 { format!(", {} missing/corrupt images encoded as zeros", r.zero_images) } else { String::new() }
+            if r.zero_images > 0 {
+                format!(
+                    ", {} missing/corrupt images encoded as zeros",
+                    r.zero_images
+                )
+            } else {
+                String::new()
+            }
         );
     }
     if let Some(rss) = iisan::efficiency::peak_rss_mib() {
         println!("peak RSS {rss:.0} MiB");
     }
+    Ok(())
+}
+
+fn cache_info(file: PathBuf) -> Result<()> {
+    let c = iisan::cache::HiddenStateCache::open(&file)?;
+    println!(
+        "{}",
+        serde_json::to_string_pretty(c.header()).expect("serialisable")
+    );
     Ok(())
 }
 
@@ -344,8 +381,11 @@ fn main() -> ExitCode {
             cmd: DataCmd::Synth(a),
         } => synth_cmd(a),
         Cmd::Train(a) => train(a),
-        Cmd::Models { cmd: ModelsCmd::ImportOnnx { onnx, out, heads } } => import_onnx(onnx, out, heads),
+        Cmd::Models {
+            cmd: ModelsCmd::ImportOnnx { onnx, out, heads },
+        } => import_onnx(onnx, out, heads),
         Cmd::Encode(a) => encode(a),
+        Cmd::CacheInfo { file } => cache_info(file),
     };
     match res {
         Ok(()) => ExitCode::SUCCESS,

@@ -27,13 +27,20 @@ fn loss_matches_the_reference() {
     let e_table = matrix(&g["E"]);
     let p = matrix(&g["P"]);
     let width = seq[0].len();
-    let batch = TrainBatch { slots: seq.concat(), batch: seq.len(), width };
+    let batch = TrainBatch {
+        slots: seq.concat(),
+        batch: seq.len(),
+        width,
+    };
     let idx = Tensor::from_slice(&batch.slots, batch.slots.len(), &Device::Cpu).unwrap();
     let e = e_table.index_select(&idx, 0).unwrap();
     let plan = LossPlan::new(&batch, &pop, &Device::Cpu).unwrap();
     let loss = plan.loss(&p, &e).unwrap().to_scalar::<f32>().unwrap() as f64;
     let want = g["loss"].as_f64().unwrap();
-    assert!((loss - want).abs() < 1e-5, "loss {loss} vs reference {want}");
+    assert!(
+        (loss - want).abs() < 1e-5,
+        "loss {loss} vs reference {want}"
+    );
 }
 
 #[test]
@@ -50,9 +57,17 @@ fn ranking_metrics_match_the_reference_under_both_masks() {
         let r: Vec<u64> = ranks.iter().map(|x| x.get(mask)).collect();
         let got = Metrics::from_ranks(&r, &ks);
         let want: Metrics = serde_json::from_value(g["metrics"][mask.name()].clone()).unwrap();
-        assert_eq!(got.0.keys().collect::<Vec<_>>(), want.0.keys().collect::<Vec<_>>());
+        assert_eq!(
+            got.0.keys().collect::<Vec<_>>(),
+            want.0.keys().collect::<Vec<_>>()
+        );
         for (k, w) in &want.0 {
-            assert!((got.get(k) - w).abs() < 1e-9, "{} {k}: {} vs reference {w}", mask.name(), got.get(k));
+            assert!(
+                (got.get(k) - w).abs() < 1e-9,
+                "{} {k}: {} vs reference {w}",
+                mask.name(),
+                got.get(k)
+            );
         }
     }
 }

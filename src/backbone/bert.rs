@@ -107,9 +107,16 @@ impl Bert {
         let (config, _): (BertConfig, PathBuf) = read_config(dir, &["bert"])?;
         let vb = open_weights(dir, device)?;
         let file = dir.join("model.safetensors");
-        let vb = if vb.contains_tensor("bert.embeddings.word_embeddings.weight") { vb.pp("bert") } else { vb };
+        let vb = if vb.contains_tensor("bert.embeddings.word_embeddings.weight") {
+            vb.pp("bert")
+        } else {
+            vb
+        };
         if !vb.contains_tensor("embeddings.word_embeddings.weight") {
-            return Err(Error::file(&file, "no BERT tensors (embeddings.word_embeddings.weight, with or without a bert. prefix)"));
+            return Err(Error::file(
+                &file,
+                "no BERT tensors (embeddings.word_embeddings.weight, with or without a bert. prefix)",
+            ));
         }
         Self::new(vb, config, &file)
     }
@@ -119,15 +126,24 @@ impl Bert {
     pub fn new(vb: VarBuilder, config: BertConfig, file: &Path) -> Result<Bert> {
         let c = &config;
         if c.hidden_act != "gelu" {
-            return Err(Error::file(file, format!("hidden_act {:?} is not supported (gelu only)", c.hidden_act)));
+            return Err(Error::file(
+                file,
+                format!("hidden_act {:?} is not supported (gelu only)", c.hidden_act),
+            ));
         }
         if c.hidden_size % c.num_attention_heads != 0 {
-            return Err(Error::file(file, "hidden_size is not a multiple of num_attention_heads"));
+            return Err(Error::file(
+                file,
+                "hidden_size is not a multiple of num_attention_heads",
+            ));
         }
         let d = c.hidden_size;
         let e = vb.pp("embeddings");
         let emb = |n: usize, name: &str| -> Result<Embedding> {
-            Ok(Embedding::new(super::get(&e, &[n, d], &format!("{name}.weight"), file)?, d))
+            Ok(Embedding::new(
+                super::get(&e, &[n, d], &format!("{name}.weight"), file)?,
+                d,
+            ))
         };
         let word = emb(c.vocab_size, "word_embeddings")?;
         let position = emb(c.max_position_embeddings, "position_embeddings")?;
@@ -152,7 +168,15 @@ impl Bert {
                 out_ln: layer_norm(&l, d, c.layer_norm_eps, "output.LayerNorm", file)?,
             });
         }
-        Ok(Bert { device: vb.device().clone(), config, word, position, token_type, emb_ln, layers })
+        Ok(Bert {
+            device: vb.device().clone(),
+            config,
+            word,
+            position,
+            token_type,
+            emb_ln,
+            layers,
+        })
     }
 
     /// Number of hidden states reported (layers + 1).
@@ -171,22 +195,31 @@ impl Bert {
         let (b, t) = ids.dims2()?;
         let c = &self.config;
         if t > c.max_position_embeddings {
-            return Err(Error::Internal(format!("{t} tokens exceed {} positions", c.max_position_embeddings)));
+            return Err(Error::Internal(format!(
+                "{t} tokens exceed {} positions",
+                c.max_position_embeddings
+            )));
         }
         let pos = Tensor::arange(0u32, t as u32, &self.device)?;
         let types = Tensor::zeros((b, t), DType::U32, &self.device)?;
-        let x = self.word.forward(ids)?.broadcast_add(&self.position.forward(&pos)?)?.add(&self.token_type.forward(&types)?)?;
-        let mut x = ctx.dropout(&self.emb_ln.forward(&x)?, c.hidden_dropout_prob)?;
+        let x = self
+            .word
+            .forward(ids)?
+            .broadcast_add(&self.position.forward(&pos)?)?
+            .add(&self.token_type.forward(&types)?)?;
+        let mut x = ctx.dropout(&self.emb_ln.forward_t(&x, ctx)?, c.hidden_dropout_prob)?;
         // additive mask [B, 1, 1, T]: 0 for tokens, -1e9 for padding
         let add_mask = ((mask.to_dtype(DType::F32)? - 1.0)? * 1e9)?.reshape((b, 1, 1, t))?;
         let mut cls = vec![x.narrow(1, 0, 1)?.squeeze(1)?];
         let p = c.hidden_dropout_prob;
         for l in &self.layers {
-            let a = l.attn_out.forward(&l.attn.forward(&x, Some(&add_mask), ctx)?)?;
-            x = l.attn_ln.forward(&(ctx.dropout(&a, p)? + &x)?)?;
+            let a = l
+                .attn_out
+                .forward(&l.attn.forward(&x, Some(&add_mask), ctx)?)?;
+            x = l.attn_ln.forward_t(&(ctx.dropout(&a, p)? + &x)?, ctx)?;
             let h = l.inter.forward(&x)?.gelu_erf()?;
             let o = l.out.forward(&h)?;
-            x = l.out_ln.forward(&(ctx.dropout(&o, p)? + &x)?)?;
+            x = l.out_ln.forward_t(&(ctx.dropout(&o, p)? + &x)?, ctx)?;
             cls.push(x.narrow(1, 0, 1)?.squeeze(1)?);
         }
         stack_cls(&cls)

@@ -11,7 +11,7 @@ pub mod vit;
 
 use std::path::{Path, PathBuf};
 
-use candle_core::{D, DType, Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 use candle_nn::{Linear, Module, VarBuilder};
 
 use crate::error::{Error, Result};
@@ -21,7 +21,10 @@ use crate::model::{Ctx, layers::LayerNorm};
 pub fn open_weights(dir: &Path, device: &Device) -> Result<VarBuilder<'static>> {
     let path = dir.join("model.safetensors");
     if !path.exists() {
-        return Err(Error::file(dir, "not a model folder: model.safetensors is missing"));
+        return Err(Error::file(
+            dir,
+            "not a model folder: model.safetensors is missing",
+        ));
     }
     // SAFETY: the file is mapped read-only; the project never writes to model files while
     // they are loaded.
@@ -31,17 +34,25 @@ pub fn open_weights(dir: &Path, device: &Device) -> Result<VarBuilder<'static>> 
 
 /// Read `dir/config.json`, check that its `model_type` is one of `types` (when it has one), and
 /// parse it into `T`.
-pub fn read_config<T: serde::de::DeserializeOwned>(dir: &Path, types: &[&str]) -> Result<(T, PathBuf)> {
+pub fn read_config<T: serde::de::DeserializeOwned>(
+    dir: &Path,
+    types: &[&str],
+) -> Result<(T, PathBuf)> {
     let path = dir.join("config.json");
-    let text = std::fs::read_to_string(&path).map_err(|_| Error::file(dir, "not a model folder: config.json is missing"))?;
-    let v: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| Error::file(&path, format!("invalid model config: {e}")))?;
+    let text = std::fs::read_to_string(&path)
+        .map_err(|_| Error::file(dir, "not a model folder: config.json is missing"))?;
+    let v: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| Error::file(&path, format!("invalid model config: {e}")))?;
     if let Some(t) = v.get("model_type").and_then(|t| t.as_str()) {
         if !types.contains(&t) {
-            return Err(Error::file(&path, format!("model_type {t:?} is not {}", types.join(" or "))));
+            return Err(Error::file(
+                &path,
+                format!("model_type {t:?} is not {}", types.join(" or ")),
+            ));
         }
     }
-    let cfg = serde_json::from_value(v).map_err(|e| Error::file(&path, format!("invalid model config: {e}")))?;
+    let cfg = serde_json::from_value(v)
+        .map_err(|e| Error::file(&path, format!("invalid model config: {e}")))?;
     Ok((cfg, path))
 }
 
@@ -60,15 +71,31 @@ fn prefix_of(vb: &VarBuilder) -> String {
 }
 
 /// A `Linear(input -> output)` with bias `name.weight` / `name.bias` from `vb`.
-pub(crate) fn linear(vb: &VarBuilder, input: usize, output: usize, name: &str, file: &Path) -> Result<Linear> {
+pub(crate) fn linear(
+    vb: &VarBuilder,
+    input: usize,
+    output: usize,
+    name: &str,
+    file: &Path,
+) -> Result<Linear> {
     let w = get(vb, &[output, input], &format!("{name}.weight"), file)?;
     let b = get(vb, &[output], &format!("{name}.bias"), file)?;
     Ok(Linear::new(w, Some(b)))
 }
 
 /// A LayerNorm `name.weight`/`name.bias` (or the older `name.gamma`/`name.beta`) from `vb`.
-pub(crate) fn layer_norm(vb: &VarBuilder, dim: usize, eps: f64, name: &str, file: &Path) -> Result<LayerNorm> {
-    let (w, b) = if vb.contains_tensor(&format!("{name}.gamma")) { ("gamma", "beta") } else { ("weight", "bias") };
+pub(crate) fn layer_norm(
+    vb: &VarBuilder,
+    dim: usize,
+    eps: f64,
+    name: &str,
+    file: &Path,
+) -> Result<LayerNorm> {
+    let (w, b) = if vb.contains_tensor(&format!("{name}.gamma")) {
+        ("gamma", "beta")
+    } else {
+        ("weight", "bias")
+    };
     let weight = get(vb, &[dim], &format!("{name}.{w}"), file)?;
     let bias = get(vb, &[dim], &format!("{name}.{b}"), file)?;
     Ok(LayerNorm::from_tensors(weight, bias, eps))
@@ -91,14 +118,17 @@ impl SelfAttention {
         let (b, t, d) = x.dims3()?;
         let dh = d / self.heads;
         let split = |l: &Linear| -> Result<Tensor> {
-            Ok(l.forward(x)?.reshape((b, t, self.heads, dh))?.transpose(1, 2)?.contiguous()?)
+            Ok(l.forward(x)?
+                .reshape((b, t, self.heads, dh))?
+                .transpose(1, 2)?
+                .contiguous()?)
         };
         let (q, k, v) = (split(&self.query)?, split(&self.key)?, split(&self.value)?);
         let mut att = (q.matmul(&k.t()?)? * (1.0 / (dh as f64).sqrt()))?;
         if let Some(m) = mask {
             att = att.broadcast_add(m)?;
         }
-        let att = ctx.dropout(&candle_nn::ops::softmax(&att, D::Minus1)?, self.dropout)?;
+        let att = ctx.dropout(&ctx.softmax_last(&att)?, self.dropout)?;
         Ok(att.matmul(&v)?.transpose(1, 2)?.reshape((b, t, d))?)
     }
 }

@@ -84,19 +84,42 @@ pub struct ImportReport {
 
 fn floats(path: &Path, t: &TensorProto) -> Result<Vec<f32>> {
     if t.data_location != 0 {
-        return Err(Error::file(path, format!("initializer {} uses external data, which is not supported", t.name)));
+        return Err(Error::file(
+            path,
+            format!(
+                "initializer {} uses external data, which is not supported",
+                t.name
+            ),
+        ));
     }
     if t.data_type != ONNX_FLOAT {
-        return Err(Error::file(path, format!("initializer {} has ONNX data type {}, expected FLOAT", t.name, t.data_type)));
+        return Err(Error::file(
+            path,
+            format!(
+                "initializer {} has ONNX data type {}, expected FLOAT",
+                t.name, t.data_type
+            ),
+        ));
     }
     let n: i64 = t.dims.iter().product();
     let v: Vec<f32> = if !t.raw_data.is_empty() {
-        t.raw_data.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
+        t.raw_data
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect()
     } else {
         t.float_data.clone()
     };
     if v.len() as i64 != n {
-        return Err(Error::file(path, format!("initializer {} has {} values for shape {:?}", t.name, v.len(), t.dims)));
+        return Err(Error::file(
+            path,
+            format!(
+                "initializer {} has {} values for shape {:?}",
+                t.name,
+                v.len(),
+                t.dims
+            ),
+        ));
     }
     Ok(v)
 }
@@ -115,13 +138,24 @@ fn expected_names(layers: usize) -> Vec<String> {
     .to_vec();
     for i in 0..layers {
         for s in [
-            "norm1.weight", "norm1.bias", "norm2.weight", "norm2.bias",
-            "attention.attention.query.weight", "attention.attention.query.bias",
-            "attention.attention.key.weight", "attention.attention.key.bias",
-            "attention.attention.value.weight", "attention.attention.value.bias",
-            "attention.output.dense.weight", "attention.output.dense.bias",
-            "layer_scale1.lambda1", "layer_scale2.lambda1",
-            "mlp.fc1.weight", "mlp.fc1.bias", "mlp.fc2.weight", "mlp.fc2.bias",
+            "norm1.weight",
+            "norm1.bias",
+            "norm2.weight",
+            "norm2.bias",
+            "attention.attention.query.weight",
+            "attention.attention.query.bias",
+            "attention.attention.key.weight",
+            "attention.attention.key.bias",
+            "attention.attention.value.weight",
+            "attention.attention.value.bias",
+            "attention.output.dense.weight",
+            "attention.output.dense.bias",
+            "layer_scale1.lambda1",
+            "layer_scale2.lambda1",
+            "mlp.fc1.weight",
+            "mlp.fc1.bias",
+            "mlp.fc2.weight",
+            "mlp.fc2.bias",
         ] {
             v.push(format!("encoder.layer.{i}.{s}"));
         }
@@ -142,12 +176,17 @@ pub fn import_dinov2(onnx: &Path, out: &Path, heads: Option<usize>) -> Result<Im
     let model = ModelProto::decode(bytes.as_slice())
         .map_err(|e| Error::file(onnx, format!("not a readable ONNX model: {e}")))?;
     drop(bytes);
-    let graph = model.graph.ok_or_else(|| Error::file(onnx, "ONNX model has no graph"))?;
+    let graph = model
+        .graph
+        .ok_or_else(|| Error::file(onnx, "ONNX model has no graph"))?;
     // consumers of each value name: (node name, op type)
     let mut consumers: HashMap<&str, Vec<(&str, &str)>> = HashMap::new();
     for n in &graph.node {
         for i in &n.input {
-            consumers.entry(i.as_str()).or_default().push((n.name.as_str(), n.op_type.as_str()));
+            consumers
+                .entry(i.as_str())
+                .or_default()
+                .push((n.name.as_str(), n.op_type.as_str()));
         }
     }
     let mut tensors: BTreeMap<String, (Vec<usize>, Vec<f32>)> = BTreeMap::new();
@@ -159,39 +198,73 @@ pub fn import_dinov2(onnx: &Path, out: &Path, heads: Option<usize>) -> Result<Im
         let dims: Vec<usize> = init.dims.iter().map(|&d| d as usize).collect();
         if let Some(hf) = name.strip_prefix("backbone.") {
             tensors.insert(hf.to_string(), (dims, floats(onnx, init)?));
-        } else if name.starts_with("decoder.") || (!users.is_empty() && users.iter().all(|(n, _)| n.starts_with("/decoder/"))) {
+        } else if name.starts_with("decoder.")
+            || (!users.is_empty() && users.iter().all(|(n, _)| n.starts_with("/decoder/")))
+        {
             decoder_skipped += 1;
         } else if let [(node, "MatMul")] = users.as_slice() {
-            let hf = matmul_weight_name(node)
-                .ok_or_else(|| Error::file(onnx, format!("initializer {name} feeds MatMul {node}, which is not a backbone layer")))?;
+            let hf = matmul_weight_name(node).ok_or_else(|| {
+                Error::file(
+                    onnx,
+                    format!(
+                        "initializer {name} feeds MatMul {node}, which is not a backbone layer"
+                    ),
+                )
+            })?;
             let [din, dout] = dims[..] else {
-                return Err(Error::file(onnx, format!("MatMul weight {name} has shape {dims:?}, expected 2-d")));
+                return Err(Error::file(
+                    onnx,
+                    format!("MatMul weight {name} has shape {dims:?}, expected 2-d"),
+                ));
             };
             let v = floats(onnx, init)?;
-            let t = Tensor::from_vec(v, (din, dout), &Device::Cpu)?.t()?.contiguous()?;
+            let t = Tensor::from_vec(v, (din, dout), &Device::Cpu)?
+                .t()?
+                .contiguous()?;
             tensors.insert(hf, (vec![dout, din], t.flatten_all()?.to_vec1()?));
         } else if let [(node, op)] = users.as_slice() {
             let piece = (dims.clone(), floats(onnx, init)?);
             match (*op, dims.as_slice()) {
-                ("Concat", [1, 1, _]) if node.starts_with("/backbone/embeddings/") => cls_pos = Some(piece),
-                ("Reshape", [1, _, _]) if node.starts_with("/backbone/embeddings/") => grid_pos = Some(piece),
+                ("Concat", [1, 1, _]) if node.starts_with("/backbone/embeddings/") => {
+                    cls_pos = Some(piece)
+                }
+                ("Reshape", [1, _, _]) if node.starts_with("/backbone/embeddings/") => {
+                    grid_pos = Some(piece)
+                }
                 _ => {
-                    return Err(Error::file(onnx, format!("unknown initializer {name} {dims:?} consumed by {op} {node}")));
+                    return Err(Error::file(
+                        onnx,
+                        format!("unknown initializer {name} {dims:?} consumed by {op} {node}"),
+                    ));
                 }
             }
         } else {
-            return Err(Error::file(onnx, format!("unknown initializer {name} {dims:?} (consumers: {users:?})")));
+            return Err(Error::file(
+                onnx,
+                format!("unknown initializer {name} {dims:?} (consumers: {users:?})"),
+            ));
         }
     }
     let (Some((cd, cv)), Some((gd, gv))) = (cls_pos, grid_pos) else {
-        return Err(Error::file(onnx, "position embedding pieces not found under /backbone/embeddings/"));
+        return Err(Error::file(
+            onnx,
+            "position embedding pieces not found under /backbone/embeddings/",
+        ));
     };
     if cd[2] != gd[2] {
-        return Err(Error::file(onnx, format!("position pieces differ in width: {cd:?} vs {gd:?}")));
+        return Err(Error::file(
+            onnx,
+            format!("position pieces differ in width: {cd:?} vs {gd:?}"),
+        ));
     }
     let grid = gd[1];
-    tensors.insert("embeddings.position_embeddings".into(), (vec![1, 1 + grid, cd[2]], [cv, gv].concat()));
-    let layers = (0..).take_while(|i| tensors.contains_key(&format!("encoder.layer.{i}.norm1.weight"))).count();
+    tensors.insert(
+        "embeddings.position_embeddings".into(),
+        (vec![1, 1 + grid, cd[2]], [cv, gv].concat()),
+    );
+    let layers = (0..)
+        .take_while(|i| tensors.contains_key(&format!("encoder.layer.{i}.norm1.weight")))
+        .count();
     let hidden = tensors
         .get("embeddings.cls_token")
         .map(|(d, _)| d[2])
@@ -203,17 +276,26 @@ pub fn import_dinov2(onnx: &Path, out: &Path, heads: Option<usize>) -> Result<Im
         }
     }
     if let Some(extra) = tensors.keys().find(|k| !expected.contains(k)) {
-        return Err(Error::file(onnx, format!("unknown backbone tensor {extra}")));
+        return Err(Error::file(
+            onnx,
+            format!("unknown backbone tensor {extra}"),
+        ));
     }
     let patch = tensors["embeddings.patch_embeddings.projection.weight"].0[2];
     let ffn = tensors["encoder.layer.0.mlp.fc1.weight"].0[0];
     let heads = heads.unwrap_or(hidden / 64);
     let side = (grid as f64).sqrt().round() as usize;
     if side * side != grid || hidden % heads != 0 || ffn % hidden != 0 {
-        return Err(Error::file(onnx, format!("inconsistent shapes: grid {grid}, hidden {hidden}, heads {heads}, ffn {ffn}")));
+        return Err(Error::file(
+            onnx,
+            format!("inconsistent shapes: grid {grid}, hidden {hidden}, heads {heads}, ffn {ffn}"),
+        ));
     }
     // mask_token is part of Dinov2Model but not of the inference graph: zeros, as HF initialises it.
-    tensors.insert("embeddings.mask_token".into(), (vec![1, hidden], vec![0.0; hidden]));
+    tensors.insert(
+        "embeddings.mask_token".into(),
+        (vec![1, hidden], vec![0.0; hidden]),
+    );
     let params: usize = tensors.values().map(|(_, v)| v.len()).sum::<usize>() - hidden;
     let config = json!({
         "architectures": ["Dinov2Model"],
@@ -244,19 +326,34 @@ pub fn import_dinov2(onnx: &Path, out: &Path, heads: Option<usize>) -> Result<Im
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
     let map: HashMap<String, Tensor> = tensors
         .iter()
-        .map(|(k, (d, v))| Ok((k.clone(), Tensor::from_slice(v, d.as_slice(), &Device::Cpu)?)))
+        .map(|(k, (d, v))| {
+            Ok((
+                k.clone(),
+                Tensor::from_slice(v, d.as_slice(), &Device::Cpu)?,
+            ))
+        })
         .collect::<Result<_>>()?;
     let st = out.join("model.safetensors");
     let tmp = out.join("model.safetensors.tmp");
     candle_core::safetensors::save(&map, &tmp)?;
     std::fs::rename(&tmp, &st).map_err(|e| Error::io(&st, e))?;
-    for (name, value) in [("preprocessor_config.json", preprocessor), ("config.json", config)] {
+    for (name, value) in [
+        ("preprocessor_config.json", preprocessor),
+        ("config.json", config),
+    ] {
         let p = out.join(name);
         let tmp = out.join(format!("{name}.tmp"));
-        std::fs::write(&tmp, serde_json::to_string_pretty(&value).expect("json")).map_err(|e| Error::io(&tmp, e))?;
+        std::fs::write(&tmp, serde_json::to_string_pretty(&value).expect("json"))
+            .map_err(|e| Error::io(&tmp, e))?;
         std::fs::rename(&tmp, &p).map_err(|e| Error::io(&p, e))?;
     }
-    Ok(ImportReport { tensors: tensors.len(), params, hidden, layers, decoder_skipped })
+    Ok(ImportReport {
+        tensors: tensors.len(),
+        params,
+        hidden,
+        layers,
+        decoder_skipped,
+    })
 }
 
 #[cfg(test)]
@@ -266,10 +363,14 @@ mod tests {
     #[test]
     fn matmul_node_names_map_to_hf_names() {
         assert_eq!(
-            matmul_weight_name("/backbone/encoder/layer.0/attention/attention/query/MatMul").as_deref(),
+            matmul_weight_name("/backbone/encoder/layer.0/attention/attention/query/MatMul")
+                .as_deref(),
             Some("encoder.layer.0.attention.attention.query.weight")
         );
-        assert_eq!(matmul_weight_name("/backbone/encoder/layer.11/mlp/fc2/MatMul").as_deref(), Some("encoder.layer.11.mlp.fc2.weight"));
+        assert_eq!(
+            matmul_weight_name("/backbone/encoder/layer.11/mlp/fc2/MatMul").as_deref(),
+            Some("encoder.layer.11.mlp.fc2.weight")
+        );
         assert_eq!(matmul_weight_name("/decoder/x/MatMul"), None);
     }
 

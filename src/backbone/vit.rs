@@ -88,8 +88,9 @@ impl VitConfig {
     }
 
     fn ffn(&self) -> usize {
-        self.intermediate_size
-            .unwrap_or_else(|| (self.hidden_size as f64 * self.mlp_ratio.unwrap_or(4.0)).round() as usize)
+        self.intermediate_size.unwrap_or_else(|| {
+            (self.hidden_size as f64 * self.mlp_ratio.unwrap_or(4.0)).round() as usize
+        })
     }
 }
 
@@ -154,7 +155,10 @@ impl Vit {
             .find(|p| vb.contains_tensor(&format!("{p}.embeddings.cls_token")))
             .map_or(vb.clone(), |p| vb.pp(*p));
         if !vb.contains_tensor("embeddings.cls_token") {
-            return Err(Error::file(&file, "no ViT tensors (embeddings.cls_token, with or without a vit./dinov2. prefix)"));
+            return Err(Error::file(
+                &file,
+                "no ViT tensors (embeddings.cls_token, with or without a vit./dinov2. prefix)",
+            ));
         }
         Self::new(vb, config, image_size, &file)
     }
@@ -163,16 +167,27 @@ impl Vit {
     pub fn new(vb: VarBuilder, config: VitConfig, image_size: usize, file: &Path) -> Result<Vit> {
         let c = &config;
         if c.hidden_act != "gelu" || c.use_swiglu_ffn {
-            return Err(Error::file(file, "only exact-GELU MLP blocks are supported"));
+            return Err(Error::file(
+                file,
+                "only exact-GELU MLP blocks are supported",
+            ));
         }
         let (d, p) = (c.hidden_size, c.patch_size);
         if image_size == 0 || image_size % p != 0 {
-            return Err(Error::Config(format!("image size {image_size} is not a positive multiple of the patch size {p}")));
+            return Err(Error::Config(format!(
+                "image size {image_size} is not a positive multiple of the patch size {p}"
+            )));
         }
         let e = vb.pp("embeddings");
         let cls_token = get(&e, &[1, 1, d], "cls_token", file)?;
         let pos_full = e.get_unchecked("position_embeddings").map_err(|err| {
-            Error::file(file, format!("tensor embeddings.position_embeddings: {}", err.to_string().lines().next().unwrap_or("")))
+            Error::file(
+                file,
+                format!(
+                    "tensor embeddings.position_embeddings: {}",
+                    err.to_string().lines().next().unwrap_or("")
+                ),
+            )
         });
         // A VarMap-backed builder (random init) has no stored shape: derive it from the config.
         let pos_full = match pos_full {
@@ -185,7 +200,10 @@ impl Vit {
         let (_, n1, dd) = pos_full.dims3()?;
         let src = ((n1 - 1) as f64).sqrt().round() as usize;
         if dd != d || src * src != n1 - 1 {
-            return Err(Error::file(file, format!("position_embeddings has shape {:?}", pos_full.dims())));
+            return Err(Error::file(
+                file,
+                format!("position_embeddings has shape {:?}", pos_full.dims()),
+            ));
         }
         let grid = image_size / p;
         let cls_pos = pos_full.narrow(1, 0, 1)?;
@@ -194,8 +212,15 @@ impl Vit {
             let m = Tensor::from_vec(bicubic_matrix(src, grid), (grid, src), vb.device())?;
             // rows (height) then columns (width): [src, src, D] -> [grid, grid, D]
             let g = grid_pos.reshape((src, src * d))?;
-            let g = m.matmul(&g)?.reshape((grid, src, d))?.transpose(0, 1)?.contiguous()?;
-            let g = m.matmul(&g.reshape((src, grid * d))?)?.reshape((grid, grid, d))?.transpose(0, 1)?;
+            let g = m
+                .matmul(&g)?
+                .reshape((grid, src, d))?
+                .transpose(0, 1)?
+                .contiguous()?;
+            let g = m
+                .matmul(&g.reshape((src, grid * d))?)?
+                .reshape((grid, grid, d))?
+                .transpose(0, 1)?;
             grid_pos = g.contiguous()?.reshape((grid * grid, d))?;
         }
         let proj = e.pp("patch_embeddings").pp("projection");
@@ -207,12 +232,26 @@ impl Vit {
             let l = vb.pp(format!("encoder.layer.{i}"));
             let a = l.pp("attention");
             let (n1, n2, fc1, fc2) = if c.is_dinov2() {
-                ("norm1", "norm2", linear(&l, d, ffn, "mlp.fc1", file)?, linear(&l, ffn, d, "mlp.fc2", file)?)
+                (
+                    "norm1",
+                    "norm2",
+                    linear(&l, d, ffn, "mlp.fc1", file)?,
+                    linear(&l, ffn, d, "mlp.fc2", file)?,
+                )
             } else {
-                ("layernorm_before", "layernorm_after", linear(&l, d, ffn, "intermediate.dense", file)?, linear(&l, ffn, d, "output.dense", file)?)
+                (
+                    "layernorm_before",
+                    "layernorm_after",
+                    linear(&l, d, ffn, "intermediate.dense", file)?,
+                    linear(&l, ffn, d, "output.dense", file)?,
+                )
             };
             let scale = |n: &str| -> Result<Option<Tensor>> {
-                if c.is_dinov2() { Ok(Some(get(&l, &[d], &format!("{n}.lambda1"), file)?)) } else { Ok(None) }
+                if c.is_dinov2() {
+                    Ok(Some(get(&l, &[d], &format!("{n}.lambda1"), file)?))
+                } else {
+                    Ok(None)
+                }
             };
             layers.push(VitLayer {
                 norm1: layer_norm(&l, d, c.layer_norm_eps, n1, file)?,
@@ -232,7 +271,18 @@ impl Vit {
             });
         }
         let final_ln = layer_norm(&vb, d, c.layer_norm_eps, "layernorm", file)?;
-        Ok(Vit { device: vb.device().clone(), config, cls_token, cls_pos, grid_pos, grid, patch_w, patch_b, layers, final_ln })
+        Ok(Vit {
+            device: vb.device().clone(),
+            config,
+            cls_token,
+            cls_pos,
+            grid_pos,
+            grid,
+            patch_w,
+            patch_b,
+            layers,
+            final_ln,
+        })
     }
 
     /// Number of hidden states reported (layers + 1).
@@ -256,23 +306,40 @@ impl Vit {
         let (b, _, h, w) = pixels.dims4()?;
         let s = self.image_size();
         if h != s || w != s {
-            return Err(Error::Internal(format!("image tensor is {h}x{w}, the encoder was built for {s}x{s}")));
+            return Err(Error::Internal(format!(
+                "image tensor is {h}x{w}, the encoder was built for {s}x{s}"
+            )));
         }
         let c = &self.config;
         let d = c.hidden_size;
-        let x = pixels.conv2d(&self.patch_w, 0, c.patch_size, 1, 1)?.broadcast_add(&self.patch_b)?;
+        let x = pixels
+            .conv2d(&self.patch_w, 0, c.patch_size, 1, 1)?
+            .broadcast_add(&self.patch_b)?;
         let x = x.flatten_from(2)?.transpose(1, 2)?; // [B, N, D]
-        let cls = self.cls_token.broadcast_add(&self.cls_pos)?.broadcast_as((b, 1, d))?;
+        let cls = self
+            .cls_token
+            .broadcast_add(&self.cls_pos)?
+            .broadcast_as((b, 1, d))?;
         let x = Tensor::cat(&[cls, x.broadcast_add(&self.grid_pos)?], 1)?;
         let p = c.hidden_dropout_prob;
         let mut x = ctx.dropout(&x, p)?;
         let mut states = vec![x.narrow(1, 0, 1)?.squeeze(1)?];
         for l in &self.layers {
-            let a = l.attn_out.forward(&l.attn.forward(&l.norm1.forward(&x)?, None, ctx)?)?;
-            let a = match &l.scale1 { Some(g) => a.broadcast_mul(g)?, None => a };
+            let a =
+                l.attn_out
+                    .forward(&l.attn.forward(&l.norm1.forward_t(&x, ctx)?, None, ctx)?)?;
+            let a = match &l.scale1 {
+                Some(g) => a.broadcast_mul(g)?,
+                None => a,
+            };
             x = (ctx.dropout(&a, p)? + &x)?;
-            let m = l.fc2.forward(&l.fc1.forward(&l.norm2.forward(&x)?)?.gelu_erf()?)?;
-            let m = match &l.scale2 { Some(g) => m.broadcast_mul(g)?, None => m };
+            let m = l
+                .fc2
+                .forward(&l.fc1.forward(&l.norm2.forward_t(&x, ctx)?)?.gelu_erf()?)?;
+            let m = match &l.scale2 {
+                Some(g) => m.broadcast_mul(g)?,
+                None => m,
+            };
             x = (ctx.dropout(&m, p)? + &x)?;
             states.push(x.narrow(1, 0, 1)?.squeeze(1)?);
         }
@@ -287,7 +354,8 @@ impl Vit {
     /// The last layer's [CLS] after the final LayerNorm `[B, D]` (the baselines' image feature).
     pub fn final_cls(&self, pixels: &Tensor, ctx: &Ctx) -> Result<Tensor> {
         let (_, last) = self.run(pixels, ctx)?;
-        self.final_ln.forward(&last.narrow(1, 0, 1)?.squeeze(1)?)
+        self.final_ln
+            .forward_t(&last.narrow(1, 0, 1)?.squeeze(1)?, ctx)
     }
 }
 
@@ -331,6 +399,9 @@ mod tests {
         let n: usize = vm.all_vars().iter().map(|v| v.elem_count()).sum();
         assert_eq!(n, 85_798_656);
         let px = Tensor::zeros((1, 3, 224, 224), DType::F32, &Device::Cpu).unwrap();
-        assert_eq!(vit.cls_states(&px, &Ctx::eval()).unwrap().dims(), [1, 13, 768]);
+        assert_eq!(
+            vit.cls_states(&px, &Ctx::eval()).unwrap().dims(),
+            [1, 13, 768]
+        );
     }
 }

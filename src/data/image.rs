@@ -46,15 +46,22 @@ impl ImagePrep {
         let pre = dir.join("preprocessor_config.json");
         if pre.exists() {
             let text = std::fs::read_to_string(&pre).map_err(|e| Error::io(&pre, e))?;
-            let p: Preprocessor = serde_json::from_str(&text).map_err(|e| Error::file(&pre, format!("invalid: {e}")))?;
+            let p: Preprocessor = serde_json::from_str(&text)
+                .map_err(|e| Error::file(&pre, format!("invalid: {e}")))?;
             if let (Some(mean), Some(std)) = (p.image_mean, p.image_std) {
                 return Ok(ImagePrep { size, mean, std });
             }
         }
         let cfg = dir.join("config.json");
-        let text = std::fs::read_to_string(&cfg).map_err(|_| Error::file(dir, "not a model folder: config.json is missing"))?;
-        let t: ModelType = serde_json::from_str(&text).map_err(|e| Error::file(&cfg, format!("invalid model config: {e}")))?;
-        let (mean, std) = if t.model_type == "dinov2" { (IMAGENET_MEAN, IMAGENET_STD) } else { ([0.5; 3], [0.5; 3]) };
+        let text = std::fs::read_to_string(&cfg)
+            .map_err(|_| Error::file(dir, "not a model folder: config.json is missing"))?;
+        let t: ModelType = serde_json::from_str(&text)
+            .map_err(|e| Error::file(&cfg, format!("invalid model config: {e}")))?;
+        let (mean, std) = if t.model_type == "dinov2" {
+            (IMAGENET_MEAN, IMAGENET_STD)
+        } else {
+            ([0.5; 3], [0.5; 3])
+        };
         Ok(ImagePrep { size, mean, std })
     }
 
@@ -75,11 +82,19 @@ impl ImagePrep {
         let resized: Vec<u8> = if img.width() == s && img.height() == s {
             img.as_raw().clone()
         } else {
-            let src = Image::from_vec_u8(img.width(), img.height(), img.as_raw().clone(), PixelType::U8x3)
-                .map_err(|e| Error::Internal(format!("image buffer: {e}")))?;
+            let src = Image::from_vec_u8(
+                img.width(),
+                img.height(),
+                img.as_raw().clone(),
+                PixelType::U8x3,
+            )
+            .map_err(|e| Error::Internal(format!("image buffer: {e}")))?;
             let mut dst = Image::new(s, s, PixelType::U8x3);
-            let opts = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear));
-            Resizer::new().resize(&src, &mut dst, &opts).map_err(|e| Error::Internal(format!("resize: {e}")))?;
+            let opts =
+                ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear));
+            Resizer::new()
+                .resize(&src, &mut dst, &opts)
+                .map_err(|e| Error::Internal(format!("resize: {e}")))?;
             dst.into_vec()
         };
         let n = (s * s) as usize;
@@ -95,7 +110,10 @@ impl ImagePrep {
 
 /// The image file of item `key` under `dir/images/` (`.png`, `.jpg`, `.jpeg` or `.webp`).
 pub fn find_image(dir: &Path, key: &str) -> Option<PathBuf> {
-    ["png", "jpg", "jpeg", "webp"].iter().map(|e| dir.join("images").join(format!("{key}.{e}"))).find(|p| p.exists())
+    ["png", "jpg", "jpeg", "webp"]
+        .iter()
+        .map(|e| dir.join("images").join(format!("{key}.{e}")))
+        .find(|p| p.exists())
 }
 
 #[cfg(test)]
@@ -108,16 +126,27 @@ mod tests {
         // 255 -> (1 - .5) / .5 = 1; 0 -> -1.
         let mut img = RgbImage::new(2, 2);
         img.put_pixel(0, 0, image::Rgb([255, 0, 0]));
-        let prep = ImagePrep { size: 2, mean: [0.5; 3], std: [0.5; 3] };
+        let prep = ImagePrep {
+            size: 2,
+            mean: [0.5; 3],
+            std: [0.5; 3],
+        };
         let v = prep.from_rgb(&img).unwrap();
-        assert_eq!(v, vec![1., -1., -1., -1., -1., -1., -1., -1., -1., -1., -1., -1.]);
+        assert_eq!(
+            v,
+            vec![1., -1., -1., -1., -1., -1., -1., -1., -1., -1., -1., -1.]
+        );
     }
 
     #[test]
     fn bilinear_downsampling_averages() {
         // A 4x4 image of constant 100 stays 100 after resizing to 2x2 (the filter is normalised).
         let img = RgbImage::from_pixel(4, 4, image::Rgb([100, 100, 100]));
-        let prep = ImagePrep { size: 2, mean: [0.0; 3], std: [1.0; 3] };
+        let prep = ImagePrep {
+            size: 2,
+            mean: [0.0; 3],
+            std: [1.0; 3],
+        };
         let v = prep.from_rgb(&img).unwrap();
         assert!(v.iter().all(|&x| (x - 100.0 / 255.0).abs() < 1e-6), "{v:?}");
     }
@@ -127,8 +156,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("x.png");
         std::fs::write(&p, b"\x89PNG\r\n\x1a\nnot really").unwrap();
-        let prep = ImagePrep { size: 8, mean: [0.0; 3], std: [1.0; 3] };
+        let prep = ImagePrep {
+            size: 8,
+            mean: [0.0; 3],
+            std: [1.0; 3],
+        };
         let e = prep.load(&p).unwrap_err().to_string();
-        assert!(e.contains("x.png") && e.contains("cannot decode image"), "{e}");
+        assert!(
+            e.contains("x.png") && e.contains("cannot decode image"),
+            "{e}"
+        );
     }
 }

@@ -32,12 +32,19 @@ impl TextPrep {
     pub fn from_model_dir(dir: &Path, max_tokens: usize) -> Result<TextPrep> {
         let path = dir.join("tokenizer.json");
         if !path.exists() {
-            return Err(Error::file(dir, "not a text model folder: tokenizer.json is missing"));
+            return Err(Error::file(
+                dir,
+                "not a text model folder: tokenizer.json is missing",
+            ));
         }
-        let mut tok = Tokenizer::from_file(&path).map_err(|e| Error::file(&path, format!("cannot load tokenizer: {e}")))?;
+        let mut tok = Tokenizer::from_file(&path)
+            .map_err(|e| Error::file(&path, format!("cannot load tokenizer: {e}")))?;
         tok.with_padding(None);
-        tok.with_truncation(Some(TruncationParams { max_length: max_tokens, ..Default::default() }))
-            .map_err(|e| Error::file(&path, format!("cannot set truncation: {e}")))?;
+        tok.with_truncation(Some(TruncationParams {
+            max_length: max_tokens,
+            ..Default::default()
+        }))
+        .map_err(|e| Error::file(&path, format!("cannot set truncation: {e}")))?;
         Ok(TextPrep { tok, max_tokens })
     }
 
@@ -57,7 +64,10 @@ impl TextPrep {
 
     /// Tokenise `titles` into one right-padded batch.
     pub fn batch(&self, titles: &[&str]) -> Result<TokenBatch> {
-        let rows: Vec<Vec<u32>> = titles.iter().map(|t| self.encode(t)).collect::<Result<_>>()?;
+        let rows: Vec<Vec<u32>> = titles
+            .iter()
+            .map(|t| self.encode(t))
+            .collect::<Result<_>>()?;
         let len = rows.iter().map(Vec::len).max().unwrap_or(0);
         let mut ids = Vec::with_capacity(rows.len() * len);
         let mut mask = Vec::with_capacity(rows.len() * len);
@@ -67,6 +77,11 @@ impl TextPrep {
             mask.extend(std::iter::repeat_n(1.0, r.len()));
             mask.extend(std::iter::repeat_n(0.0, len - r.len()));
         }
-        Ok(TokenBatch { ids, mask, batch: rows.len(), len })
+        Ok(TokenBatch {
+            ids,
+            mask,
+            batch: rows.len(),
+            len,
+        })
     }
 }

@@ -38,6 +38,16 @@ impl Ctx {
         }
     }
 
+    /// Softmax over the last dimension: differentiable primitive ops in training mode, candle's
+    /// fused kernel (no gradient) in evaluation mode.
+    pub fn softmax_last(&self, x: &Tensor) -> Result<Tensor> {
+        if self.train {
+            Ok(candle_nn::ops::softmax(x, D::Minus1)?)
+        } else {
+            Ok(candle_nn::ops::softmax_last_dim(&x.contiguous()?)?)
+        }
+    }
+
     /// Inverted dropout with drop probability `p`: in training, each element is zeroed with
     /// probability `p` and the survivors scaled by `1 / (1 - p)`; identity in evaluation.
     pub fn dropout(&self, x: &Tensor, p: f32) -> Result<Tensor> {
@@ -79,6 +89,21 @@ impl LayerNorm {
     /// A LayerNorm over given `weight` and `bias` tensors (e.g. loaded, frozen weights).
     pub fn from_tensors(weight: Tensor, bias: Tensor, eps: f64) -> Self {
         LayerNorm { weight, bias, eps }
+    }
+
+    /// [`LayerNorm::forward`] in training mode; in evaluation mode candle's fused kernel, which
+    /// is faster but passes no gradient (only for frozen inference).
+    pub fn forward_t(&self, x: &Tensor, ctx: &Ctx) -> Result<Tensor> {
+        if ctx.train {
+            self.forward(x)
+        } else {
+            Ok(candle_nn::ops::layer_norm(
+                &x.contiguous()?,
+                &self.weight,
+                &self.bias,
+                self.eps as f32,
+            )?)
+        }
     }
 
     /// `(x - mean) / sqrt(var + eps) * weight + bias`, biased variance, over the last dim.
