@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::data::DataOptions;
 use crate::error::{Error, Result};
 use crate::eval::Mask;
-use crate::model::{Method, UserEncoderConfig};
+use crate::model::{IisanConfig, Method, UserEncoderConfig};
 
 /// Where the data comes from and how it is preprocessed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -19,6 +19,9 @@ pub struct DataConfig {
     /// Dataset directory holding `items.tsv` and `users.tsv` (relative paths resolve against the
     /// working directory).
     pub dir: PathBuf,
+    /// Hidden-state cache directory written by `iisan encode` (`text.hsc`, `image.hsc`);
+    /// needed by `method = "iisan"`.
+    pub cache: Option<PathBuf>,
     /// Preprocessing options.
     pub options: DataOptions,
 }
@@ -27,6 +30,7 @@ impl Default for DataConfig {
     fn default() -> Self {
         DataConfig {
             dir: PathBuf::from("data/synthetic"),
+            cache: None,
             options: DataOptions::default(),
         }
     }
@@ -40,6 +44,8 @@ pub struct ModelConfig {
     pub method: Method,
     /// User encoder shape (its `dim` is the item embedding width too).
     pub user: UserEncoderConfig,
+    /// IISAN side-network options (`method = "iisan"`).
+    pub iisan: IisanConfig,
 }
 
 impl Default for ModelConfig {
@@ -47,6 +53,7 @@ impl Default for ModelConfig {
         ModelConfig {
             method: Method::Id,
             user: UserEncoderConfig::default(),
+            iisan: IisanConfig::default(),
         }
     }
 }
@@ -219,6 +226,9 @@ impl Config {
     pub fn validate(&self) -> Result<()> {
         self.data.options.validate()?;
         self.model.user.validate()?;
+        if self.model.method == Method::Iisan {
+            self.model.iisan.validate()?;
+        }
         let t = &self.train;
         let bad = |k: &str, why: String| Err(Error::Config(format!("{k} {why}")));
         if t.batch == 0 {

@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 use super::{SelfAttention, layer_norm, linear, open_weights, read_config, stack_cls};
 use crate::error::{Error, Result};
-use crate::model::{Ctx, layers::LayerNorm};
+use crate::model::{Ctx, gelu::gelu_erf, layers::LayerNorm};
 
 /// The fields of a Hugging Face BERT `config.json` this encoder uses.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -217,7 +217,7 @@ impl Bert {
                 .attn_out
                 .forward(&l.attn.forward(&x, Some(&add_mask), ctx)?)?;
             x = l.attn_ln.forward_t(&(ctx.dropout(&a, p)? + &x)?, ctx)?;
-            let h = l.inter.forward(&x)?.gelu_erf()?;
+            let h = gelu_erf(&l.inter.forward(&x)?)?;
             let o = l.out.forward(&h)?;
             x = l.out_ln.forward_t(&(ctx.dropout(&o, p)? + &x)?, ctx)?;
             cls.push(x.narrow(1, 0, 1)?.squeeze(1)?);

@@ -13,7 +13,7 @@ use serde::Deserialize;
 
 use super::{SelfAttention, get, layer_norm, linear, open_weights, read_config, stack_cls};
 use crate::error::{Error, Result};
-use crate::model::{Ctx, layers::LayerNorm};
+use crate::model::{Ctx, gelu::gelu_erf, layers::LayerNorm};
 
 /// The fields of a ViT / DINOv2 `config.json` this encoder uses.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -335,7 +335,7 @@ impl Vit {
             x = (ctx.dropout(&a, p)? + &x)?;
             let m = l
                 .fc2
-                .forward(&l.fc1.forward(&l.norm2.forward_t(&x, ctx)?)?.gelu_erf()?)?;
+                .forward(&gelu_erf(&l.fc1.forward(&l.norm2.forward_t(&x, ctx)?)?)?)?;
             let m = match &l.scale2 {
                 Some(g) => m.broadcast_mul(g)?,
                 None => m,

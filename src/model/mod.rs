@@ -2,9 +2,12 @@
 //!
 //! The trainer knows only [`ItemTower`] ("embed these items"); methods differ only in the tower.
 
+pub mod gelu;
 pub mod id_tower;
+pub mod iisan;
 pub mod layers;
 pub mod params;
+pub mod san;
 pub mod user_encoder;
 
 use candle_core::{DType, Tensor};
@@ -15,8 +18,12 @@ pub use layers::Ctx;
 pub use params::{Init, Param, ParamStore};
 pub use user_encoder::{UserEncoder, UserEncoderConfig};
 
+use crate::cache::HiddenStateCache;
+use crate::config::Config;
 use crate::data::Dataset;
-use crate::error::Result;
+use crate::encode::items_fingerprint;
+use crate::error::{Error, Result};
+pub use iisan::{IisanConfig, IisanTower};
 
 /// The item-embedding method being trained.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -24,6 +31,8 @@ use crate::error::Result;
 pub enum Method {
     /// Item-ID embedding table: the classic SASRec baseline.
     Id,
+    /// IISAN side network over the hidden-state cache.
+    Iisan,
 }
 
 impl Method {
@@ -31,6 +40,7 @@ impl Method {
     pub fn name(self) -> &'static str {
         match self {
             Method::Id => "id",
+            Method::Iisan => "iisan",
         }
     }
 }
@@ -63,14 +73,36 @@ pub trait ItemTower {
     fn device(&self) -> candle_core::Device;
 }
 
-/// Build the item tower of `method` for `data`, registering its parameters in `store`.
+/// Build the item tower of `cfg.model.method` for `data`, registering its parameters in `store`.
 pub fn build_tower(
-    method: Method,
+    cfg: &Config,
     data: &Dataset,
-    dim: usize,
     store: &mut ParamStore,
 ) -> Result<Box<dyn ItemTower>> {
-    match method {
+    let dim = cfg.model.user.dim;
+    match cfg.model.method {
         Method::Id => Ok(Box::new(IdTower::new(store, data.num_items(), dim)?)),
+        Method::Iisan => {
+            let ic = &cfg.model.iisan;
+            let dir = cfg.data.cache.as_ref().ok_or_else(|| {
+                Error::Config(
+                    "method iisan needs data.cache (the directory `iisan encode` wrote)".into(),
+                )
+            })?;
+            let fp = items_fingerprint(data);
+            let open = |name: &str, needed: bool| -> Result<Option<HiddenStateCache>> {
+                if !needed {
+                    return Ok(None);
+                }
+                Ok(Some(HiddenStateCache::open_for(
+                    &dir.join(name),
+                    data.num_items(),
+                    &fp,
+                )?))
+            };
+            let text = open("text.hsc", ic.modality.needs_text())?;
+            let image = open("image.hsc", ic.modality.needs_image())?;
+            Ok(Box::new(IisanTower::new(store, ic, text, image, dim)?))
+        }
     }
 }

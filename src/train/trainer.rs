@@ -79,7 +79,7 @@ impl<'a> Trainer<'a> {
     pub fn new(cfg: &Config, data: &'a Dataset) -> Result<Self> {
         let device = Device::Cpu;
         let mut store = ParamStore::new(cfg.train.seed, device.clone());
-        let tower = build_tower(cfg.model.method, data, cfg.model.user.dim, &mut store)?;
+        let tower = build_tower(cfg, data, &mut store)?;
         let user = UserEncoder::new(&mut store, &cfg.model.user, data.max_seq_len)?;
         let opt = GroupedAdam::new(&store, cfg)?;
         Ok(Trainer {
