@@ -45,10 +45,12 @@ fn gelu_grad(x: f32) -> f32 {
     0.5 * (1.0 + erf_f32(x * std::f32::consts::FRAC_1_SQRT_2)) + x * phi
 }
 
-fn map(
+/// Apply `f` elementwise to a contiguous f32 storage, in parallel chunks (`f` is a generic, so
+/// it is inlined and the inner loop vectorises).
+fn map<F: Fn(f32) -> f32 + Sync>(
     s: &CpuStorage,
     l: &Layout,
-    f: fn(f32) -> f32,
+    f: F,
     name: &str,
 ) -> candle_core::Result<(CpuStorage, Shape)> {
     let CpuStorage::F32(v) = s else {
