@@ -131,6 +131,24 @@ fn finish(
     })
 }
 
+/// How an encode starts: nothing to do, or a writer (resumed or new) with its progress bar.
+enum Begin {
+    UpToDate(EncodeReport),
+    Write(CacheWriter, ProgressBar, Instant),
+}
+
+/// Start writing `header` to `out`, unless a finished matching cache is already there.
+fn begin(out: &Path, header: CacheHeader, progress: bool) -> Result<Begin> {
+    if let Some(r) = up_to_date(out, &header)? {
+        return Ok(Begin::UpToDate(r));
+    }
+    let label = header.modality.clone();
+    let items = header.items;
+    let w = CacheWriter::create_or_resume(out, header)?;
+    let pb = bar(items, w.next_item() - 1, &label, progress);
+    Ok(Begin::Write(w, pb, Instant::now()))
+}
+
 /// A finished cache at `out` with exactly `header`: nothing to do (reported as 0 encoded).
 fn up_to_date(out: &Path, header: &CacheHeader) -> Result<Option<EncodeReport>> {
     if !out.exists() {
@@ -176,14 +194,12 @@ pub fn encode_text(
         items_fingerprint: items_fingerprint(data),
         preprocessing: format!("lower-cased title, max {} tokens", o.max_tokens),
     };
-    if let Some(r) = up_to_date(out, &header)? {
-        return Ok(r);
-    }
-    let mut w = CacheWriter::create_or_resume(out, header)?;
+    let (mut w, pb, t0) = match begin(out, header, o.progress)? {
+        Begin::UpToDate(r) => return Ok(r),
+        Begin::Write(w, pb, t0) => (w, pb, t0),
+    };
     let start = w.next_item();
     let n = data.num_items();
-    let pb = bar(n, start - 1, "text", o.progress);
-    let t0 = Instant::now();
     let ctx = Ctx::eval();
     let per = bert.num_states() * c.hidden_size;
     let window = o.batch * 16;
@@ -266,14 +282,12 @@ pub fn encode_images(
             s = o.image_size
         ),
     };
-    if let Some(r) = up_to_date(out, &header)? {
-        return Ok(r);
-    }
-    let mut w = CacheWriter::create_or_resume(out, header)?;
+    let (mut w, pb, t0) = match begin(out, header, o.progress)? {
+        Begin::UpToDate(r) => return Ok(r),
+        Begin::Write(w, pb, t0) => (w, pb, t0),
+    };
     let start = w.next_item();
     let n = data.num_items();
-    let pb = bar(n, start - 1, "image", o.progress);
-    let t0 = Instant::now();
     let ctx = Ctx::eval();
     let s = o.image_size;
     let mut zero = 0;

@@ -87,15 +87,8 @@ struct EncodeArgs {
     /// Missing or undecodable image: error (default) or encode a zero image and count it.
     #[arg(long, value_enum, default_value = "error")]
     missing_images: iisan::encode::MissingImage,
-    /// Users with fewer interactions are dropped (must match training).
-    #[arg(long, default_value_t = 5)]
-    min_seq_len: usize,
-    /// User-encoder positions (must match training).
-    #[arg(long, default_value_t = 10)]
-    max_seq_len: usize,
-    /// Keep items without a title (empty text).
-    #[arg(long)]
-    keep_missing_titles: bool,
+    #[command(flatten)]
+    prep: PrepArgs,
     /// No progress bars.
     #[arg(long)]
     quiet: bool,
@@ -126,6 +119,16 @@ struct StatsArgs {
     /// Users file (`user<TAB>ID ID ...`).
     #[arg(long, requires = "items")]
     users: Option<PathBuf>,
+    #[command(flatten)]
+    prep: PrepArgs,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+/// The preprocessing flags (they must match between `encode` and `train`).
+#[derive(Args)]
+struct PrepArgs {
     /// Users with fewer interactions are dropped.
     #[arg(long, default_value_t = 5)]
     min_seq_len: usize,
@@ -135,9 +138,21 @@ struct StatsArgs {
     /// Keep items without a title (with an empty text) instead of failing.
     #[arg(long)]
     keep_missing_titles: bool,
-    /// Print JSON instead of text.
-    #[arg(long)]
-    json: bool,
+}
+
+impl PrepArgs {
+    fn options(&self) -> DataOptions {
+        let missing_title = if self.keep_missing_titles {
+            MissingTitle::Empty
+        } else {
+            MissingTitle::Error
+        };
+        DataOptions {
+            min_seq_len: self.min_seq_len,
+            max_seq_len: self.max_seq_len,
+            missing_title,
+        }
+    }
 }
 
 #[derive(Args)]
@@ -176,15 +191,7 @@ struct TrainArgs {
 }
 
 fn stats(a: StatsArgs) -> Result<()> {
-    let opts = DataOptions {
-        min_seq_len: a.min_seq_len,
-        max_seq_len: a.max_seq_len,
-        missing_title: if a.keep_missing_titles {
-            MissingTitle::Empty
-        } else {
-            MissingTitle::Error
-        },
-    };
+    let opts = a.prep.options();
     let data = match (a.dataset, a.items, a.users) {
         (Some(dir), _, _) => Dataset::load(&dir, &opts)?,
         (None, Some(items), Some(users)) => Dataset::from_files(&items, &users, &opts)?,
@@ -301,15 +308,7 @@ fn encode(a: EncodeArgs) -> Result<()> {
             "--batch must be >= 1 and --max-tokens >= 2".into(),
         ));
     }
-    let opts = DataOptions {
-        min_seq_len: a.min_seq_len,
-        max_seq_len: a.max_seq_len,
-        missing_title: if a.keep_missing_titles {
-            MissingTitle::Empty
-        } else {
-            MissingTitle::Error
-        },
-    };
+    let opts = a.prep.options();
     let data = Dataset::load(&a.dataset, &opts)?;
     std::fs::create_dir_all(&a.out).map_err(|e| Error::io(&a.out, e))?;
     let o = EncodeOptions {

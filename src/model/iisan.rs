@@ -132,7 +132,10 @@ impl IisanConfig {
                 "model.iisan tap lists must not be empty for the modalities used".into(),
             ));
         }
-        if self.bottleneck == 0 || !self.gate_temperature.is_finite() || self.gate_temperature <= 0.0 {
+        if self.bottleneck == 0
+            || !self.gate_temperature.is_finite()
+            || self.gate_temperature <= 0.0
+        {
             return Err(Error::Config(
                 "model.iisan.bottleneck and gate_temperature must be positive".into(),
             ));
