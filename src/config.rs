@@ -278,6 +278,23 @@ impl Config {
         Ok(())
     }
 
+    /// The method as reported in tables: `id`, or `iisan:<modality>` (plus `:add` for additive
+    /// fusion).
+    pub fn method_label(&self) -> String {
+        match self.model.method {
+            Method::Iisan => {
+                let i = &self.model.iisan;
+                let add = if i.fusion == crate::model::iisan::Fusion::Add {
+                    ":add"
+                } else {
+                    ""
+                };
+                format!("iisan:{}{add}", i.modality.name())
+            }
+            m => m.name().to_string(),
+        }
+    }
+
     /// The learning rate of parameter group `group`.
     pub fn lr_of(&self, group: &str) -> f64 {
         self.train

@@ -35,6 +35,15 @@ enum Cmd {
     },
     /// Run the frozen towers once over every item and write the hidden-state caches.
     Encode(EncodeArgs),
+    /// Print the metrics table of finished runs side by side.
+    Report {
+        /// Run directories (each holding summary.json).
+        #[arg(required = true)]
+        runs: Vec<PathBuf>,
+        /// Cut-offs K to show (must be among each run's eval.ks).
+        #[arg(long, value_delimiter = ',', default_value = "10")]
+        ks: Vec<usize>,
+    },
     /// Check a hidden-state cache file and print its header.
     CacheInfo {
         /// The cache file (e.g. cache/text.hsc).
@@ -361,6 +370,19 @@ fn encode(a: EncodeArgs) -> Result<()> {
     Ok(())
 }
 
+fn report(runs: Vec<PathBuf>, ks: Vec<usize>) -> Result<()> {
+    let mut summaries = Vec::with_capacity(runs.len());
+    for r in &runs {
+        let path = r.join("summary.json");
+        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+        let s: iisan::train::Summary = serde_json::from_str(&text)
+            .map_err(|e| Error::file(&path, format!("not a run summary: {e}")))?;
+        summaries.push(s);
+    }
+    print!("{}", iisan::report::summary_table(&summaries, &ks));
+    Ok(())
+}
+
 fn cache_info(file: PathBuf) -> Result<()> {
     let c = iisan::cache::HiddenStateCache::open(&file)?;
     println!(
@@ -385,6 +407,7 @@ fn main() -> ExitCode {
         } => import_onnx(onnx, out, heads),
         Cmd::Encode(a) => encode(a),
         Cmd::CacheInfo { file } => cache_info(file),
+        Cmd::Report { runs, ks } => report(runs, ks),
     };
     match res {
         Ok(()) => ExitCode::SUCCESS,

@@ -14,7 +14,14 @@ use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
 /// Write a cache of random states `[items + 1, states, width]` for `data` to `dir/name`.
-fn random_cache(data: &Dataset, dir: &Path, name: &str, modality: &str, states: usize, width: usize) {
+fn random_cache(
+    data: &Dataset,
+    dir: &Path,
+    name: &str,
+    modality: &str,
+    states: usize,
+    width: usize,
+) {
     let header = CacheHeader {
         model: "random".into(),
         modality: modality.into(),
@@ -27,15 +34,31 @@ fn random_cache(data: &Dataset, dir: &Path, name: &str, modality: &str, states: 
     };
     let mut w = CacheWriter::create_or_resume(&dir.join(name), header).unwrap();
     let mut rng = StdRng::seed_from_u64(states as u64 * 31 + width as u64);
-    let v: Vec<f32> = (0..data.num_items() * states * width).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+    let v: Vec<f32> = (0..data.num_items() * states * width)
+        .map(|_| rng.random_range(-1.0f32..1.0))
+        .collect();
     w.append(&v).unwrap();
     w.finish().unwrap();
 }
 
-fn setup(width_text: usize, states_text: usize, width_image: usize) -> (tempfile::TempDir, Dataset) {
+fn setup(
+    width_text: usize,
+    states_text: usize,
+    width_image: usize,
+) -> (tempfile::TempDir, Dataset) {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("d");
-    synth::write(&SynthConfig { users: 120, items: 60, image_size: 8, ..Default::default() }, &dir, false).unwrap();
+    synth::write(
+        &SynthConfig {
+            users: 120,
+            items: 60,
+            image_size: 8,
+            ..Default::default()
+        },
+        &dir,
+        false,
+    )
+    .unwrap();
     let data = Dataset::load(&dir, &DataOptions::default()).unwrap();
     let cache = tmp.path().join("cache");
     std::fs::create_dir_all(&cache).unwrap();
@@ -45,7 +68,10 @@ fn setup(width_text: usize, states_text: usize, width_image: usize) -> (tempfile
 }
 
 fn config(tmp: &Path, sets: &[&str]) -> Config {
-    let mut all = vec![format!("data.cache={:?}", tmp.join("cache").to_str().unwrap()), "model.method=\"iisan\"".into()];
+    let mut all = vec![
+        format!("data.cache={:?}", tmp.join("cache").to_str().unwrap()),
+        "model.method=\"iisan\"".into(),
+    ];
     all.extend(sets.iter().map(|s| s.to_string()));
     Config::load(None, &all).unwrap()
 }
@@ -58,14 +84,25 @@ fn paper_configuration_has_4_113_877_trainable_parameters() {
     let cfg = config(tmp.path(), &["model.iisan.text_taps=[0,2,4,6,8,10,12]"]);
     let t = Trainer::new(&cfg, &data).unwrap();
     assert_eq!(t.params().num_trainable(), 4_113_877);
-    let gates: Vec<_> = t.params().params().iter().filter(|p| p.name.ends_with("gates.theta")).collect();
+    let gates: Vec<_> = t
+        .params()
+        .params()
+        .iter()
+        .filter(|p| p.name.ends_with("gates.theta"))
+        .collect();
     assert_eq!(gates.len(), 3);
     for g in gates {
         // theta = 0 -> g = sigmoid(0) = 0.5
         assert!(g.var.to_vec1::<f32>().unwrap().iter().all(|&v| v == 0.0));
     }
     // SAN blocks are in their own learning-rate group
-    let san: usize = t.params().params().iter().filter(|p| p.group == "san").map(|p| p.var.elem_count()).sum();
+    let san: usize = t
+        .params()
+        .params()
+        .iter()
+        .filter(|p| p.group == "san")
+        .map(|p| p.var.elem_count())
+        .sum();
     assert_eq!(san, 21 * 99_136);
 }
 
@@ -90,16 +127,31 @@ fn every_modality_and_fusion_trains_and_every_parameter_gets_a_gradient() {
         let loss = t.loss(&users).unwrap();
         let grads = loss.backward().unwrap();
         for p in t.params().params() {
-            let g = grads.get(&p.var).unwrap_or_else(|| panic!("{modality}: {} has no gradient", p.name));
-            let n = g.sqr().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap();
-            assert!(n > 0.0, "{modality}/{fusion}: {} has a zero gradient", p.name);
+            let g = grads
+                .get(&p.var)
+                .unwrap_or_else(|| panic!("{modality}: {} has no gradient", p.name));
+            let n = g
+                .sqr()
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
+            assert!(
+                n > 0.0,
+                "{modality}/{fusion}: {} has a zero gradient",
+                p.name
+            );
         }
         let before = t.loss(&users).unwrap().to_scalar::<f32>().unwrap();
         for _ in 0..5 {
             t.step(&users).unwrap();
         }
         let after = t.loss(&users).unwrap().to_scalar::<f32>().unwrap();
-        assert!(after.is_finite() && before.is_finite(), "{modality}: {before} -> {after}");
+        assert!(
+            after.is_finite() && before.is_finite(),
+            "{modality}: {before} -> {after}"
+        );
         let eval = t.evaluate(iisan::data::Split::Valid).unwrap();
         assert!(eval.metrics.none.get("HR@10") >= 0.0);
     }

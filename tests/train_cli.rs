@@ -74,6 +74,20 @@ fn same_seed_same_metrics_and_a_complete_run_directory() {
     // the resolved config is a valid config that reproduces the run's settings
     let cfg = fs::read_to_string(tmp.path().join("runs/a/config.toml")).unwrap();
     assert!(cfg.contains("epochs = 2"), "{cfg}");
+    // `iisan report` puts runs side by side
+    let o = iisan(tmp.path(), &["report", "runs/a", "runs/c"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        stdout(&o)
+            .lines()
+            .filter(|l| l.starts_with("| id "))
+            .count(),
+        4,
+        "{}",
+        stdout(&o)
+    );
+    let o = iisan(tmp.path(), &["report", "runs/nothing"]);
+    assert_eq!(o.status.code(), Some(2));
     // a run name is never overwritten
     let o = iisan(
         tmp.path(),

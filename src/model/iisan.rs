@@ -41,6 +41,17 @@ pub enum Modality {
 }
 
 impl Modality {
+    /// The option's config name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Modality::IntraInter => "intra_inter",
+            Modality::Intra => "intra",
+            Modality::Inter => "inter",
+            Modality::Text => "text",
+            Modality::Image => "image",
+        }
+    }
+
     fn uses(self) -> (bool, bool, bool) {
         match self {
             Modality::IntraInter => (true, true, true),

@@ -274,7 +274,7 @@ impl<'a> Trainer<'a> {
             threads: candle_core::utils::get_num_threads(),
         };
         let summary = Summary {
-            method: self.cfg.model.method.name().to_string(),
+            method: self.cfg.method_label(),
             dataset: DatasetInfo::of(self.data),
             selection_mask: mask.name().to_string(),
             select_metric: tc.select_metric.clone(),
