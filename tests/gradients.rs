@@ -1,6 +1,9 @@
 //! After one backward pass every trainable parameter has a non-zero gradient (candle's fused
 //! LayerNorm/softmax would silently cut some off: STACK-NOTES.md rule 1).
 
+mod common;
+
+use common::assert_every_param_has_gradient;
 use iisan::Config;
 use iisan::data::synth::{self, SynthConfig};
 use iisan::data::{DataOptions, Dataset};
@@ -24,17 +27,5 @@ fn every_trainable_parameter_gets_a_gradient() {
     let loss = trainer.loss(&users).unwrap();
     let grads = loss.backward().unwrap();
     assert!(loss.to_scalar::<f32>().unwrap().is_finite());
-    for p in trainer.params().params() {
-        let g = grads
-            .get(&p.var)
-            .unwrap_or_else(|| panic!("{} has no gradient", p.name));
-        let norm = g
-            .sqr()
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
-        assert!(norm > 0.0, "{} has a zero gradient", p.name);
-    }
+    assert_every_param_has_gradient(trainer.params(), &grads, "id");
 }

@@ -2,7 +2,11 @@
 //! configuration's trainable parameter count, the gates' start value, and every modality /
 //! fusion option training without error.
 
+mod common;
+
 use std::path::Path;
+
+use common::assert_every_param_has_gradient;
 
 use iisan::Config;
 use iisan::cache::{CacheDtype, CacheHeader, CacheWriter};
@@ -126,23 +130,7 @@ fn every_modality_and_fusion_trains_and_every_parameter_gets_a_gradient() {
         let mut t = Trainer::new(&cfg, &data).unwrap();
         let loss = t.loss(&users).unwrap();
         let grads = loss.backward().unwrap();
-        for p in t.params().params() {
-            let g = grads
-                .get(&p.var)
-                .unwrap_or_else(|| panic!("{modality}: {} has no gradient", p.name));
-            let n = g
-                .sqr()
-                .unwrap()
-                .sum_all()
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap();
-            assert!(
-                n > 0.0,
-                "{modality}/{fusion}: {} has a zero gradient",
-                p.name
-            );
-        }
+        assert_every_param_has_gradient(t.params(), &grads, &format!("{modality}/{fusion}"));
         let before = t.loss(&users).unwrap().to_scalar::<f32>().unwrap();
         for _ in 0..5 {
             t.step(&users).unwrap();

@@ -58,3 +58,25 @@ pub fn small_synth(dir: &Path, name: &str, users: usize, items: usize) -> PathBu
     assert!(o.status.success(), "synth failed: {}", stderr(&o));
     out
 }
+
+/// Assert that every trainable parameter of `params` has a non-zero gradient in `grads`
+/// (`what` labels the failure).
+pub fn assert_every_param_has_gradient(
+    params: &iisan::model::ParamStore,
+    grads: &candle_core::backprop::GradStore,
+    what: &str,
+) {
+    for p in params.params() {
+        let g = grads
+            .get(&p.var)
+            .unwrap_or_else(|| panic!("{what}: {} has no gradient", p.name));
+        let norm = g
+            .sqr()
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(norm > 0.0, "{what}: {} has a zero gradient", p.name);
+    }
+}
