@@ -227,7 +227,7 @@ impl HiddenStateCache {
         // SAFETY: read-only mapping of a finished cache file, which is never modified in place
         // (writers go through `.partial` and rename).
         let map = unsafe { Mmap::map(&f) }.map_err(|e| Error::io(path, e))?;
-        let (header, offset) = HiddenStateCache::parse(path, &map)?;
+        let (header, offset) = CacheHeader::decode(path, &map)?;
         let want = offset + (header.items + 1) * header.row_bytes();
         if map.len() != want {
             return Err(Error::file(
@@ -245,10 +245,6 @@ impl HiddenStateCache {
             offset,
             path: path.to_path_buf(),
         })
-    }
-
-    fn parse(path: &Path, bytes: &[u8]) -> Result<(CacheHeader, usize)> {
-        CacheHeader::decode(path, bytes)
     }
 
     /// Open and check that the cache belongs to a dataset with `items` items and fingerprint

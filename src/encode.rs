@@ -18,7 +18,7 @@ use crate::backbone::{bert::Bert, vit::Vit};
 use crate::cache::{CacheDtype, CacheHeader, CacheWriter, HiddenStateCache};
 use crate::data::Dataset;
 use crate::data::image::{ImagePrep, find_image};
-use crate::data::text::TextPrep;
+use crate::data::text::{TextPrep, TokenBatch};
 use crate::error::{Error, Result};
 use crate::model::Ctx;
 
@@ -215,20 +215,10 @@ pub fn encode_text(
         order.sort_by_key(|&k| toks[k].len());
         let mut buf = vec![0f32; ids.len() * per];
         for chunk in order.chunks(o.batch) {
-            let len = chunk.iter().map(|&k| toks[k].len()).max().unwrap_or(1);
-            let mut tid = Vec::with_capacity(chunk.len() * len);
-            let mut mask = Vec::with_capacity(chunk.len() * len);
-            for &k in chunk {
-                let t = &toks[k];
-                tid.extend(
-                    t.iter()
-                        .copied()
-                        .chain(std::iter::repeat_n(0, len - t.len())),
-                );
-                mask.extend((0..len).map(|j| if j < t.len() { 1f32 } else { 0.0 }));
-            }
-            let tid = Tensor::from_vec(tid, (chunk.len(), len), &dev)?;
-            let mask = Tensor::from_vec(mask, (chunk.len(), len), &dev)?;
+            let rows: Vec<&[u32]> = chunk.iter().map(|&k| toks[k].as_slice()).collect();
+            let tb = TokenBatch::pad(&rows);
+            let tid = Tensor::from_vec(tb.ids, (tb.batch, tb.len), &dev)?;
+            let mask = Tensor::from_vec(tb.mask, (tb.batch, tb.len), &dev)?;
             let states: Vec<f32> = bert
                 .cls_states(&tid, &mask, &ctx)?
                 .flatten_all()?

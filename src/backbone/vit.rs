@@ -180,34 +180,12 @@ impl Vit {
         }
         let e = vb.pp("embeddings");
         let cls_token = get(&e, &[1, 1, d], "cls_token", file)?;
-        let pos_full = e.get_unchecked("position_embeddings").map_err(|err| {
-            Error::file(
-                file,
-                format!(
-                    "tensor embeddings.position_embeddings: {}",
-                    err.to_string().lines().next().unwrap_or("")
-                ),
-            )
-        });
-        // A VarMap-backed builder (random init) has no stored shape: derive it from the config.
-        let pos_full = match pos_full {
-            Ok(t) => t,
-            Err(_) => {
-                let n = (c.image_size / p).pow(2);
-                get(&e, &[1, n + 1, d], "position_embeddings", file)?
-            }
-        };
-        let (_, n1, dd) = pos_full.dims3()?;
-        let src = ((n1 - 1) as f64).sqrt().round() as usize;
-        if dd != d || src * src != n1 - 1 {
-            return Err(Error::file(
-                file,
-                format!("position_embeddings has shape {:?}", pos_full.dims()),
-            ));
-        }
+        // The stored grid is the pretraining one, image_size / patch_size per side.
+        let src = c.image_size / p;
+        let pos_full = get(&e, &[1, src * src + 1, d], "position_embeddings", file)?;
         let grid = image_size / p;
         let cls_pos = pos_full.narrow(1, 0, 1)?;
-        let mut grid_pos = pos_full.narrow(1, 1, n1 - 1)?.squeeze(0)?; // [src*src, D]
+        let mut grid_pos = pos_full.narrow(1, 1, src * src)?.squeeze(0)?; // [src*src, D]
         if grid != src || c.is_dinov2() {
             let m = Tensor::from_vec(bicubic_matrix(src, grid), (grid, src), vb.device())?;
             // rows (height) then columns (width): [src, src, D] -> [grid, grid, D]

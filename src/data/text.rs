@@ -21,6 +21,27 @@ pub struct TokenBatch {
     pub len: usize,
 }
 
+impl TokenBatch {
+    /// Right-pad token rows with id 0 to the longest row, with the matching attention mask.
+    pub fn pad(rows: &[&[u32]]) -> TokenBatch {
+        let len = rows.iter().map(|r| r.len()).max().unwrap_or(0);
+        let mut ids = Vec::with_capacity(rows.len() * len);
+        let mut mask = Vec::with_capacity(rows.len() * len);
+        for r in rows {
+            ids.extend_from_slice(r);
+            ids.extend(std::iter::repeat_n(0, len - r.len()));
+            mask.extend(std::iter::repeat_n(1.0, r.len()));
+            mask.extend(std::iter::repeat_n(0.0, len - r.len()));
+        }
+        TokenBatch {
+            ids,
+            mask,
+            batch: rows.len(),
+            len,
+        }
+    }
+}
+
 /// The tokenizer of a text tower.
 pub struct TextPrep {
     tok: Tokenizer,
@@ -68,20 +89,7 @@ impl TextPrep {
             .iter()
             .map(|t| self.encode(t))
             .collect::<Result<_>>()?;
-        let len = rows.iter().map(Vec::len).max().unwrap_or(0);
-        let mut ids = Vec::with_capacity(rows.len() * len);
-        let mut mask = Vec::with_capacity(rows.len() * len);
-        for r in &rows {
-            ids.extend(r);
-            ids.extend(std::iter::repeat_n(0, len - r.len()));
-            mask.extend(std::iter::repeat_n(1.0, r.len()));
-            mask.extend(std::iter::repeat_n(0.0, len - r.len()));
-        }
-        Ok(TokenBatch {
-            ids,
-            mask,
-            batch: rows.len(),
-            len,
-        })
+        let refs: Vec<&[u32]> = rows.iter().map(Vec::as_slice).collect();
+        Ok(TokenBatch::pad(&refs))
     }
 }

@@ -61,8 +61,8 @@ fn beats(s: f32, t: f32) -> bool {
     s.partial_cmp(&t) != Some(std::cmp::Ordering::Less)
 }
 
-/// Rank one user from a full score row (`scores[0]` is the padding item). The reference
-/// definition, used by tests and by [`rank_chunked`]'s checks.
+/// Rank one user from a full score row (`scores[0]` is the padding item): the plain
+/// definition, against which the tests check [`rank_chunked`].
 pub fn rank_row(scores: &[f32], target: u32, history: &[u32]) -> RankPair {
     let n = scores.len() as u64 - 1;
     let t = scores[target as usize];
