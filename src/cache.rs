@@ -275,43 +275,66 @@ impl HiddenStateCache {
 
     /// States `taps` of items `ids`: a `[ids.len(), taps.len(), width]` f32 tensor.
     pub fn gather(&self, ids: &[u32], taps: &[usize], device: &Device) -> Result<Tensor> {
-        let h = &self.header;
-        if let Some(&t) = taps.iter().find(|&&t| t >= h.states) {
-            return Err(Error::Config(format!(
-                "tap {t} outside the cache's {} states ({})",
-                h.states,
-                self.path.display()
-            )));
-        }
-        let w = h.width;
+        self.check_taps(taps)?;
+        let w = self.header.width;
         let mut out = Vec::with_capacity(ids.len() * taps.len() * w);
-        let es = h.dtype.size();
         for &id in ids {
-            if id as usize > h.items {
-                return Err(Error::Internal(format!(
-                    "item {id} outside the cache's {} items",
-                    h.items
-                )));
-            }
-            let row = self.offset + id as usize * h.row_bytes();
             for &t in taps {
-                let start = row + t * w * es;
-                let bytes = &self.map[start..start + w * es];
-                match h.dtype {
-                    CacheDtype::F32 => out.extend(
-                        bytes
-                            .chunks_exact(4)
-                            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
-                    ),
-                    CacheDtype::F16 => out.extend(
-                        bytes
-                            .chunks_exact(2)
-                            .map(|b| f16::from_le_bytes([b[0], b[1]]).to_f32()),
-                    ),
-                }
+                self.read_state(id, t, &mut out)?;
             }
         }
         Ok(Tensor::from_vec(out, (ids.len(), taps.len(), w), device)?)
+    }
+
+    /// States `taps` of items `ids` tap-major: `[taps.len(), ids.len(), width]` f32, each tap's
+    /// rows contiguous (the layout of the fused side-network kernels).
+    pub fn gather_tap_major(&self, ids: &[u32], taps: &[usize]) -> Result<Vec<f32>> {
+        self.check_taps(taps)?;
+        let mut out = Vec::with_capacity(ids.len() * taps.len() * self.header.width);
+        for &t in taps {
+            for &id in ids {
+                self.read_state(id, t, &mut out)?;
+            }
+        }
+        Ok(out)
+    }
+
+    fn check_taps(&self, taps: &[usize]) -> Result<()> {
+        match taps.iter().find(|&&t| t >= self.header.states) {
+            Some(t) => Err(Error::Config(format!(
+                "tap {t} outside the cache's {} states ({})",
+                self.header.states,
+                self.path.display()
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// Append state `t` of item `id` (as f32) to `out`.
+    fn read_state(&self, id: u32, t: usize, out: &mut Vec<f32>) -> Result<()> {
+        let h = &self.header;
+        if id as usize > h.items {
+            return Err(Error::Internal(format!(
+                "item {id} outside the cache's {} items",
+                h.items
+            )));
+        }
+        let (w, es) = (h.width, h.dtype.size());
+        let start = self.offset + id as usize * h.row_bytes() + t * w * es;
+        let bytes = &self.map[start..start + w * es];
+        match h.dtype {
+            CacheDtype::F32 => out.extend(
+                bytes
+                    .chunks_exact(4)
+                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+            ),
+            CacheDtype::F16 => out.extend(
+                bytes
+                    .chunks_exact(2)
+                    .map(|b| f16::from_le_bytes([b[0], b[1]]).to_f32()),
+            ),
+        }
+        Ok(())
     }
 }
 
@@ -367,6 +390,9 @@ mod tests {
             assert_eq!(g[1], vec![vec![0.0, 0.0], vec![0.0, 0.0]]);
             assert_eq!(g[2], vec![vec![22.0, 22.25], vec![20.0, 20.25]]);
             assert!(c.gather(&[1], &[3], &Device::Cpu).is_err());
+            // tap-major: tap 2 of items 4, 2, then tap 0 of items 4, 2
+            let t = c.gather_tap_major(&[4, 2], &[2, 0]).unwrap();
+            assert_eq!(t, [42.0, 42.25, 22.0, 22.25, 40.0, 40.25, 20.0, 20.25]);
             let e = HiddenStateCache::open_for(&path, 5, "fp")
                 .err()
                 .unwrap()

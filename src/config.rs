@@ -86,6 +86,8 @@ pub struct TrainConfig {
     pub select_metric: String,
     /// Cap on training steps per epoch (0 = a full pass); for quick runs and measurements.
     pub max_steps_per_epoch: usize,
+    /// Print the per-phase time profile at the end of training (it is always in summary.json).
+    pub profile: bool,
 }
 
 impl Default for TrainConfig {
@@ -103,6 +105,7 @@ impl Default for TrainConfig {
             threads: 0,
             select_metric: "HR@10".into(),
             max_steps_per_epoch: 0,
+            profile: false,
         }
     }
 }

@@ -13,6 +13,8 @@
 //! may differ in length: the inter path aligns their last K taps (K = the shorter length); the
 //! leading unaligned taps feed only their intra path.
 
+mod fused;
+
 use candle_core::{Device, Tensor};
 use candle_nn::{Linear, Module};
 use serde::{Deserialize, Serialize};
@@ -20,8 +22,9 @@ use serde::{Deserialize, Serialize};
 use super::layers::Ctx;
 use super::params::{GROUP_DEFAULT, Init, ParamStore};
 use super::san::{Gates, SanBlock};
-use super::{ItemTower, Method};
+use super::{FusedEmbedding, ItemTower, Method};
 use crate::cache::HiddenStateCache;
+use crate::efficiency::Profile;
 use crate::error::{Error, Result};
 
 /// Which paths the item embedding uses.
@@ -86,6 +89,18 @@ pub enum Fusion {
 }
 
 /// IISAN options; defaults are the paper's (with MiniLM + DINOv2-S tap lists).
+/// How the tower is computed: the hand-written CPU kernels with their own backward (`fused`,
+/// the default on the CPU), or candle tensor ops differentiated by autograd (`autograd`: any
+/// device; the reference the fused kernels are tested against).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kernels {
+    /// `model/iisan/fused.rs` on the CPU (autograd elsewhere).
+    Fused,
+    /// candle ops and autograd.
+    Autograd,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct IisanConfig {
@@ -103,6 +118,8 @@ pub struct IisanConfig {
     pub bottleneck: usize,
     /// Gate temperature T.
     pub gate_temperature: f64,
+    /// Fused CPU kernels or autograd.
+    pub kernels: Kernels,
 }
 
 impl Default for IisanConfig {
@@ -115,6 +132,7 @@ impl Default for IisanConfig {
             remove_first: false,
             bottleneck: 64,
             gate_temperature: 0.1,
+            kernels: Kernels::Fused,
         }
     }
 }
@@ -289,7 +307,7 @@ impl InterPath {
 }
 
 /// A head `P(F(x))`: Linear(D, D) then Linear(D, d).
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Head {
     f: Linear,
     p: Linear,
@@ -334,6 +352,26 @@ pub struct IisanTower {
     fuse: Linear,
     dim: usize,
     device: Device,
+    kernels: Kernels,
+}
+
+/// Which states a path reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PathSource {
+    Image,
+    Text,
+    Inter,
+}
+
+/// Owned handles (shared tensors) to one path's parameters, for the fused kernels' backward.
+#[derive(Debug, Clone)]
+struct PathHandles {
+    source: PathSource,
+    blocks: Vec<SanBlock>,
+    gates: Option<Gates>,
+    map_image: Option<Vec<Linear>>,
+    map_text: Option<Vec<Linear>>,
+    head: Head,
 }
 
 impl IisanTower {
@@ -419,7 +457,40 @@ impl IisanTower {
             inter,
             fuse,
             dim,
+            kernels: c.kernels,
         })
+    }
+}
+
+impl IisanTower {
+    /// The active paths in fuse-column order `[v; t; u]`.
+    fn paths(&self) -> Vec<PathHandles> {
+        let intra = |source, p: &IntraPath, head: &Head| PathHandles {
+            source,
+            blocks: p.blocks.clone(),
+            gates: p.gates.clone(),
+            map_image: None,
+            map_text: None,
+            head: head.clone(),
+        };
+        let mut v = Vec::with_capacity(3);
+        if let Some((p, h)) = &self.intra_image {
+            v.push(intra(PathSource::Image, p, h));
+        }
+        if let Some((p, h)) = &self.intra_text {
+            v.push(intra(PathSource::Text, p, h));
+        }
+        if let Some((p, h)) = &self.inter {
+            v.push(PathHandles {
+                source: PathSource::Inter,
+                blocks: p.blocks.clone(),
+                gates: p.gates.clone(),
+                map_image: p.map_image.clone(),
+                map_text: p.map_text.clone(),
+                head: h.clone(),
+            });
+        }
+        v
     }
 }
 
@@ -430,6 +501,30 @@ impl ItemTower for IisanTower {
 
     fn dim(&self) -> usize {
         self.dim
+    }
+
+    fn embed_fused(&self, ids: &[u32], prof: &mut Profile) -> Result<Option<FusedEmbedding>> {
+        if !self.fused() {
+            return Ok(None);
+        }
+        self.fused_train(ids, prof).map(Some)
+    }
+
+    fn embed_all(&self, num_items: usize, chunk: usize, ctx: &Ctx) -> Result<Tensor> {
+        let ids: Vec<u32> = (1..=num_items as u32).collect();
+        let mut parts = vec![Tensor::zeros(
+            (1, self.dim),
+            candle_core::DType::F32,
+            &self.device,
+        )?];
+        for c in ids.chunks(chunk.max(1)) {
+            parts.push(if self.fused() {
+                self.fused_embed(c)?
+            } else {
+                self.embed(c, ctx)?.detach()
+            });
+        }
+        Ok(Tensor::cat(&parts, 0)?)
     }
 
     fn embed(&self, ids: &[u32], _ctx: &Ctx) -> Result<Tensor> {

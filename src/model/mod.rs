@@ -2,14 +2,18 @@
 //!
 //! The trainer knows only [`ItemTower`] ("embed these items"); methods differ only in the tower.
 
+pub mod affine_chain;
 pub mod gelu;
 pub mod id_tower;
 pub mod iisan;
+pub mod kernels;
 pub mod layers;
 pub mod params;
 pub mod san;
+pub mod san_kernel;
 pub mod user_encoder;
 
+use candle_core::backprop::GradStore;
 use candle_core::{DType, Tensor};
 use serde::{Deserialize, Serialize};
 
@@ -21,6 +25,7 @@ pub use user_encoder::{UserEncoder, UserEncoderConfig};
 use crate::cache::HiddenStateCache;
 use crate::config::Config;
 use crate::data::Dataset;
+use crate::efficiency::Profile;
 use crate::encode::items_fingerprint;
 use crate::error::{Error, Result};
 pub use iisan::{IisanConfig, IisanTower};
@@ -45,6 +50,18 @@ impl Method {
     }
 }
 
+/// The hand-written backward of a [`FusedEmbedding`]: given d loss / d embeddings, insert every
+/// tower parameter's gradient into the store.
+pub type TowerBackward = Box<dyn FnOnce(&Tensor, &mut GradStore, &mut Profile) -> Result<()>>;
+
+/// Training-mode embeddings computed outside candle's autograd, with their own backward.
+pub struct FusedEmbedding {
+    /// `[ids.len(), d]`, not attached to any graph.
+    pub emb: Tensor,
+    /// Gradients of the tower's parameters from the embeddings' gradient.
+    pub backward: TowerBackward,
+}
+
 /// Something that turns item ids into item embeddings of width `dim()`.
 pub trait ItemTower {
     /// The method this tower implements.
@@ -56,6 +73,14 @@ pub trait ItemTower {
     /// Embeddings `[ids.len(), d]` of real items (`ids` non-empty, each in `1..=N`, no repeats
     /// needed: the trainer de-duplicates).
     fn embed(&self, ids: &[u32], ctx: &Ctx) -> Result<Tensor>;
+
+    /// Training-mode embeddings with a hand-written backward, for towers that have one
+    /// (`None`: the trainer differentiates [`ItemTower::embed`] with autograd). Time spent is
+    /// charged to `prof`.
+    fn embed_fused(&self, ids: &[u32], prof: &mut Profile) -> Result<Option<FusedEmbedding>> {
+        let _ = (ids, prof);
+        Ok(None)
+    }
 
     /// Embeddings `[N + 1, d]` of every item, row 0 (padding) zero, computed `chunk` items at a
     /// time in evaluation mode.

@@ -15,7 +15,7 @@ pub const GROUP_SAN: &str = "san";
 pub const SAN_INIT_STD: f64 = 0.01;
 
 /// One SAN block.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct SanBlock {
     down: Linear,
     up: Linear,
@@ -50,6 +50,16 @@ impl SanBlock {
         })
     }
 
+    /// The down-projection D -> r.
+    pub fn down(&self) -> &Linear {
+        &self.down
+    }
+
+    /// The up-projection r -> D.
+    pub fn up(&self) -> &Linear {
+        &self.up
+    }
+
     /// `x + up(relu(down(x)))` for `x` `[n, D]`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         Ok((x + self.up.forward(&self.down.forward(x)?.relu()?)?)?)
@@ -57,7 +67,7 @@ impl SanBlock {
 }
 
 /// The gates of one path: one scalar per block.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Gates {
     theta: Tensor,
     temperature: f64,
@@ -68,6 +78,16 @@ impl Gates {
     pub fn new(store: &mut ParamStore, name: &str, k: usize, temperature: f64) -> Result<Gates> {
         let theta = store.add(&format!("{name}.theta"), &[k], Init::Zeros, GROUP_DEFAULT)?;
         Ok(Gates { theta, temperature })
+    }
+
+    /// The gate parameters theta `[k]`.
+    pub fn theta(&self) -> &Tensor {
+        &self.theta
+    }
+
+    /// The temperature T.
+    pub fn temperature(&self) -> f64 {
+        self.temperature
     }
 
     /// All gate values `sigmoid(theta / T)`, shape `[k]`.

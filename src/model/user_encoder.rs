@@ -152,19 +152,44 @@ impl UserEncoder {
     }
 
     /// Encode item embeddings `e` `[B, L, d]` with mask from [`UserEncoder::attention_mask`];
-    /// returns `[B, L, d]`.
+    /// returns `[B, L, d]` (every position, padding included).
     pub fn forward(&self, e: &Tensor, mask: &Tensor, ctx: &Ctx) -> Result<Tensor> {
         let (b, l, d) = e.dims3()?;
+        let rows = PackedRows::all(b, l);
+        let out = self.forward_rows(&e.reshape((b * l, d))?, &rows, mask, ctx)?;
+        Ok(out.reshape((b, l, d))?)
+    }
+
+    /// Encode only the real positions: `e` `[R, d]` holds the item embeddings of `rows`'
+    /// positions (in their order); returns `[R, d]`. Position-wise layers (projections,
+    /// LayerNorm, FFN) run on the R real rows only; attention runs on the padded `[B, L]`
+    /// layout, where padding keys are masked. Real positions never attend to padding and
+    /// position-wise layers do not mix rows, so the real rows' outputs equal the dense
+    /// [`UserEncoder::forward`]'s (with left-padded short histories that skips most rows).
+    pub fn forward_rows(
+        &self,
+        e: &Tensor,
+        rows: &PackedRows,
+        mask: &Tensor,
+        ctx: &Ctx,
+    ) -> Result<Tensor> {
+        let d = e.dim(1)?;
+        let (b, l) = (rows.batch, rows.len);
         let p = self.cfg.dropout;
         let h = self.cfg.heads;
         let dh = d / h;
-        let pos = self.pos.narrow(0, 0, l)?;
-        let mut x = ctx.dropout(&self.ln.forward(&e.broadcast_add(&pos)?)?, p)?;
+        let dev = e.device();
+        let pos_idx = Tensor::from_slice(&rows.positions, rows.positions.len(), dev)?;
+        let scatter = Tensor::from_slice(&rows.scatter, rows.scatter.len(), dev)?;
+        let gather = Tensor::from_slice(&rows.flat, rows.flat.len(), dev)?;
+        let pos = self.pos.index_select(&pos_idx, 0)?;
+        let mut x = ctx.dropout(&self.ln.forward_t(&(e + pos)?, ctx)?, p)?;
         let scale = 1.0 / (dh as f64).sqrt();
         for blk in &self.blocks {
-            let qkv = blk
-                .qkv
-                .forward(&x)?
+            let qkv = blk.qkv.forward(&x)?; // [R, 3d]
+            let zero = Tensor::zeros((1, 3 * d), qkv.dtype(), dev)?;
+            let qkv = Tensor::cat(&[&zero, &qkv], 0)?
+                .index_select(&scatter, 0)?
                 .reshape((b, l, 3, h, dh))?
                 .permute((2, 0, 3, 1, 4))?;
             let q = qkv.get(0)?.contiguous()?;
@@ -172,21 +197,99 @@ impl UserEncoder {
             let v = qkv.get(2)?.contiguous()?;
             let att = (q.matmul(&k.t()?)? * scale)?.broadcast_add(mask)?;
             let att = ctx.dropout(&candle_nn::ops::softmax(&att, D::Minus1)?, p)?;
-            let a = att.matmul(&v)?.transpose(1, 2)?.reshape((b, l, d))?;
+            let a = att
+                .matmul(&v)?
+                .transpose(1, 2)?
+                .reshape((b * l, d))?
+                .index_select(&gather, 0)?;
             let a = blk.out.forward(&a)?;
-            x = blk.ln1.forward(&(x + ctx.dropout(&a, p)?)?)?;
+            x = blk.ln1.forward_t(&(x + ctx.dropout(&a, p)?)?, ctx)?;
             let f = blk
                 .ff2
                 .forward(&ctx.dropout(&blk.ff1.forward(&x)?.relu()?, p)?)?;
-            x = blk.ln2.forward(&(x + ctx.dropout(&f, p)?)?)?;
+            x = blk.ln2.forward_t(&(x + ctx.dropout(&f, p)?)?, ctx)?;
         }
         Ok(x)
+    }
+}
+
+/// Which positions of a left-padded `[B, L]` batch are real, in row-major order.
+#[derive(Debug, Clone)]
+pub struct PackedRows {
+    /// B.
+    pub batch: usize,
+    /// L.
+    pub len: usize,
+    /// Flat index `b * L + l` of each real position.
+    pub flat: Vec<u32>,
+    /// Position `l` of each real position.
+    pub positions: Vec<u32>,
+    /// Per flat position: 1 + its index in `flat`, or 0 for padding.
+    pub scatter: Vec<u32>,
+}
+
+impl PackedRows {
+    /// The real positions of `ids` `[B, L]` (item id 0 = padding).
+    pub fn of(ids: &[u32], batch: usize, len: usize) -> PackedRows {
+        Self::select(batch, len, |f| ids[f] != 0)
+    }
+
+    /// Every position.
+    pub fn all(batch: usize, len: usize) -> PackedRows {
+        Self::select(batch, len, |_| true)
+    }
+
+    fn select(batch: usize, len: usize, real: impl Fn(usize) -> bool) -> PackedRows {
+        let (mut flat, mut positions) = (Vec::new(), Vec::new());
+        let mut scatter = vec![0u32; batch * len];
+        for (f, slot) in scatter.iter_mut().enumerate() {
+            if real(f) {
+                flat.push(f as u32);
+                positions.push((f % len) as u32);
+                *slot = flat.len() as u32;
+            }
+        }
+        PackedRows {
+            batch,
+            len,
+            flat,
+            positions,
+            scatter,
+        }
+    }
+
+    /// Number of real rows R.
+    pub fn count(&self) -> usize {
+        self.flat.len()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Packed rows equal the dense encoder's outputs at the real positions (evaluation mode).
+    #[test]
+    fn packed_rows_match_dense_positions() {
+        // ids [[0, 0, 3], [0, 4, 5]]: real flat positions 2, 4, 5; scatter 0,0,1,0,2,3.
+        let rows = PackedRows::of(&[0, 0, 3, 0, 4, 5], 2, 3);
+        assert_eq!(rows.flat, [2, 4, 5]);
+        assert_eq!(rows.positions, [2, 1, 2]);
+        assert_eq!(rows.scatter, [0, 0, 1, 0, 2, 3]);
+        let mut s = ParamStore::new(5, Device::Cpu);
+        let enc = UserEncoder::new(&mut s, &UserEncoderConfig::default(), 3).unwrap();
+        let ids = [0u32, 0, 3, 0, 4, 5];
+        let mask = UserEncoder::attention_mask(&ids, 2, 3, &Device::Cpu).unwrap();
+        let e = Tensor::randn(0f32, 1.0, (2, 3, 64), &Device::Cpu).unwrap();
+        let dense = enc.forward(&e, &mask, &Ctx::eval()).unwrap();
+        let dense = dense.reshape((6, 64)).unwrap();
+        let idx = Tensor::new(&[2u32, 4, 5], &Device::Cpu).unwrap();
+        let er = e.reshape((6, 64)).unwrap().index_select(&idx, 0).unwrap();
+        let packed = enc.forward_rows(&er, &rows, &mask, &Ctx::eval()).unwrap();
+        let want = dense.index_select(&idx, 0).unwrap();
+        let diff = (packed - want).unwrap().abs().unwrap().max_all().unwrap();
+        assert!(diff.to_scalar::<f32>().unwrap() < 1e-5);
+    }
 
     #[test]
     fn mask_is_causal_and_hides_padding() {

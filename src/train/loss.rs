@@ -86,7 +86,12 @@ impl LossPlan {
 
     /// The loss from user states `p` `[B * L, d]` and column embeddings `e` `[B * (L + 1), d]`.
     pub fn loss(&self, p: &Tensor, e: &Tensor) -> Result<Tensor> {
-        let p = p.index_select(&self.rows, 0)?;
+        self.loss_rows(&p.index_select(&self.rows, 0)?, e)
+    }
+
+    /// The loss from the real rows' user states `p` `[R, d]` (in `rows` order) and column
+    /// embeddings `e` `[B * (L + 1), d]`.
+    pub fn loss_rows(&self, p: &Tensor, e: &Tensor) -> Result<Tensor> {
         let logits = p.matmul(&e.t()?)?.mul(&self.keep)?.add(&self.bias)?;
         Ok(candle_nn::loss::cross_entropy(&logits, &self.targets)?)
     }

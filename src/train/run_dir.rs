@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
 use crate::data::{Dataset, Stats};
-use crate::efficiency::Efficiency;
+use crate::efficiency::{Efficiency, Profile};
 use crate::error::{Error, Result};
 use crate::eval::Metrics;
 
@@ -105,6 +105,9 @@ pub struct Summary {
     pub test: MaskedMetrics,
     /// Efficiency figures.
     pub efficiency: Efficiency,
+    /// Where the training and evaluation time went, per phase, over the whole run.
+    #[serde(default)]
+    pub profile: Profile,
     /// Wall-clock seconds of the whole run.
     pub wall_seconds: f64,
     /// Seed.

@@ -4,7 +4,8 @@
 
 use std::time::Instant;
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::backprop::GradStore;
+use candle_core::{DType, Device, Tensor, Var};
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -16,10 +17,11 @@ use super::run_dir::{DatasetInfo, EpochRecord, GIT_REV, MaskedMetrics, RunDir, S
 use crate::config::Config;
 use crate::data::batch::{TrainBatch, eval_inputs};
 use crate::data::{Dataset, Split};
-use crate::efficiency::{Efficiency, peak_rss_mib};
-use crate::error::Result;
+use crate::efficiency::{Efficiency, Profile, peak_rss_mib};
+use crate::error::{Error, Result};
 use crate::eval::{Mask, Metrics, ranking::rank_chunked};
-use crate::model::{Ctx, ItemTower, ParamStore, UserEncoder, build_tower};
+use crate::model::user_encoder::PackedRows;
+use crate::model::{Ctx, ItemTower, ParamStore, TowerBackward, UserEncoder, build_tower};
 
 /// Validation or test metrics under both masks, and the seconds they took.
 #[derive(Debug, Clone)]
@@ -40,6 +42,13 @@ impl EvalResult {
     }
 }
 
+/// One forward pass of the training loss; with a fused item tower, the embeddings' leaf
+/// variable and the tower's backward.
+struct LossPass {
+    loss: Tensor,
+    fused: Option<(Var, TowerBackward)>,
+}
+
 /// A model being trained on a dataset.
 pub struct Trainer<'a> {
     cfg: Config,
@@ -51,6 +60,7 @@ pub struct Trainer<'a> {
     device: Device,
     shuffle_rng: StdRng,
     dropout_ctx: Ctx,
+    profile: Profile,
     /// Whether to draw progress bars.
     pub progress: bool,
 }
@@ -92,6 +102,7 @@ impl<'a> Trainer<'a> {
             device,
             shuffle_rng: StdRng::seed_from_u64(cfg.train.seed.wrapping_add(1)),
             dropout_ctx: Ctx::train(cfg.train.seed.wrapping_add(2)),
+            profile: Profile::default(),
             progress: true,
         })
     }
@@ -101,35 +112,89 @@ impl<'a> Trainer<'a> {
         &self.store
     }
 
-    /// One optimisation step on `users`; returns the loss.
-    pub fn step(&mut self, users: &[usize]) -> Result<f32> {
-        let loss = self.loss(users)?;
-        let grads = loss.backward()?;
-        self.opt.step(&grads)?;
-        Ok(loss.to_scalar::<f32>()?)
+    /// Seconds per phase so far (training steps and evaluations).
+    pub fn profile(&self) -> &Profile {
+        &self.profile
     }
 
-    /// The training loss of `users` (training mode: dropout active), not yet differentiated.
+    /// One optimisation step on `users`; returns the loss.
+    pub fn step(&mut self, users: &[usize]) -> Result<f32> {
+        let mut prof = std::mem::take(&mut self.profile);
+        let out = self.gradients(users, &mut prof).and_then(|(loss, grads)| {
+            prof.time("optimizer", || self.opt.step(&grads))?;
+            Ok(loss)
+        });
+        self.profile = prof;
+        out
+    }
+
+    /// The training loss of `users` and the gradient of every trainable parameter (autograd
+    /// through the user encoder and loss; the item tower's own backward when it has one).
+    pub fn gradients(&self, users: &[usize], prof: &mut Profile) -> Result<(f32, GradStore)> {
+        let pass = self.forward(users, prof)?;
+        let mut grads = prof.time("autograd backward", || pass.loss.backward())?;
+        if let Some((emb, backward)) = pass.fused {
+            let g = grads
+                .remove(emb.as_tensor())
+                .ok_or_else(|| Error::Internal("no gradient reached the item embeddings".into()))?;
+            backward(&g, &mut grads, prof)?;
+        }
+        Ok((pass.loss.to_scalar::<f32>()?, grads))
+    }
+
+    /// The training loss of `users` (training mode: dropout active). With a fused item tower
+    /// the value is the same but the tower's parameters are not in its graph: use
+    /// [`Trainer::gradients`] for gradients.
     pub fn loss(&self, users: &[usize]) -> Result<Tensor> {
+        Ok(self.forward(users, &mut Profile::default())?.loss)
+    }
+
+    fn forward(&self, users: &[usize], prof: &mut Profile) -> Result<LossPass> {
         let d = self.cfg.model.user.dim;
-        let tb = TrainBatch::new(self.data, users);
+        let (tb, uniq, inv) = prof.time("batch", || {
+            let tb = TrainBatch::new(self.data, users);
+            let (uniq, inv) = dedup_slots(&tb.slots);
+            (tb, uniq, inv)
+        });
         let (b, w) = (tb.batch, tb.width);
         let l = w - 1;
-        let (uniq, inv) = dedup_slots(&tb.slots);
-        let emb = self.tower.embed(&uniq, &self.dropout_ctx)?;
-        let zero = Tensor::zeros((1, d), DType::F32, &self.device)?;
-        let table = Tensor::cat(&[&zero, &emb], 0)?;
-        let inv = Tensor::from_vec(inv, tb.slots.len(), &self.device)?;
-        let e = table.index_select(&inv, 0)?; // [B * W, d]
-        let inputs = e.reshape((b, w, d))?.narrow(1, 0, l)?.contiguous()?;
-        let in_ids: Vec<u32> = (0..b).flat_map(|r| tb.row(r)[..l].to_vec()).collect();
-        let mask = UserEncoder::attention_mask(&in_ids, b, l, &self.device)?;
-        let p = self
-            .user
-            .forward(&inputs, &mask, &self.dropout_ctx)?
-            .reshape((b * l, d))?;
-        let plan = LossPlan::new(&tb, &self.data.pop, &self.device)?;
-        plan.loss(&p, &e)
+        let (emb, fused) = match self.tower.embed_fused(&uniq, prof)? {
+            Some(f) => {
+                let v = Var::from_tensor(&f.emb)?;
+                (v.as_tensor().clone(), Some((v, f.backward)))
+            }
+            None => {
+                let e = prof.time("item tower forward", || {
+                    self.tower.embed(&uniq, &self.dropout_ctx)
+                })?;
+                (e, None)
+            }
+        };
+        let (p, e) = prof.time("user encoder forward", || -> Result<_> {
+            let zero = Tensor::zeros((1, d), DType::F32, &self.device)?;
+            let table = Tensor::cat(&[&zero, &emb], 0)?;
+            let in_ids: Vec<u32> = (0..b).flat_map(|r| tb.row(r)[..l].to_vec()).collect();
+            let rows = PackedRows::of(&in_ids, b, l);
+            let in_rows: Vec<u32> = rows
+                .flat
+                .iter()
+                .map(|&f| inv[f as usize / l * w + f as usize % l])
+                .collect();
+            let inputs =
+                table.index_select(&Tensor::from_vec(in_rows, rows.count(), &self.device)?, 0)?;
+            let inv = Tensor::from_vec(inv, tb.slots.len(), &self.device)?;
+            let e = table.index_select(&inv, 0)?; // [B * W, d]
+            let mask = UserEncoder::attention_mask(&in_ids, b, l, &self.device)?;
+            let p = self
+                .user
+                .forward_rows(&inputs, &rows, &mask, &self.dropout_ctx)?;
+            Ok((p, e))
+        })?;
+        let loss = prof.time("loss forward", || -> Result<_> {
+            let plan = LossPlan::new(&tb, &self.data.pop, &self.device)?;
+            plan.loss_rows(&p, &e)
+        })?;
+        Ok(LossPass { loss, fused })
     }
 
     /// Full-ranking evaluation of every user on `split`, under both masks.
@@ -141,19 +206,22 @@ impl<'a> Trainer<'a> {
             .tower
             .embed_all(self.data.num_items(), ec.item_chunk, &ctx)?;
         let l = self.data.max_seq_len;
-        let d = self.cfg.model.user.dim;
         let users: Vec<usize> = (0..self.data.num_users()).collect();
         let mut ranks = Vec::with_capacity(users.len());
         for chunk in users.chunks(ec.user_chunk) {
             let ids = eval_inputs(self.data, chunk, split);
-            let idx = Tensor::from_slice(&ids, ids.len(), &self.device)?;
-            let e = all.index_select(&idx, 0)?.reshape((chunk.len(), l, d))?;
+            let rows = PackedRows::of(&ids, chunk.len(), l);
+            let real: Vec<u32> = rows.flat.iter().map(|&f| ids[f as usize]).collect();
+            let e = all.index_select(&Tensor::from_vec(real, rows.count(), &self.device)?, 0)?;
             let mask = UserEncoder::attention_mask(&ids, chunk.len(), l, &self.device)?;
+            // each user's last position is real (its history is non-empty)
+            let last: Vec<u32> = (0..chunk.len())
+                .map(|u| rows.scatter[u * l + l - 1].saturating_sub(1))
+                .collect();
             let out = self
                 .user
-                .forward(&e, &mask, &ctx)?
-                .narrow(1, l - 1, 1)?
-                .squeeze(1)?
+                .forward_rows(&e, &rows, &mask, &ctx)?
+                .index_select(&Tensor::from_vec(last, chunk.len(), &self.device)?, 0)?
                 .detach();
             let targets: Vec<u32> = chunk.iter().map(|&u| self.data.target(u, split)).collect();
             let hists: Vec<&[u32]> = chunk.iter().map(|&u| self.data.history(u, split)).collect();
@@ -220,6 +288,7 @@ impl<'a> Trainer<'a> {
             pb.finish_and_clear();
             let t_train = t0.elapsed().as_secs_f64();
             let valid = self.evaluate(Split::Valid)?;
+            self.profile.add("evaluation", valid.seconds);
             let score = valid.get(mask).get(&tc.select_metric);
             train_s += t_train;
             eval_s += valid.seconds;
@@ -263,6 +332,10 @@ impl<'a> Trainer<'a> {
         }
         self.store.restore(&best_state)?;
         let test = self.evaluate(Split::Test)?;
+        self.profile.add("evaluation", test.seconds);
+        if tc.profile && self.progress {
+            eprintln!("time per phase (whole run):\n{}", self.profile.table());
+        }
         let per_epoch = train_s / epochs_run as f64;
         let efficiency = Efficiency {
             trainable_params: self.store.num_trainable(),
@@ -284,6 +357,7 @@ impl<'a> Trainer<'a> {
             valid: best_valid,
             test: test.metrics,
             efficiency,
+            profile: self.profile.clone(),
             wall_seconds: wall.elapsed().as_secs_f64(),
             seed: tc.seed,
             git_rev: GIT_REV.to_string(),

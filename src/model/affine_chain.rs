@@ -1,0 +1,296 @@
+//! A chain of linear layers with no nonlinearity between them, evaluated as one collapsed map,
+//! with exact gradients for every layer. IISAN's heads are such a chain: `W_c [..; P(F(s)); ..]`
+//! (spec section 3) is linear in `s`, so the per-item cost is one `[d, D]` product instead of a
+//! `[D, D]` and a `[d, D]` one.
+//!
+//! With layers `y_j = W_j y_{j-1} + b_j` (j = 1..L, `y_0 = s`), prefix maps `P_j = W_{j-1}..W_1`
+//! (the input of layer j is `P_j s + q_j`, `q_1 = 0`, `q_{j+1} = W_j q_j + b_j`) and suffix maps
+//! `S_j = W_L..W_{j+1}`, the output is `y = M s + c` with `M = S_0`, `c = q_{L+1}`. For output
+//! gradients `dY` `[n, out]` over inputs `s` `[n, in]`, with `G = dY^T s` and `e = sum_rows dY`:
+//! `dW_j = S_j^T G P_j^T + (S_j^T e) q_j^T`, `db_j = S_j^T e`, `ds = dY M`.
+
+use super::kernels::{Op, add_bias, add_column_sums, matmul};
+
+/// One layer: `W` `[out, in]` row-major and an optional bias `[out]`.
+#[derive(Debug, Clone)]
+pub struct AffineLayer {
+    /// Weight, `[out, in]`.
+    pub w: Vec<f32>,
+    /// Output width.
+    pub out: usize,
+    /// Input width.
+    pub inp: usize,
+    /// Bias, `[out]`.
+    pub b: Option<Vec<f32>>,
+}
+
+/// Gradients of one layer, shaped like it.
+#[derive(Debug, Clone)]
+pub struct AffineGrads {
+    /// d loss / d W.
+    pub w: Vec<f32>,
+    /// d loss / d b (when the layer has a bias).
+    pub b: Option<Vec<f32>>,
+}
+
+/// The chain with its collapsed map and the prefix/suffix products its backward needs.
+#[derive(Debug)]
+pub struct AffineChain {
+    layers: Vec<AffineLayer>,
+    /// `P_j` for j >= 2 (index j - 2), `[in_j, in_1]`.
+    prefix: Vec<Vec<f32>>,
+    /// `q_j` for j = 1..=L+1 (index j - 1), `[in_j]` (`q_{L+1}` = c, `[out_L]`).
+    offsets: Vec<Vec<f32>>,
+    /// `M` `[out_L, in_1]`.
+    m: Vec<f32>,
+}
+
+impl AffineChain {
+    /// Collapse `layers` (each layer's input width equal to the previous one's output width).
+    pub fn new(layers: Vec<AffineLayer>) -> AffineChain {
+        assert!(!layers.is_empty(), "empty affine chain");
+        for w in layers.windows(2) {
+            assert_eq!(w[0].out, w[1].inp, "affine chain widths");
+        }
+        let in1 = layers[0].inp;
+        let mut prefix: Vec<Vec<f32>> = Vec::new();
+        let mut offsets = vec![vec![0f32; in1]];
+        for (j, l) in layers.iter().enumerate() {
+            // P_{j+2} = W_{j+1} P_{j+1} (P_1 = I)
+            let next = if j == 0 {
+                l.w.clone()
+            } else {
+                let p = &prefix[j - 1];
+                let mut out = vec![0f32; l.out * in1];
+                matmul(&mut out, &l.w, Op::N, p, Op::N, (l.out, in1, l.inp), false);
+                out
+            };
+            prefix.push(next);
+            let q = &offsets[j];
+            let mut nq = vec![0f32; l.out];
+            matmul(&mut nq, &l.w, Op::N, q, Op::N, (l.out, 1, l.inp), false);
+            if let Some(b) = &l.b {
+                nq.iter_mut().zip(b).for_each(|(v, b)| *v += b);
+            }
+            offsets.push(nq);
+        }
+        let m = prefix.pop().expect("at least one layer");
+        AffineChain {
+            layers,
+            prefix,
+            offsets,
+            m,
+        }
+    }
+
+    /// Output width.
+    pub fn out(&self) -> usize {
+        self.layers.last().expect("non-empty").out
+    }
+
+    /// Input width.
+    pub fn inp(&self) -> usize {
+        self.layers[0].inp
+    }
+
+    /// `y (+)= s M^T + c` for `s` `[n, in]`, `y` `[n, out]`.
+    pub fn forward(&self, s: &[f32], y: &mut [f32], accumulate: bool) {
+        let (o, i) = (self.out(), self.inp());
+        let n = s.len() / i;
+        matmul(y, s, Op::N, &self.m, Op::T, (n, o, i), accumulate);
+        add_bias(y, self.offsets.last().expect("c"));
+    }
+
+    /// Every layer's gradients from `dy` `[n, out]` over the forward's input `s` `[n, in]`;
+    /// `ds` (when given, `[n, in]`) receives `dY M`.
+    pub fn backward(&self, s: &[f32], dy: &[f32], ds: Option<&mut [f32]>) -> Vec<AffineGrads> {
+        let (o, i) = (self.out(), self.inp());
+        let n = s.len() / i;
+        let mut g = vec![0f32; o * i];
+        matmul(&mut g, dy, Op::T, s, Op::N, (o, i, n), false);
+        let mut e = vec![0f32; o];
+        add_column_sums(&mut e, dy);
+        if let Some(ds) = ds {
+            matmul(ds, dy, Op::N, &self.m, Op::N, (n, i, o), false);
+        }
+        let l = self.layers.len();
+        let mut grads = Vec::with_capacity(l);
+        // walk j = L..1 keeping S_j ([o, out_j]); S_L = I is represented by None
+        let mut suffix: Option<Vec<f32>> = None;
+        for j in (0..l).rev() {
+            let layer = &self.layers[j];
+            let (oj, ij) = (layer.out, layer.inp);
+            // T = G P_j^T  [o, in_j]
+            let t = if j == 0 {
+                g.clone()
+            } else {
+                let mut t = vec![0f32; o * ij];
+                matmul(
+                    &mut t,
+                    &g,
+                    Op::N,
+                    &self.prefix[j - 1],
+                    Op::T,
+                    (o, ij, i),
+                    false,
+                );
+                t
+            };
+            // S_j^T e  [out_j]
+            let se = match &suffix {
+                None => e.clone(),
+                Some(sj) => {
+                    let mut v = vec![0f32; oj];
+                    matmul(&mut v, sj, Op::T, &e, Op::N, (oj, 1, o), false);
+                    v
+                }
+            };
+            let mut dw = match &suffix {
+                None => t,
+                Some(sj) => {
+                    let mut w = vec![0f32; oj * ij];
+                    matmul(&mut w, sj, Op::T, &t, Op::N, (oj, ij, o), false);
+                    w
+                }
+            };
+            // + (S_j^T e) q_j^T
+            matmul(
+                &mut dw,
+                &se,
+                Op::N,
+                &self.offsets[j],
+                Op::N,
+                (oj, ij, 1),
+                true,
+            );
+            grads.push(AffineGrads {
+                w: dw,
+                b: layer.b.as_ref().map(|_| se),
+            });
+            // S_{j-1} = S_j W_j
+            suffix = Some(match &suffix {
+                None => layer.w.clone(),
+                Some(sj) => {
+                    let mut s2 = vec![0f32; o * ij];
+                    matmul(&mut s2, sj, Op::N, &layer.w, Op::N, (o, ij, oj), false);
+                    s2
+                }
+            });
+        }
+        grads.reverse();
+        grads
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seq(n: usize, scale: f32, shift: f32) -> Vec<f32> {
+        (0..n)
+            .map(|i| ((i * 37 % 17) as f32 - 8.0) * scale + shift)
+            .collect()
+    }
+
+    /// Run the chain layer by layer in f64: outputs and a scalar loss sum(y * w).
+    fn naive(layers: &[AffineLayer], s: &[f64], n: usize) -> Vec<f64> {
+        let mut x = s.to_vec();
+        for l in layers {
+            let mut y = vec![0f64; n * l.out];
+            for r in 0..n {
+                for o in 0..l.out {
+                    let mut v = l.b.as_ref().map_or(0.0, |b| b[o] as f64);
+                    for c in 0..l.inp {
+                        v += l.w[o * l.inp + c] as f64 * x[r * l.inp + c];
+                    }
+                    y[r * l.out + o] = v;
+                }
+            }
+            x = y;
+        }
+        x
+    }
+
+    fn chain() -> Vec<AffineLayer> {
+        vec![
+            AffineLayer {
+                w: seq(12, 0.1, 0.05),
+                out: 4,
+                inp: 3,
+                b: Some(seq(4, 0.2, 0.0)),
+            },
+            AffineLayer {
+                w: seq(8, 0.15, -0.02),
+                out: 2,
+                inp: 4,
+                b: Some(seq(2, 0.1, 0.3)),
+            },
+            AffineLayer {
+                w: seq(4, 0.2, 0.01),
+                out: 2,
+                inp: 2,
+                b: None,
+            },
+        ]
+    }
+
+    #[test]
+    fn collapsed_forward_equals_layer_by_layer() {
+        let layers = chain();
+        let s = seq(15, 0.3, 0.1); // 5 rows of 3
+        let c = AffineChain::new(layers.clone());
+        let mut y = vec![0f32; 10];
+        c.forward(&s, &mut y, false);
+        let want = naive(&layers, &s.iter().map(|v| *v as f64).collect::<Vec<_>>(), 5);
+        for (a, b) in y.iter().zip(&want) {
+            assert!((*a as f64 - b).abs() < 1e-5, "{a} vs {b}");
+        }
+    }
+
+    /// Gradients against central finite differences of `L = sum(y * w)` in f64.
+    #[test]
+    fn gradients_match_finite_differences() {
+        let layers = chain();
+        let n = 5;
+        let s = seq(n * 3, 0.3, 0.1);
+        let wy = seq(n * 2, 0.5, 0.2);
+        let loss = |ls: &[AffineLayer], s: &[f32]| -> f64 {
+            let y = naive(ls, &s.iter().map(|v| *v as f64).collect::<Vec<_>>(), n);
+            y.iter().zip(&wy).map(|(a, b)| a * *b as f64).sum()
+        };
+        let c = AffineChain::new(layers.clone());
+        let mut ds = vec![0f32; n * 3];
+        let grads = c.backward(&s, &wy, Some(&mut ds));
+        let h = 1e-3f32;
+        for (j, g) in grads.iter().enumerate() {
+            for idx in 0..layers[j].w.len() {
+                let (mut p, mut m) = (layers.clone(), layers.clone());
+                p[j].w[idx] += h;
+                m[j].w[idx] -= h;
+                let fd = (loss(&p, &s) - loss(&m, &s)) / (2.0 * h as f64);
+                assert!(
+                    (fd - g.w[idx] as f64).abs() < 1e-3,
+                    "W{j}[{idx}] {fd} vs {}",
+                    g.w[idx]
+                );
+            }
+            assert_eq!(g.b.is_some(), layers[j].b.is_some());
+            if let Some(gb) = &g.b {
+                for (idx, g) in gb.iter().enumerate() {
+                    let (mut p, mut m) = (layers.clone(), layers.clone());
+                    p[j].b.as_mut().unwrap()[idx] += h;
+                    m[j].b.as_mut().unwrap()[idx] -= h;
+                    let fd = (loss(&p, &s) - loss(&m, &s)) / (2.0 * h as f64);
+                    assert!((fd - *g as f64).abs() < 1e-3, "b{j}[{idx}]");
+                }
+            }
+        }
+        for idx in 0..s.len() {
+            let (mut p, mut m) = (s.clone(), s.clone());
+            p[idx] += h;
+            m[idx] -= h;
+            let fd = (loss(&layers, &p) - loss(&layers, &m)) / (2.0 * h as f64);
+            assert!((fd - ds[idx] as f64).abs() < 1e-3, "s[{idx}]");
+        }
+    }
+}

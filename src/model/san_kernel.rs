@@ -1,0 +1,233 @@
+//! One side-network path (a chain of SAN blocks with its mixes, spec section 3) as a CPU kernel
+//! with a hand-written backward: the forward keeps each block's input and ReLU activation, the
+//! backward returns every block's weight and bias gradients and each gate value's gradient.
+//! `model/iisan.rs` holds the autograd version of the same path, which the tests compare
+//! against (and against finite differences).
+//!
+//! Mixes, with `s_{-1} = 0`:
+//! - intra, gated: `x_k = g_k u_k + (1 - g_k) s_{k-1}`; intra, add: `x_k = u_k + s_{k-1}`;
+//! - inter, gated: `x_k = s_{k-1} + g_k a_k + (1 - g_k) b_k`; inter, add: `x_k = s_{k-1} + a_k + b_k`,
+//!
+//! and `s_k = x_k + W_up relu(W_down x_k + b_down) + b_up`.
+
+use super::kernels::{Op, add_bias, add_bias_relu, add_column_sums, dot, matmul};
+
+/// Rows of tap `j` in a tap-major buffer with `nd` values per tap.
+fn tap(s: &[f32], j: usize, nd: usize) -> &[f32] {
+    &s[j * nd..(j + 1) * nd]
+}
+
+/// Weights of one SAN block, row-major like `candle_nn::Linear` (`[out, in]`).
+#[derive(Debug, Clone)]
+pub struct BlockWeights {
+    /// `W_down` `[r, D]`.
+    pub wd: Vec<f32>,
+    /// `b_down` `[r]`.
+    pub bd: Vec<f32>,
+    /// `W_up` `[D, r]`.
+    pub wu: Vec<f32>,
+    /// `b_up` `[D]`.
+    pub bu: Vec<f32>,
+}
+
+/// Gradients of one SAN block, shaped like [`BlockWeights`].
+pub type BlockGrads = BlockWeights;
+
+/// The path's inputs: tap-major `[K, n, D]` buffers (tap k's rows contiguous).
+#[derive(Debug, Clone, Copy)]
+pub enum Sources<'a> {
+    /// Intra-modal: one tower's states `u`.
+    Intra(&'a [f32]),
+    /// Inter-modal: image states `a` and text states `b` (already mapped to width D).
+    Inter(&'a [f32], &'a [f32]),
+}
+
+/// A path's blocks, gate values (`None`: the `add` fusion) and widths.
+#[derive(Debug)]
+pub struct SanPathKernel<'a> {
+    /// One entry per block.
+    pub blocks: &'a [BlockWeights],
+    /// `g_k = sigmoid(theta_k / T)` per block, or `None` for plain sums.
+    pub gates: Option<&'a [f32]>,
+    /// State width D.
+    pub dim: usize,
+    /// Bottleneck width r.
+    pub bottleneck: usize,
+}
+
+/// What the forward keeps for the backward.
+#[derive(Debug)]
+pub struct SanPathSaved {
+    n: usize,
+    /// n * D.
+    nd: usize,
+    /// Block inputs `x_k`, `[K, n, D]`.
+    xs: Vec<f32>,
+    /// Block outputs `s_k`, `[K, n, D]`.
+    ys: Vec<f32>,
+    /// ReLU activations, `[K, n, r]`.
+    acts: Vec<f32>,
+}
+
+impl SanPathSaved {
+    /// The path's output `s_{K-1}` `[n, D]`.
+    pub fn output(&self) -> &[f32] {
+        &self.ys[self.ys.len() - self.nd..]
+    }
+}
+
+/// The gradients of one backward pass.
+#[derive(Debug)]
+pub struct SanPathGrads {
+    /// Per block.
+    pub blocks: Vec<BlockGrads>,
+    /// d loss / d g_k per block (empty for `add`).
+    pub gates: Vec<f64>,
+    /// d loss / d x_k, `[K, n, D]`, when asked for (the inter path's width maps need it).
+    pub inputs: Option<Vec<f32>>,
+}
+
+impl SanPathKernel<'_> {
+    fn k(&self) -> usize {
+        self.blocks.len()
+    }
+
+    /// Forward over `n` items; returns the saved state (its [`SanPathSaved::output`] is `s_{K-1}`).
+    pub fn forward(&self, src: Sources<'_>, n: usize) -> SanPathSaved {
+        let (k, d, r) = (self.k(), self.dim, self.bottleneck);
+        let nd = n * d;
+        let mut xs = vec![0f32; k * nd];
+        let mut ys = vec![0f32; k * nd];
+        let mut acts = vec![0f32; k * n * r];
+        for j in 0..k {
+            let (done, rest) = ys.split_at_mut(j * nd);
+            let prev = if j == 0 {
+                None
+            } else {
+                Some(&done[(j - 1) * nd..])
+            };
+            let x = &mut xs[j * nd..(j + 1) * nd];
+            self.mix(x, src, j, nd, prev);
+            let blk = &self.blocks[j];
+            let a = &mut acts[j * n * r..(j + 1) * n * r];
+            matmul(a, x, Op::N, &blk.wd, Op::T, (n, r, d), false);
+            add_bias_relu(a, &blk.bd);
+            let y = &mut rest[..nd];
+            y.copy_from_slice(x);
+            matmul(y, a, Op::N, &blk.wu, Op::T, (n, d, r), true);
+            add_bias(y, &blk.bu);
+        }
+        SanPathSaved {
+            n,
+            nd,
+            xs,
+            ys,
+            acts,
+        }
+    }
+
+    fn mix(&self, x: &mut [f32], src: Sources<'_>, j: usize, nd: usize, prev: Option<&[f32]>) {
+        let g = self.gates.map(|g| g[j]);
+        match (src, g) {
+            (Sources::Intra(u), Some(g)) => {
+                let u = tap(u, j, nd);
+                match prev {
+                    Some(p) => x
+                        .iter_mut()
+                        .zip(u.iter().zip(p))
+                        .for_each(|(x, (u, p))| *x = g * u + (1.0 - g) * p),
+                    None => x.iter_mut().zip(u).for_each(|(x, u)| *x = g * u),
+                }
+            }
+            (Sources::Intra(u), None) => {
+                x.copy_from_slice(tap(u, j, nd));
+                if let Some(p) = prev {
+                    x.iter_mut().zip(p).for_each(|(x, p)| *x += p);
+                }
+            }
+            (Sources::Inter(a, b), g) => {
+                let (a, b) = (tap(a, j, nd), tap(b, j, nd));
+                let (ga, gb) = g.map_or((1.0, 1.0), |g| (g, 1.0 - g));
+                x.iter_mut()
+                    .zip(a.iter().zip(b))
+                    .for_each(|(x, (a, b))| *x = ga * a + gb * b);
+                if let Some(p) = prev {
+                    x.iter_mut().zip(p).for_each(|(x, p)| *x += p);
+                }
+            }
+        }
+    }
+
+    /// Backward from `d_out` = d loss / d s_{K-1} `[n, D]`.
+    pub fn backward(
+        &self,
+        src: Sources<'_>,
+        saved: &SanPathSaved,
+        d_out: &[f32],
+        want_inputs: bool,
+    ) -> SanPathGrads {
+        let (k, d, r, n) = (self.k(), self.dim, self.bottleneck, saved.n);
+        let nd = n * d;
+        let mut blocks: Vec<BlockGrads> = Vec::with_capacity(k);
+        let mut gates = vec![0f64; if self.gates.is_some() { k } else { 0 }];
+        let mut inputs = want_inputs.then(|| vec![0f32; k * nd]);
+        let mut dy = d_out.to_vec();
+        let mut da = vec![0f32; n * r];
+        for j in (0..k).rev() {
+            let blk = &self.blocks[j];
+            let x = &saved.xs[j * nd..(j + 1) * nd];
+            let a = &saved.acts[j * n * r..(j + 1) * n * r];
+            let mut gw = BlockGrads {
+                wd: vec![0f32; r * d],
+                bd: vec![0f32; r],
+                wu: vec![0f32; d * r],
+                bu: vec![0f32; d],
+            };
+            // y = x + a Wu^T + bu: dWu = dy^T a, dbu = sum dy, da = dy Wu
+            matmul(&mut gw.wu, &dy, Op::T, a, Op::N, (d, r, n), false);
+            add_column_sums(&mut gw.bu, &dy);
+            matmul(&mut da, &dy, Op::N, &blk.wu, Op::N, (n, r, d), false);
+            // a = relu(z): dz = da where a > 0
+            da.iter_mut()
+                .zip(a)
+                .for_each(|(g, a)| *g = if *a > 0.0 { *g } else { 0.0 });
+            // z = x Wd^T + bd: dWd = dz^T x, dbd = sum dz, dx = dy + dz Wd
+            matmul(&mut gw.wd, &da, Op::T, x, Op::N, (r, d, n), false);
+            add_column_sums(&mut gw.bd, &da);
+            let needs_dx = j > 0 || self.gates.is_some() || want_inputs;
+            if needs_dx {
+                // dy becomes dx in place
+                matmul(&mut dy, &da, Op::N, &blk.wd, Op::N, (n, d, r), true);
+            }
+            blocks.push(gw);
+            let g = self.gates.map(|g| g[j]);
+            let prev = (j > 0).then(|| &saved.ys[(j - 1) * nd..j * nd]);
+            if g.is_some() {
+                gates[j] = match src {
+                    // d/dg of g u + (1 - g) s = u - s
+                    Sources::Intra(u) => {
+                        let gu = dot(&dy, tap(u, j, nd));
+                        gu - prev.map_or(0.0, |p| dot(&dy, p))
+                    }
+                    // d/dg of g a + (1 - g) b = a - b
+                    Sources::Inter(a, b) => dot(&dy, tap(a, j, nd)) - dot(&dy, tap(b, j, nd)),
+                };
+            }
+            if let Some(inp) = inputs.as_mut() {
+                inp[j * nd..(j + 1) * nd].copy_from_slice(&dy);
+            }
+            if j > 0 {
+                // d s_{j-1}: (1 - g) dx for the gated intra mix, dx otherwise
+                if let (Sources::Intra(_), Some(g)) = (src, g) {
+                    dy.iter_mut().for_each(|v| *v *= 1.0 - g);
+                }
+            }
+        }
+        blocks.reverse();
+        SanPathGrads {
+            blocks,
+            gates,
+            inputs,
+        }
+    }
+}
