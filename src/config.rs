@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::data::DataOptions;
 use crate::error::{Error, Result};
 use crate::eval::Mask;
+use crate::model::tuned_tower::TowersConfig;
 use crate::model::{IisanConfig, Method, UserEncoderConfig};
 
 /// Where the data comes from and how it is preprocessed.
@@ -44,8 +45,10 @@ pub struct ModelConfig {
     pub method: Method,
     /// User encoder shape (its `dim` is the item embedding width too).
     pub user: UserEncoderConfig,
-    /// IISAN side-network options (`method = "iisan"`).
+    /// IISAN side-network options (`method = "iisan"` / `"iisan_uncached"`).
     pub iisan: IisanConfig,
+    /// Pretrained towers of the methods that run them in the step.
+    pub towers: TowersConfig,
 }
 
 impl Default for ModelConfig {
@@ -54,6 +57,7 @@ impl Default for ModelConfig {
             method: Method::Id,
             user: UserEncoderConfig::default(),
             iisan: IisanConfig::default(),
+            towers: TowersConfig::default(),
         }
     }
 }
@@ -86,6 +90,8 @@ pub struct TrainConfig {
     pub select_metric: String,
     /// Cap on training steps per epoch (0 = a full pass); for quick runs and measurements.
     pub max_steps_per_epoch: usize,
+    /// Steps at the start of the run left out of the seconds-per-epoch figure (warm-up).
+    pub warmup_steps: usize,
     /// Print the per-phase time profile at the end of training (it is always in summary.json).
     pub profile: bool,
 }
@@ -97,7 +103,13 @@ impl Default for TrainConfig {
             epochs: 100,
             patience: 10,
             lr: 2e-4,
-            lr_groups: BTreeMap::from([("san".to_string(), 1e-4)]),
+            lr_groups: BTreeMap::from([
+                ("san".to_string(), 1e-4),
+                ("adapter".to_string(), 4e-4),
+                ("lora".to_string(), 4e-4),
+                ("text_tower".to_string(), 5e-5),
+                ("image_tower".to_string(), 1e-4),
+            ]),
             beta1: 0.9,
             beta2: 0.999,
             eps: 1e-8,
@@ -106,6 +118,7 @@ impl Default for TrainConfig {
             select_metric: "HR@10".into(),
             max_steps_per_epoch: 0,
             profile: false,
+            warmup_steps: 0,
         }
     }
 }
@@ -122,6 +135,9 @@ pub struct EvalConfig {
     pub item_chunk: usize,
     /// Users ranked per chunk.
     pub user_chunk: usize,
+    /// Measure training cost only: no validation or test evaluation (no early stopping, no
+    /// metrics in the summary). For methods whose full-catalogue evaluation is too slow here.
+    pub skip: bool,
 }
 
 impl Default for EvalConfig {
@@ -131,6 +147,7 @@ impl Default for EvalConfig {
             ks: vec![10],
             item_chunk: 4096,
             user_chunk: 1024,
+            skip: false,
         }
     }
 }
@@ -285,16 +302,26 @@ impl Config {
     /// fusion).
     pub fn method_label(&self) -> String {
         match self.model.method {
-            Method::Iisan => {
+            m @ (Method::Iisan | Method::IisanUncached) => {
                 let i = &self.model.iisan;
                 let add = if i.fusion == crate::model::iisan::Fusion::Add {
                     ":add"
                 } else {
                     ""
                 };
-                format!("iisan:{}{add}", i.modality.name())
+                format!("{}:{}{add}", m.name(), i.modality.name())
             }
-            m => m.name().to_string(),
+            Method::Id => "id".to_string(),
+            m => {
+                let t = &self.model.towers;
+                let towers = match (&t.text_model, &t.image_model) {
+                    (Some(_), Some(_)) => "text+image",
+                    (Some(_), None) => "text",
+                    (None, Some(_)) => "image",
+                    (None, None) => "none",
+                };
+                format!("{}:{towers}", m.name())
+            }
         }
     }
 

@@ -10,6 +10,7 @@
 
 pub mod backbone;
 pub mod cache;
+pub mod compare;
 pub mod config;
 pub mod data;
 pub mod efficiency;
@@ -17,6 +18,7 @@ pub mod encode;
 pub mod error;
 pub mod eval;
 pub mod model;
+pub mod plots;
 pub mod report;
 pub mod train;
 

@@ -50,6 +50,22 @@ enum Cmd {
         #[arg(long, value_delimiter = ',', default_value = "10")]
         ks: Vec<usize>,
     },
+    /// The efficiency comparison of finished runs (HR@10, NDCG@10, trainable parameters,
+    /// s/epoch, peak memory, TPME) as Markdown, CSV, JSON and bar charts.
+    Compare {
+        /// Run directories (each holding summary.json).
+        #[arg(long, num_args = 1.., required = true)]
+        runs: Vec<PathBuf>,
+        /// Masking convention of the test metrics shown: history (the paper's) or none.
+        #[arg(long, default_value = "history")]
+        mask: String,
+        /// TPME weights of time, parameters and memory.
+        #[arg(long, default_value = "0.45,0.1,0.45")]
+        weights: String,
+        /// Where to write compare.{md,csv,json} and {time,memory,params}.svg.
+        #[arg(long, default_value = "runs/compare")]
+        out: PathBuf,
+    },
     /// Check a hidden-state cache file and print its header.
     CacheInfo {
         /// The cache file (e.g. cache/text.hsc).
@@ -121,6 +137,21 @@ enum DataCmd {
     Stats(StatsArgs),
     /// Write the embedded synthetic multimodal default dataset.
     Synth(SynthArgs),
+    /// Write a fixed random subset of a dataset's users (with their items and images).
+    Subset {
+        /// Source dataset directory.
+        #[arg(long)]
+        dataset: PathBuf,
+        /// Users to keep.
+        #[arg(long)]
+        users: usize,
+        /// Sampling seed.
+        #[arg(long, default_value_t = 2024)]
+        seed: u64,
+        /// Output directory.
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 #[derive(Args)]
@@ -398,16 +429,59 @@ fn encode(a: EncodeArgs) -> Result<()> {
     Ok(())
 }
 
-fn report(runs: Vec<PathBuf>, ks: Vec<usize>) -> Result<()> {
+fn load_summaries(runs: &[PathBuf]) -> Result<Vec<iisan::train::Summary>> {
     let mut summaries = Vec::with_capacity(runs.len());
-    for r in &runs {
+    for r in runs {
         let path = r.join("summary.json");
         let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
         let s: iisan::train::Summary = serde_json::from_str(&text)
             .map_err(|e| Error::file(&path, format!("not a run summary: {e}")))?;
         summaries.push(s);
     }
+    Ok(summaries)
+}
+
+fn report(runs: Vec<PathBuf>, ks: Vec<usize>) -> Result<()> {
+    let summaries = load_summaries(&runs)?;
     print!("{}", iisan::report::summary_table(&summaries, &ks));
+    Ok(())
+}
+
+fn compare(runs: Vec<PathBuf>, mask: String, weights: String, out: PathBuf) -> Result<()> {
+    use iisan::compare::{TpmeWeights, compare, ratio, write_all};
+    let mask = match mask.as_str() {
+        "history" => iisan::eval::Mask::History,
+        "none" => iisan::eval::Mask::None,
+        m => {
+            return Err(Error::Config(format!(
+                "--mask {m:?}: expected history or none"
+            )));
+        }
+    };
+    let w = TpmeWeights::parse(&weights)?;
+    let rows = compare(&load_summaries(&runs)?, mask, w)?;
+    print!("{}", write_all(&rows, mask, w, &out)?);
+    for (what, f) in [
+        (
+            "time",
+            (|r| r.seconds_per_epoch) as fn(&iisan::compare::CompareRow) -> f64,
+        ),
+        ("memory", |r| r.peak_memory_mib),
+    ] {
+        let iisan = rows
+            .iter()
+            .find(|r| r.method.starts_with("iisan"))
+            .map(|r| r.method.clone());
+        if let (Some(i), Some(x)) = (iisan, rows.iter().find(|r| r.method.starts_with("fft"))) {
+            if let Some(v) = ratio(&rows, &i, &x.method, f) {
+                println!("{i} / {}: {what} x{v:.3}", x.method);
+            }
+        }
+    }
+    println!(
+        "wrote {}/compare.{{md,csv,json}} and {{time,memory,params}}.svg",
+        out.display()
+    );
     Ok(())
 }
 
@@ -429,6 +503,22 @@ fn main() -> ExitCode {
         Cmd::Data {
             cmd: DataCmd::Synth(a),
         } => synth_cmd(a),
+        Cmd::Data {
+            cmd:
+                DataCmd::Subset {
+                    dataset,
+                    users,
+                    seed,
+                    out,
+                },
+        } => iisan::data::subset::write_subset(&dataset, &out, users, seed).map(|r| {
+            println!(
+                "wrote {}: {} users, {} items (seed {seed})",
+                out.display(),
+                r.users,
+                r.items
+            )
+        }),
         Cmd::Train(a) => train(a),
         Cmd::Models {
             cmd: ModelsCmd::ImportOnnx { onnx, out, heads },
@@ -436,6 +526,12 @@ fn main() -> ExitCode {
         Cmd::Encode(a) => encode(a),
         Cmd::CacheInfo { file } => cache_info(file),
         Cmd::Report { runs, ks } => report(runs, ks),
+        Cmd::Compare {
+            runs,
+            mask,
+            weights,
+            out,
+        } => compare(runs, mask, weights, out),
     };
     match res {
         Ok(()) => ExitCode::SUCCESS,

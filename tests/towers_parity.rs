@@ -3,6 +3,8 @@
 //! `tests/golden/towers.json`. Needs the model files that `scripts/fetch-models.sh` installs
 //! (`.ci/run` runs it first); a missing model folder fails the test.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor};
@@ -19,16 +21,7 @@ fn root() -> &'static Path {
 }
 
 fn model(name: &str) -> PathBuf {
-    let base = std::env::var_os("IISAN_MODELS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("models"));
-    let p = base.join(name);
-    assert!(
-        p.join("model.safetensors").exists(),
-        "missing {}: run scripts/fetch-models.sh",
-        p.display()
-    );
-    p
+    common::model_dir(name)
 }
 
 fn golden() -> Value {

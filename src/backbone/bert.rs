@@ -9,8 +9,12 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::{Embedding, Linear, Module, VarBuilder};
 use serde::Deserialize;
 
-use super::{SelfAttention, layer_norm, linear, open_weights, read_config, stack_cls};
+use super::{
+    SelfAttention, Taken, adapt, adapter, layer_norm, linear, open_weights, open_weights_trainable,
+    query_value, read_config, stack_cls,
+};
 use crate::error::{Error, Result};
+use crate::model::peft::{Adapter, PeftBuilder};
 use crate::model::{Ctx, gelu::gelu_erf, layers::LayerNorm};
 
 /// The fields of a Hugging Face BERT `config.json` this encoder uses.
@@ -82,9 +86,11 @@ impl BertConfig {
 struct BertLayer {
     attn: SelfAttention,
     attn_out: Linear,
+    adapter_attn: Option<Adapter>,
     attn_ln: LayerNorm,
     inter: Linear,
     out: Linear,
+    adapter_ffn: Option<Adapter>,
     out_ln: LayerNorm,
 }
 
@@ -104,8 +110,26 @@ pub struct Bert {
 impl Bert {
     /// Load a Hugging Face BERT folder (`config.json`, `model.safetensors`).
     pub fn load(dir: &Path, device: &Device) -> Result<Bert> {
-        let (config, _): (BertConfig, PathBuf) = read_config(dir, &["bert"])?;
         let vb = open_weights(dir, device)?;
+        Self::load_from(dir, vb, None)
+    }
+
+    /// Load a model folder for training under `peft.tuning`: pretrained tensors it trains
+    /// become variables (returned with their safetensors keys), adapters / LoRA are added to
+    /// `peft.store`.
+    pub fn load_tuned(
+        dir: &Path,
+        device: &Device,
+        peft: &mut PeftBuilder,
+    ) -> Result<(Bert, Taken)> {
+        let tuning = peft.tuning;
+        let (vb, taken) =
+            open_weights_trainable(dir, device, move |n| tuning.trains_pretrained(n))?;
+        Ok((Self::load_from(dir, vb, Some(peft))?, taken))
+    }
+
+    fn load_from(dir: &Path, vb: VarBuilder, peft: Option<&mut PeftBuilder>) -> Result<Bert> {
+        let (config, _): (BertConfig, PathBuf) = read_config(dir, &["bert"])?;
         let file = dir.join("model.safetensors");
         let vb = if vb.contains_tensor("bert.embeddings.word_embeddings.weight") {
             vb.pp("bert")
@@ -118,12 +142,21 @@ impl Bert {
                 "no BERT tensors (embeddings.word_embeddings.weight, with or without a bert. prefix)",
             ));
         }
-        Self::new(vb, config, &file)
+        Self::build(vb, config, &file, peft)
     }
 
     /// Build from a `VarBuilder` (weights or a variable map) and a config; `file` names the
     /// weights in errors.
     pub fn new(vb: VarBuilder, config: BertConfig, file: &Path) -> Result<Bert> {
+        Self::build(vb, config, file, None)
+    }
+
+    fn build(
+        vb: VarBuilder,
+        config: BertConfig,
+        file: &Path,
+        mut peft: Option<&mut PeftBuilder>,
+    ) -> Result<Bert> {
         let c = &config;
         if c.hidden_act != "gelu" {
             return Err(Error::file(
@@ -153,18 +186,26 @@ impl Bert {
         for i in 0..c.num_hidden_layers {
             let l = vb.pp(format!("encoder.layer.{i}"));
             let a = l.pp("attention");
+            let (query, value) = query_value(
+                &mut peft,
+                i,
+                linear(&a, d, d, "self.query", file)?,
+                linear(&a, d, d, "self.value", file)?,
+            )?;
             layers.push(BertLayer {
                 attn: SelfAttention {
-                    query: linear(&a, d, d, "self.query", file)?,
+                    query,
                     key: linear(&a, d, d, "self.key", file)?,
-                    value: linear(&a, d, d, "self.value", file)?,
+                    value,
                     heads: c.num_attention_heads,
                     dropout: c.attention_probs_dropout_prob,
                 },
                 attn_out: linear(&a, d, d, "output.dense", file)?,
+                adapter_attn: adapter(&mut peft, i, "attn", d)?,
                 attn_ln: layer_norm(&a, d, c.layer_norm_eps, "output.LayerNorm", file)?,
                 inter: linear(&l, d, c.intermediate_size, "intermediate.dense", file)?,
                 out: linear(&l, c.intermediate_size, d, "output.dense", file)?,
+                adapter_ffn: adapter(&mut peft, i, "ffn", d)?,
                 out_ln: layer_norm(&l, d, c.layer_norm_eps, "output.LayerNorm", file)?,
             });
         }
@@ -216,9 +257,10 @@ impl Bert {
             let a = l
                 .attn_out
                 .forward(&l.attn.forward(&x, Some(&add_mask), ctx)?)?;
+            let a = adapt(&l.adapter_attn, a)?;
             x = l.attn_ln.forward_t(&(ctx.dropout(&a, p)? + &x)?, ctx)?;
             let h = gelu_erf(&l.inter.forward(&x)?)?;
-            let o = l.out.forward(&h)?;
+            let o = adapt(&l.adapter_ffn, l.out.forward(&h)?)?;
             x = l.out_ln.forward_t(&(ctx.dropout(&o, p)? + &x)?, ctx)?;
             cls.push(x.narrow(1, 0, 1)?.squeeze(1)?);
         }

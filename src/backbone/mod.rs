@@ -10,15 +10,92 @@ pub mod onnx_import;
 pub mod vit;
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::safetensors::MmapedSafetensors;
+use candle_core::{DType, Device, Shape, Tensor, Var};
+use candle_nn::var_builder::SimpleBackend;
 use candle_nn::{Linear, Module, VarBuilder};
 
 use crate::error::{Error, Result};
+use crate::model::peft::{PeftBuilder, Proj};
 use crate::model::{Ctx, layers::LayerNorm};
 
 /// Open `dir/model.safetensors` memory-mapped; errors name the folder.
-pub fn open_weights(dir: &Path, device: &Device) -> Result<VarBuilder<'static>> {
+/// Pretrained tensors made trainable while a tower was built: (safetensors key, variable).
+pub type Taken = Arc<Mutex<Vec<(String, Var)>>>;
+
+/// The memory-mapped safetensors of a model folder, handing out the tensors `select` picks
+/// as fresh variables (copied out of the map, recorded in [`Taken`]) and the rest as frozen
+/// views of the map.
+struct TrainableBackend {
+    inner: MmapedSafetensors,
+    select: Box<dyn Fn(&str) -> bool + Send + Sync>,
+    taken: Taken,
+}
+
+impl TrainableBackend {
+    fn maybe_var(&self, name: &str, t: Tensor) -> candle_core::Result<Tensor> {
+        if !(self.select)(name) {
+            return Ok(t);
+        }
+        let v = Var::from_tensor(&t)?;
+        let out = v.as_tensor().clone();
+        self.taken
+            .lock()
+            .expect("not poisoned")
+            .push((name.to_string(), v));
+        Ok(out)
+    }
+}
+
+impl SimpleBackend for TrainableBackend {
+    fn get(
+        &self,
+        s: Shape,
+        name: &str,
+        h: candle_nn::Init,
+        dtype: DType,
+        dev: &Device,
+    ) -> candle_core::Result<Tensor> {
+        let t = SimpleBackend::get(&self.inner, s, name, h, dtype, dev)?;
+        self.maybe_var(name, t)
+    }
+
+    fn get_unchecked(&self, name: &str, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
+        let t = self.inner.get_unchecked(name, dtype, dev)?;
+        self.maybe_var(name, t)
+    }
+
+    fn contains_tensor(&self, name: &str) -> bool {
+        self.inner.contains_tensor(name)
+    }
+}
+
+/// Open a model folder's weights so that tensors whose key `select` accepts become trainable
+/// variables, collected in the returned [`Taken`] as the tower is built.
+pub fn open_weights_trainable(
+    dir: &Path,
+    device: &Device,
+    select: impl Fn(&str) -> bool + Send + Sync + 'static,
+) -> Result<(VarBuilder<'static>, Taken)> {
+    let path = weights_path(dir)?;
+    // SAFETY: as in `open_weights`.
+    let inner = unsafe { MmapedSafetensors::new(&path) }
+        .map_err(|e| Error::file(&path, format!("cannot read weights: {e}")))?;
+    let taken: Taken = Arc::default();
+    let backend = TrainableBackend {
+        inner,
+        select: Box::new(select),
+        taken: taken.clone(),
+    };
+    Ok((
+        VarBuilder::from_backend(Box::new(backend), DType::F32, device.clone()),
+        taken,
+    ))
+}
+
+fn weights_path(dir: &Path) -> Result<PathBuf> {
     let path = dir.join("model.safetensors");
     if !path.exists() {
         return Err(Error::file(
@@ -26,6 +103,11 @@ pub fn open_weights(dir: &Path, device: &Device) -> Result<VarBuilder<'static>> 
             "not a model folder: model.safetensors is missing",
         ));
     }
+    Ok(path)
+}
+
+pub fn open_weights(dir: &Path, device: &Device) -> Result<VarBuilder<'static>> {
+    let path = weights_path(dir)?;
     // SAFETY: the file is mapped read-only; the project never writes to model files while
     // they are loaded.
     unsafe { VarBuilder::from_mmaped_safetensors(&[&path], DType::F32, device) }
@@ -104,9 +186,9 @@ pub(crate) fn layer_norm(
 /// Multi-head self-attention with biased Q/K/V projections (BERT and ViT layouts).
 #[derive(Debug)]
 pub(crate) struct SelfAttention {
-    pub query: Linear,
+    pub query: Proj,
     pub key: Linear,
-    pub value: Linear,
+    pub value: Proj,
     pub heads: usize,
     pub dropout: f32,
 }
@@ -117,7 +199,7 @@ impl SelfAttention {
     pub fn forward(&self, x: &Tensor, mask: Option<&Tensor>, ctx: &Ctx) -> Result<Tensor> {
         let (b, t, d) = x.dims3()?;
         let dh = d / self.heads;
-        let split = |l: &Linear| -> Result<Tensor> {
+        let split = |l: &dyn Module| -> Result<Tensor> {
             Ok(l.forward(x)?
                 .reshape((b, t, self.heads, dh))?
                 .transpose(1, 2)?
@@ -134,6 +216,43 @@ impl SelfAttention {
 }
 
 /// Stack per-layer [CLS] states (`[B, D]` each) into `[B, L + 1, D]`.
+/// Query and value of layer `layer`, with LoRA when `peft` asks for it.
+pub(crate) fn query_value(
+    peft: &mut Option<&mut PeftBuilder>,
+    layer: usize,
+    query: Linear,
+    value: Linear,
+) -> Result<(Proj, Proj)> {
+    Ok(match peft {
+        Some(p) => (
+            p.project(query, layer, "query")?,
+            p.project(value, layer, "value")?,
+        ),
+        None => (Proj::Plain(query), Proj::Plain(value)),
+    })
+}
+
+/// The adapter of layer `layer` at `site`, when `peft` asks for adapters.
+pub(crate) fn adapter(
+    peft: &mut Option<&mut PeftBuilder>,
+    layer: usize,
+    site: &str,
+    dim: usize,
+) -> Result<Option<crate::model::peft::Adapter>> {
+    match peft {
+        Some(p) => p.adapter(layer, site, dim),
+        None => Ok(None),
+    }
+}
+
+/// `h` through `adapter` when there is one.
+pub(crate) fn adapt(adapter: &Option<crate::model::peft::Adapter>, h: Tensor) -> Result<Tensor> {
+    match adapter {
+        Some(a) => a.forward(&h),
+        None => Ok(h),
+    }
+}
+
 pub(crate) fn stack_cls(states: &[Tensor]) -> Result<Tensor> {
     Ok(Tensor::stack(states, 1)?)
 }

@@ -11,8 +11,12 @@ use candle_core::{Device, Tensor};
 use candle_nn::{Linear, Module, VarBuilder};
 use serde::Deserialize;
 
-use super::{SelfAttention, get, layer_norm, linear, open_weights, read_config, stack_cls};
+use super::{
+    SelfAttention, Taken, adapt, adapter, get, layer_norm, linear, open_weights,
+    open_weights_trainable, query_value, read_config, stack_cls,
+};
 use crate::error::{Error, Result};
+use crate::model::peft::{Adapter, PeftBuilder};
 use crate::model::{Ctx, gelu::gelu_erf, layers::LayerNorm};
 
 /// The fields of a ViT / DINOv2 `config.json` this encoder uses.
@@ -99,10 +103,12 @@ struct VitLayer {
     norm1: LayerNorm,
     attn: SelfAttention,
     attn_out: Linear,
+    adapter_attn: Option<Adapter>,
     scale1: Option<Tensor>,
     norm2: LayerNorm,
     fc1: Linear,
     fc2: Linear,
+    adapter_ffn: Option<Adapter>,
     scale2: Option<Tensor>,
 }
 
@@ -147,8 +153,30 @@ impl Vit {
     /// Load a ViT or DINOv2 folder (`config.json`, `model.safetensors`) for input images of
     /// `image_size` x `image_size` pixels (a multiple of the patch size).
     pub fn load(dir: &Path, image_size: usize, device: &Device) -> Result<Vit> {
-        let (config, _): (VitConfig, PathBuf) = read_config(dir, &["vit", "dinov2"])?;
         let vb = open_weights(dir, device)?;
+        Self::load_from(dir, vb, image_size, None)
+    }
+
+    /// Load for training under `peft.tuning` (see [`crate::backbone::bert::Bert::load_tuned`]).
+    pub fn load_tuned(
+        dir: &Path,
+        image_size: usize,
+        device: &Device,
+        peft: &mut PeftBuilder,
+    ) -> Result<(Vit, Taken)> {
+        let tuning = peft.tuning;
+        let (vb, taken) =
+            open_weights_trainable(dir, device, move |n| tuning.trains_pretrained(n))?;
+        Ok((Self::load_from(dir, vb, image_size, Some(peft))?, taken))
+    }
+
+    fn load_from(
+        dir: &Path,
+        vb: VarBuilder,
+        image_size: usize,
+        peft: Option<&mut PeftBuilder>,
+    ) -> Result<Vit> {
+        let (config, _): (VitConfig, PathBuf) = read_config(dir, &["vit", "dinov2"])?;
         let file = dir.join("model.safetensors");
         let vb = ["vit", "dinov2"]
             .iter()
@@ -160,11 +188,21 @@ impl Vit {
                 "no ViT tensors (embeddings.cls_token, with or without a vit./dinov2. prefix)",
             ));
         }
-        Self::new(vb, config, image_size, &file)
+        Self::build(vb, config, image_size, &file, peft)
     }
 
     /// Build from a `VarBuilder` and a config for `image_size` inputs; `file` names the weights.
     pub fn new(vb: VarBuilder, config: VitConfig, image_size: usize, file: &Path) -> Result<Vit> {
+        Self::build(vb, config, image_size, file, None)
+    }
+
+    fn build(
+        vb: VarBuilder,
+        config: VitConfig,
+        image_size: usize,
+        file: &Path,
+        mut peft: Option<&mut PeftBuilder>,
+    ) -> Result<Vit> {
         let c = &config;
         if c.hidden_act != "gelu" || c.use_swiglu_ffn {
             return Err(Error::file(
@@ -231,20 +269,28 @@ impl Vit {
                     Ok(None)
                 }
             };
+            let (query, value) = query_value(
+                &mut peft,
+                i,
+                linear(&a, d, d, "attention.query", file)?,
+                linear(&a, d, d, "attention.value", file)?,
+            )?;
             layers.push(VitLayer {
                 norm1: layer_norm(&l, d, c.layer_norm_eps, n1, file)?,
                 attn: SelfAttention {
-                    query: linear(&a, d, d, "attention.query", file)?,
+                    query,
                     key: linear(&a, d, d, "attention.key", file)?,
-                    value: linear(&a, d, d, "attention.value", file)?,
+                    value,
                     heads: c.num_attention_heads,
                     dropout: c.attention_probs_dropout_prob,
                 },
                 attn_out: linear(&a, d, d, "output.dense", file)?,
+                adapter_attn: adapter(&mut peft, i, "attn", d)?,
                 scale1: scale("layer_scale1")?,
                 norm2: layer_norm(&l, d, c.layer_norm_eps, n2, file)?,
                 fc1,
                 fc2,
+                adapter_ffn: adapter(&mut peft, i, "ffn", d)?,
                 scale2: scale("layer_scale2")?,
             });
         }
@@ -306,6 +352,7 @@ impl Vit {
             let a =
                 l.attn_out
                     .forward(&l.attn.forward(&l.norm1.forward_t(&x, ctx)?, None, ctx)?)?;
+            let a = adapt(&l.adapter_attn, a)?;
             let a = match &l.scale1 {
                 Some(g) => a.broadcast_mul(g)?,
                 None => a,
@@ -314,6 +361,7 @@ impl Vit {
             let m = l
                 .fc2
                 .forward(&gelu_erf(&l.fc1.forward(&l.norm2.forward_t(&x, ctx)?)?)?)?;
+            let m = adapt(&l.adapter_ffn, m)?;
             let m = match &l.scale2 {
                 Some(g) => m.broadcast_mul(g)?,
                 None => m,

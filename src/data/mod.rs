@@ -8,6 +8,7 @@ pub mod batch;
 pub mod draw;
 pub mod image;
 pub mod split;
+pub mod subset;
 pub mod synth;
 pub mod text;
 pub mod tsv;

@@ -22,8 +22,8 @@ use serde::{Deserialize, Serialize};
 use super::layers::Ctx;
 use super::params::{GROUP_DEFAULT, Init, ParamStore};
 use super::san::{Gates, SanBlock};
+use super::states::HiddenStates;
 use super::{FusedEmbedding, ItemTower, Method};
-use crate::cache::HiddenStateCache;
 use crate::efficiency::Profile;
 use crate::error::{Error, Result};
 
@@ -342,8 +342,8 @@ impl Head {
 
 /// The IISAN item tower over hidden-state caches.
 pub struct IisanTower {
-    text: Option<HiddenStateCache>,
-    image: Option<HiddenStateCache>,
+    text: Option<Box<dyn HiddenStates>>,
+    image: Option<Box<dyn HiddenStates>>,
     text_taps: Vec<usize>,
     image_taps: Vec<usize>,
     intra_text: Option<(IntraPath, Head)>,
@@ -353,6 +353,8 @@ pub struct IisanTower {
     dim: usize,
     device: Device,
     kernels: Kernels,
+    /// Whether the states are computed by the towers in the step, and those towers' size.
+    uncached: Option<usize>,
 }
 
 /// Which states a path reads.
@@ -380,28 +382,27 @@ impl IisanTower {
     pub fn new(
         store: &mut ParamStore,
         c: &IisanConfig,
-        text: Option<HiddenStateCache>,
-        image: Option<HiddenStateCache>,
+        text: Option<Box<dyn HiddenStates>>,
+        image: Option<Box<dyn HiddenStates>>,
         dim: usize,
     ) -> Result<Self> {
         c.validate()?;
         let (ut, ui, um) = c.modality.uses();
         let (tt, it) = c.taps();
-        let need = |cache: &Option<HiddenStateCache>,
+        let need = |src: &Option<Box<dyn HiddenStates>>,
                     what: &str,
                     taps: &[usize]|
          -> Result<(usize, usize)> {
-            let h = cache
+            let h = src
                 .as_ref()
-                .ok_or_else(|| Error::Config(format!("modality needs the {what} cache")))?
-                .header();
-            if let Some(&t) = taps.iter().find(|&&t| t >= h.states) {
+                .ok_or_else(|| Error::Config(format!("modality needs the {what} states")))?;
+            if let Some(&t) = taps.iter().find(|&&t| t >= h.states()) {
                 return Err(Error::Config(format!(
-                    "{what} tap {t} outside the cache's {} hidden states",
-                    h.states
+                    "{what} tap {t} outside the {} hidden states",
+                    h.states()
                 )));
             }
-            Ok((h.width, taps.len()))
+            Ok((h.width(), taps.len()))
         };
         let (dt, kt) = if c.modality.needs_text() {
             need(&text, "text", &tt)?
@@ -458,11 +459,18 @@ impl IisanTower {
             fuse,
             dim,
             kernels: c.kernels,
+            uncached: None,
         })
     }
 }
 
 impl IisanTower {
+    /// Mark the tower as reading live tower states (`iisan_uncached`) from towers of
+    /// `frozen_params` parameters.
+    pub fn set_uncached(&mut self, frozen_params: usize) {
+        self.uncached = Some(frozen_params);
+    }
+
     /// The active paths in fuse-column order `[v; t; u]`.
     fn paths(&self) -> Vec<PathHandles> {
         let intra = |source, p: &IntraPath, head: &Head| PathHandles {
@@ -496,7 +504,14 @@ impl IisanTower {
 
 impl ItemTower for IisanTower {
     fn method(&self) -> Method {
-        Method::Iisan
+        match self.uncached {
+            Some(_) => Method::IisanUncached,
+            None => Method::Iisan,
+        }
+    }
+
+    fn frozen_params(&self) -> usize {
+        self.uncached.unwrap_or(0)
     }
 
     fn dim(&self) -> usize {

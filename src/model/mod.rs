@@ -9,8 +9,12 @@ pub mod iisan;
 pub mod kernels;
 pub mod layers;
 pub mod params;
+pub mod peft;
 pub mod san;
 pub mod san_kernel;
+pub mod states;
+pub mod tower_inputs;
+pub mod tuned_tower;
 pub mod user_encoder;
 
 use candle_core::backprop::GradStore;
@@ -29,6 +33,7 @@ use crate::efficiency::Profile;
 use crate::encode::items_fingerprint;
 use crate::error::{Error, Result};
 pub use iisan::{IisanConfig, IisanTower};
+use states::HiddenStates;
 
 /// The item-embedding method being trained.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -38,6 +43,17 @@ pub enum Method {
     Id,
     /// IISAN side network over the hidden-state cache.
     Iisan,
+    /// IISAN with the frozen towers run in every step instead of read from the cache.
+    #[serde(alias = "iisan-uncached")]
+    IisanUncached,
+    /// Full fine-tuning of the towers.
+    Fft,
+    /// Houlsby adapters in the towers.
+    Adapter,
+    /// LoRA on the towers' query and value.
+    Lora,
+    /// The towers' biases trainable.
+    Bitfit,
 }
 
 impl Method {
@@ -46,6 +62,11 @@ impl Method {
         match self {
             Method::Id => "id",
             Method::Iisan => "iisan",
+            Method::IisanUncached => "iisan_uncached",
+            Method::Fft => "fft",
+            Method::Adapter => "adapter",
+            Method::Lora => "lora",
+            Method::Bitfit => "bitfit",
         }
     }
 }
@@ -96,6 +117,11 @@ pub trait ItemTower {
 
     /// The device the tower computes on.
     fn device(&self) -> candle_core::Device;
+
+    /// Frozen (pretrained, not trained) parameters the tower computes with.
+    fn frozen_params(&self) -> usize {
+        0
+    }
 }
 
 /// Build the item tower of `cfg.model.method` for `data`, registering its parameters in `store`.
@@ -115,19 +141,72 @@ pub fn build_tower(
                 )
             })?;
             let fp = items_fingerprint(data);
-            let open = |name: &str, needed: bool| -> Result<Option<HiddenStateCache>> {
+            let open = |name: &str, needed: bool| -> Result<Option<Box<dyn HiddenStates>>> {
                 if !needed {
                     return Ok(None);
                 }
-                Ok(Some(HiddenStateCache::open_for(
+                Ok(Some(Box::new(HiddenStateCache::open_for(
                     &dir.join(name),
                     data.num_items(),
                     &fp,
-                )?))
+                )?)))
             };
             let text = open("text.hsc", ic.modality.needs_text())?;
             let image = open("image.hsc", ic.modality.needs_image())?;
             Ok(Box::new(IisanTower::new(store, ic, text, image, dim)?))
         }
+        Method::IisanUncached => {
+            let (ic, tc) = (&cfg.model.iisan, &cfg.model.towers);
+            let dev = store.device().clone();
+            let missing = |what: &str| {
+                Error::Config(format!(
+                    "iisan_uncached with modality {} needs model.towers.{what}",
+                    ic.modality.name()
+                ))
+            };
+            let text: Option<Box<dyn HiddenStates>> = if ic.modality.needs_text() {
+                let dir = tc
+                    .text_model
+                    .as_ref()
+                    .ok_or_else(|| missing("text_model"))?;
+                Some(Box::new(states::LiveText {
+                    bert: crate::backbone::bert::Bert::load(dir, &dev)?,
+                    tokens: tower_inputs::ItemTokens::new(data, dir, tc.max_tokens)?,
+                    chunk: tc.eval_chunk,
+                }))
+            } else {
+                None
+            };
+            let image: Option<Box<dyn HiddenStates>> = if ic.modality.needs_image() {
+                let dir = tc
+                    .image_model
+                    .as_ref()
+                    .ok_or_else(|| missing("image_model"))?;
+                Some(Box::new(states::LiveImage {
+                    vit: crate::backbone::vit::Vit::load(dir, tc.image_size, &dev)?,
+                    images: tower_inputs::ItemImages::new(
+                        data,
+                        dir,
+                        tc.image_size,
+                        tc.missing_images,
+                    )?,
+                    chunk: tc.eval_chunk,
+                }))
+            } else {
+                None
+            };
+            let frozen = [&text, &image]
+                .iter()
+                .zip([&tc.text_model, &tc.image_model])
+                .filter(|(s, _)| s.is_some())
+                .map(|(_, d)| d.as_ref().map_or(Ok(0), |d| tuned_tower::file_params(d)))
+                .sum::<Result<usize>>()?;
+            let mut t = IisanTower::new(store, ic, text, image, dim)?;
+            t.set_uncached(frozen);
+            Ok(Box::new(t))
+        }
+        Method::Fft | Method::Adapter | Method::Lora | Method::Bitfit => Ok(Box::new(
+            tuned_tower::TunedTower::new(store, &cfg.model.towers, cfg.model.method, data, dim)?,
+        )),
     }
 }

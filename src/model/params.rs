@@ -111,6 +111,19 @@ impl ParamStore {
         Ok(out)
     }
 
+    /// Register an existing variable (e.g. a pretrained tower weight made trainable).
+    pub fn register(&mut self, name: &str, var: Var, group: &'static str) -> Result<()> {
+        if self.params.iter().any(|p| p.name == name) {
+            return Err(Error::Internal(format!("parameter {name} created twice")));
+        }
+        self.params.push(Param {
+            name: name.to_string(),
+            var,
+            group,
+        });
+        Ok(())
+    }
+
     fn normal(&mut self, n: usize, std: f64) -> Vec<f32> {
         let d = Normal::new(0.0, std).expect("finite std");
         (0..n).map(|_| d.sample(&mut self.rng) as f32).collect()

@@ -105,6 +105,9 @@ pub struct Summary {
     pub test: MaskedMetrics,
     /// Efficiency figures.
     pub efficiency: Efficiency,
+    /// Whether validation and test metrics were computed (`eval.skip` leaves them empty).
+    #[serde(default = "yes")]
+    pub evaluated: bool,
     /// Where the training and evaluation time went, per phase, over the whole run.
     #[serde(default)]
     pub profile: Profile,
@@ -116,6 +119,10 @@ pub struct Summary {
     pub git_rev: String,
     /// Where the run directory is.
     pub run_dir: PathBuf,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// A run directory being written.

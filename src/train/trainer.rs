@@ -270,15 +270,22 @@ impl<'a> Trainer<'a> {
         let (mut best, mut best_epoch, mut bad) = (f64::NEG_INFINITY, 0usize, 0usize);
         let mut best_state = self.store.snapshot()?;
         let mut best_valid = MaskedMetrics::default();
-        let (mut train_s, mut eval_s, mut epochs_run, mut stopped_early) =
-            (0.0, 0.0, 0usize, false);
+        let (mut eval_s, mut epochs_run, mut stopped_early) = (0.0, 0usize, false);
+        // timed training steps and their seconds (warm-up steps excluded)
+        let (mut timed_steps, mut timed_s, mut done_steps) = (0usize, 0.0, 0usize);
         for epoch in 1..=tc.epochs {
             order.shuffle(&mut self.shuffle_rng);
             let pb = self.epoch_bar(epoch, steps);
             let t0 = Instant::now();
             let mut total = 0.0;
             for (s, users) in order.chunks(tc.batch).take(steps).enumerate() {
+                let ts = Instant::now();
                 let loss = self.step(users)?;
+                if done_steps >= tc.warmup_steps {
+                    timed_s += ts.elapsed().as_secs_f64();
+                    timed_steps += 1;
+                }
+                done_steps += 1;
                 total += loss as f64;
                 pb.inc(1);
                 if s % 10 == 0 {
@@ -287,12 +294,31 @@ impl<'a> Trainer<'a> {
             }
             pb.finish_and_clear();
             let t_train = t0.elapsed().as_secs_f64();
+            epochs_run = epoch;
+            if self.cfg.eval.skip {
+                let rec = EpochRecord {
+                    epoch,
+                    loss: total / steps as f64,
+                    steps,
+                    train_seconds: t_train,
+                    eval_seconds: 0.0,
+                    valid: MaskedMetrics::default(),
+                    peak_rss_mib: peak_rss_mib(),
+                };
+                run.append_epoch(&rec)?;
+                if self.progress {
+                    eprintln!(
+                        "epoch {epoch:>3}  loss {:.4}  train {t_train:.1}s ({steps} steps; no evaluation)",
+                        rec.loss
+                    );
+                }
+                best_epoch = epoch;
+                continue;
+            }
             let valid = self.evaluate(Split::Valid)?;
             self.profile.add("evaluation", valid.seconds);
             let score = valid.get(mask).get(&tc.select_metric);
-            train_s += t_train;
             eval_s += valid.seconds;
-            epochs_run = epoch;
             let rec = EpochRecord {
                 epoch,
                 loss: total / steps as f64,
@@ -330,19 +356,34 @@ impl<'a> Trainer<'a> {
                 }
             }
         }
-        self.store.restore(&best_state)?;
-        let test = self.evaluate(Split::Test)?;
-        self.profile.add("evaluation", test.seconds);
+        let test = if self.cfg.eval.skip {
+            self.store.save(&run.file("last.safetensors"), None)?;
+            MaskedMetrics::default()
+        } else {
+            self.store.restore(&best_state)?;
+            let test = self.evaluate(Split::Test)?;
+            self.profile.add("evaluation", test.seconds);
+            test.metrics
+        };
         if tc.profile && self.progress {
             eprintln!("time per phase (whole run):\n{}", self.profile.table());
         }
-        let per_epoch = train_s / epochs_run as f64;
+        if timed_steps == 0 {
+            return Err(Error::Config(format!(
+                "train.warmup_steps = {} leaves no timed step (the run has {done_steps})",
+                tc.warmup_steps
+            )));
+        }
         let efficiency = Efficiency {
             trainable_params: self.store.num_trainable(),
-            total_params: self.store.num_trainable(),
-            seconds_per_epoch: per_epoch * full_steps as f64 / steps as f64,
-            extrapolated: steps < full_steps,
-            eval_seconds: eval_s / epochs_run as f64,
+            total_params: self.store.num_trainable() + self.tower.frozen_params(),
+            seconds_per_epoch: timed_s / timed_steps as f64 * full_steps as f64,
+            extrapolated: timed_steps < full_steps * epochs_run,
+            eval_seconds: if self.cfg.eval.skip {
+                0.0
+            } else {
+                eval_s / epochs_run as f64
+            },
             peak_rss_mib: peak_rss_mib(),
             threads: candle_core::utils::get_num_threads(),
         };
@@ -355,7 +396,8 @@ impl<'a> Trainer<'a> {
             epochs_run,
             stopped_early,
             valid: best_valid,
-            test: test.metrics,
+            test,
+            evaluated: !self.cfg.eval.skip,
             efficiency,
             profile: self.profile.clone(),
             wall_seconds: wall.elapsed().as_secs_f64(),

@@ -80,3 +80,18 @@ pub fn assert_every_param_has_gradient(
         assert!(norm > 0.0, "{what}: {} has a zero gradient", p.name);
     }
 }
+
+/// A model folder installed by `scripts/fetch-models.sh` (or under `$IISAN_MODELS`); panics
+/// with the fix when it is missing, so a test needing it never silently skips.
+pub fn model_dir(name: &str) -> PathBuf {
+    let base = std::env::var_os("IISAN_MODELS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("models"));
+    let p = base.join(name);
+    assert!(
+        p.join("model.safetensors").exists(),
+        "missing {}: run scripts/fetch-models.sh",
+        p.display()
+    );
+    p
+}

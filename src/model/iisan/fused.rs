@@ -255,7 +255,7 @@ impl IisanTower {
     /// Forward of every path over `ids`; the item embeddings `[n, d]` and the runs.
     fn fused_forward(&self, ids: &[u32], prof: &mut Profile) -> Result<(Vec<f32>, Vec<PathRun>)> {
         let n = ids.len();
-        let gather = |c: &Option<crate::cache::HiddenStateCache>, taps: &[usize]| {
+        let gather = |c: &Option<Box<dyn crate::model::states::HiddenStates>>, taps: &[usize]| {
             c.as_ref()
                 .filter(|_| !taps.is_empty())
                 .map(|c| c.gather_tap_major(ids, taps))

@@ -1,0 +1,142 @@
+//! Where IISAN's per-layer [CLS] states come from: the hidden-state cache (cached IISAN, the
+//! default) or the frozen towers run inside the training step in evaluation mode with no
+//! gradient kept (`iisan_uncached`, spec section 8: it pays the backbone forward every step).
+
+use candle_core::{Device, Tensor};
+
+use super::layers::Ctx;
+use super::tower_inputs::{ItemImages, ItemTokens};
+use crate::backbone::bert::Bert;
+use crate::backbone::vit::Vit;
+use crate::cache::HiddenStateCache;
+use crate::error::Result;
+
+/// Items' hidden states, `states` per item of `width` values.
+pub trait HiddenStates {
+    /// Hidden states per item.
+    fn states(&self) -> usize;
+
+    /// Width of each state.
+    fn width(&self) -> usize;
+
+    /// States `taps` of items `ids`, tap-major `[taps.len(), ids.len(), width]`.
+    fn gather_tap_major(&self, ids: &[u32], taps: &[usize]) -> Result<Vec<f32>>;
+
+    /// States `taps` of items `ids` as a `[ids.len(), taps.len(), width]` tensor.
+    fn gather(&self, ids: &[u32], taps: &[usize], device: &Device) -> Result<Tensor> {
+        let v = self.gather_tap_major(ids, taps)?;
+        let t = Tensor::from_vec(v, (taps.len(), ids.len(), self.width()), device)?;
+        Ok(t.transpose(0, 1)?.contiguous()?)
+    }
+}
+
+impl HiddenStates for HiddenStateCache {
+    fn states(&self) -> usize {
+        self.header().states
+    }
+
+    fn width(&self) -> usize {
+        self.header().width
+    }
+
+    fn gather_tap_major(&self, ids: &[u32], taps: &[usize]) -> Result<Vec<f32>> {
+        HiddenStateCache::gather_tap_major(self, ids, taps)
+    }
+}
+
+/// `[n, S, D]` states (row-major) -> tap-major `[taps, n, D]`.
+fn tap_major(all: &[f32], n: usize, states: usize, width: usize, taps: &[usize]) -> Vec<f32> {
+    let mut out = Vec::with_capacity(taps.len() * n * width);
+    for &t in taps {
+        for i in 0..n {
+            let at = (i * states + t) * width;
+            out.extend_from_slice(&all[at..at + width]);
+        }
+    }
+    out
+}
+
+/// The frozen text tower computing states on demand.
+pub struct LiveText {
+    /// The tower.
+    pub bert: Bert,
+    /// Every item's tokens.
+    pub tokens: ItemTokens,
+    /// Items per tower forward.
+    pub chunk: usize,
+}
+
+impl HiddenStates for LiveText {
+    fn states(&self) -> usize {
+        self.bert.num_states()
+    }
+
+    fn width(&self) -> usize {
+        self.bert.config.hidden_size
+    }
+
+    fn gather_tap_major(&self, ids: &[u32], taps: &[usize]) -> Result<Vec<f32>> {
+        let mut all = Vec::with_capacity(ids.len() * self.states() * self.width());
+        for c in ids.chunks(self.chunk.max(1)) {
+            let (tid, mask) = self.tokens.batch(c, self.bert.device())?;
+            let s = self.bert.cls_states(&tid, &mask, &Ctx::eval())?;
+            all.extend(s.flatten_all()?.to_vec1::<f32>()?);
+        }
+        Ok(tap_major(
+            &all,
+            ids.len(),
+            self.states(),
+            self.width(),
+            taps,
+        ))
+    }
+}
+
+/// The frozen image tower computing states on demand.
+pub struct LiveImage {
+    /// The tower.
+    pub vit: Vit,
+    /// Image loading.
+    pub images: ItemImages,
+    /// Items per tower forward.
+    pub chunk: usize,
+}
+
+impl HiddenStates for LiveImage {
+    fn states(&self) -> usize {
+        self.vit.num_states()
+    }
+
+    fn width(&self) -> usize {
+        self.vit.config.hidden_size
+    }
+
+    fn gather_tap_major(&self, ids: &[u32], taps: &[usize]) -> Result<Vec<f32>> {
+        let mut all = Vec::with_capacity(ids.len() * self.states() * self.width());
+        for c in ids.chunks(self.chunk.max(1)) {
+            let px = self.images.batch(c, self.vit.device())?;
+            let s = self.vit.cls_states(&px, &Ctx::eval())?;
+            all.extend(s.flatten_all()?.to_vec1::<f32>()?);
+        }
+        Ok(tap_major(
+            &all,
+            ids.len(),
+            self.states(),
+            self.width(),
+            taps,
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tap_major_reorders_item_major_states() {
+        // 2 items x 3 states x width 1: item0 [a0,a1,a2] = [0,1,2], item1 = [10,11,12];
+        // taps [2, 0] -> [a2, b2, a0, b0] = [2, 12, 0, 10]
+        let all = [0f32, 1., 2., 10., 11., 12.];
+        assert_eq!(tap_major(&all, 2, 3, 1, &[2, 0]), [2., 12., 0., 10.]);
+    }
+}

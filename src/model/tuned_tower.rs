@@ -1,0 +1,279 @@
+//! The item tower of the in-backbone baselines (spec section 7): the pretrained towers run with
+//! gradients inside the training step under full fine-tuning, adapters, LoRA or BitFit, and
+//! the baseline head `Linear(2d -> d)([GELU(P_img(CLS_img)) ; GELU(P_text(CLS_text))])` (the
+//! image [CLS] after the ViT's final LayerNorm; text-only / image-only variants use one part
+//! and `Linear(d -> d)`). The towers read item inputs through [`super::tower_inputs`]; items
+//! repeated in a batch go through the towers once (the trainer de-duplicates).
+
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::{Linear, Module};
+use serde::{Deserialize, Serialize};
+
+use super::gelu::gelu_erf;
+use super::layers::Ctx;
+use super::params::{GROUP_DEFAULT, Init, ParamStore};
+use super::peft::{GROUP_IMAGE_TOWER, GROUP_TEXT_TOWER, PeftBuilder, TowerTuning};
+use super::tower_inputs::{ItemImages, ItemTokens};
+use super::{ItemTower, Method};
+use crate::backbone::Taken;
+use crate::backbone::bert::Bert;
+use crate::backbone::vit::Vit;
+use crate::data::Dataset;
+use crate::encode::MissingImage;
+use crate::error::{Error, Result};
+
+/// The pretrained towers that methods running them in the step load.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TowersConfig {
+    /// BERT-family model folder (text tower), e.g. `models/minilm`; none = no text tower.
+    pub text_model: Option<PathBuf>,
+    /// ViT / DINOv2 model folder (image tower), e.g. `models/dinov2-small`; none = no image
+    /// tower.
+    pub image_model: Option<PathBuf>,
+    /// Image side in pixels (a multiple of the patch size).
+    pub image_size: usize,
+    /// Title tokens kept (spec section 6: 30).
+    pub max_tokens: usize,
+    /// Missing or undecodable item images: error (default) or zero input.
+    pub missing_images: MissingImage,
+    /// Adapter bottleneck (spec: 64).
+    pub adapter_bottleneck: usize,
+    /// LoRA rank (spec: 8).
+    pub lora_rank: usize,
+    /// LoRA alpha (spec: 1; scale alpha / rank).
+    pub lora_alpha: f64,
+    /// Items per tower forward during evaluation (bounds activation memory).
+    pub eval_chunk: usize,
+}
+
+impl Default for TowersConfig {
+    fn default() -> Self {
+        TowersConfig {
+            text_model: None,
+            image_model: None,
+            image_size: 224,
+            max_tokens: 30,
+            missing_images: MissingImage::Error,
+            adapter_bottleneck: 64,
+            lora_rank: 8,
+            lora_alpha: 1.0,
+            eval_chunk: 128,
+        }
+    }
+}
+
+impl TowersConfig {
+    /// The tuning a method applies to its towers.
+    pub fn tuning(&self, method: Method) -> Result<TowerTuning> {
+        Ok(match method {
+            Method::Fft => TowerTuning::Full,
+            Method::Adapter => TowerTuning::Adapter {
+                r: self.adapter_bottleneck,
+            },
+            Method::Lora => TowerTuning::Lora {
+                r: self.lora_rank,
+                alpha: self.lora_alpha,
+            },
+            Method::Bitfit => TowerTuning::BitFit,
+            Method::IisanUncached => TowerTuning::Frozen,
+            m => {
+                return Err(Error::Internal(format!(
+                    "method {} does not run the towers",
+                    m.name()
+                )));
+            }
+        })
+    }
+
+    /// Check that at least one tower is configured.
+    pub fn validate(&self, method: Method) -> Result<()> {
+        if self.text_model.is_none() && self.image_model.is_none() {
+            return Err(Error::Config(format!(
+                "method {} runs the towers: set model.towers.text_model and/or \
+                 model.towers.image_model (e.g. \"models/minilm\")",
+                method.name()
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Register the pretrained tensors a tuning made trainable, named `<prefix>.<key>`.
+pub(crate) fn register_taken(
+    store: &mut ParamStore,
+    taken: &Taken,
+    prefix: &str,
+    group: &'static str,
+) -> Result<usize> {
+    let taken = taken.lock().expect("not poisoned");
+    let mut n = 0;
+    for (key, var) in taken.iter() {
+        n += var.elem_count();
+        store.register(&format!("{prefix}.{key}"), var.clone(), group)?;
+    }
+    Ok(n)
+}
+
+/// Parameters stored in a model folder's `model.safetensors`.
+pub(crate) fn file_params(dir: &Path) -> Result<usize> {
+    let path = dir.join("model.safetensors");
+    // SAFETY: read-only map of a model file nothing writes while loaded.
+    let st = unsafe { candle_core::safetensors::MmapedSafetensors::new(&path) }
+        .map_err(|e| Error::file(&path, format!("cannot read weights: {e}")))?;
+    Ok(st
+        .tensors()
+        .iter()
+        .map(|(_, v)| v.shape().iter().product::<usize>())
+        .sum())
+}
+
+/// The baseline item tower over trainable (or adapted) pretrained towers.
+pub struct TunedTower {
+    method: Method,
+    text: Option<(Bert, ItemTokens, Linear)>,
+    image: Option<(Vit, ItemImages, Linear)>,
+    fuse: Linear,
+    dim: usize,
+    frozen: usize,
+    eval_chunk: usize,
+    device: Device,
+}
+
+impl TunedTower {
+    /// Load the configured towers for `method`, registering what trains in `store`.
+    pub fn new(
+        store: &mut ParamStore,
+        cfg: &TowersConfig,
+        method: Method,
+        data: &Dataset,
+        dim: usize,
+    ) -> Result<TunedTower> {
+        cfg.validate(method)?;
+        let tuning = cfg.tuning(method)?;
+        let device = store.device().clone();
+        let (own_group, bias_group) = (GROUP_TEXT_TOWER, GROUP_DEFAULT);
+        let group = |own: &'static str| match tuning {
+            TowerTuning::Full => own,
+            _ => bias_group,
+        };
+        let mut frozen = 0;
+        let text = match &cfg.text_model {
+            Some(dir) => {
+                let mut pb = PeftBuilder {
+                    store: &mut *store,
+                    tuning,
+                    prefix: "text".into(),
+                };
+                let (bert, taken) = Bert::load_tuned(dir, &device, &mut pb)?;
+                let trained = register_taken(store, &taken, "text", group(own_group))?;
+                frozen += file_params(dir)? - trained;
+                let tokens = ItemTokens::new(data, dir, cfg.max_tokens)?;
+                let w = bert.config.hidden_size;
+                let head = store.linear(
+                    "item.head_text",
+                    w,
+                    dim,
+                    true,
+                    Init::TorchLinear,
+                    GROUP_DEFAULT,
+                )?;
+                Some((bert, tokens, head))
+            }
+            None => None,
+        };
+        let image = match &cfg.image_model {
+            Some(dir) => {
+                let mut pb = PeftBuilder {
+                    store: &mut *store,
+                    tuning,
+                    prefix: "image".into(),
+                };
+                let (vit, taken) = Vit::load_tuned(dir, cfg.image_size, &device, &mut pb)?;
+                let trained = register_taken(store, &taken, "image", group(GROUP_IMAGE_TOWER))?;
+                frozen += file_params(dir)? - trained;
+                let images = ItemImages::new(data, dir, cfg.image_size, cfg.missing_images)?;
+                let w = vit.config.hidden_size;
+                let head = store.linear(
+                    "item.head_image",
+                    w,
+                    dim,
+                    true,
+                    Init::TorchLinear,
+                    GROUP_DEFAULT,
+                )?;
+                Some((vit, images, head))
+            }
+            None => None,
+        };
+        let parts = text.is_some() as usize + image.is_some() as usize;
+        let fuse = store.linear(
+            "item.fuse",
+            parts * dim,
+            dim,
+            true,
+            Init::TorchLinear,
+            GROUP_DEFAULT,
+        )?;
+        Ok(TunedTower {
+            method,
+            text,
+            image,
+            fuse,
+            dim,
+            frozen,
+            eval_chunk: cfg.eval_chunk.max(1),
+            device,
+        })
+    }
+}
+
+impl ItemTower for TunedTower {
+    fn method(&self) -> Method {
+        self.method
+    }
+
+    fn dim(&self) -> usize {
+        self.dim
+    }
+
+    fn frozen_params(&self) -> usize {
+        self.frozen
+    }
+
+    fn embed(&self, ids: &[u32], ctx: &Ctx) -> Result<Tensor> {
+        let mut parts = Vec::with_capacity(2);
+        if let Some((vit, images, head)) = &self.image {
+            let px = images.batch(ids, &self.device)?;
+            let cls = vit.final_cls(&px, ctx)?;
+            parts.push(gelu_erf(&head.forward(&cls)?)?);
+        }
+        if let Some((bert, tokens, head)) = &self.text {
+            let (tid, mask) = tokens.batch(ids, &self.device)?;
+            let states = bert.cls_states(&tid, &mask, ctx)?;
+            let last = states.narrow(1, states.dim(1)? - 1, 1)?.squeeze(1)?;
+            parts.push(gelu_erf(&head.forward(&last)?)?);
+        }
+        let x = if parts.len() == 1 {
+            parts.pop().expect("one part")
+        } else {
+            Tensor::cat(&parts, 1)?
+        };
+        Ok(self.fuse.forward(&x)?)
+    }
+
+    fn embed_all(&self, num_items: usize, _chunk: usize, ctx: &Ctx) -> Result<Tensor> {
+        let mut parts = vec![Tensor::zeros((1, self.dim), DType::F32, &self.device)?];
+        let ids: Vec<u32> = (1..=num_items as u32).collect();
+        for c in ids.chunks(self.eval_chunk) {
+            parts.push(self.embed(c, ctx)?.detach());
+        }
+        Ok(Tensor::cat(&parts, 0)?)
+    }
+
+    fn device(&self) -> Device {
+        self.device.clone()
+    }
+}
