@@ -76,7 +76,7 @@ pub struct CompareRow {
     pub seconds_per_epoch: f64,
     /// Whether the epoch time was extrapolated from a capped number of steps.
     pub extrapolated: bool,
-    /// Peak memory, MiB.
+    /// Peak memory of training (before any evaluation) where recorded, else of the run, MiB.
     pub peak_memory_mib: f64,
     /// TPME over the compared set.
     pub tpme: f64,
@@ -108,12 +108,17 @@ pub fn compare(runs: &[Summary], mask: Mask, w: TpmeWeights) -> Result<Vec<Compa
             Mask::History => &s.test.history,
             Mask::None => &s.test.none,
         };
-        let mem = s.efficiency.peak_rss_mib.ok_or_else(|| {
-            Error::Config(format!(
-                "{}: the run recorded no peak memory",
-                s.run_dir.display()
-            ))
-        })?;
+        // the training footprint where the run recorded it, else the whole run's peak
+        let mem = s
+            .efficiency
+            .train_peak_rss_mib
+            .or(s.efficiency.peak_rss_mib)
+            .ok_or_else(|| {
+                Error::Config(format!(
+                    "{}: the run recorded no peak memory",
+                    s.run_dir.display()
+                ))
+            })?;
         let metric = |name: &str| -> Result<Option<f64>> {
             if !s.evaluated {
                 return Ok(None);
@@ -184,8 +189,26 @@ pub fn markdown(rows: &[CompareRow], mask: Mask, w: TpmeWeights) -> String {
             r.tpme
         ));
     }
+    // the paper's headline ratios: each IISAN variant against full fine-tuning
+    if let Some(fft) = rows.iter().find(|r| r.method.starts_with("fft")) {
+        s.push('\n');
+        for i in rows.iter().filter(|r| r.method.starts_with("iisan")) {
+            let t = ratio(rows, &i.method, &fft.method, |r| r.seconds_per_epoch);
+            let m = ratio(rows, &i.method, &fft.method, |r| r.peak_memory_mib);
+            if let (Some(t), Some(m)) = (t, m) {
+                s.push_str(&format!(
+                    "{} / {}: time x{t:.4} ({:.0}x faster), memory x{m:.3}\n",
+                    i.method,
+                    fft.method,
+                    1.0 / t
+                ));
+            }
+        }
+    }
     s.push_str(&format!(
-        "\nTest metrics masking `{}`; TPME = {} t' + {} p' + {} m' (min-max over these {} runs).\n",
+        "\nTest metrics masking `{}`; TPME = {} t' + {} p' + {} m' (min-max over these {} runs). \
+         Peak MiB: the training footprint (peak RSS when the first epoch's steps ended, before any \
+         evaluation) where the run recorded it, else the whole run's peak.\n",
         mask.name(),
         w.time,
         w.params,
@@ -301,5 +324,39 @@ mod tests {
         assert_eq!(min_max(&[2.0, 2.0]), [0.0, 0.0]);
         assert!(TpmeWeights::parse("1,2").is_err());
         assert!(TpmeWeights::parse("1,-2,0").is_err());
+    }
+
+    #[test]
+    fn markdown_marks_missing_metrics_and_states_the_ratios_to_fft() {
+        let row = |method: &str, secs: f64, mem: f64, hr: Option<f64>| CompareRow {
+            method: method.into(),
+            dataset: "d".into(),
+            hr10: hr,
+            ndcg10: hr,
+            trainable_params: 10,
+            seconds_per_epoch: secs,
+            extrapolated: hr.is_none(),
+            peak_memory_mib: mem,
+            tpme: 0.0,
+        };
+        let rows = [
+            row("fft:text", 200.0, 1000.0, None),
+            row("iisan:text", 2.0, 250.0, Some(0.05)),
+        ];
+        let md = markdown(&rows, Mask::History, TpmeWeights::default());
+        assert!(
+            md.contains("| fft:text | d | — | — | 10 | 200.00 (extrapolated) | 1000 |"),
+            "{md}"
+        );
+        // 2 / 200 = 0.01 (100x faster); 250 / 1000 = 0.25
+        assert!(
+            md.contains("iisan:text / fft:text: time x0.0100 (100x faster), memory x0.250"),
+            "{md}"
+        );
+        assert!(
+            csv(&rows).contains("fft:text,d,,,10,200,true,1000,0\n"),
+            "{}",
+            csv(&rows)
+        );
     }
 }

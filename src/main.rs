@@ -448,7 +448,7 @@ fn report(runs: Vec<PathBuf>, ks: Vec<usize>) -> Result<()> {
 }
 
 fn compare(runs: Vec<PathBuf>, mask: String, weights: String, out: PathBuf) -> Result<()> {
-    use iisan::compare::{TpmeWeights, compare, ratio, write_all};
+    use iisan::compare::{TpmeWeights, compare, write_all};
     let mask = match mask.as_str() {
         "history" => iisan::eval::Mask::History,
         "none" => iisan::eval::Mask::None,
@@ -461,23 +461,6 @@ fn compare(runs: Vec<PathBuf>, mask: String, weights: String, out: PathBuf) -> R
     let w = TpmeWeights::parse(&weights)?;
     let rows = compare(&load_summaries(&runs)?, mask, w)?;
     print!("{}", write_all(&rows, mask, w, &out)?);
-    for (what, f) in [
-        (
-            "time",
-            (|r| r.seconds_per_epoch) as fn(&iisan::compare::CompareRow) -> f64,
-        ),
-        ("memory", |r| r.peak_memory_mib),
-    ] {
-        let iisan = rows
-            .iter()
-            .find(|r| r.method.starts_with("iisan"))
-            .map(|r| r.method.clone());
-        if let (Some(i), Some(x)) = (iisan, rows.iter().find(|r| r.method.starts_with("fft"))) {
-            if let Some(v) = ratio(&rows, &i, &x.method, f) {
-                println!("{i} / {}: {what} x{v:.3}", x.method);
-            }
-        }
-    }
     println!(
         "wrote {}/compare.{{md,csv,json}} and {{time,memory,params}}.svg",
         out.display()

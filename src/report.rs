@@ -29,12 +29,20 @@ pub fn summary_table(runs: &[Summary], ks: &[usize]) -> String {
         };
         for (mask, m) in [("history", &s.test.history), ("none", &s.test.none)] {
             let mut r = vec![s.method.clone(), ds.clone(), mask.to_string()];
+            // a run with eval.skip has no metrics: show a dash, never a zero
+            let metric = |name: String| {
+                if s.evaluated {
+                    format!("{:.4}", m.get(&name))
+                } else {
+                    "-".to_string()
+                }
+            };
             for k in ks {
-                r.push(format!("{:.4}", m.get(&format!("HR@{k}"))));
-                r.push(format!("{:.4}", m.get(&format!("NDCG@{k}"))));
+                r.push(metric(format!("HR@{k}")));
+                r.push(metric(format!("NDCG@{k}")));
             }
             let e = &s.efficiency;
-            r.push(format!("{:.4}", m.get("MRR")));
+            r.push(metric("MRR".to_string()));
             r.push(e.trainable_params.to_string());
             r.push(format!(
                 "{:.2}{}",

@@ -110,8 +110,9 @@ pub struct Bert {
 impl Bert {
     /// Load a Hugging Face BERT folder (`config.json`, `model.safetensors`).
     pub fn load(dir: &Path, device: &Device) -> Result<Bert> {
+        let (config, _): (BertConfig, PathBuf) = read_config(dir, &["bert"])?;
         let vb = open_weights(dir, device)?;
-        Self::load_from(dir, vb, None)
+        Self::load_from(dir, config, vb, None)
     }
 
     /// Load a model folder for training under `peft.tuning`: pretrained tensors it trains
@@ -122,14 +123,19 @@ impl Bert {
         device: &Device,
         peft: &mut PeftBuilder,
     ) -> Result<(Bert, Taken)> {
+        let (config, _): (BertConfig, PathBuf) = read_config(dir, &["bert"])?;
         let tuning = peft.tuning;
         let (vb, taken) =
             open_weights_trainable(dir, device, move |n| tuning.trains_pretrained(n))?;
-        Ok((Self::load_from(dir, vb, Some(peft))?, taken))
+        Ok((Self::load_from(dir, config, vb, Some(peft))?, taken))
     }
 
-    fn load_from(dir: &Path, vb: VarBuilder, peft: Option<&mut PeftBuilder>) -> Result<Bert> {
-        let (config, _): (BertConfig, PathBuf) = read_config(dir, &["bert"])?;
+    fn load_from(
+        dir: &Path,
+        config: BertConfig,
+        vb: VarBuilder,
+        peft: Option<&mut PeftBuilder>,
+    ) -> Result<Bert> {
         let file = dir.join("model.safetensors");
         let vb = if vb.contains_tensor("bert.embeddings.word_embeddings.weight") {
             vb.pp("bert")

@@ -153,8 +153,9 @@ impl Vit {
     /// Load a ViT or DINOv2 folder (`config.json`, `model.safetensors`) for input images of
     /// `image_size` x `image_size` pixels (a multiple of the patch size).
     pub fn load(dir: &Path, image_size: usize, device: &Device) -> Result<Vit> {
+        let (config, _): (VitConfig, PathBuf) = read_config(dir, &["vit", "dinov2"])?;
         let vb = open_weights(dir, device)?;
-        Self::load_from(dir, vb, image_size, None)
+        Self::load_from(dir, config, vb, image_size, None)
     }
 
     /// Load for training under `peft.tuning` (see [`crate::backbone::bert::Bert::load_tuned`]).
@@ -164,19 +165,20 @@ impl Vit {
         device: &Device,
         peft: &mut PeftBuilder,
     ) -> Result<(Vit, Taken)> {
+        let (config, _): (VitConfig, PathBuf) = read_config(dir, &["vit", "dinov2"])?;
         let tuning = peft.tuning;
         let (vb, taken) =
             open_weights_trainable(dir, device, move |n| tuning.trains_pretrained(n))?;
-        Ok((Self::load_from(dir, vb, image_size, Some(peft))?, taken))
+        Ok((Self::load_from(dir, config, vb, image_size, Some(peft))?, taken))
     }
 
     fn load_from(
         dir: &Path,
+        config: VitConfig,
         vb: VarBuilder,
         image_size: usize,
         peft: Option<&mut PeftBuilder>,
     ) -> Result<Vit> {
-        let (config, _): (VitConfig, PathBuf) = read_config(dir, &["vit", "dinov2"])?;
         let file = dir.join("model.safetensors");
         let vb = ["vit", "dinov2"]
             .iter()

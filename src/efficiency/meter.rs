@@ -25,8 +25,13 @@ pub struct Efficiency {
     pub extrapolated: bool,
     /// Mean seconds per validation pass.
     pub eval_seconds: f64,
-    /// Peak resident memory of the process, MiB.
+    /// Peak resident memory of the process over the whole run (evaluation included), MiB.
     pub peak_rss_mib: Option<f64>,
+    /// Peak resident memory when the first epoch's training steps ended, before any
+    /// evaluation: the training footprint, comparable between runs that evaluate and runs
+    /// that do not (`eval.skip`). MiB.
+    #[serde(default)]
+    pub train_peak_rss_mib: Option<f64>,
     /// Compute threads used.
     pub threads: usize,
 }

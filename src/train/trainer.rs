@@ -273,6 +273,7 @@ impl<'a> Trainer<'a> {
         let (mut eval_s, mut epochs_run, mut stopped_early) = (0.0, 0usize, false);
         // timed training steps and their seconds (warm-up steps excluded)
         let (mut timed_steps, mut timed_s, mut done_steps) = (0usize, 0.0, 0usize);
+        let mut train_peak = None;
         for epoch in 1..=tc.epochs {
             order.shuffle(&mut self.shuffle_rng);
             let pb = self.epoch_bar(epoch, steps);
@@ -294,6 +295,9 @@ impl<'a> Trainer<'a> {
             }
             pb.finish_and_clear();
             let t_train = t0.elapsed().as_secs_f64();
+            if epoch == 1 {
+                train_peak = peak_rss_mib();
+            }
             epochs_run = epoch;
             if self.cfg.eval.skip {
                 let rec = EpochRecord {
@@ -385,6 +389,7 @@ impl<'a> Trainer<'a> {
                 eval_s / epochs_run as f64
             },
             peak_rss_mib: peak_rss_mib(),
+            train_peak_rss_mib: train_peak,
             threads: candle_core::utils::get_num_threads(),
         };
         let summary = Summary {
