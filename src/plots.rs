@@ -4,7 +4,10 @@
 
 use std::path::Path;
 
+use plotters::coord::ranged1d::{SegmentedCoord, ValueFormatter};
+use plotters::coord::types::RangedCoordusize;
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use crate::error::{Error, Result};
 
@@ -37,7 +40,58 @@ fn label(v: f64) -> String {
     }
 }
 
+/// A chart area with one segment per bar and a value axis `Y` (linear or log).
+type BarArea<'a, Y> =
+    ChartContext<'a, SVGBackend<'a>, Cartesian2d<SegmentedCoord<RangedCoordusize>, Y>>;
+
 impl BarChart {
+    /// Mesh, bars from `base` up and value labels at `label_y(value)`.
+    fn bars_on<Y>(
+        &self,
+        mut chart: BarArea<'_, Y>,
+        base: f64,
+        label_y: impl Fn(f64) -> f64,
+    ) -> std::result::Result<(), Box<dyn std::error::Error>>
+    where
+        Y: Ranged<ValueType = f64> + ValueFormatter<f64>,
+    {
+        let names: Vec<String> = self.bars.iter().map(|b| b.0.clone()).collect();
+        let fmt = move |x: &SegmentValue<usize>| match x {
+            SegmentValue::CenterOf(i) if *i < names.len() => names[*i].clone(),
+            _ => String::new(),
+        };
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .y_desc(&self.unit)
+            .x_label_formatter(&fmt)
+            .draw()?;
+        let colour = RGBColor(66, 114, 196).mix(0.85).filled();
+        chart.draw_series(self.bars.iter().enumerate().map(|(i, (_, v))| {
+            let top = v.max(base);
+            let mut r = Rectangle::new(
+                [
+                    (SegmentValue::Exact(i), base),
+                    (SegmentValue::Exact(i + 1), top),
+                ],
+                colour,
+            );
+            r.set_margin(0, 0, 14, 14);
+            r
+        }))?;
+        // value labels centred above each bar
+        let style = TextStyle::from(("sans-serif", 14).into_font())
+            .pos(Pos::new(HPos::Center, VPos::Bottom));
+        chart.draw_series(self.bars.iter().enumerate().map(|(i, (_, v))| {
+            Text::new(
+                label(*v),
+                (SegmentValue::CenterOf(i), label_y(*v)),
+                style.clone(),
+            )
+        }))?;
+        Ok(())
+    }
+
     /// Write the chart to `path` (SVG), through a temporary file renamed into place.
     pub fn write_svg(&self, path: &Path) -> Result<()> {
         if self.bars.is_empty() || self.bars.iter().any(|b| !b.1.is_finite() || b.1 < 0.0) {
@@ -57,12 +111,6 @@ impl BarChart {
         let root = SVGBackend::new(out, (width, 440)).into_drawing_area();
         root.fill(&WHITE)?;
         let max = self.bars.iter().map(|b| b.1).fold(0.0, f64::max);
-        let names: Vec<String> = self.bars.iter().map(|b| b.0.clone()).collect();
-        let fmt = move |x: &SegmentValue<usize>| match x {
-            SegmentValue::CenterOf(i) if *i < names.len() => names[*i].clone(),
-            _ => String::new(),
-        };
-        let colour = RGBColor(66, 114, 196).mix(0.85).filled();
         // plotters' integer ranges include their end: 0..=n-1 gives one segment per bar
         let segments = (0..n - 1).into_segmented();
         let mut builder = ChartBuilder::on(&root);
@@ -80,58 +128,11 @@ impl BarChart {
                 .fold(f64::INFINITY, f64::min)
                 .min(1.0);
             let floor = lo / 2.0;
-            let mut chart =
-                builder.build_cartesian_2d(segments.clone(), (floor..max * 4.0).log_scale())?;
-            chart
-                .configure_mesh()
-                .disable_x_mesh()
-                .y_desc(&self.unit)
-                .x_label_formatter(&fmt)
-                .draw()?;
-            chart.draw_series(self.bars.iter().enumerate().map(|(i, (_, v))| {
-                let mut r = Rectangle::new(
-                    [
-                        (SegmentValue::Exact(i), floor),
-                        (SegmentValue::Exact(i + 1), v.max(floor)),
-                    ],
-                    colour,
-                );
-                r.set_margin(0, 0, 14, 14);
-                r
-            }))?;
-            chart.draw_series(self.bars.iter().enumerate().map(|(i, (_, v))| {
-                Text::new(
-                    label(*v),
-                    (SegmentValue::CenterOf(i), v.max(floor) * 1.3),
-                    ("sans-serif", 14),
-                )
-            }))?;
+            let chart = builder.build_cartesian_2d(segments, (floor..max * 4.0).log_scale())?;
+            self.bars_on(chart, floor, |v| v.max(floor) * 1.05)?;
         } else {
-            let mut chart = builder.build_cartesian_2d(segments, 0.0..(max * 1.15).max(1e-9))?;
-            chart
-                .configure_mesh()
-                .disable_x_mesh()
-                .y_desc(&self.unit)
-                .x_label_formatter(&fmt)
-                .draw()?;
-            chart.draw_series(self.bars.iter().enumerate().map(|(i, (_, v))| {
-                let mut r = Rectangle::new(
-                    [
-                        (SegmentValue::Exact(i), 0.0),
-                        (SegmentValue::Exact(i + 1), *v),
-                    ],
-                    colour,
-                );
-                r.set_margin(0, 0, 14, 14);
-                r
-            }))?;
-            chart.draw_series(self.bars.iter().enumerate().map(|(i, (_, v))| {
-                Text::new(
-                    label(*v),
-                    (SegmentValue::CenterOf(i), v + max * 0.03),
-                    ("sans-serif", 14),
-                )
-            }))?;
+            let chart = builder.build_cartesian_2d(segments, 0.0..(max * 1.15).max(1e-9))?;
+            self.bars_on(chart, 0.0, |v| v + max * 0.01)?;
         }
         root.present()?;
         Ok(())

@@ -169,7 +169,10 @@ impl Vit {
         let tuning = peft.tuning;
         let (vb, taken) =
             open_weights_trainable(dir, device, move |n| tuning.trains_pretrained(n))?;
-        Ok((Self::load_from(dir, config, vb, image_size, Some(peft))?, taken))
+        Ok((
+            Self::load_from(dir, config, vb, image_size, Some(peft))?,
+            taken,
+        ))
     }
 
     fn load_from(

@@ -56,6 +56,23 @@ fn tap_major(all: &[f32], n: usize, states: usize, width: usize, taps: &[usize])
     out
 }
 
+/// Run a frozen tower `chunk` items at a time (`run` returns `[n, S, D]` states) and pick
+/// `taps` tap-major.
+fn run_chunked(
+    src: &dyn HiddenStates,
+    ids: &[u32],
+    taps: &[usize],
+    chunk: usize,
+    run: impl Fn(&[u32]) -> Result<Tensor>,
+) -> Result<Vec<f32>> {
+    let (states, width) = (src.states(), src.width());
+    let mut all = Vec::with_capacity(ids.len() * states * width);
+    for c in ids.chunks(chunk.max(1)) {
+        all.extend(run(c)?.flatten_all()?.to_vec1::<f32>()?);
+    }
+    Ok(tap_major(&all, ids.len(), states, width, taps))
+}
+
 /// The frozen text tower computing states on demand.
 pub struct LiveText {
     /// The tower.
@@ -76,19 +93,10 @@ impl HiddenStates for LiveText {
     }
 
     fn gather_tap_major(&self, ids: &[u32], taps: &[usize]) -> Result<Vec<f32>> {
-        let mut all = Vec::with_capacity(ids.len() * self.states() * self.width());
-        for c in ids.chunks(self.chunk.max(1)) {
+        run_chunked(self, ids, taps, self.chunk, |c| {
             let (tid, mask) = self.tokens.batch(c, self.bert.device())?;
-            let s = self.bert.cls_states(&tid, &mask, &Ctx::eval())?;
-            all.extend(s.flatten_all()?.to_vec1::<f32>()?);
-        }
-        Ok(tap_major(
-            &all,
-            ids.len(),
-            self.states(),
-            self.width(),
-            taps,
-        ))
+            self.bert.cls_states(&tid, &mask, &Ctx::eval())
+        })
     }
 }
 
@@ -112,19 +120,10 @@ impl HiddenStates for LiveImage {
     }
 
     fn gather_tap_major(&self, ids: &[u32], taps: &[usize]) -> Result<Vec<f32>> {
-        let mut all = Vec::with_capacity(ids.len() * self.states() * self.width());
-        for c in ids.chunks(self.chunk.max(1)) {
+        run_chunked(self, ids, taps, self.chunk, |c| {
             let px = self.images.batch(c, self.vit.device())?;
-            let s = self.vit.cls_states(&px, &Ctx::eval())?;
-            all.extend(s.flatten_all()?.to_vec1::<f32>()?);
-        }
-        Ok(tap_major(
-            &all,
-            ids.len(),
-            self.states(),
-            self.width(),
-            taps,
-        ))
+            self.vit.cls_states(&px, &Ctx::eval())
+        })
     }
 }
 
