@@ -158,12 +158,6 @@ pub fn compare(runs: &[Summary], mask: Mask, w: TpmeWeights) -> Result<Vec<Compa
     Ok(rows)
 }
 
-/// `a / b` of two methods' figure, when both are in `rows`.
-pub fn ratio(rows: &[CompareRow], a: &str, b: &str, f: fn(&CompareRow) -> f64) -> Option<f64> {
-    let find = |m: &str| rows.iter().find(|r| r.method == m).map(f);
-    Some(find(a)? / find(b)?)
-}
-
 /// The Markdown table.
 pub fn markdown(rows: &[CompareRow], mask: Mask, w: TpmeWeights) -> String {
     let mut s = String::from(
@@ -193,16 +187,14 @@ pub fn markdown(rows: &[CompareRow], mask: Mask, w: TpmeWeights) -> String {
     if let Some(fft) = rows.iter().find(|r| r.method.starts_with("fft")) {
         s.push('\n');
         for i in rows.iter().filter(|r| r.method.starts_with("iisan")) {
-            let t = ratio(rows, &i.method, &fft.method, |r| r.seconds_per_epoch);
-            let m = ratio(rows, &i.method, &fft.method, |r| r.peak_memory_mib);
-            if let (Some(t), Some(m)) = (t, m) {
-                s.push_str(&format!(
-                    "{} / {}: time x{t:.4} ({:.0}x faster), memory x{m:.3}\n",
-                    i.method,
-                    fft.method,
-                    1.0 / t
-                ));
-            }
+            let t = i.seconds_per_epoch / fft.seconds_per_epoch;
+            let m = i.peak_memory_mib / fft.peak_memory_mib;
+            s.push_str(&format!(
+                "{} / {}: time x{t:.4} ({:.0}x faster), memory x{m:.3}\n",
+                i.method,
+                fft.method,
+                1.0 / t
+            ));
         }
     }
     s.push_str(&format!(

@@ -296,11 +296,6 @@ fn synth_cmd(a: SynthArgs) -> Result<()> {
     Ok(())
 }
 
-/// The one flag `train_with` reads from the command line.
-struct QuietArg {
-    quiet: bool,
-}
-
 fn train(a: TrainArgs) -> Result<()> {
     let cfg = Config::load(a.config.as_deref(), &a.sets)?;
     if cfg.train.threads > 0 {
@@ -324,12 +319,11 @@ fn on_compute_pool<T: Send>(f: impl FnOnce() -> Result<T> + Send) -> Result<T> {
 }
 
 fn train_with(cfg: Config, quiet: bool) -> Result<()> {
-    let a = QuietArg { quiet };
     let data = Dataset::load(&cfg.data.dir, &cfg.data.options)?;
     let run = RunDir::create(&cfg, &data)?;
     let mut trainer = Trainer::new(&cfg, &data)?;
-    trainer.progress = !a.quiet;
-    if !a.quiet {
+    trainer.progress = !quiet;
+    if !quiet {
         eprintln!(
             "training {} on {} ({} users, {} items): {} trainable parameters, {} threads",
             cfg.model.method.name(),

@@ -525,21 +525,12 @@ impl ItemTower for IisanTower {
         self.fused_train(ids, prof).map(Some)
     }
 
-    fn embed_all(&self, num_items: usize, chunk: usize, ctx: &Ctx) -> Result<Tensor> {
-        let ids: Vec<u32> = (1..=num_items as u32).collect();
-        let mut parts = vec![Tensor::zeros(
-            (1, self.dim),
-            candle_core::DType::F32,
-            &self.device,
-        )?];
-        for c in ids.chunks(chunk.max(1)) {
-            parts.push(if self.fused() {
-                self.fused_embed(c)?
-            } else {
-                self.embed(c, ctx)?.detach()
-            });
+    fn embed_eval(&self, ids: &[u32], ctx: &Ctx) -> Result<Tensor> {
+        if self.fused() {
+            self.fused_embed(ids)
+        } else {
+            Ok(self.embed(ids, ctx)?.detach())
         }
-        Ok(Tensor::cat(&parts, 0)?)
     }
 
     fn embed(&self, ids: &[u32], _ctx: &Ctx) -> Result<Tensor> {

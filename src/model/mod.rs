@@ -109,10 +109,22 @@ pub trait ItemTower {
         let dev = self.device();
         let mut parts = vec![Tensor::zeros((1, self.dim()), DType::F32, &dev)?];
         let ids: Vec<u32> = (1..=num_items as u32).collect();
-        for c in ids.chunks(chunk.max(1)) {
-            parts.push(self.embed(c, ctx)?.detach());
+        for c in ids.chunks(self.eval_chunk(chunk).max(1)) {
+            parts.push(self.embed_eval(c, ctx)?);
         }
         Ok(Tensor::cat(&parts, 0)?)
+    }
+
+    /// Evaluation-mode embeddings of `ids`, attached to no graph; towers with a faster
+    /// inference path override it.
+    fn embed_eval(&self, ids: &[u32], ctx: &Ctx) -> Result<Tensor> {
+        Ok(self.embed(ids, ctx)?.detach())
+    }
+
+    /// Items per evaluation chunk, given the configured `chunk` (`eval.item_chunk`); towers
+    /// whose per-item activations are large bound it.
+    fn eval_chunk(&self, chunk: usize) -> usize {
+        chunk
     }
 
     /// The device the tower computes on.

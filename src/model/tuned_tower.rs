@@ -7,7 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{Device, Tensor};
 use candle_nn::{Linear, Module};
 use serde::{Deserialize, Serialize};
 
@@ -154,10 +154,11 @@ impl TunedTower {
         cfg.validate(method)?;
         let tuning = cfg.tuning(method)?;
         let device = store.device().clone();
-        let (own_group, bias_group) = (GROUP_TEXT_TOWER, GROUP_DEFAULT);
+        // FFT trains the tower weights in the tower's own group; BitFit's biases train at the
+        // default rate
         let group = |own: &'static str| match tuning {
             TowerTuning::Full => own,
-            _ => bias_group,
+            _ => GROUP_DEFAULT,
         };
         let mut frozen = 0;
         let text = match &cfg.text_model {
@@ -168,7 +169,7 @@ impl TunedTower {
                     prefix: "text".into(),
                 };
                 let (bert, taken) = Bert::load_tuned(dir, &device, &mut pb)?;
-                let trained = register_taken(store, &taken, "text", group(own_group))?;
+                let trained = register_taken(store, &taken, "text", group(GROUP_TEXT_TOWER))?;
                 frozen += file_params(dir)? - trained;
                 let tokens = ItemTokens::new(data, dir, cfg.max_tokens)?;
                 let w = bert.config.hidden_size;
@@ -264,13 +265,8 @@ impl ItemTower for TunedTower {
         Ok(self.fuse.forward(&x)?)
     }
 
-    fn embed_all(&self, num_items: usize, _chunk: usize, ctx: &Ctx) -> Result<Tensor> {
-        let mut parts = vec![Tensor::zeros((1, self.dim), DType::F32, &self.device)?];
-        let ids: Vec<u32> = (1..=num_items as u32).collect();
-        for c in ids.chunks(self.eval_chunk) {
-            parts.push(self.embed(c, ctx)?.detach());
-        }
-        Ok(Tensor::cat(&parts, 0)?)
+    fn eval_chunk(&self, _chunk: usize) -> usize {
+        self.eval_chunk
     }
 
     fn device(&self) -> Device {
