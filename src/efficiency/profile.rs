@@ -25,6 +25,16 @@ impl Profile {
         }
     }
 
+    /// Add every phase of `other` (seconds and calls) into these.
+    pub fn merge(&mut self, other: &Profile) {
+        for (phase, seconds, calls) in &other.phases {
+            self.add(phase, *seconds);
+            if let Some(e) = self.phases.iter_mut().find(|(p, _, _)| p == phase) {
+                e.2 += calls - 1;
+            }
+        }
+    }
+
     /// Run `f`, charging its wall time to `phase`.
     pub fn time<T>(&mut self, phase: &str, f: impl FnOnce() -> T) -> T {
         let t0 = Instant::now();

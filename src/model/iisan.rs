@@ -88,19 +88,9 @@ pub enum Fusion {
     Add,
 }
 
-/// IISAN options; defaults are the paper's (with MiniLM + DINOv2-S tap lists).
-/// How the tower is computed: the hand-written CPU kernels with their own backward (`fused`,
-/// the default on the CPU), or candle tensor ops differentiated by autograd (`autograd`: any
-/// device; the reference the fused kernels are tested against).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Kernels {
-    /// `model/iisan/fused.rs` on the CPU (autograd elsewhere).
-    Fused,
-    /// candle ops and autograd.
-    Autograd,
-}
+pub use super::kernels::Kernels;
 
+/// IISAN options; defaults are the paper's (with MiniLM + DINOv2-S tap lists).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct IisanConfig {

@@ -3,9 +3,23 @@
 //! sums. Every buffer is a row-major `f32` slice; shapes are checked on entry.
 
 use gemm::Parallelism;
+use serde::{Deserialize, Serialize};
+
+/// How a part of the model is computed: hand-written CPU kernels with their own backward
+/// (`fused`, the default on the CPU), or candle tensor ops differentiated by autograd
+/// (`autograd`: any device; the reference the fused kernels are tested against).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kernels {
+    /// Hand-written kernels on the CPU (autograd elsewhere).
+    #[default]
+    Fused,
+    /// candle ops and autograd.
+    Autograd,
+}
 
 /// Work (m * n * k multiply-adds) below which a product runs on one thread.
-const PARALLEL_WORK: usize = 1 << 16;
+const PARALLEL_WORK: usize = 1 << 18;
 
 /// Rows per parallel chunk of the element-wise kernels.
 const ROWS_PER_TASK: usize = 64;
@@ -45,42 +59,121 @@ pub fn matmul(
         return;
     }
     let (a_rs, a_cs) = match ta {
-        Op::N => (k as isize, 1),
-        Op::T => (1, m as isize),
+        Op::N => (k, 1),
+        Op::T => (1, m),
     };
     let (b_rs, b_cs) = match tb {
-        Op::N => (n as isize, 1),
-        Op::T => (1, k as isize),
+        Op::N => (n, 1),
+        Op::T => (1, k),
     };
-    let threads = rayon::current_num_threads();
-    let par = if threads > 1 && m * n * k >= PARALLEL_WORK {
-        Parallelism::Rayon(threads)
-    } else {
-        Parallelism::None
-    };
-    // SAFETY: the lengths asserted above bound every index the strides reach: c is m x n with
-    // row stride n; a and b are read within m*k and k*n elements for either orientation.
+    let parts = rayon::current_num_threads().min(m.max(n));
+    if parts <= 1 || m * n * k < PARALLEL_WORK {
+        // SAFETY: the lengths asserted above bound every index the strides reach: c is m x n
+        // with row stride n; a and b are read within m*k and k*n elements for either
+        // orientation.
+        unsafe {
+            gemm_block(
+                (m, n, k),
+                c.as_mut_ptr(),
+                n,
+                (a.as_ptr(), a_rs, a_cs),
+                (b.as_ptr(), b_rs, b_cs),
+                accumulate,
+            )
+        };
+        return;
+    }
+    // One fork per product: the output is cut into `parts` blocks of whole rows (or whole
+    // columns when it is wider than tall), each computed single-threaded. The gemm crate's own
+    // rayon split synchronises inside the product, which costs more than it gains at these
+    // sizes on two cores (measured: 2 threads were no faster than 1).
+    let by_rows = m >= n;
+    let len = if by_rows { m } else { n };
+    let chunk = len.div_ceil(parts);
+    let (cp, ap, bp) = (
+        SendPtr(c.as_mut_ptr()),
+        a.as_ptr() as usize,
+        b.as_ptr() as usize,
+    );
+    rayon::scope(|s| {
+        for p in 0..parts {
+            let lo = p * chunk;
+            if lo >= len {
+                break;
+            }
+            let hi = (lo + chunk).min(len);
+            let cp = &cp;
+            s.spawn(move |_| {
+                let (a, b) = (ap as *const f32, bp as *const f32);
+                // SAFETY: block p writes only rows (or columns) lo..hi of c, disjoint from
+                // every other block's; its reads of a (rows lo..hi of op(a)) or b (columns
+                // lo..hi of op(b)) stay within the bounds asserted above.
+                unsafe {
+                    if by_rows {
+                        gemm_block(
+                            (hi - lo, n, k),
+                            cp.0.add(lo * n),
+                            n,
+                            (a.add(lo * a_rs), a_rs, a_cs),
+                            (b, b_rs, b_cs),
+                            accumulate,
+                        )
+                    } else {
+                        gemm_block(
+                            (m, hi - lo, k),
+                            cp.0.add(lo),
+                            n,
+                            (a, a_rs, a_cs),
+                            (b.add(lo * b_cs), b_rs, b_cs),
+                            accumulate,
+                        )
+                    }
+                }
+            });
+        }
+    });
+}
+
+/// A raw output pointer shared by the blocks of one product (each writes its own block).
+struct SendPtr(*mut f32);
+// SAFETY: the blocks of `matmul` write disjoint parts of the output through it.
+unsafe impl Sync for SendPtr {}
+
+/// Single-threaded `c (+)= op(a) op(b)` over raw pointers with (row, column) strides.
+///
+/// # Safety
+/// Every index `i * rs + j * cs` for `i < rows`, `j < cols` of each operand must be in bounds,
+/// and `c` must not alias `a` or `b`.
+unsafe fn gemm_block(
+    (m, n, k): (usize, usize, usize),
+    c: *mut f32,
+    c_rs: usize,
+    (a, a_rs, a_cs): (*const f32, usize, usize),
+    (b, b_rs, b_cs): (*const f32, usize, usize),
+    accumulate: bool,
+) {
+    // SAFETY: forwarded from the caller.
     unsafe {
         gemm::gemm(
             m,
             n,
             k,
-            c.as_mut_ptr(),
+            c,
             1,
-            n as isize,
+            c_rs as isize,
             accumulate,
-            a.as_ptr(),
-            a_cs,
-            a_rs,
-            b.as_ptr(),
-            b_cs,
-            b_rs,
+            a,
+            a_cs as isize,
+            a_rs as isize,
+            b,
+            b_cs as isize,
+            b_rs as isize,
             1.0,
             1.0,
             false,
             false,
             false,
-            par,
+            Parallelism::None,
         );
     }
 }
@@ -133,15 +226,140 @@ pub fn add_column_sums(out: &mut [f32], x: &[f32]) {
     out.iter_mut().zip(&acc).for_each(|(o, a)| *o += *a as f32);
 }
 
-/// `sum(a * b)` in f64.
+/// `sum(a * b)`: eight f32 lanes per block of 256 elements (vectorised), blocks summed in f64.
 pub fn dot(a: &[f32], b: &[f32]) -> f64 {
     assert_eq!(a.len(), b.len(), "dot: lengths");
-    a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum()
+    let mut total = 0f64;
+    for (ca, cb) in a.chunks(256).zip(b.chunks(256)) {
+        let mut lanes = [0f32; 8];
+        let (ea, eb) = (ca.chunks_exact(8), cb.chunks_exact(8));
+        let tail: f32 = ea
+            .remainder()
+            .iter()
+            .zip(eb.remainder())
+            .map(|(x, y)| x * y)
+            .sum();
+        for (x, y) in ea.zip(eb) {
+            for i in 0..8 {
+                lanes[i] += x[i] * y[i];
+            }
+        }
+        total += lanes.iter().map(|&v| v as f64).sum::<f64>() + tail as f64;
+    }
+    total
+}
+
+/// What a [`layer_norm`] forward keeps for its backward.
+#[derive(Debug, Default)]
+pub struct LayerNormSaved {
+    /// Normalised rows `(x - mean) * rstd`, `[n, w]`.
+    pub xhat: Vec<f32>,
+    /// `1 / sqrt(var + eps)` per row (biased variance).
+    pub rstd: Vec<f32>,
+}
+
+/// Row-wise LayerNorm of `x` `[n, gamma.len()]` in place: `y = (x - mean) * rstd * gamma + beta`.
+pub fn layer_norm(x: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) -> LayerNormSaved {
+    let w = gamma.len();
+    let mut xhat = vec![0f32; x.len()];
+    let mut rstd = vec![0f32; x.len() / w];
+    for ((row, xh), rs) in x
+        .chunks_exact_mut(w)
+        .zip(xhat.chunks_exact_mut(w))
+        .zip(rstd.iter_mut())
+    {
+        let mean = row.iter().sum::<f32>() / w as f32;
+        let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / w as f32;
+        *rs = 1.0 / (var + eps).sqrt();
+        for (((y, h), g), b) in row.iter_mut().zip(xh.iter_mut()).zip(gamma).zip(beta) {
+            *h = (*y - mean) * *rs;
+            *y = *h * g + b;
+        }
+    }
+    LayerNormSaved { xhat, rstd }
+}
+
+/// Backward of [`layer_norm`]: `dy` `[n, w]` becomes d loss / d x in place; gamma's and beta's
+/// gradients are added into `g_gamma` and `g_beta`. With `dh = dy * gamma`:
+/// `dx = rstd * (dh - mean(dh) - xhat * mean(dh * xhat))`.
+pub fn layer_norm_backward(
+    dy: &mut [f32],
+    saved: &LayerNormSaved,
+    gamma: &[f32],
+    g_gamma: &mut [f32],
+    g_beta: &mut [f32],
+) {
+    let w = gamma.len();
+    for ((row, xh), rs) in dy
+        .chunks_exact_mut(w)
+        .zip(saved.xhat.chunks_exact(w))
+        .zip(&saved.rstd)
+    {
+        let (mut m1, mut m2) = (0f32, 0f32);
+        for i in 0..w {
+            g_gamma[i] += row[i] * xh[i];
+            g_beta[i] += row[i];
+            let dh = row[i] * gamma[i];
+            m1 += dh;
+            m2 += dh * xh[i];
+        }
+        let (m1, m2) = (m1 / w as f32, m2 / w as f32);
+        for i in 0..w {
+            row[i] = rs * (row[i] * gamma[i] - m1 - xh[i] * m2);
+        }
+    }
+}
+
+/// `x *= mask` element-wise when a dropout mask is present.
+pub fn apply_mask(x: &mut [f32], mask: Option<&[f32]>) {
+    if let Some(m) = mask {
+        x.iter_mut().zip(m).for_each(|(v, k)| *v *= k);
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// x = [1, 2, 3, 6] (mean 3, var 3.5): xhat = [-2, -1, 0, 3] / sqrt(3.5); with gamma 2 and
+    /// beta 1, y = 2 xhat + 1. The backward matches central finite differences of
+    /// L = sum(c * y), c = [1, -2, 3, 0.5].
+    #[test]
+    fn layer_norm_forward_and_backward() {
+        let gamma = [2f32, 2., 2., 2.];
+        let beta = [1f32; 4];
+        let c = [1f32, -2., 3., 0.5];
+        let x0 = [1f32, 2., 3., 6.];
+        let mut y = x0;
+        let saved = layer_norm(&mut y, &gamma, &beta, 0.0);
+        let s = 3.5f32.sqrt();
+        for (v, d) in y.iter().zip([-2f32, -1., 0., 3.]) {
+            assert!((v - (2.0 * d / s + 1.0)).abs() < 1e-6);
+        }
+        let mut dx = c;
+        let (mut gg, mut gb) = ([0f32; 4], [0f32; 4]);
+        layer_norm_backward(&mut dx, &saved, &gamma, &mut gg, &mut gb);
+        assert_eq!(gb, c);
+        let loss = |x: [f32; 4]| -> f64 {
+            let mut y = x;
+            layer_norm(&mut y, &gamma, &beta, 0.0);
+            y.iter()
+                .zip(&c)
+                .map(|(a, b)| (*a as f64) * (*b as f64))
+                .sum()
+        };
+        for i in 0..4 {
+            let (mut xp, mut xm) = (x0, x0);
+            xp[i] += 1e-2;
+            xm[i] -= 1e-2;
+            let fd = (loss(xp) - loss(xm)) / 2e-2;
+            assert!(
+                (fd - dx[i] as f64).abs() < 2e-3,
+                "x[{i}]: {fd} vs {}",
+                dx[i]
+            );
+        }
+    }
 
     /// A = [[1,2,3],[4,5,6]] (2x3), B = [[1,0],[0,1],[1,1]] (3x2):
     /// A B = [[1+3, 2+3], [4+6, 5+6]] = [[4,5],[10,11]].

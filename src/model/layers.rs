@@ -7,8 +7,8 @@
 use std::cell::RefCell;
 
 use candle_core::{D, Tensor};
-use rand::rngs::StdRng;
-use rand::{RngExt, SeedableRng};
+use rand::rngs::Xoshiro256PlusPlus;
+use rand::{Rng, SeedableRng};
 
 use super::params::{Init, ParamStore};
 use crate::error::Result;
@@ -18,7 +18,7 @@ use crate::error::Result;
 pub struct Ctx {
     /// True in training mode (dropout active).
     pub train: bool,
-    rng: RefCell<StdRng>,
+    rng: RefCell<Xoshiro256PlusPlus>,
 }
 
 impl Ctx {
@@ -26,7 +26,7 @@ impl Ctx {
     pub fn train(seed: u64) -> Ctx {
         Ctx {
             train: true,
-            rng: RefCell::new(StdRng::seed_from_u64(seed)),
+            rng: RefCell::new(Xoshiro256PlusPlus::seed_from_u64(seed)),
         }
     }
 
@@ -34,7 +34,7 @@ impl Ctx {
     pub fn eval() -> Ctx {
         Ctx {
             train: false,
-            rng: RefCell::new(StdRng::seed_from_u64(0)),
+            rng: RefCell::new(Xoshiro256PlusPlus::seed_from_u64(0)),
         }
     }
 
@@ -54,13 +54,34 @@ impl Ctx {
         if !self.train || p <= 0.0 {
             return Ok(x.clone());
         }
-        let scale = 1.0 / (1.0 - p);
-        let mut rng = self.rng.borrow_mut();
-        let mask: Vec<f32> = (0..x.elem_count())
-            .map(|_| if rng.random::<f32>() < p { 0.0 } else { scale })
-            .collect();
+        let mask = self
+            .dropout_mask(x.elem_count(), p)
+            .expect("training with p > 0");
         let mask = Tensor::from_vec(mask, x.shape(), x.device())?;
         Ok(x.mul(&mask)?)
+    }
+
+    /// The next inverted-dropout mask of `n` elements (0 with probability `p`, else
+    /// `1 / (1 - p)`), drawn from the same stream as [`Ctx::dropout`]; `None` in evaluation
+    /// mode or when `p <= 0`. Kernels that apply dropout themselves draw their masks here, in
+    /// the order the tensor version applies them, so both see the same masks.
+    pub fn dropout_mask(&self, n: usize, p: f32) -> Option<Vec<f32>> {
+        if !self.train || p <= 0.0 {
+            return None;
+        }
+        let scale = 1.0 / (1.0 - p);
+        // Each 64-bit draw decides two elements: dropped when its 32-bit half < p * 2^32.
+        let threshold = (p as f64 * 4_294_967_296.0) as u64;
+        let pick = |half: u64| if half < threshold { 0.0 } else { scale };
+        let mut rng = self.rng.borrow_mut();
+        let mut mask = Vec::with_capacity(n + 1);
+        for _ in 0..n.div_ceil(2) {
+            let r = rng.next_u64();
+            mask.push(pick(r & 0xffff_ffff));
+            mask.push(pick(r >> 32));
+        }
+        mask.truncate(n);
+        Some(mask)
     }
 }
 
@@ -113,6 +134,21 @@ impl LayerNorm {
         let var = xc.sqr()?.mean_keepdim(D::Minus1)?;
         let xn = xc.broadcast_div(&(var + self.eps)?.sqrt()?)?;
         Ok(xn.broadcast_mul(&self.weight)?.broadcast_add(&self.bias)?)
+    }
+
+    /// The scale (gamma) tensor.
+    pub fn weight(&self) -> &Tensor {
+        &self.weight
+    }
+
+    /// The shift (beta) tensor.
+    pub fn bias(&self) -> &Tensor {
+        &self.bias
+    }
+
+    /// The epsilon added to the variance.
+    pub fn eps(&self) -> f64 {
+        self.eps
     }
 }
 

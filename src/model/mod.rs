@@ -16,6 +16,7 @@ pub mod states;
 pub mod tower_inputs;
 pub mod tuned_tower;
 pub mod user_encoder;
+pub mod user_kernel;
 
 use candle_core::backprop::GradStore;
 use candle_core::{DType, Tensor};

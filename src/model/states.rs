@@ -11,8 +11,9 @@ use crate::backbone::vit::Vit;
 use crate::cache::HiddenStateCache;
 use crate::error::Result;
 
-/// Items' hidden states, `states` per item of `width` values.
-pub trait HiddenStates {
+/// Items' hidden states, `states` per item of `width` values (shared by the threads that
+/// embed two halves of a batch at once).
+pub trait HiddenStates: Send + Sync {
     /// Hidden states per item.
     fn states(&self) -> usize;
 

@@ -6,6 +6,7 @@ use candle_core::{D, Device, Tensor};
 use candle_nn::{Linear, Module};
 use serde::{Deserialize, Serialize};
 
+use super::kernels::Kernels;
 use super::layers::{Ctx, LayerNorm};
 use super::params::{GROUP_DEFAULT, Init, ParamStore};
 use crate::error::{Error, Result};
@@ -29,6 +30,9 @@ pub struct UserEncoderConfig {
     pub dropout: f32,
     /// LayerNorm epsilon.
     pub ln_eps: f64,
+    /// Training computation of the encoder and the in-batch loss: hand-written CPU kernels
+    /// (`fused`, `model/user_kernel.rs` and `train/loss_kernel.rs`) or candle autograd.
+    pub kernels: Kernels,
 }
 
 impl Default for UserEncoderConfig {
@@ -40,6 +44,7 @@ impl Default for UserEncoderConfig {
             ffn: 256,
             dropout: 0.1,
             ln_eps: 1e-6,
+            kernels: Kernels::Fused,
         }
     }
 }
@@ -128,6 +133,33 @@ impl UserEncoder {
     /// Number of input positions.
     pub fn max_len(&self) -> usize {
         self.max_len
+    }
+
+    /// The encoder's shape.
+    pub fn config(&self) -> &UserEncoderConfig {
+        &self.cfg
+    }
+
+    /// Every parameter tensor in a fixed order: `pos`, `ln` weight and bias, then per block
+    /// `qkv`, `out`, `ln1` (weight, bias), `ff1` (weight, bias), `ff2` (weight, bias), `ln2`
+    /// (weight, bias). `model/user_kernel.rs` reads and returns gradients in this order.
+    pub fn parameters(&self) -> Vec<&Tensor> {
+        let mut out = vec![&self.pos, self.ln.weight(), self.ln.bias()];
+        for b in &self.blocks {
+            out.extend([
+                b.qkv.weight(),
+                b.out.weight(),
+                b.ln1.weight(),
+                b.ln1.bias(),
+                b.ff1.weight(),
+                b.ff1.bias().expect("ff1 has a bias"),
+                b.ff2.weight(),
+                b.ff2.bias().expect("ff2 has a bias"),
+                b.ln2.weight(),
+                b.ln2.bias(),
+            ]);
+        }
+        out
     }
 
     /// The additive attention mask `[B, 1, L, L]` for left-padded `ids` (`[B, L]` row-major):

@@ -2,6 +2,7 @@
 //! directory it writes.
 
 pub mod loss;
+pub mod loss_kernel;
 pub mod optim;
 pub mod run_dir;
 pub mod trainer;

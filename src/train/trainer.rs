@@ -12,6 +12,7 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 
 use super::loss::LossPlan;
+use super::loss_kernel::InBatchLoss;
 use super::optim::GroupedAdam;
 use super::run_dir::{DatasetInfo, EpochRecord, GIT_REV, MaskedMetrics, RunDir, Summary};
 use crate::config::Config;
@@ -20,7 +21,9 @@ use crate::data::{Dataset, Split};
 use crate::efficiency::{Efficiency, Profile, peak_rss_mib};
 use crate::error::{Error, Result};
 use crate::eval::{Mask, Metrics, ranking::rank_chunked};
+use crate::model::kernels::Kernels;
 use crate::model::user_encoder::PackedRows;
+use crate::model::user_kernel::UserKernel;
 use crate::model::{Ctx, ItemTower, ParamStore, TowerBackward, UserEncoder, build_tower};
 
 /// Validation or test metrics under both masks, and the seconds they took.
@@ -63,6 +66,21 @@ pub struct Trainer<'a> {
     profile: Profile,
     /// Whether to draw progress bars.
     pub progress: bool,
+}
+
+/// The real input positions of a training batch (its first `L` slots per user) and each one's
+/// entry in `[zero; distinct items]` (`inv` as from [`dedup_slots`]).
+fn input_rows(tb: &TrainBatch, inv: &[u32]) -> (PackedRows, Vec<u32>) {
+    let (b, w) = (tb.batch, tb.width);
+    let l = w - 1;
+    let in_ids: Vec<u32> = (0..b).flat_map(|r| tb.row(r)[..l].to_vec()).collect();
+    let rows = PackedRows::of(&in_ids, b, l);
+    let in_rows = rows
+        .flat
+        .iter()
+        .map(|&f| inv[f as usize / l * w + f as usize % l])
+        .collect();
+    (rows, in_rows)
 }
 
 /// Distinct non-padding items of `slots` (sorted) and, per slot, its row in
@@ -128,9 +146,13 @@ impl<'a> Trainer<'a> {
         out
     }
 
-    /// The training loss of `users` and the gradient of every trainable parameter (autograd
-    /// through the user encoder and loss; the item tower's own backward when it has one).
+    /// The training loss of `users` and the gradient of every trainable parameter: the user
+    /// encoder and loss on their hand-written kernels (`model.user.kernels = "fused"`, CPU) or
+    /// by autograd; the item tower's own backward when it has one, autograd otherwise.
     pub fn gradients(&self, users: &[usize], prof: &mut Profile) -> Result<(f32, GradStore)> {
+        if self.cfg.model.user.kernels == Kernels::Fused && self.device.is_cpu() {
+            return self.gradients_fused(users, prof);
+        }
         let pass = self.forward(users, prof)?;
         let mut grads = prof.time("autograd backward", || pass.loss.backward())?;
         if let Some((emb, backward)) = pass.fused {
@@ -149,37 +171,92 @@ impl<'a> Trainer<'a> {
         Ok(self.forward(users, &mut Profile::default())?.loss)
     }
 
-    fn forward(&self, users: &[usize], prof: &mut Profile) -> Result<LossPass> {
-        let d = self.cfg.model.user.dim;
-        let (tb, uniq, inv) = prof.time("batch", || {
+    /// The batch of `users`, its distinct items and each slot's entry in `[zero; distinct]`.
+    fn batch(&self, users: &[usize], prof: &mut Profile) -> (TrainBatch, Vec<u32>, Vec<u32>) {
+        prof.time("batch", || {
             let tb = TrainBatch::new(self.data, users);
             let (uniq, inv) = dedup_slots(&tb.slots);
             (tb, uniq, inv)
-        });
-        let (b, w) = (tb.batch, tb.width);
-        let l = w - 1;
-        let (emb, fused) = match self.tower.embed_fused(&uniq, prof)? {
-            Some(f) => {
-                let v = Var::from_tensor(&f.emb)?;
-                (v.as_tensor().clone(), Some((v, f.backward)))
-            }
+        })
+    }
+
+    /// Training-mode embeddings of `uniq` `[U, d]`, and the tower's own backward when it has one
+    /// (otherwise the embeddings carry the autograd graph).
+    fn embed(&self, uniq: &[u32], prof: &mut Profile) -> Result<(Tensor, Option<TowerBackward>)> {
+        Ok(match self.tower.embed_fused(uniq, prof)? {
+            Some(f) => (f.emb, Some(f.backward)),
             None => {
                 let e = prof.time("item tower forward", || {
-                    self.tower.embed(&uniq, &self.dropout_ctx)
+                    self.tower.embed(uniq, &self.dropout_ctx)
                 })?;
                 (e, None)
             }
+        })
+    }
+
+    /// [`Trainer::gradients`] with the user encoder and loss on their CPU kernels.
+    fn gradients_fused(&self, users: &[usize], prof: &mut Profile) -> Result<(f32, GradStore)> {
+        let d = self.cfg.model.user.dim;
+        let (tb, uniq, inv) = self.batch(users, prof);
+        let (emb, tower_backward) = self.embed(&uniq, prof)?;
+        let (rows, in_rows) = input_rows(&tb, &inv);
+        let mut table = vec![0f32; d];
+        table.extend(emb.flatten_all()?.to_vec1::<f32>()?);
+        let kernel = UserKernel::read(&self.user)?;
+        let run = prof.time("user encoder forward", || {
+            let e: Vec<f32> = in_rows
+                .iter()
+                .flat_map(|&i| table[i as usize * d..(i as usize + 1) * d].iter().copied())
+                .collect();
+            kernel.forward(&e, &rows, &self.dropout_ctx)
+        });
+        let lg = prof.time("loss", || {
+            InBatchLoss::new(&tb, &inv, uniq.len() + 1, &rows, &self.data.pop).forward_backward(
+                run.output(),
+                &table,
+                d,
+            )
+        });
+        let (de, user_grads) = prof.time("user encoder backward", || {
+            kernel.backward(&run, &lg.d_rows)
+        });
+        let mut d_table = lg.d_table;
+        for (&i, g) in in_rows.iter().zip(de.chunks_exact(d)) {
+            let row = &mut d_table[i as usize * d..(i as usize + 1) * d];
+            row.iter_mut().zip(g).for_each(|(a, b)| *a += b);
+        }
+        let d_emb = Tensor::from_vec(d_table[d..].to_vec(), (uniq.len(), d), &self.device)?;
+        // The tower's gradients: its own backward, or autograd from sum(emb * d_emb), whose
+        // gradient with respect to every tower parameter is J^T d_emb.
+        let mut grads = prof.time("autograd backward", || {
+            emb.mul(&d_emb.detach())?.sum_all()?.backward()
+        })?;
+        if let Some(backward) = tower_backward {
+            backward(&d_emb, &mut grads, prof)?;
+        }
+        for (t, g) in self.user.parameters().into_iter().zip(user_grads) {
+            grads.insert(t, Tensor::from_vec(g, t.shape(), &self.device)?);
+        }
+        Ok((lg.loss, grads))
+    }
+
+    fn forward(&self, users: &[usize], prof: &mut Profile) -> Result<LossPass> {
+        let d = self.cfg.model.user.dim;
+        let (tb, uniq, inv) = self.batch(users, prof);
+        let b = tb.batch;
+        let l = tb.width - 1;
+        let (emb, fused) = match self.embed(&uniq, prof)? {
+            (e, Some(backward)) => {
+                let v = Var::from_tensor(&e)?;
+                (v.as_tensor().clone(), Some((v, backward)))
+            }
+            (e, None) => (e, None),
         };
         let (p, e) = prof.time("user encoder forward", || -> Result<_> {
             let zero = Tensor::zeros((1, d), DType::F32, &self.device)?;
             let table = Tensor::cat(&[&zero, &emb], 0)?;
+            let (rows, in_rows) = input_rows(&tb, &inv);
             let in_ids: Vec<u32> = (0..b).flat_map(|r| tb.row(r)[..l].to_vec()).collect();
-            let rows = PackedRows::of(&in_ids, b, l);
-            let in_rows: Vec<u32> = rows
-                .flat
-                .iter()
-                .map(|&f| inv[f as usize / l * w + f as usize % l])
-                .collect();
             let inputs =
                 table.index_select(&Tensor::from_vec(in_rows, rows.count(), &self.device)?, 0)?;
             let inv = Tensor::from_vec(inv, tb.slots.len(), &self.device)?;

@@ -31,18 +31,40 @@ fn linear_layer(l: &Linear) -> Result<AffineLayer> {
     })
 }
 
-fn put(grads: &mut GradStore, param: &Tensor, g: Vec<f32>) -> Result<()> {
-    let t = Tensor::from_vec(g, param.shape(), param.device())?;
-    grads.insert(param, t);
-    Ok(())
-}
+/// Parameter gradients collected by one backward pass over a part of the batch, in the order
+/// the pass produces them (the same for every part, so parts add entry by entry).
+#[derive(Default)]
+struct GradSink(Vec<(Tensor, Vec<f32>)>);
 
-fn put_linear(grads: &mut GradStore, l: &Linear, g: AffineGrads) -> Result<()> {
-    put(grads, l.weight(), g.w)?;
-    if let (Some(b), Some(gb)) = (l.bias(), g.b) {
-        put(grads, b, gb)?;
+impl GradSink {
+    fn put(&mut self, param: &Tensor, g: Vec<f32>) -> Result<()> {
+        self.0.push((param.clone(), g));
+        Ok(())
     }
-    Ok(())
+
+    fn put_linear(&mut self, l: &Linear, g: AffineGrads) -> Result<()> {
+        self.put(l.weight(), g.w)?;
+        if let (Some(b), Some(gb)) = (l.bias(), g.b) {
+            self.put(b, gb)?;
+        }
+        Ok(())
+    }
+
+    /// Add `other`'s gradients (from another part of the batch) into these.
+    fn add(&mut self, other: GradSink) {
+        for ((_, a), (_, b)) in self.0.iter_mut().zip(other.0) {
+            a.iter_mut().zip(b).for_each(|(x, y)| *x += y);
+        }
+    }
+
+    /// Insert every gradient into candle's store.
+    fn insert_into(self, grads: &mut GradStore) -> Result<()> {
+        for (param, g) in self.0 {
+            let t = Tensor::from_vec(g, param.shape(), param.device())?;
+            grads.insert(&param, t);
+        }
+        Ok(())
+    }
 }
 
 /// One path's parameters read out of its tensors.
@@ -120,7 +142,7 @@ impl PathRun {
     }
 
     /// The path's block, gate and width-map gradients from `ds` = d loss / d s_{K-1}.
-    fn backward(&self, ds: &[f32], n: usize, grads: &mut GradStore) -> Result<()> {
+    fn backward(&self, ds: &[f32], n: usize, grads: &mut GradSink) -> Result<()> {
         let path = &self.path;
         let want = path.map_image.is_some() || path.map_text.is_some();
         let g = self
@@ -132,12 +154,12 @@ impl PathRun {
                 w: gb.wd,
                 b: Some(gb.bd),
             };
-            put_linear(grads, blk.down(), down)?;
+            grads.put_linear(blk.down(), down)?;
             let up = AffineGrads {
                 w: gb.wu,
                 b: Some(gb.bu),
             };
-            put_linear(grads, blk.up(), up)?;
+            grads.put_linear(blk.up(), up)?;
         }
         let gv = &self.params.gates;
         if let (Some(gates), Some(gv)) = (&path.gates, gv) {
@@ -149,7 +171,7 @@ impl PathRun {
                 .zip(gv)
                 .map(|(dg, g)| (dg * *g as f64 * (1.0 - *g as f64) / t) as f32)
                 .collect();
-            put(grads, gates.theta(), dtheta)?;
+            grads.put(gates.theta(), dtheta)?;
         }
         if let (
             Some(dx),
@@ -204,7 +226,7 @@ fn apply_maps(maps: &[Linear], h: &[f32], n: usize) -> Result<Vec<f32>> {
 
 /// Gradients of per-tap maps from `d x_k` scaled by `coef`, over raw inputs `h`.
 fn map_grads(
-    grads: &mut GradStore,
+    grads: &mut GradSink,
     maps: &[Linear],
     dx: &[f32],
     coef: &[f32],
@@ -222,7 +244,7 @@ fn map_grads(
         matmul(&mut gw, &dy, Op::T, hk, Op::N, (width, din, n), false);
         let mut gb = vec![0f32; width];
         add_column_sums(&mut gb, &dy);
-        put_linear(grads, m, AffineGrads { w: gw, b: Some(gb) })?;
+        grads.put_linear(m, AffineGrads { w: gw, b: Some(gb) })?;
     }
     Ok(())
 }
@@ -341,51 +363,106 @@ impl IisanTower {
         Ok(Tensor::from_vec(e, (ids.len(), self.dim), &self.device)?)
     }
 
-    /// Training-mode embeddings with their backward.
+    /// Training-mode embeddings with their backward. With more than one compute thread the
+    /// batch's items are embedded in two halves at once (every operation of the tower is
+    /// row-wise, so the halves are independent), and the backward adds the halves' parameter
+    /// gradients: one fork per pass instead of one per matrix product, so the element-wise
+    /// work runs on both cores too. Phase times are the first half's (the halves overlap).
     pub(super) fn fused_train(&self, ids: &[u32], prof: &mut Profile) -> Result<FusedEmbedding> {
-        let (e, runs) = self.fused_forward(ids, prof)?;
         let n = ids.len();
+        let split = if rayon::current_num_threads() > 1 && n >= MIN_SPLIT {
+            n / 2
+        } else {
+            n
+        };
+        let (ia, ib) = ids.split_at(split);
+        let half = |ids: &[u32]| -> Result<(Vec<f32>, Vec<PathRun>, Profile)> {
+            let mut p = Profile::default();
+            let (e, runs) = self.fused_forward(ids, &mut p)?;
+            Ok((e, runs, p))
+        };
+        let (a, b) = if ib.is_empty() {
+            (half(ia)?, None)
+        } else {
+            let (a, b) = rayon::join(|| half(ia), || half(ib));
+            (a?, Some(b?))
+        };
+        let (mut e, runs_a, pa) = a;
+        prof.merge(&pa);
+        let runs_b = b.map(|(eb, runs, _)| {
+            e.extend(eb);
+            runs
+        });
         let emb = Tensor::from_vec(e, (n, self.dim), &self.device)?;
         let fuse = self.fuse.clone();
         let backward: TowerBackward = Box::new(move |de: &Tensor, grads, prof| {
             let de = data(de)?;
-            let (d, cols) = fuse.weight().dims2()?;
-            let t0 = std::time::Instant::now();
-            let mut fuse_gw = vec![0f32; d * cols];
-            let mut fuse_gb = vec![0f32; d];
-            add_column_sums(&mut fuse_gb, &de);
-            let mut d_outs = Vec::with_capacity(runs.len());
-            for run in &runs {
-                let mut ds = vec![0f32; run.saved.output().len()];
-                let mut g = run.chain.backward(run.saved.output(), &de, Some(&mut ds));
-                let gc = g.pop().expect("three layers");
-                let c0 = run.which * d;
-                for r in 0..d {
-                    fuse_gw[r * cols + c0..r * cols + c0 + d]
-                        .copy_from_slice(&gc.w[r * d..(r + 1) * d]);
+            let (da, db) = de.split_at(split * fuse.weight().dims2()?.0);
+            let mut pa = Profile::default();
+            let sink = match &runs_b {
+                None => half_backward(&runs_a, &fuse, da, split, &mut pa)?,
+                Some(rb) => {
+                    let (ga, gb) = rayon::join(
+                        || half_backward(&runs_a, &fuse, da, split, &mut pa),
+                        || half_backward(rb, &fuse, db, n - split, &mut Profile::default()),
+                    );
+                    let mut ga = ga?;
+                    ga.add(gb?);
+                    ga
                 }
-                let gp = g.pop().expect("P");
-                let gf = g.pop().expect("F");
-                put_linear(grads, &run.path.head.f, gf)?;
-                put_linear(grads, &run.path.head.p, gp)?;
-                d_outs.push(ds);
-            }
-            put_linear(
-                grads,
-                &fuse,
-                AffineGrads {
-                    w: fuse_gw,
-                    b: Some(fuse_gb),
-                },
-            )?;
-            prof.add("heads backward", t0.elapsed().as_secs_f64());
-            let t1 = std::time::Instant::now();
-            for (run, ds) in runs.iter().zip(d_outs) {
-                run.backward(&ds, n, grads)?;
-            }
-            prof.add("SAN paths backward", t1.elapsed().as_secs_f64());
-            Ok(())
+            };
+            prof.merge(&pa);
+            sink.insert_into(grads)
         });
         Ok(FusedEmbedding { emb, backward })
     }
+}
+
+/// Items below which a batch is embedded in one piece.
+const MIN_SPLIT: usize = 32;
+
+/// The backward of one part of the batch (`n` items, embedding gradients `de`): heads, then
+/// every path.
+fn half_backward(
+    runs: &[PathRun],
+    fuse: &Linear,
+    de: &[f32],
+    n: usize,
+    prof: &mut Profile,
+) -> Result<GradSink> {
+    let mut sink = GradSink::default();
+    let (d, cols) = fuse.weight().dims2()?;
+    let t0 = std::time::Instant::now();
+    let mut fuse_gw = vec![0f32; d * cols];
+    let mut fuse_gb = vec![0f32; d];
+    add_column_sums(&mut fuse_gb, de);
+    let mut d_outs = Vec::with_capacity(runs.len());
+    for run in runs {
+        let mut ds = vec![0f32; run.saved.output().len()];
+        let mut g = run.chain.backward(run.saved.output(), de, Some(&mut ds));
+        let gc = g.pop().expect("three layers");
+        let c0 = run.which * d;
+        for r in 0..d {
+            fuse_gw[r * cols + c0..r * cols + c0 + d].copy_from_slice(&gc.w[r * d..(r + 1) * d]);
+        }
+        let gp = g.pop().expect("P");
+        let gf = g.pop().expect("F");
+        sink.put_linear(&run.path.head.f, gf)?;
+        sink.put_linear(&run.path.head.p, gp)?;
+        d_outs.push(ds);
+    }
+    sink.put_linear(
+        fuse,
+        AffineGrads {
+            w: fuse_gw,
+            b: Some(fuse_gb),
+        },
+    )?;
+    prof.add("heads backward", t0.elapsed().as_secs_f64());
+    let t1 = std::time::Instant::now();
+    for (run, ds) in runs.iter().zip(d_outs) {
+        run.backward(&ds, n, &mut sink)?;
+    }
+    prof.add("SAN paths backward", t1.elapsed().as_secs_f64());
+    Ok(sink)
 }
