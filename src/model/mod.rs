@@ -3,6 +3,7 @@
 //! The trainer knows only [`ItemTower`] ("embed these items"); methods differ only in the tower.
 
 pub mod affine_chain;
+pub mod causal_attention;
 pub mod gelu;
 pub mod id_tower;
 pub mod iisan;

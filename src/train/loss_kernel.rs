@@ -15,13 +15,17 @@ use crate::model::kernels::{Op, matmul};
 use crate::model::user_encoder::PackedRows;
 
 /// The loss's batch-dependent, parameter-free plan.
+///
+/// Padding columns are masked for every row and never a target, so each adds
+/// `exp(-1e4 - max) = 0` (f32 underflow) to every row's normaliser: they are left out, and only
+/// the columns holding items are scored (in Scientific about 45 % of the slots).
 #[derive(Debug)]
 pub struct InBatchLoss {
-    /// Table entry of each column (0: padding).
+    /// Table entry of each item column (never 0).
     entry: Vec<u32>,
-    /// `-log pop` of each column's item.
+    /// `-log pop` of each item column's item.
     neg_log_pop: Vec<f32>,
-    /// Per row: its user and its target column.
+    /// Per row: its user and its target's index among the item columns.
     rows: Vec<(u32, u32)>,
     /// `[B, U + 1]`: whether a table entry is masked for the user's rows.
     masked: Vec<bool>,
@@ -59,19 +63,24 @@ impl InBatchLoss {
                 masked[b * entries + e as usize] = true;
             }
         }
+        // Item columns, and each slot's index among them.
+        let cols: Vec<usize> = (0..entry.len()).filter(|&c| entry[c] != 0).collect();
+        let mut col_of = vec![u32::MAX; entry.len()];
+        for (k, &c) in cols.iter().enumerate() {
+            col_of[c] = k as u32;
+        }
         InBatchLoss {
-            entry: entry.to_vec(),
-            neg_log_pop: batch
-                .slots
+            entry: cols.iter().map(|&c| entry[c]).collect(),
+            neg_log_pop: cols
                 .iter()
-                .map(|&i| -(pop[i as usize].ln()) as f32)
+                .map(|&c| -(pop[batch.slots[c] as usize].ln()) as f32)
                 .collect(),
             rows: rows
                 .flat
                 .iter()
                 .map(|&f| {
                     let (b, j) = (f as usize / l, f as usize % l);
-                    (b as u32, (b * w + j + 1) as u32)
+                    (b as u32, col_of[b * w + j + 1])
                 })
                 .collect(),
             masked,
