@@ -29,13 +29,10 @@ pub fn summary_table(runs: &[Summary], ks: &[usize]) -> String {
         };
         for (mask, m) in [("history", &s.test.history), ("none", &s.test.none)] {
             let mut r = vec![s.method.clone(), ds.clone(), mask.to_string()];
-            // a run with eval.skip has no metrics: show a dash, never a zero
-            let metric = |name: String| {
-                if s.evaluated {
-                    format!("{:.4}", m.get(&name))
-                } else {
-                    "-".to_string()
-                }
+            // a run with eval.skip, or without this cutoff, has no value: a dash, never a zero
+            let metric = |name: String| match m.value(&name) {
+                Some(v) if s.evaluated => format!("{v:.4}"),
+                _ => "-".to_string(),
             };
             for k in ks {
                 r.push(metric(format!("HR@{k}")));

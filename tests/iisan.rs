@@ -167,31 +167,44 @@ fn fused_kernels_match_autograd_for_every_option() {
         let run = |kernels: &str| {
             let k = format!("model.iisan.kernels={kernels:?}");
             let cfg = config(tmp.path(), &[&m, &f, &r, &k]);
-            let t = Trainer::new(&cfg, &data).unwrap();
-            let (loss, grads) = t.gradients(&users, &mut Profile::default()).unwrap();
-            let g: Vec<(String, Vec<f32>)> = t
-                .params()
-                .params()
-                .iter()
-                .map(|p| {
-                    let v = grads.get(p.var.as_tensor()).expect("gradient");
-                    (p.name.clone(), v.flatten_all().unwrap().to_vec1().unwrap())
-                })
-                .collect();
-            (loss, g)
+            loss_and_gradients(&Trainer::new(&cfg, &data).unwrap(), &users)
         };
-        let (lf, gf) = run("fused");
-        let (la, ga) = run("autograd");
         let what = format!("{modality}/{fusion}/remove_first={first}");
-        assert!((lf - la).abs() < 1e-5, "{what}: loss {lf} vs {la}");
-        for ((name, a), (_, b)) in gf.iter().zip(&ga) {
-            let scale = b.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-6);
-            let diff = a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
-            assert!(
-                diff <= 2e-4 * scale,
-                "{what}: {name} max |diff| {diff:e} (max |grad| {scale:e})"
-            );
-        }
+        assert_same_gradients(&what, run("fused"), run("autograd"), 1e-5, 2e-4);
+    }
+}
+
+/// The training loss of `users` and every parameter's gradient, by name.
+fn loss_and_gradients(t: &Trainer, users: &[usize]) -> (f32, Vec<(String, Vec<f32>)>) {
+    let (loss, grads) = t.gradients(users, &mut Profile::default()).unwrap();
+    let g = t
+        .params()
+        .params()
+        .iter()
+        .map(|p| {
+            let v = grads.get(p.var.as_tensor()).expect("gradient");
+            (p.name.clone(), v.flatten_all().unwrap().to_vec1().unwrap())
+        })
+        .collect();
+    (loss, g)
+}
+
+/// Losses within `loss_tol`, and each parameter's gradients within `rel` of its largest entry.
+fn assert_same_gradients(
+    what: &str,
+    (la, ga): (f32, Vec<(String, Vec<f32>)>),
+    (lb, gb): (f32, Vec<(String, Vec<f32>)>),
+    loss_tol: f32,
+    rel: f32,
+) {
+    assert!((la - lb).abs() < loss_tol, "{what}: loss {la} vs {lb}");
+    for ((name, a), (_, b)) in ga.iter().zip(&gb) {
+        let scale = b.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-6);
+        let diff = a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+        assert!(
+            diff <= rel * scale,
+            "{what}: {name} max |diff| {diff:e} (max |grad| {scale:e})"
+        );
     }
 }
 
@@ -213,28 +226,8 @@ fn user_kernels_match_autograd_with_dropout() {
             for s in 0..2 {
                 t.step(&users[s * 16..s * 16 + 48]).unwrap();
             }
-            let (loss, grads) = t.gradients(&users, &mut Profile::default()).unwrap();
-            let g: Vec<(String, Vec<f32>)> = t
-                .params()
-                .params()
-                .iter()
-                .map(|p| {
-                    let v = grads.get(p.var.as_tensor()).expect("gradient");
-                    (p.name.clone(), v.flatten_all().unwrap().to_vec1().unwrap())
-                })
-                .collect();
-            (loss, g)
+            loss_and_gradients(&t, &users)
         };
-        let (lf, gf) = run("fused");
-        let (la, ga) = run("autograd");
-        assert!((lf - la).abs() < 1e-4, "{method}: loss {lf} vs {la}");
-        for ((name, a), (_, b)) in gf.iter().zip(&ga) {
-            let scale = b.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-6);
-            let diff = a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
-            assert!(
-                diff <= 1e-3 * scale,
-                "{method}: {name} max |diff| {diff:e} (max |grad| {scale:e})"
-            );
-        }
+        assert_same_gradients(method, run("fused"), run("autograd"), 1e-4, 1e-3);
     }
 }

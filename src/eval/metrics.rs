@@ -34,7 +34,12 @@ impl Metrics {
 
     /// The value of `name` (0 when absent).
     pub fn get(&self, name: &str) -> f64 {
-        self.0.get(name).copied().unwrap_or(0.0)
+        self.value(name).unwrap_or(0.0)
+    }
+
+    /// The value of `name`, or `None` when the run did not compute it (another cutoff k).
+    pub fn value(&self, name: &str) -> Option<f64> {
+        self.0.get(name).copied()
     }
 }
 
@@ -56,5 +61,8 @@ mod tests {
         assert!(close(m.get("NDCG@10"), 0.5327325), "{}", m.get("NDCG@10"));
         assert!(close(m.get("NDCG@2"), 0.4077325));
         assert!(close(m.get("MRR"), 0.4791667));
+        // a cutoff that was not computed has no value (the report prints a dash)
+        assert_eq!(m.value("HR@20"), None);
+        assert_eq!(m.value("HR@2"), Some(0.5));
     }
 }
