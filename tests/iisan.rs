@@ -219,15 +219,27 @@ fn user_kernels_match_autograd_with_dropout() {
     let users: Vec<usize> = (0..64).collect();
     for method in ["iisan", "id"] {
         let m = format!("model.method={method:?}");
-        let run = |kernels: &str| {
-            let k = format!("model.user.kernels={kernels:?}");
-            let cfg = config(tmp.path(), &[&m, &k, "model.user.dropout=0.2"]);
-            let mut t = Trainer::new(&cfg, &data).unwrap();
-            for s in 0..2 {
-                t.step(&users[s * 16..s * 16 + 48]).unwrap();
-            }
-            loss_and_gradients(&t, &users)
+        // On one thread and on two (where the fused tower and the user encoder each process
+        // two halves of the batch at once and the matrix products split into blocks).
+        let run = |kernels: &str, threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| {
+                let k = format!("model.user.kernels={kernels:?}");
+                let cfg = config(tmp.path(), &[&m, &k, "model.user.dropout=0.2"]);
+                let mut t = Trainer::new(&cfg, &data).unwrap();
+                for s in 0..2 {
+                    t.step(&users[s * 16..s * 16 + 48]).unwrap();
+                }
+                loss_and_gradients(&t, &users)
+            })
         };
-        assert_same_gradients(method, run("fused"), run("autograd"), 1e-4, 1e-3);
+        let reference = run("autograd", 1);
+        for threads in [1, 2] {
+            let what = format!("{method}, {threads} threads");
+            assert_same_gradients(&what, run("fused", threads), reference.clone(), 1e-4, 1e-3);
+        }
     }
 }

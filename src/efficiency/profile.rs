@@ -28,9 +28,12 @@ impl Profile {
     /// Add every phase of `other` (seconds and calls) into these.
     pub fn merge(&mut self, other: &Profile) {
         for (phase, seconds, calls) in &other.phases {
-            self.add(phase, *seconds);
-            if let Some(e) = self.phases.iter_mut().find(|(p, _, _)| p == phase) {
-                e.2 += calls - 1;
+            match self.phases.iter_mut().find(|(p, _, _)| p == phase) {
+                Some(e) => {
+                    e.1 += seconds;
+                    e.2 += calls;
+                }
+                None => self.phases.push((phase.clone(), *seconds, *calls)),
             }
         }
     }

@@ -91,9 +91,9 @@ pub fn matmul(
     let len = if by_rows { m } else { n };
     let chunk = len.div_ceil(parts);
     let (cp, ap, bp) = (
-        SendPtr(c.as_mut_ptr()),
-        a.as_ptr() as usize,
-        b.as_ptr() as usize,
+        SharedPtr(c.as_mut_ptr()),
+        SharedPtr(a.as_ptr().cast_mut()),
+        SharedPtr(b.as_ptr().cast_mut()),
     );
     rayon::scope(|s| {
         for p in 0..parts {
@@ -102,9 +102,9 @@ pub fn matmul(
                 break;
             }
             let hi = (lo + chunk).min(len);
-            let cp = &cp;
+            let (cp, ap, bp) = (&cp, &ap, &bp);
             s.spawn(move |_| {
-                let (a, b) = (ap as *const f32, bp as *const f32);
+                let (a, b) = (ap.0.cast_const(), bp.0.cast_const());
                 // SAFETY: block p writes only rows (or columns) lo..hi of c, disjoint from
                 // every other block's; its reads of a (rows lo..hi of op(a)) or b (columns
                 // lo..hi of op(b)) stay within the bounds asserted above.
@@ -134,10 +134,12 @@ pub fn matmul(
     });
 }
 
-/// A raw output pointer shared by the blocks of one product (each writes its own block).
-struct SendPtr(*mut f32);
-// SAFETY: the blocks of `matmul` write disjoint parts of the output through it.
-unsafe impl Sync for SendPtr {}
+/// A raw pointer shared by the blocks of one product: each block writes its own part of the
+/// output and only reads the operands.
+struct SharedPtr(*mut f32);
+// SAFETY: the blocks of `matmul` write disjoint parts of the output through it and never write
+// through the operands' pointers.
+unsafe impl Sync for SharedPtr {}
 
 /// Single-threaded `c (+)= op(a) op(b)` over raw pointers with (row, column) strides.
 ///
@@ -379,6 +381,42 @@ mod tests {
                 assert_eq!(c, [8., 10., 20., 22.]);
             }
         }
+    }
+
+    /// Every orientation, both split directions (taller than wide and wider than tall) and
+    /// accumulation, on an explicit two-thread pool (so the block split runs whatever the
+    /// machine), against naive loops.
+    #[test]
+    fn split_products_match_naive_loops_on_two_threads() {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            for (m, n, k) in [(130, 40, 70), (40, 130, 70)] {
+                let a: Vec<f32> = (0..m * k).map(|i| ((i * 7) % 13) as f32 - 6.0).collect();
+                let b: Vec<f32> = (0..k * n).map(|i| ((i * 5) % 11) as f32 - 5.0).collect();
+                // a stored [m, k] or transposed [k, m]; b [k, n] or [n, k]
+                let at: Vec<f32> = (0..k * m).map(|i| a[(i % m) * k + i / m]).collect();
+                let bt: Vec<f32> = (0..n * k).map(|i| b[(i % k) * n + i / k]).collect();
+                let want: Vec<f32> = (0..m * n)
+                    .map(|ij| {
+                        (0..k)
+                            .map(|l| a[(ij / n) * k + l] * b[l * n + ij % n])
+                            .sum()
+                    })
+                    .collect();
+                for (aa, ta) in [(&a, Op::N), (&at, Op::T)] {
+                    for (bb, tb) in [(&b, Op::N), (&bt, Op::T)] {
+                        let mut c = vec![1f32; m * n];
+                        matmul(&mut c, aa, ta, bb, tb, (m, n, k), true);
+                        for (x, w) in c.iter().zip(&want) {
+                            assert_eq!(*x, w + 1.0, "{m}x{n}x{k} {ta:?} {tb:?}");
+                        }
+                    }
+                }
+            }
+        });
     }
 
     #[test]

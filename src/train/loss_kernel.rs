@@ -80,7 +80,14 @@ impl InBatchLoss {
                 .iter()
                 .map(|&f| {
                     let (b, j) = (f as usize / l, f as usize % l);
-                    (b as u32, col_of[b * w + j + 1])
+                    let target = col_of[b * w + j + 1];
+                    // left-padded windows: a real input slot is followed by a real target
+                    assert_ne!(
+                        target,
+                        u32::MAX,
+                        "loss kernel: padding target (not left-padded)"
+                    );
+                    (b as u32, target)
                 })
                 .collect(),
             masked,

@@ -52,6 +52,15 @@ impl GradSink {
 
     /// Add `other`'s gradients (from another part of the batch) into these.
     fn add(&mut self, other: GradSink) {
+        assert!(
+            self.0.len() == other.0.len()
+                && self
+                    .0
+                    .iter()
+                    .zip(&other.0)
+                    .all(|(a, b)| a.0.id() == b.0.id()),
+            "the halves' gradients are not in the same parameter order"
+        );
         for ((_, a), (_, b)) in self.0.iter_mut().zip(other.0) {
             a.iter_mut().zip(b).for_each(|(x, y)| *x += y);
         }
