@@ -97,6 +97,18 @@ impl LossPlan {
     }
 }
 
+/// The two-user batch of the loss tests (width 3, user0 [0, 1, 2], user1 [3, 1, 4]) and the
+/// popularity of items 0..4.
+#[cfg(test)]
+pub(crate) fn hand_built_batch() -> (TrainBatch, [f64; 5]) {
+    let batch = TrainBatch {
+        slots: vec![0, 1, 2, 3, 1, 4],
+        batch: 2,
+        width: 3,
+    };
+    (batch, [1.0, 0.5, 0.25, 0.125, 0.125])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -108,12 +120,7 @@ mod tests {
         // Row (0,1), user0's items {0,1,2}: masked cols 0 (pad), 1 and 4 (item 1); kept 2, 3, 5.
         // Row (1,0), user1's items {3,1,4}: masked 0, 1, 3, 5; kept 2 and 4 (its target).
         // Row (1,1): masked 0, 1, 3, 4; kept 2 and 5 (its target).
-        let batch = TrainBatch {
-            slots: vec![0, 1, 2, 3, 1, 4],
-            batch: 2,
-            width: 3,
-        };
-        let pop = [1.0, 0.5, 0.25, 0.125, 0.125];
+        let (batch, pop) = hand_built_batch();
         let plan = LossPlan::new(&batch, &pop, &Device::Cpu).unwrap();
         let keep: Vec<Vec<f32>> = plan.keep.to_vec2().unwrap();
         assert_eq!(

@@ -151,6 +151,7 @@ impl InBatchLoss {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::train::loss::hand_built_batch;
     use crate::train::trainer::dedup_slots;
 
     /// The hand-built example of `loss.rs`: two users, width 3, slots [0,1,2 | 3,1,4], pop
@@ -162,16 +163,11 @@ mod tests {
     /// state gradient is [2/9, -2/9].
     #[test]
     fn hand_built_loss_and_gradient() {
-        let batch = TrainBatch {
-            slots: vec![0, 1, 2, 3, 1, 4],
-            batch: 2,
-            width: 3,
-        };
+        let (batch, pop) = hand_built_batch();
         let (uniq, inv) = dedup_slots(&batch.slots);
         assert_eq!(uniq, [1, 2, 3, 4]);
         let in_ids = [0u32, 1, 3, 1];
         let rows = PackedRows::of(&in_ids, 2, 2);
-        let pop = [1.0, 0.5, 0.25, 0.125, 0.125];
         let plan = InBatchLoss::new(&batch, &inv, 5, &rows, &pop);
         let zero_p = [0f32; 6];
         let mut table = vec![0f32; 10];
