@@ -16,25 +16,23 @@ pub struct Profile {
 impl Profile {
     /// Add `seconds` to `phase`.
     pub fn add(&mut self, phase: &str, seconds: f64) {
-        match self.phases.iter_mut().find(|(p, _, _)| p == phase) {
-            Some(e) => {
-                e.1 += seconds;
-                e.2 += 1;
-            }
-            None => self.phases.push((phase.to_string(), seconds, 1)),
-        }
+        self.accumulate(phase, seconds, 1);
     }
 
     /// Add every phase of `other` (seconds and calls) into these.
     pub fn merge(&mut self, other: &Profile) {
         for (phase, seconds, calls) in &other.phases {
-            match self.phases.iter_mut().find(|(p, _, _)| p == phase) {
-                Some(e) => {
-                    e.1 += seconds;
-                    e.2 += calls;
-                }
-                None => self.phases.push((phase.clone(), *seconds, *calls)),
+            self.accumulate(phase, *seconds, *calls);
+        }
+    }
+
+    fn accumulate(&mut self, phase: &str, seconds: f64, calls: u64) {
+        match self.phases.iter_mut().find(|(p, _, _)| p == phase) {
+            Some(e) => {
+                e.1 += seconds;
+                e.2 += calls;
             }
+            None => self.phases.push((phase.to_string(), seconds, calls)),
         }
     }
 

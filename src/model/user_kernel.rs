@@ -12,6 +12,8 @@
 //! `h = relu(x1 W_1^T + b_1)`, `x2 = LN2(x1 + drop(drop(h) W_2^T + b_2))`;
 //! the input is `x0 = drop(LN0(e + pos))`.
 
+use rayon::prelude::*;
+
 use super::causal_attention::{CausalAttention, Segment, axpy, segments};
 use super::kernels::{
     LayerNormSaved, Op, add_bias, add_bias_relu, add_column_sums, apply_mask, layer_norm,
@@ -192,12 +194,12 @@ impl UserKernel {
                 .collect();
             self.forward_part(e, &rows.positions, rows.len, &masks, (lo, hi), segs)
         };
-        let parts = if cut < r {
-            let (a, b) = rayon::join(|| part(0, cut), || part(cut, r));
-            vec![a, b]
+        let ranges = if cut < r {
+            vec![(0, cut), (cut, r)]
         } else {
-            vec![part(0, r)]
+            vec![(0, r)]
         };
+        let parts: Vec<Part> = ranges.par_iter().map(|&(lo, hi)| part(lo, hi)).collect();
         let out = parts.iter().flat_map(|p| p.out.iter().copied()).collect();
         UserRun {
             out,
@@ -287,19 +289,11 @@ impl UserKernel {
             run.positions.len() * self.d,
             "user kernel: output gradient rows"
         );
-        let mut results = match run.parts.as_slice() {
-            [a, b] => {
-                let (ga, gb) = rayon::join(
-                    || self.backward_part(run, a, d_out),
-                    || self.backward_part(run, b, d_out),
-                );
-                vec![ga, gb]
-            }
-            parts => parts
-                .iter()
-                .map(|p| self.backward_part(run, p, d_out))
-                .collect(),
-        };
+        let mut results: Vec<_> = run
+            .parts
+            .par_iter()
+            .map(|p| self.backward_part(run, p, d_out))
+            .collect();
         let (mut dx, mut grads) = results.remove(0);
         for (dx_b, grads_b) in results {
             dx.extend(dx_b);

@@ -68,9 +68,10 @@ pub struct Trainer<'a> {
     pub progress: bool,
 }
 
-/// The real input positions of a training batch (its first `L` slots per user) and each one's
-/// entry in `[zero; distinct items]` (`inv` as from [`dedup_slots`]).
-fn input_rows(tb: &TrainBatch, inv: &[u32]) -> (PackedRows, Vec<u32>) {
+/// The input ids of a training batch (its first `L` slots per user, `[B, L]`), their real
+/// positions, and each real position's entry in `[zero; distinct items]` (`inv` as from
+/// [`dedup_slots`]).
+fn input_rows(tb: &TrainBatch, inv: &[u32]) -> (Vec<u32>, PackedRows, Vec<u32>) {
     let (b, w) = (tb.batch, tb.width);
     let l = w - 1;
     let in_ids: Vec<u32> = (0..b).flat_map(|r| tb.row(r)[..l].to_vec()).collect();
@@ -80,7 +81,7 @@ fn input_rows(tb: &TrainBatch, inv: &[u32]) -> (PackedRows, Vec<u32>) {
         .iter()
         .map(|&f| inv[f as usize / l * w + f as usize % l])
         .collect();
-    (rows, in_rows)
+    (in_ids, rows, in_rows)
 }
 
 /// Distinct non-padding items of `slots` (sorted) and, per slot, its row in
@@ -199,7 +200,7 @@ impl<'a> Trainer<'a> {
         let d = self.cfg.model.user.dim;
         let (tb, uniq, inv) = self.batch(users, prof);
         let (emb, tower_backward) = self.embed(&uniq, prof)?;
-        let (rows, in_rows) = input_rows(&tb, &inv);
+        let (_, rows, in_rows) = input_rows(&tb, &inv);
         let mut table = vec![0f32; d];
         table.extend(emb.flatten_all()?.to_vec1::<f32>()?);
         let kernel = UserKernel::read(&self.user)?;
@@ -255,8 +256,7 @@ impl<'a> Trainer<'a> {
         let (p, e) = prof.time("user encoder forward", || -> Result<_> {
             let zero = Tensor::zeros((1, d), DType::F32, &self.device)?;
             let table = Tensor::cat(&[&zero, &emb], 0)?;
-            let (rows, in_rows) = input_rows(&tb, &inv);
-            let in_ids: Vec<u32> = (0..b).flat_map(|r| tb.row(r)[..l].to_vec()).collect();
+            let (in_ids, rows, in_rows) = input_rows(&tb, &inv);
             let inputs =
                 table.index_select(&Tensor::from_vec(in_rows, rows.count(), &self.device)?, 0)?;
             let inv = Tensor::from_vec(inv, tb.slots.len(), &self.device)?;

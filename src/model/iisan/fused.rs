@@ -7,6 +7,7 @@
 use candle_core::backprop::GradStore;
 use candle_core::{Device, Tensor};
 use candle_nn::Linear;
+use rayon::prelude::*;
 
 use super::{Head, IisanTower, PathHandles, PathSource};
 use crate::efficiency::Profile;
@@ -37,17 +38,15 @@ fn linear_layer(l: &Linear) -> Result<AffineLayer> {
 struct GradSink(Vec<(Tensor, Vec<f32>)>);
 
 impl GradSink {
-    fn put(&mut self, param: &Tensor, g: Vec<f32>) -> Result<()> {
+    fn put(&mut self, param: &Tensor, g: Vec<f32>) {
         self.0.push((param.clone(), g));
-        Ok(())
     }
 
-    fn put_linear(&mut self, l: &Linear, g: AffineGrads) -> Result<()> {
-        self.put(l.weight(), g.w)?;
+    fn put_linear(&mut self, l: &Linear, g: AffineGrads) {
+        self.put(l.weight(), g.w);
         if let (Some(b), Some(gb)) = (l.bias(), g.b) {
-            self.put(b, gb)?;
+            self.put(b, gb);
         }
-        Ok(())
     }
 
     /// Add `other`'s gradients (from another part of the batch) into these.
@@ -163,12 +162,12 @@ impl PathRun {
                 w: gb.wd,
                 b: Some(gb.bd),
             };
-            grads.put_linear(blk.down(), down)?;
+            grads.put_linear(blk.down(), down);
             let up = AffineGrads {
                 w: gb.wu,
                 b: Some(gb.bu),
             };
-            grads.put_linear(blk.up(), up)?;
+            grads.put_linear(blk.up(), up);
         }
         let gv = &self.params.gates;
         if let (Some(gates), Some(gv)) = (&path.gates, gv) {
@@ -180,7 +179,7 @@ impl PathRun {
                 .zip(gv)
                 .map(|(dg, g)| (dg * *g as f64 * (1.0 - *g as f64) / t) as f32)
                 .collect();
-            grads.put(gates.theta(), dtheta)?;
+            grads.put(gates.theta(), dtheta);
         }
         if let (
             Some(dx),
@@ -253,7 +252,7 @@ fn map_grads(
         matmul(&mut gw, &dy, Op::T, hk, Op::N, (width, din, n), false);
         let mut gb = vec![0f32; width];
         add_column_sums(&mut gb, &dy);
-        grads.put_linear(m, AffineGrads { w: gw, b: Some(gb) })?;
+        grads.put_linear(m, AffineGrads { w: gw, b: Some(gb) });
     }
     Ok(())
 }
@@ -379,48 +378,45 @@ impl IisanTower {
     /// work runs on both cores too. Phase times are the first half's (the halves overlap).
     pub(super) fn fused_train(&self, ids: &[u32], prof: &mut Profile) -> Result<FusedEmbedding> {
         let n = ids.len();
-        let split = if rayon::current_num_threads() > 1 && n >= MIN_SPLIT {
-            n / 2
+        let ranges = if rayon::current_num_threads() > 1 && n >= MIN_SPLIT {
+            vec![(0, n / 2), (n / 2, n)]
         } else {
-            n
+            vec![(0, n)]
         };
-        let (ia, ib) = ids.split_at(split);
-        let half = |ids: &[u32]| -> Result<(Vec<f32>, Vec<PathRun>, Profile)> {
-            let mut p = Profile::default();
-            let (e, runs) = self.fused_forward(ids, &mut p)?;
-            Ok((e, runs, p))
-        };
-        let (a, b) = if ib.is_empty() {
-            (half(ia)?, None)
-        } else {
-            let (a, b) = rayon::join(|| half(ia), || half(ib));
-            (a?, Some(b?))
-        };
-        let (mut e, runs_a, pa) = a;
-        prof.merge(&pa);
-        let runs_b = b.map(|(eb, runs, _)| {
-            e.extend(eb);
-            runs
-        });
+        let forward: Vec<(Vec<f32>, Vec<PathRun>, Profile)> = ranges
+            .par_iter()
+            .map(|&(lo, hi)| {
+                let mut p = Profile::default();
+                let (e, runs) = self.fused_forward(&ids[lo..hi], &mut p)?;
+                Ok((e, runs, p))
+            })
+            .collect::<Result<_>>()?;
+        prof.merge(&forward[0].2);
+        let mut e = Vec::with_capacity(n * self.dim);
+        let mut parts = Vec::with_capacity(ranges.len());
+        for ((pe, runs, _), range) in forward.into_iter().zip(ranges) {
+            e.extend(pe);
+            parts.push((range, runs));
+        }
         let emb = Tensor::from_vec(e, (n, self.dim), &self.device)?;
         let fuse = self.fuse.clone();
         let backward: TowerBackward = Box::new(move |de: &Tensor, grads, prof| {
             let de = data(de)?;
-            let (da, db) = de.split_at(split * fuse.weight().dims2()?.0);
-            let mut pa = Profile::default();
-            let sink = match &runs_b {
-                None => half_backward(&runs_a, &fuse, da, split, &mut pa)?,
-                Some(rb) => {
-                    let (ga, gb) = rayon::join(
-                        || half_backward(&runs_a, &fuse, da, split, &mut pa),
-                        || half_backward(rb, &fuse, db, n - split, &mut Profile::default()),
-                    );
-                    let mut ga = ga?;
-                    ga.add(gb?);
-                    ga
-                }
-            };
-            prof.merge(&pa);
+            let d = fuse.weight().dims2()?.0;
+            let done: Vec<(GradSink, Profile)> = parts
+                .par_iter()
+                .map(|((lo, hi), runs)| {
+                    let mut p = Profile::default();
+                    let sink = part_backward(runs, &fuse, &de[lo * d..hi * d], hi - lo, &mut p)?;
+                    Ok((sink, p))
+                })
+                .collect::<Result<_>>()?;
+            let mut done = done.into_iter();
+            let (mut sink, p) = done.next().expect("at least one part");
+            prof.merge(&p);
+            for (other, _) in done {
+                sink.add(other);
+            }
             sink.insert_into(grads)
         });
         Ok(FusedEmbedding { emb, backward })
@@ -432,7 +428,7 @@ const MIN_SPLIT: usize = 32;
 
 /// The backward of one part of the batch (`n` items, embedding gradients `de`): heads, then
 /// every path.
-fn half_backward(
+fn part_backward(
     runs: &[PathRun],
     fuse: &Linear,
     de: &[f32],
@@ -456,8 +452,8 @@ fn half_backward(
         }
         let gp = g.pop().expect("P");
         let gf = g.pop().expect("F");
-        sink.put_linear(&run.path.head.f, gf)?;
-        sink.put_linear(&run.path.head.p, gp)?;
+        sink.put_linear(&run.path.head.f, gf);
+        sink.put_linear(&run.path.head.p, gp);
         d_outs.push(ds);
     }
     sink.put_linear(
@@ -466,7 +462,7 @@ fn half_backward(
             w: fuse_gw,
             b: Some(fuse_gb),
         },
-    )?;
+    );
     prof.add("heads backward", t0.elapsed().as_secs_f64());
     let t1 = std::time::Instant::now();
     for (run, ds) in runs.iter().zip(d_outs) {
