@@ -21,7 +21,9 @@ use candle_core::{Device, Tensor};
 use half::f16;
 use memmap2::Mmap;
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
+use crate::data::Dataset;
 use crate::error::{Error, Result};
 
 const MAGIC: &[u8; 8] = b"IISANHS1";
@@ -336,6 +338,22 @@ impl HiddenStateCache {
         }
         Ok(())
     }
+}
+
+/// Fingerprint of a dataset's items (keys and titles in id order): what a cache depends on.
+pub fn items_fingerprint(data: &Dataset) -> String {
+    let mut h = Sha256::new();
+    for (k, t) in data.item_keys.iter().zip(&data.titles) {
+        h.update(k.as_bytes());
+        h.update([0]);
+        h.update(t.as_bytes());
+        h.update([1]);
+    }
+    h.finalize()
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 #[cfg(test)]

@@ -10,8 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::data::DataOptions;
 use crate::error::{Error, Result};
 use crate::eval::Mask;
-use crate::model::tuned_tower::TowersConfig;
-use crate::model::{IisanConfig, Method, UserEncoderConfig};
+use crate::model::{Kernels, Method, ModelConfig};
 
 /// Where the data comes from and how it is preprocessed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -33,31 +32,6 @@ impl Default for DataConfig {
             dir: PathBuf::from("data/synthetic"),
             cache: None,
             options: DataOptions::default(),
-        }
-    }
-}
-
-/// The model: which item tower, and the user encoder's shape.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ModelConfig {
-    /// Item-embedding method.
-    pub method: Method,
-    /// User encoder shape (its `dim` is the item embedding width too).
-    pub user: UserEncoderConfig,
-    /// IISAN side-network options (`method = "iisan"` / `"iisan_uncached"`).
-    pub iisan: IisanConfig,
-    /// Pretrained towers of the methods that run them in the step.
-    pub towers: TowersConfig,
-}
-
-impl Default for ModelConfig {
-    fn default() -> Self {
-        ModelConfig {
-            method: Method::Id,
-            user: UserEncoderConfig::default(),
-            iisan: IisanConfig::default(),
-            towers: TowersConfig::default(),
         }
     }
 }
@@ -94,6 +68,9 @@ pub struct TrainConfig {
     pub warmup_steps: usize,
     /// Print the per-phase time profile at the end of training (it is always in summary.json).
     pub profile: bool,
+    /// Hand-written CPU kernels (`cpu`, the default) or candle autograd (`autograd`) for the
+    /// IISAN tower, the user encoder and the loss.
+    pub kernels: Kernels,
 }
 
 impl Default for TrainConfig {
@@ -119,6 +96,7 @@ impl Default for TrainConfig {
             max_steps_per_epoch: 0,
             profile: false,
             warmup_steps: 0,
+            kernels: Kernels::Cpu,
         }
     }
 }

@@ -11,27 +11,15 @@ use std::time::Instant;
 
 use candle_core::{Device, Tensor};
 use indicatif::{ProgressBar, ProgressStyle};
-use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
+use serde::Serialize;
 
 use crate::backbone::{bert::Bert, vit::Vit};
-use crate::cache::{CacheDtype, CacheHeader, CacheWriter, HiddenStateCache};
+use crate::cache::{CacheDtype, CacheHeader, CacheWriter, HiddenStateCache, items_fingerprint};
 use crate::data::Dataset;
-use crate::data::image::{ImagePrep, find_image};
+use crate::data::image::{ImagePrep, MissingImage, find_image};
 use crate::data::text::{TextPrep, TokenBatch};
 use crate::error::{Error, Result};
-use crate::model::Ctx;
-
-/// What to do with an item whose image is missing or cannot be decoded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
-#[serde(rename_all = "snake_case")]
-pub enum MissingImage {
-    /// Stop with an error naming the item and file (default).
-    #[default]
-    Error,
-    /// Encode an all-zero input tensor instead and count it.
-    Zero,
-}
+use crate::nn::Ctx;
 
 /// Encoding options.
 #[derive(Debug, Clone)]
@@ -65,22 +53,6 @@ pub struct EncodeReport {
     pub bytes: u64,
     /// Items whose image was missing or undecodable and were zero-filled.
     pub zero_images: usize,
-}
-
-/// Fingerprint of a dataset's items (keys and titles in id order): what a cache depends on.
-pub fn items_fingerprint(data: &Dataset) -> String {
-    let mut h = Sha256::new();
-    for (k, t) in data.item_keys.iter().zip(&data.titles) {
-        h.update(k.as_bytes());
-        h.update([0]);
-        h.update(t.as_bytes());
-        h.update([1]);
-    }
-    h.finalize()
-        .iter()
-        .take(8)
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 fn model_id(dir: &Path, what: String) -> String {

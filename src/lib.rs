@@ -4,13 +4,16 @@
 //! image encoder) to sequential recommendation with IISAN — the Intra- and Inter-modal Side
 //! Adapted Network (Fu et al., SIGIR 2024) — and the baselines it is compared with.
 //!
-//! Data flows one way: raw files ([`data`]) -> item towers and the user encoder ([`model`]) ->
-//! trainer and run directory ([`train`]) -> full-ranking evaluation ([`eval`]) and efficiency
-//! figures ([`efficiency`]). Everything that is a choice is one validated [`config::Config`].
+//! Layers, each importing only those listed before it (docs/ARCHITECTURE.md):
+//! [`error`] -> [`nn`], [`efficiency`] -> [`data`] -> [`cache`] -> [`backbone`] -> [`encode`],
+//! [`model`] -> [`eval`] -> [`config`] -> [`train`] -> [`report`] -> the `iisan` binary.
+//! Everything that is a choice is one [`config::Config`], checked into a [`config::Plan`]
+//! before any work starts.
+
+#![warn(missing_docs)]
 
 pub mod backbone;
 pub mod cache;
-pub mod compare;
 pub mod config;
 pub mod data;
 pub mod efficiency;
@@ -18,7 +21,7 @@ pub mod encode;
 pub mod error;
 pub mod eval;
 pub mod model;
-pub mod plots;
+pub mod nn;
 pub mod report;
 pub mod train;
 

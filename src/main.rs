@@ -117,7 +117,7 @@ struct EncodeArgs {
     max_tokens: usize,
     /// Missing or undecodable image: error (default) or encode a zero image and count it.
     #[arg(long, value_enum, default_value = "error")]
-    missing_images: iisan::encode::MissingImage,
+    missing_images: iisan::data::image::MissingImage,
     #[command(flatten)]
     prep: PrepArgs,
     /// No progress bars.
@@ -442,7 +442,7 @@ fn report(runs: Vec<PathBuf>, ks: Vec<usize>) -> Result<()> {
 }
 
 fn compare(runs: Vec<PathBuf>, mask: String, weights: String, out: PathBuf) -> Result<()> {
-    use iisan::compare::{TpmeWeights, compare, write_all};
+    use iisan::report::compare::{TpmeWeights, compare, write_all};
     let mask = match mask.as_str() {
         "history" => iisan::eval::Mask::History,
         "none" => iisan::eval::Mask::None,

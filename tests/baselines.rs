@@ -11,14 +11,14 @@ use candle_core::safetensors::MmapedSafetensors;
 use candle_core::{Device, Tensor};
 use common::{assert_every_param_has_gradient, model_dir};
 use iisan::Config;
+use iisan::backbone::peft::{PeftBuilder, TowerTuning};
 use iisan::backbone::{bert::Bert, vit::Vit};
 use iisan::data::image::ImagePrep;
 use iisan::data::synth::{self, SynthConfig};
 use iisan::data::text::TextPrep;
 use iisan::data::{DataOptions, Dataset};
 use iisan::efficiency::Profile;
-use iisan::model::peft::{PeftBuilder, TowerTuning};
-use iisan::model::{Ctx, ParamStore};
+use iisan::nn::{Ctx, ParamStore};
 use iisan::train::Trainer;
 
 /// (key, element count) of every tensor in a model folder's weights.
@@ -182,7 +182,7 @@ fn each_method_trains_exactly_its_intended_parameters() {
         assert_every_param_has_gradient(t.params(), &grads, method);
         let params = t.params().params();
         let tower =
-            |p: &&iisan::model::Param| p.name.starts_with("text.") || p.name.starts_with("image.");
+            |p: &&iisan::nn::Param| p.name.starts_with("text.") || p.name.starts_with("image.");
         let in_tower: usize = params
             .iter()
             .filter(tower)

@@ -11,11 +11,11 @@ use candle_core::{Device, Tensor};
 use common::*;
 use iisan::backbone::{bert::Bert, vit::Vit};
 use iisan::cache::HiddenStateCache;
+use iisan::cache::items_fingerprint;
 use iisan::data::image::ImagePrep;
 use iisan::data::text::TextPrep;
 use iisan::data::{DataOptions, Dataset};
-use iisan::encode::items_fingerprint;
-use iisan::model::Ctx;
+use iisan::nn::Ctx;
 
 fn models() -> PathBuf {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models");

@@ -9,11 +9,11 @@ use std::path::Path;
 use common::assert_every_param_has_gradient;
 
 use iisan::Config;
+use iisan::cache::items_fingerprint;
 use iisan::cache::{CacheDtype, CacheHeader, CacheWriter};
 use iisan::data::synth::{self, SynthConfig};
 use iisan::data::{DataOptions, Dataset};
 use iisan::efficiency::Profile;
-use iisan::encode::items_fingerprint;
 use iisan::train::Trainer;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
@@ -165,12 +165,12 @@ fn fused_kernels_match_autograd_for_every_option() {
         let f = format!("model.iisan.fusion={fusion:?}");
         let r = format!("model.iisan.remove_first={first}");
         let run = |kernels: &str| {
-            let k = format!("model.iisan.kernels={kernels:?}");
+            let k = format!("train.kernels={kernels:?}");
             let cfg = config(tmp.path(), &[&m, &f, &r, &k]);
             loss_and_gradients(&Trainer::new(&cfg, &data).unwrap(), &users)
         };
         let what = format!("{modality}/{fusion}/remove_first={first}");
-        assert_same_gradients(&what, run("fused"), run("autograd"), 1e-5, 2e-4);
+        assert_same_gradients(&what, run("cpu"), run("autograd"), 1e-5, 2e-4);
     }
 }
 
@@ -227,7 +227,7 @@ fn user_kernels_match_autograd_with_dropout() {
                 .build()
                 .unwrap();
             pool.install(|| {
-                let k = format!("model.user.kernels={kernels:?}");
+                let k = format!("train.kernels={kernels:?}");
                 let cfg = config(tmp.path(), &[&m, &k, "model.user.dropout=0.2"]);
                 let mut t = Trainer::new(&cfg, &data).unwrap();
                 for s in 0..2 {
@@ -239,7 +239,7 @@ fn user_kernels_match_autograd_with_dropout() {
         let reference = run("autograd", 1);
         for threads in [1, 2] {
             let what = format!("{method}, {threads} threads");
-            assert_same_gradients(&what, run("fused", threads), reference.clone(), 1e-4, 1e-3);
+            assert_same_gradients(&what, run("cpu", threads), reference.clone(), 1e-4, 1e-3);
         }
     }
 }

@@ -11,7 +11,7 @@ use candle_core::{Device, Tensor};
 use iisan::backbone::{bert::Bert, vit::Vit};
 use iisan::data::image::ImagePrep;
 use iisan::data::text::TextPrep;
-use iisan::model::Ctx;
+use iisan::nn::Ctx;
 use serde_json::Value;
 
 const TOL: f32 = 1e-4;

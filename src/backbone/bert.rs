@@ -9,13 +9,13 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::{Embedding, Linear, Module, VarBuilder};
 use serde::Deserialize;
 
+use super::peft::{Adapter, PeftBuilder};
 use super::{
     SelfAttention, Taken, adapt, adapter, layer_norm, linear, open_weights, open_weights_trainable,
     query_value, read_config, stack_cls,
 };
 use crate::error::{Error, Result};
-use crate::model::peft::{Adapter, PeftBuilder};
-use crate::model::{Ctx, gelu::gelu_erf, layers::LayerNorm};
+use crate::nn::{Ctx, gelu::gelu_erf, layers::LayerNorm};
 
 /// The fields of a Hugging Face BERT `config.json` this encoder uses.
 #[derive(Debug, Clone, Deserialize, PartialEq)]

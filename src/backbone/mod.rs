@@ -6,7 +6,9 @@
 //! of an ONNX file into such a folder. Weights are memory-mapped from `model.safetensors`.
 
 pub mod bert;
+pub mod inputs;
 pub mod onnx_import;
+pub mod peft;
 pub mod vit;
 
 use std::path::{Path, PathBuf};
@@ -17,9 +19,9 @@ use candle_core::{DType, Device, Shape, Tensor, Var};
 use candle_nn::var_builder::SimpleBackend;
 use candle_nn::{Linear, Module, VarBuilder};
 
+use self::peft::{PeftBuilder, Proj};
 use crate::error::{Error, Result};
-use crate::model::peft::{PeftBuilder, Proj};
-use crate::model::{Ctx, layers::LayerNorm};
+use crate::nn::{Ctx, layers::LayerNorm};
 
 /// Open `dir/model.safetensors` memory-mapped; errors name the folder.
 /// Pretrained tensors made trainable while a tower was built: (safetensors key, variable).
@@ -106,6 +108,7 @@ fn weights_path(dir: &Path) -> Result<PathBuf> {
     Ok(path)
 }
 
+/// Memory-map the frozen weights of model folder `dir` (`model.safetensors`) on `device`.
 pub fn open_weights(dir: &Path, device: &Device) -> Result<VarBuilder<'static>> {
     let path = weights_path(dir)?;
     // SAFETY: the file is mapped read-only; the project never writes to model files while
@@ -238,7 +241,7 @@ pub(crate) fn adapter(
     layer: usize,
     site: &str,
     dim: usize,
-) -> Result<Option<crate::model::peft::Adapter>> {
+) -> Result<Option<peft::Adapter>> {
     match peft {
         Some(p) => p.adapter(layer, site, dim),
         None => Ok(None),
@@ -246,7 +249,7 @@ pub(crate) fn adapter(
 }
 
 /// `h` through `adapter` when there is one.
-pub(crate) fn adapt(adapter: &Option<crate::model::peft::Adapter>, h: Tensor) -> Result<Tensor> {
+pub(crate) fn adapt(adapter: &Option<peft::Adapter>, h: Tensor) -> Result<Tensor> {
     match adapter {
         Some(a) => a.forward(&h),
         None => Ok(h),

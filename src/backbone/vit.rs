@@ -11,13 +11,13 @@ use candle_core::{Device, Tensor};
 use candle_nn::{Linear, Module, VarBuilder};
 use serde::Deserialize;
 
+use super::peft::{Adapter, PeftBuilder};
 use super::{
     SelfAttention, Taken, adapt, adapter, get, layer_norm, linear, open_weights,
     open_weights_trainable, query_value, read_config, stack_cls,
 };
 use crate::error::{Error, Result};
-use crate::model::peft::{Adapter, PeftBuilder};
-use crate::model::{Ctx, gelu::gelu_erf, layers::LayerNorm};
+use crate::nn::{Ctx, gelu::gelu_erf, layers::LayerNorm};
 
 /// The fields of a ViT / DINOv2 `config.json` this encoder uses.
 #[derive(Debug, Clone, Deserialize, PartialEq)]

@@ -1,4 +1,4 @@
-//! Left-padded slot windows for training and evaluation (spec sections 4-5).
+//! Left-padded slot windows for training and evaluation (docs/MODEL.md sections 4-5).
 //!
 //! Training: each user contributes one window of `max_seq_len + 1` slots holding the last items
 //! of its training part, left-padded with 0; the item in slot `j + 1` is the target of input
@@ -53,6 +53,92 @@ pub fn eval_inputs(data: &Dataset, users: &[usize], split: Split) -> Vec<u32> {
         out.extend(left_pad(data.history(u, split), data.max_seq_len));
     }
     out
+}
+
+/// Which positions of a left-padded `[B, L]` batch are real, in row-major order.
+#[derive(Debug, Clone)]
+pub struct PackedRows {
+    /// B.
+    pub batch: usize,
+    /// L.
+    pub len: usize,
+    /// Flat index `b * L + l` of each real position.
+    pub flat: Vec<u32>,
+    /// Position `l` of each real position.
+    pub positions: Vec<u32>,
+    /// Per flat position: 1 + its index in `flat`, or 0 for padding.
+    pub scatter: Vec<u32>,
+}
+
+impl PackedRows {
+    /// The real positions of `ids` `[B, L]` (item id 0 = padding).
+    pub fn of(ids: &[u32], batch: usize, len: usize) -> PackedRows {
+        Self::select(batch, len, |f| ids[f] != 0)
+    }
+
+    /// Every position.
+    pub fn all(batch: usize, len: usize) -> PackedRows {
+        Self::select(batch, len, |_| true)
+    }
+
+    fn select(batch: usize, len: usize, real: impl Fn(usize) -> bool) -> PackedRows {
+        let (mut flat, mut positions) = (Vec::new(), Vec::new());
+        let mut scatter = vec![0u32; batch * len];
+        for (f, slot) in scatter.iter_mut().enumerate() {
+            if real(f) {
+                flat.push(f as u32);
+                positions.push((f % len) as u32);
+                *slot = flat.len() as u32;
+            }
+        }
+        PackedRows {
+            batch,
+            len,
+            flat,
+            positions,
+            scatter,
+        }
+    }
+
+    /// Number of real rows R.
+    pub fn count(&self) -> usize {
+        self.flat.len()
+    }
+}
+
+/// The input ids of a training batch (its first `L` slots per user, `[B, L]`), their real
+/// positions, and each real position's entry in `[zero; distinct items]` (`inv` as from
+/// [`dedup_slots`]).
+pub fn input_rows(tb: &TrainBatch, inv: &[u32]) -> (Vec<u32>, PackedRows, Vec<u32>) {
+    let (b, w) = (tb.batch, tb.width);
+    let l = w - 1;
+    let in_ids: Vec<u32> = (0..b).flat_map(|r| tb.row(r)[..l].to_vec()).collect();
+    let rows = PackedRows::of(&in_ids, b, l);
+    let in_rows = rows
+        .flat
+        .iter()
+        .map(|&f| inv[f as usize / l * w + f as usize % l])
+        .collect();
+    (in_ids, rows, in_rows)
+}
+
+/// Distinct non-padding items of `slots` (sorted) and, per slot, its row in
+/// `[zero; embeddings of the distinct items]` (0 for padding).
+pub fn dedup_slots(slots: &[u32]) -> (Vec<u32>, Vec<u32>) {
+    let mut uniq: Vec<u32> = slots.iter().copied().filter(|&i| i != 0).collect();
+    uniq.sort_unstable();
+    uniq.dedup();
+    let inv = slots
+        .iter()
+        .map(|&i| {
+            if i == 0 {
+                0
+            } else {
+                uniq.binary_search(&i).expect("present") as u32 + 1
+            }
+        })
+        .collect();
+    (uniq, inv)
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use fast_image_resize::images::Image;
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
 use image::RgbImage;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
@@ -114,6 +114,17 @@ pub fn find_image(dir: &Path, key: &str) -> Option<PathBuf> {
         .iter()
         .map(|e| dir.join("images").join(format!("{key}.{e}")))
         .find(|p| p.exists())
+}
+
+/// What to do with an item whose image is missing or cannot be decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum MissingImage {
+    /// Stop with an error naming the item and file (default).
+    #[default]
+    Error,
+    /// Encode an all-zero input tensor instead and count it.
+    Zero,
 }
 
 #[cfg(test)]

@@ -2,7 +2,6 @@
 //! directory it writes.
 
 pub mod loss;
-pub mod loss_kernel;
 pub mod optim;
 pub mod run_dir;
 pub mod trainer;

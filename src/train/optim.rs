@@ -14,7 +14,7 @@ use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::model::ParamStore;
+use crate::nn::ParamStore;
 
 /// One parameter's Adam moments.
 struct Moments {

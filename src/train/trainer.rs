@@ -11,20 +11,18 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 
-use super::loss::LossPlan;
-use super::loss_kernel::InBatchLoss;
+use super::loss::{InBatchLoss, LossPlan};
 use super::optim::GroupedAdam;
 use super::run_dir::{DatasetInfo, EpochRecord, GIT_REV, MaskedMetrics, RunDir, Summary};
 use crate::config::Config;
-use crate::data::batch::{TrainBatch, eval_inputs};
+use crate::data::batch::{PackedRows, TrainBatch, dedup_slots, eval_inputs, input_rows};
 use crate::data::{Dataset, Split};
 use crate::efficiency::{Efficiency, Profile, peak_rss_mib};
 use crate::error::{Error, Result};
 use crate::eval::{Mask, Metrics, ranking::rank_chunked};
-use crate::model::kernels::Kernels;
-use crate::model::user_encoder::PackedRows;
-use crate::model::user_kernel::UserKernel;
-use crate::model::{Ctx, ItemTower, ParamStore, TowerBackward, UserEncoder, build_tower};
+use crate::model::sasrec::UserKernel;
+use crate::model::{ItemTower, Kernels, TowerBackward, UserEncoder, build_tower};
+use crate::nn::{Ctx, ParamStore};
 
 /// Validation or test metrics under both masks, and the seconds they took.
 #[derive(Debug, Clone)]
@@ -68,47 +66,18 @@ pub struct Trainer<'a> {
     pub progress: bool,
 }
 
-/// The input ids of a training batch (its first `L` slots per user, `[B, L]`), their real
-/// positions, and each real position's entry in `[zero; distinct items]` (`inv` as from
-/// [`dedup_slots`]).
-fn input_rows(tb: &TrainBatch, inv: &[u32]) -> (Vec<u32>, PackedRows, Vec<u32>) {
-    let (b, w) = (tb.batch, tb.width);
-    let l = w - 1;
-    let in_ids: Vec<u32> = (0..b).flat_map(|r| tb.row(r)[..l].to_vec()).collect();
-    let rows = PackedRows::of(&in_ids, b, l);
-    let in_rows = rows
-        .flat
-        .iter()
-        .map(|&f| inv[f as usize / l * w + f as usize % l])
-        .collect();
-    (in_ids, rows, in_rows)
-}
-
-/// Distinct non-padding items of `slots` (sorted) and, per slot, its row in
-/// `[zero; embeddings of the distinct items]` (0 for padding).
-pub fn dedup_slots(slots: &[u32]) -> (Vec<u32>, Vec<u32>) {
-    let mut uniq: Vec<u32> = slots.iter().copied().filter(|&i| i != 0).collect();
-    uniq.sort_unstable();
-    uniq.dedup();
-    let inv = slots
-        .iter()
-        .map(|&i| {
-            if i == 0 {
-                0
-            } else {
-                uniq.binary_search(&i).expect("present") as u32 + 1
-            }
-        })
-        .collect();
-    (uniq, inv)
-}
-
 impl<'a> Trainer<'a> {
     /// Build the model of `cfg.model` for `data` on the CPU.
     pub fn new(cfg: &Config, data: &'a Dataset) -> Result<Self> {
         let device = Device::Cpu;
         let mut store = ParamStore::new(cfg.train.seed, device.clone());
-        let tower = build_tower(cfg, data, &mut store)?;
+        let tower = build_tower(
+            &cfg.model,
+            cfg.data.cache.as_deref(),
+            cfg.train.kernels,
+            data,
+            &mut store,
+        )?;
         let user = UserEncoder::new(&mut store, &cfg.model.user, data.max_seq_len)?;
         let opt = GroupedAdam::new(&store, cfg)?;
         Ok(Trainer {
@@ -151,7 +120,7 @@ impl<'a> Trainer<'a> {
     /// encoder and loss on their hand-written kernels (`model.user.kernels = "fused"`, CPU) or
     /// by autograd; the item tower's own backward when it has one, autograd otherwise.
     pub fn gradients(&self, users: &[usize], prof: &mut Profile) -> Result<(f32, GradStore)> {
-        if self.cfg.model.user.kernels == Kernels::Fused && self.device.is_cpu() {
+        if self.cfg.train.kernels == Kernels::Cpu && self.device.is_cpu() {
             return self.gradients_fused(users, prof);
         }
         let pass = self.forward(users, prof)?;
@@ -184,7 +153,7 @@ impl<'a> Trainer<'a> {
     /// Training-mode embeddings of `uniq` `[U, d]`, and the tower's own backward when it has one
     /// (otherwise the embeddings carry the autograd graph).
     fn embed(&self, uniq: &[u32], prof: &mut Profile) -> Result<(Tensor, Option<TowerBackward>)> {
-        Ok(match self.tower.embed_fused(uniq, prof)? {
+        Ok(match self.tower.embed_kernel(uniq, prof)? {
             Some(f) => (f.emb, Some(f.backward)),
             None => {
                 let e = prof.time("item tower forward", || {

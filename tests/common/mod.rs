@@ -62,7 +62,7 @@ pub fn small_synth(dir: &Path, name: &str, users: usize, items: usize) -> PathBu
 /// Assert that every trainable parameter of `params` has a non-zero gradient in `grads`
 /// (`what` labels the failure).
 pub fn assert_every_param_has_gradient(
-    params: &iisan::model::ParamStore,
+    params: &iisan::nn::ParamStore,
     grads: &candle_core::backprop::GradStore,
     what: &str,
 ) {

@@ -9,14 +9,16 @@ use candle_core::{Device, Tensor};
 use candle_nn::Linear;
 use rayon::prelude::*;
 
-use super::{Head, IisanTower, PathHandles, PathSource};
+use super::heads::{AffineChain, AffineGrads, AffineLayer};
+use super::reference::Head;
+use super::san::{Gates, SanBlock};
+use super::san_kernel::{BlockWeights, SanPathKernel, SanPathSaved, Sources};
+use super::{IisanTower, PathHandles, PathSource};
 use crate::efficiency::Profile;
 use crate::error::Result;
-use crate::model::affine_chain::{AffineChain, AffineGrads, AffineLayer};
-use crate::model::kernels::{Op, add_bias, add_column_sums, matmul};
-use crate::model::san::{Gates, SanBlock};
-use crate::model::san_kernel::{BlockWeights, SanPathKernel, SanPathSaved, Sources};
-use crate::model::{FusedEmbedding, TowerBackward};
+use crate::model::config::Kernels;
+use crate::model::tower::{KernelEmbedding, TowerBackward};
+use crate::nn::cpu::{Op, add_bias, add_column_sums, matmul};
 
 fn data(t: &Tensor) -> Result<Vec<f32>> {
     Ok(t.flatten_all()?.to_vec1::<f32>()?)
@@ -259,8 +261,8 @@ fn map_grads(
 
 impl IisanTower {
     /// Whether the fused kernels run this tower (config and device).
-    pub(super) fn fused(&self) -> bool {
-        self.kernels == super::Kernels::Fused && matches!(self.device, Device::Cpu)
+    pub(super) fn uses_kernels(&self) -> bool {
+        self.kernels == Kernels::Cpu && matches!(self.device, Device::Cpu)
     }
 
     /// The head chain of path `p`: F, P, then W_c's column block p (no bias: b_c is added once).
@@ -285,7 +287,7 @@ impl IisanTower {
     /// Forward of every path over `ids`; the item embeddings `[n, d]` and the runs.
     fn fused_forward(&self, ids: &[u32], prof: &mut Profile) -> Result<(Vec<f32>, Vec<PathRun>)> {
         let n = ids.len();
-        let gather = |c: &Option<Box<dyn crate::model::states::HiddenStates>>, taps: &[usize]| {
+        let gather = |c: &Option<Box<dyn super::states::HiddenStates>>, taps: &[usize]| {
             c.as_ref()
                 .filter(|_| !taps.is_empty())
                 .map(|c| c.gather_tap_major(ids, taps))
@@ -366,7 +368,7 @@ impl IisanTower {
     }
 
     /// Evaluation-mode embeddings `[ids.len(), d]` on the fused kernels.
-    pub(super) fn fused_embed(&self, ids: &[u32]) -> Result<Tensor> {
+    pub(super) fn kernel_embed(&self, ids: &[u32]) -> Result<Tensor> {
         let (e, _) = self.fused_forward(ids, &mut Profile::default())?;
         Ok(Tensor::from_vec(e, (ids.len(), self.dim), &self.device)?)
     }
@@ -376,7 +378,7 @@ impl IisanTower {
     /// row-wise, so the halves are independent), and the backward adds the halves' parameter
     /// gradients: one fork per pass instead of one per matrix product, so the element-wise
     /// work runs on both cores too. Phase times are the first half's (the halves overlap).
-    pub(super) fn fused_train(&self, ids: &[u32], prof: &mut Profile) -> Result<FusedEmbedding> {
+    pub(super) fn kernel_train(&self, ids: &[u32], prof: &mut Profile) -> Result<KernelEmbedding> {
         let n = ids.len();
         let ranges = if rayon::current_num_threads() > 1 && n >= MIN_SPLIT {
             vec![(0, n / 2), (n / 2, n)]
@@ -419,7 +421,7 @@ impl IisanTower {
             }
             sink.insert_into(grads)
         });
-        Ok(FusedEmbedding { emb, backward })
+        Ok(KernelEmbedding { emb, backward })
     }
 }
 

@@ -9,7 +9,7 @@
 //! gradients `dY` `[n, out]` over inputs `s` `[n, in]`, with `G = dY^T s` and `e = sum_rows dY`:
 //! `dW_j = S_j^T G P_j^T + (S_j^T e) q_j^T`, `db_j = S_j^T e`, `ds = dY M`.
 
-use super::kernels::{Op, add_bias, add_column_sums, matmul};
+use crate::nn::cpu::{Op, add_bias, add_column_sums, matmul};
 
 /// One layer: `W` `[out, in]` row-major and an optional bias `[out]`.
 #[derive(Debug, Clone)]

@@ -6,8 +6,8 @@
 use candle_core::Tensor;
 use candle_nn::{Linear, Module};
 
-use super::params::{GROUP_DEFAULT, Init, ParamStore};
 use crate::error::Result;
+use crate::nn::params::{GROUP_DEFAULT, Init, ParamStore};
 
 /// Learning-rate group of SAN blocks (spec section 5: 1e-4).
 pub const GROUP_SAN: &str = "san";

@@ -3,20 +3,6 @@
 //! sums. Every buffer is a row-major `f32` slice; shapes are checked on entry.
 
 use gemm::Parallelism;
-use serde::{Deserialize, Serialize};
-
-/// How a part of the model is computed: hand-written CPU kernels with their own backward
-/// (`fused`, the default on the CPU), or candle tensor ops differentiated by autograd
-/// (`autograd`: any device; the reference the fused kernels are tested against).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Kernels {
-    /// Hand-written kernels on the CPU (autograd elsewhere).
-    #[default]
-    Fused,
-    /// candle ops and autograd.
-    Autograd,
-}
 
 /// Work (m * n * k multiply-adds) below which a product runs on one thread.
 const PARALLEL_WORK: usize = 1 << 18;

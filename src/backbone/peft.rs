@@ -13,8 +13,8 @@ use candle_core::{Module, Tensor};
 use candle_nn::Linear;
 use serde::{Deserialize, Serialize};
 
-use super::params::{Init, ParamStore};
 use crate::error::Result;
+use crate::nn::params::{Init, ParamStore};
 
 /// Learning-rate group of adapters (spec: 4e-4).
 pub const GROUP_ADAPTER: &str = "adapter";

@@ -10,9 +10,9 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use super::plots::BarChart;
 use crate::error::{Error, Result};
 use crate::eval::Mask;
-use crate::plots::BarChart;
 use crate::train::Summary;
 
 /// TPME weights.

@@ -153,6 +153,14 @@ impl ParamStore {
         Ok(Linear::new(w, b))
     }
 
+    /// A view that prefixes every name it creates with `prefix.` (as candle's `vb.pp`).
+    pub fn pp(&mut self, prefix: impl AsRef<str>) -> ParamScope<'_> {
+        ParamScope {
+            prefix: prefix.as_ref().to_string(),
+            store: self,
+        }
+    }
+
     /// All parameters in creation order.
     pub fn params(&self) -> &[Param] {
         &self.params
@@ -223,6 +231,55 @@ impl ParamStore {
     }
 }
 
+/// A [`ParamStore`] seen under a name prefix: `store.pp("item").pp("text").add("w", ...)`
+/// creates `item.text.w`.
+pub struct ParamScope<'a> {
+    store: &'a mut ParamStore,
+    prefix: String,
+}
+
+impl ParamScope<'_> {
+    /// The full name of `name` under this scope.
+    pub fn name(&self, name: &str) -> String {
+        format!("{}.{name}", self.prefix)
+    }
+
+    /// A nested scope `prefix.sub`.
+    pub fn pp(&mut self, sub: impl AsRef<str>) -> ParamScope<'_> {
+        let prefix = self.name(sub.as_ref());
+        ParamScope {
+            store: self.store,
+            prefix,
+        }
+    }
+
+    /// [`ParamStore::add`] under this scope.
+    pub fn add(
+        &mut self,
+        name: &str,
+        shape: &[usize],
+        init: Init,
+        group: &'static str,
+    ) -> Result<Tensor> {
+        let full = self.name(name);
+        self.store.add(&full, shape, init, group)
+    }
+
+    /// [`ParamStore::linear`] under this scope.
+    pub fn linear(
+        &mut self,
+        name: &str,
+        input: usize,
+        output: usize,
+        bias: bool,
+        init: Init,
+        group: &'static str,
+    ) -> Result<Linear> {
+        let full = self.name(name);
+        self.store.linear(&full, input, output, bias, init, group)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -278,6 +335,23 @@ mod tests {
         assert!(
             e.contains("tensor l.weight has shape [2, 3], expected [2, 4]"),
             "{e}"
+        );
+    }
+
+    #[test]
+    fn scopes_prefix_names() {
+        // store.pp("item").pp("text") creates "item.text.<name>"; linear adds ".weight"/".bias".
+        let mut s = ParamStore::new(1, Device::Cpu);
+        let mut item = s.pp("item");
+        item.pp("text")
+            .add("gate", &[2], Init::Zeros, GROUP_DEFAULT)
+            .unwrap();
+        item.linear("fuse", 3, 2, true, Init::Zeros, GROUP_DEFAULT)
+            .unwrap();
+        let names: Vec<&str> = s.params().iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["item.text.gate", "item.fuse.weight", "item.fuse.bias"]
         );
     }
 }

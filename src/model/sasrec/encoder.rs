@@ -6,10 +6,10 @@ use candle_core::{D, Device, Tensor};
 use candle_nn::{Linear, Module};
 use serde::{Deserialize, Serialize};
 
-use super::kernels::Kernels;
-use super::layers::{Ctx, LayerNorm};
-use super::params::{GROUP_DEFAULT, Init, ParamStore};
+use crate::data::batch::PackedRows;
 use crate::error::{Error, Result};
+use crate::nn::layers::{Ctx, LayerNorm};
+use crate::nn::params::{GROUP_DEFAULT, Init, ParamStore};
 
 /// Additive attention-mask value of forbidden positions.
 const MASKED: f32 = -1e9;
@@ -30,9 +30,6 @@ pub struct UserEncoderConfig {
     pub dropout: f32,
     /// LayerNorm epsilon.
     pub ln_eps: f64,
-    /// Training computation of the encoder and the in-batch loss: hand-written CPU kernels
-    /// (`fused`, `model/user_kernel.rs` and `train/loss_kernel.rs`) or candle autograd.
-    pub kernels: Kernels,
 }
 
 impl Default for UserEncoderConfig {
@@ -44,7 +41,6 @@ impl Default for UserEncoderConfig {
             ffn: 256,
             dropout: 0.1,
             ln_eps: 1e-6,
-            kernels: Kernels::Fused,
         }
     }
 }
@@ -242,57 +238,6 @@ impl UserEncoder {
             x = blk.ln2.forward_t(&(x + ctx.dropout(&f, p)?)?, ctx)?;
         }
         Ok(x)
-    }
-}
-
-/// Which positions of a left-padded `[B, L]` batch are real, in row-major order.
-#[derive(Debug, Clone)]
-pub struct PackedRows {
-    /// B.
-    pub batch: usize,
-    /// L.
-    pub len: usize,
-    /// Flat index `b * L + l` of each real position.
-    pub flat: Vec<u32>,
-    /// Position `l` of each real position.
-    pub positions: Vec<u32>,
-    /// Per flat position: 1 + its index in `flat`, or 0 for padding.
-    pub scatter: Vec<u32>,
-}
-
-impl PackedRows {
-    /// The real positions of `ids` `[B, L]` (item id 0 = padding).
-    pub fn of(ids: &[u32], batch: usize, len: usize) -> PackedRows {
-        Self::select(batch, len, |f| ids[f] != 0)
-    }
-
-    /// Every position.
-    pub fn all(batch: usize, len: usize) -> PackedRows {
-        Self::select(batch, len, |_| true)
-    }
-
-    fn select(batch: usize, len: usize, real: impl Fn(usize) -> bool) -> PackedRows {
-        let (mut flat, mut positions) = (Vec::new(), Vec::new());
-        let mut scatter = vec![0u32; batch * len];
-        for (f, slot) in scatter.iter_mut().enumerate() {
-            if real(f) {
-                flat.push(f as u32);
-                positions.push((f % len) as u32);
-                *slot = flat.len() as u32;
-            }
-        }
-        PackedRows {
-            batch,
-            len,
-            flat,
-            positions,
-            scatter,
-        }
-    }
-
-    /// Number of real rows R.
-    pub fn count(&self) -> usize {
-        self.flat.len()
     }
 }
 

@@ -3,10 +3,10 @@
 
 use candle_core::{Device, Tensor};
 
-use super::layers::Ctx;
-use super::params::{GROUP_DEFAULT, Init, ParamStore};
-use super::{ItemTower, Method};
 use crate::error::Result;
+use crate::model::{ItemTower, Method};
+use crate::nn::layers::Ctx;
+use crate::nn::params::{GROUP_DEFAULT, Init, ParamStore};
 
 /// An embedding table `[N + 1, d]` (row 0 = padding, never read in training).
 #[derive(Debug)]

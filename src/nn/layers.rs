@@ -155,7 +155,7 @@ impl LayerNorm {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::params::GROUP_DEFAULT;
+    use crate::nn::params::GROUP_DEFAULT;
     use candle_core::{Device, Var};
 
     #[test]

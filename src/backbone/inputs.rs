@@ -8,9 +8,9 @@ use std::path::{Path, PathBuf};
 use candle_core::{Device, Tensor};
 
 use crate::data::Dataset;
+use crate::data::image::MissingImage;
 use crate::data::image::{ImagePrep, find_image};
 use crate::data::text::{TextPrep, TokenBatch};
-use crate::encode::MissingImage;
 use crate::error::{Error, Result};
 
 /// Token ids of every item's title (index = item id; row 0, padding, empty).

@@ -10,7 +10,7 @@
 //!
 //! and `s_k = x_k + W_up relu(W_down x_k + b_down) + b_up`.
 
-use super::kernels::{Op, add_bias, add_bias_relu, add_column_sums, dot, matmul};
+use crate::nn::cpu::{Op, add_bias, add_bias_relu, add_column_sums, dot, matmul};
 
 /// Rows of tap `j` in a tap-major buffer with `nd` values per tap.
 fn tap(s: &[f32], j: usize, nd: usize) -> &[f32] {

@@ -9,10 +9,10 @@
 
 use rayon::prelude::*;
 
-use super::loss::MASKED_LOGIT;
+use super::reference::MASKED_LOGIT;
+use crate::data::batch::PackedRows;
 use crate::data::batch::TrainBatch;
-use crate::model::kernels::{Op, matmul};
-use crate::model::user_encoder::PackedRows;
+use crate::nn::cpu::{Op, matmul};
 
 /// The loss's batch-dependent, parameter-free plan.
 ///
@@ -151,8 +151,8 @@ impl InBatchLoss {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::train::loss::hand_built_batch;
-    use crate::train::trainer::dedup_slots;
+    use crate::data::batch::dedup_slots;
+    use crate::train::loss::reference::hand_built_batch;
 
     /// The hand-built example of `loss.rs`: two users, width 3, slots [0,1,2 | 3,1,4], pop
     /// [1, .5, .25, .125, .125]. With zero states every kept logit is its bias and the loss is

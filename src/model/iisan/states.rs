@@ -4,12 +4,12 @@
 
 use candle_core::{Device, Tensor};
 
-use super::layers::Ctx;
-use super::tower_inputs::{ItemImages, ItemTokens};
 use crate::backbone::bert::Bert;
+use crate::backbone::inputs::{ItemImages, ItemTokens};
 use crate::backbone::vit::Vit;
 use crate::cache::HiddenStateCache;
 use crate::error::Result;
+use crate::nn::layers::Ctx;
 
 /// Items' hidden states, `states` per item of `width` values (shared by the threads that
 /// embed two halves of a batch at once).

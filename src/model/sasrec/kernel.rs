@@ -14,14 +14,15 @@
 
 use rayon::prelude::*;
 
-use super::causal_attention::{CausalAttention, Segment, axpy, segments};
-use super::kernels::{
+use super::attention::{CausalAttention, Segment, axpy, segments};
+use super::encoder::UserEncoder;
+use crate::data::batch::PackedRows;
+use crate::error::{Error, Result};
+use crate::nn::cpu::{
     LayerNormSaved, Op, add_bias, add_bias_relu, add_column_sums, apply_mask, layer_norm,
     layer_norm_backward, matmul,
 };
-use super::layers::Ctx;
-use super::user_encoder::{PackedRows, UserEncoder};
-use crate::error::{Error, Result};
+use crate::nn::layers::Ctx;
 
 /// Tensors per block in [`UserEncoder::parameters`] order.
 const PER_BLOCK: usize = 10;
@@ -387,7 +388,7 @@ fn pair(v: &mut [Vec<f32>], i: usize) -> (&mut [f32], &mut [f32]) {
 mod tests {
     use super::*;
     use crate::model::ParamStore;
-    use crate::model::user_encoder::UserEncoderConfig;
+    use crate::model::sasrec::encoder::UserEncoderConfig;
     use candle_core::{Device, Tensor};
 
     /// The evaluation-mode forward equals the tensor encoder's `forward_rows`, and the

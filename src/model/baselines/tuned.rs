@@ -11,18 +11,18 @@ use candle_core::{Device, Tensor};
 use candle_nn::{Linear, Module};
 use serde::{Deserialize, Serialize};
 
-use super::gelu::gelu_erf;
-use super::layers::Ctx;
-use super::params::{GROUP_DEFAULT, Init, ParamStore};
-use super::peft::{GROUP_IMAGE_TOWER, GROUP_TEXT_TOWER, PeftBuilder, TowerTuning};
-use super::tower_inputs::{ItemImages, ItemTokens};
-use super::{ItemTower, Method};
 use crate::backbone::Taken;
 use crate::backbone::bert::Bert;
+use crate::backbone::inputs::{ItemImages, ItemTokens};
+use crate::backbone::peft::{GROUP_IMAGE_TOWER, GROUP_TEXT_TOWER, PeftBuilder, TowerTuning};
 use crate::backbone::vit::Vit;
 use crate::data::Dataset;
-use crate::encode::MissingImage;
+use crate::data::image::MissingImage;
 use crate::error::{Error, Result};
+use crate::model::{ItemTower, Method};
+use crate::nn::gelu::gelu_erf;
+use crate::nn::layers::Ctx;
+use crate::nn::params::{GROUP_DEFAULT, Init, ParamStore};
 
 /// The pretrained towers that methods running them in the step load.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -118,7 +118,7 @@ pub(crate) fn register_taken(
 }
 
 /// Parameters stored in a model folder's `model.safetensors`.
-pub(crate) fn file_params(dir: &Path) -> Result<usize> {
+pub fn file_params(dir: &Path) -> Result<usize> {
     let path = dir.join("model.safetensors");
     // SAFETY: read-only map of a model file nothing writes while loaded.
     let st = unsafe { candle_core::safetensors::MmapedSafetensors::new(&path) }

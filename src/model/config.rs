@@ -1,0 +1,84 @@
+//! The model's options: which item-embedding method, the user encoder's shape, the IISAN side
+//! network's options, the pretrained towers of the baselines, and how training computes
+//! ([`Kernels`]).
+
+use serde::{Deserialize, Serialize};
+
+pub use super::baselines::TowersConfig;
+pub use super::iisan::IisanConfig;
+pub use super::sasrec::UserEncoderConfig;
+
+/// The item-embedding method being trained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Method {
+    /// Item-ID embedding table: the classic SASRec baseline.
+    Id,
+    /// IISAN side network over the hidden-state cache.
+    Iisan,
+    /// IISAN with the frozen towers run in every step instead of read from the cache.
+    #[serde(alias = "iisan-uncached")]
+    IisanUncached,
+    /// Full fine-tuning of the towers.
+    Fft,
+    /// Houlsby adapters in the towers.
+    Adapter,
+    /// LoRA on the towers' query and value.
+    Lora,
+    /// The towers' biases trainable.
+    Bitfit,
+}
+
+impl Method {
+    /// The method's config name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::Id => "id",
+            Method::Iisan => "iisan",
+            Method::IisanUncached => "iisan_uncached",
+            Method::Fft => "fft",
+            Method::Adapter => "adapter",
+            Method::Lora => "lora",
+            Method::Bitfit => "bitfit",
+        }
+    }
+}
+
+/// How training computes the item tower (where it has kernels: IISAN), the SASRec user encoder
+/// and the in-batch loss (`train.kernels`): hand-written CPU kernels with their own backward
+/// (`cpu`, the default), or candle tensor ops differentiated by autograd (`autograd`: the
+/// reference every kernel is tested against, and the path for devices other than the CPU).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kernels {
+    /// Hand-written kernels on the CPU (autograd on other devices).
+    #[default]
+    Cpu,
+    /// candle ops and autograd.
+    Autograd,
+}
+
+/// The model: which item tower, and the user encoder's shape.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelConfig {
+    /// Item-embedding method.
+    pub method: Method,
+    /// User encoder shape (its `dim` is the item embedding width too).
+    pub user: UserEncoderConfig,
+    /// IISAN side-network options (`method = "iisan"` / `"iisan_uncached"`).
+    pub iisan: IisanConfig,
+    /// Pretrained towers of the methods that run them in the step.
+    pub towers: TowersConfig,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        ModelConfig {
+            method: Method::Id,
+            user: UserEncoderConfig::default(),
+            iisan: IisanConfig::default(),
+            towers: TowersConfig::default(),
+        }
+    }
+}

@@ -1,0 +1,103 @@
+//! The factory: the item tower of a configured method, over a dataset and (for IISAN) its
+//! hidden-state cache.
+
+use std::path::Path;
+
+use super::baselines::{IdTower, TunedTower, file_params};
+use super::config::{Kernels, Method, ModelConfig};
+use super::iisan::IisanTower;
+use super::iisan::states::{self, HiddenStates};
+use super::tower::ItemTower;
+use crate::backbone::inputs;
+use crate::cache::{HiddenStateCache, items_fingerprint};
+use crate::data::Dataset;
+use crate::error::{Error, Result};
+use crate::nn::ParamStore;
+
+/// Build the item tower of `mc.method` for `data`, registering its parameters in `store`.
+/// `cache` is the hidden-state cache directory (`iisan encode`'s output) that `method = "iisan"`
+/// reads; `kernels` says whether the tower may use its hand-written CPU kernels.
+pub fn build_tower(
+    mc: &ModelConfig,
+    cache: Option<&Path>,
+    kernels: Kernels,
+    data: &Dataset,
+    store: &mut ParamStore,
+) -> Result<Box<dyn ItemTower>> {
+    let dim = mc.user.dim;
+    match mc.method {
+        Method::Id => Ok(Box::new(IdTower::new(store, data.num_items(), dim)?)),
+        Method::Iisan => {
+            let ic = &mc.iisan;
+            let dir = cache.ok_or_else(|| {
+                Error::Config(
+                    "method iisan needs data.cache (the directory `iisan encode` wrote)".into(),
+                )
+            })?;
+            let fp = items_fingerprint(data);
+            let open = |name: &str, needed: bool| -> Result<Option<Box<dyn HiddenStates>>> {
+                if !needed {
+                    return Ok(None);
+                }
+                Ok(Some(Box::new(HiddenStateCache::open_for(
+                    &dir.join(name),
+                    data.num_items(),
+                    &fp,
+                )?)))
+            };
+            let text = open("text.hsc", ic.modality.needs_text())?;
+            let image = open("image.hsc", ic.modality.needs_image())?;
+            Ok(Box::new(IisanTower::new(
+                store, ic, kernels, text, image, dim,
+            )?))
+        }
+        Method::IisanUncached => {
+            let (ic, tc) = (&mc.iisan, &mc.towers);
+            let dev = store.device().clone();
+            let missing = |what: &str| {
+                Error::Config(format!(
+                    "iisan_uncached with modality {} needs model.towers.{what}",
+                    ic.modality.name()
+                ))
+            };
+            let text: Option<Box<dyn HiddenStates>> = if ic.modality.needs_text() {
+                let dir = tc
+                    .text_model
+                    .as_ref()
+                    .ok_or_else(|| missing("text_model"))?;
+                Some(Box::new(states::LiveText {
+                    bert: crate::backbone::bert::Bert::load(dir, &dev)?,
+                    tokens: inputs::ItemTokens::new(data, dir, tc.max_tokens)?,
+                    chunk: tc.eval_chunk,
+                }))
+            } else {
+                None
+            };
+            let image: Option<Box<dyn HiddenStates>> = if ic.modality.needs_image() {
+                let dir = tc
+                    .image_model
+                    .as_ref()
+                    .ok_or_else(|| missing("image_model"))?;
+                Some(Box::new(states::LiveImage {
+                    vit: crate::backbone::vit::Vit::load(dir, tc.image_size, &dev)?,
+                    images: inputs::ItemImages::new(data, dir, tc.image_size, tc.missing_images)?,
+                    chunk: tc.eval_chunk,
+                }))
+            } else {
+                None
+            };
+            let frozen = [&text, &image]
+                .iter()
+                .zip([&tc.text_model, &tc.image_model])
+                .filter(|(s, _)| s.is_some())
+                .map(|(_, d)| d.as_ref().map_or(Ok(0), |d| file_params(d)))
+                .sum::<Result<usize>>()?;
+            let mut t = IisanTower::new(store, ic, kernels, text, image, dim)?;
+            t.set_uncached(frozen);
+            Ok(Box::new(t))
+        }
+        Method::Fft | Method::Adapter | Method::Lora | Method::Bitfit => Ok(Box::new(
+            TunedTower::new(store, &mc.towers, mc.method, data, dim)?,
+        )),
+    }
+}

@@ -1,0 +1,269 @@
+//! The IISAN item tower (spec section 3): intra-modal side networks per modality and an
+//! inter-modal one across modalities, reading the frozen towers' cached per-layer [CLS] states
+//! ([`crate::cache`]), then the fusion heads into the item embedding.
+//!
+//! ```text
+//! intra:  s_-1 = 0;  x_k = g_k h_S[k] + (1 - g_k) s_k-1;  s_k = SANB_k(x_k)
+//! inter:  m_-1 = 0;  m_k = SANB_k(m_k-1 + g_k T^I_k(h^I_S[k]) + (1 - g_k) T^T_k(h^T_S[k]))
+//! e = W_c [P_img F_img s^I ; P_text F_text s^T ; P_mm F_mm m] + b_c
+//! ```
+//! `T_k` is identity for equal widths; for towers of different widths (IISAN-Versa) the wider
+//! tower's state passes a per-tap Linear(wider -> narrower) and the inter path runs in the
+//! narrower width. `fusion = add` replaces the gated mixes by plain sums. Per-tower tap lists
+//! may differ in length: the inter path aligns their last K taps (K = the shorter length); the
+//! leading unaligned taps feed only their intra path.
+
+pub mod config;
+pub mod heads;
+mod kernel;
+pub mod reference;
+pub mod san;
+pub mod san_kernel;
+pub mod states;
+
+pub use config::{Fusion, IisanConfig, Modality};
+
+use candle_core::{Device, Tensor};
+use candle_nn::{Linear, Module};
+
+use self::reference::{Head, InterPath, IntraPath};
+use self::san::{Gates, SanBlock};
+use self::states::HiddenStates;
+use super::config::{Kernels, Method};
+use super::tower::{ItemTower, KernelEmbedding};
+use crate::efficiency::Profile;
+use crate::error::{Error, Result};
+use crate::nn::{Ctx, GROUP_DEFAULT, Init, ParamStore};
+
+/// The IISAN item tower over hidden-state caches.
+pub struct IisanTower {
+    text: Option<Box<dyn HiddenStates>>,
+    image: Option<Box<dyn HiddenStates>>,
+    text_taps: Vec<usize>,
+    image_taps: Vec<usize>,
+    intra_text: Option<(IntraPath, Head)>,
+    intra_image: Option<(IntraPath, Head)>,
+    inter: Option<(InterPath, Head)>,
+    fuse: Linear,
+    dim: usize,
+    device: Device,
+    kernels: Kernels,
+    /// Whether the states are computed by the towers in the step, and those towers' size.
+    uncached: Option<usize>,
+}
+
+/// Which states a path reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PathSource {
+    Image,
+    Text,
+    Inter,
+}
+
+/// Owned handles (shared tensors) to one path's parameters, for the fused kernels' backward.
+#[derive(Debug, Clone)]
+struct PathHandles {
+    source: PathSource,
+    blocks: Vec<SanBlock>,
+    gates: Option<Gates>,
+    map_image: Option<Vec<Linear>>,
+    map_text: Option<Vec<Linear>>,
+    head: Head,
+}
+
+impl IisanTower {
+    /// Build the tower for `c` over the caches (each required when the modality reads it);
+    /// widths and state counts come from the cache headers.
+    pub fn new(
+        store: &mut ParamStore,
+        c: &IisanConfig,
+        kernels: Kernels,
+        text: Option<Box<dyn HiddenStates>>,
+        image: Option<Box<dyn HiddenStates>>,
+        dim: usize,
+    ) -> Result<Self> {
+        c.validate()?;
+        let (ut, ui, um) = c.modality.uses();
+        let (tt, it) = c.taps();
+        let need = |src: &Option<Box<dyn HiddenStates>>,
+                    what: &str,
+                    taps: &[usize]|
+         -> Result<(usize, usize)> {
+            let h = src
+                .as_ref()
+                .ok_or_else(|| Error::Config(format!("modality needs the {what} states")))?;
+            if let Some(&t) = taps.iter().find(|&&t| t >= h.states()) {
+                return Err(Error::Config(format!(
+                    "{what} tap {t} outside the {} hidden states",
+                    h.states()
+                )));
+            }
+            Ok((h.width(), taps.len()))
+        };
+        let (dt, kt) = if c.modality.needs_text() {
+            need(&text, "text", &tt)?
+        } else {
+            (0, 0)
+        };
+        let (di, ki) = if c.modality.needs_image() {
+            need(&image, "image", &it)?
+        } else {
+            (0, 0)
+        };
+        let intra_text = if ut {
+            Some((
+                IntraPath::new(store, "item.text", dt, kt, c)?,
+                Head::new(store, "item.head_text", dt, dim)?,
+            ))
+        } else {
+            None
+        };
+        let intra_image = if ui {
+            Some((
+                IntraPath::new(store, "item.image", di, ki, c)?,
+                Head::new(store, "item.head_image", di, dim)?,
+            ))
+        } else {
+            None
+        };
+        let inter = if um {
+            let k = kt.min(ki);
+            let p = InterPath::new(store, dt, di, k, c)?;
+            let w = p.width;
+            Some((p, Head::new(store, "item.head_inter", w, dim)?))
+        } else {
+            None
+        };
+        let n = [ut, ui, um].iter().filter(|&&b| b).count();
+        let fuse = store.linear(
+            "item.fuse",
+            n * dim,
+            dim,
+            true,
+            Init::TorchLinear,
+            GROUP_DEFAULT,
+        )?;
+        Ok(IisanTower {
+            device: store.device().clone(),
+            text,
+            image,
+            text_taps: tt,
+            image_taps: it,
+            intra_text,
+            intra_image,
+            inter,
+            fuse,
+            dim,
+            kernels,
+            uncached: None,
+        })
+    }
+}
+
+impl IisanTower {
+    /// Mark the tower as reading live tower states (`iisan_uncached`) from towers of
+    /// `frozen_params` parameters.
+    pub fn set_uncached(&mut self, frozen_params: usize) {
+        self.uncached = Some(frozen_params);
+    }
+
+    /// The active paths in fuse-column order `[v; t; u]`.
+    fn paths(&self) -> Vec<PathHandles> {
+        let intra = |source, p: &IntraPath, head: &Head| PathHandles {
+            source,
+            blocks: p.blocks.clone(),
+            gates: p.gates.clone(),
+            map_image: None,
+            map_text: None,
+            head: head.clone(),
+        };
+        let mut v = Vec::with_capacity(3);
+        if let Some((p, h)) = &self.intra_image {
+            v.push(intra(PathSource::Image, p, h));
+        }
+        if let Some((p, h)) = &self.intra_text {
+            v.push(intra(PathSource::Text, p, h));
+        }
+        if let Some((p, h)) = &self.inter {
+            v.push(PathHandles {
+                source: PathSource::Inter,
+                blocks: p.blocks.clone(),
+                gates: p.gates.clone(),
+                map_image: p.map_image.clone(),
+                map_text: p.map_text.clone(),
+                head: h.clone(),
+            });
+        }
+        v
+    }
+}
+
+impl ItemTower for IisanTower {
+    fn method(&self) -> Method {
+        match self.uncached {
+            Some(_) => Method::IisanUncached,
+            None => Method::Iisan,
+        }
+    }
+
+    fn frozen_params(&self) -> usize {
+        self.uncached.unwrap_or(0)
+    }
+
+    fn dim(&self) -> usize {
+        self.dim
+    }
+
+    fn embed_kernel(&self, ids: &[u32], prof: &mut Profile) -> Result<Option<KernelEmbedding>> {
+        if !self.uses_kernels() {
+            return Ok(None);
+        }
+        self.kernel_train(ids, prof).map(Some)
+    }
+
+    fn embed_eval(&self, ids: &[u32], ctx: &Ctx) -> Result<Tensor> {
+        if self.uses_kernels() {
+            self.kernel_embed(ids)
+        } else {
+            Ok(self.embed(ids, ctx)?.detach())
+        }
+    }
+
+    fn embed(&self, ids: &[u32], _ctx: &Ctx) -> Result<Tensor> {
+        let ht = match &self.text {
+            Some(c) if !self.text_taps.is_empty() => {
+                Some(c.gather(ids, &self.text_taps, &self.device)?)
+            }
+            _ => None,
+        };
+        let hi = match &self.image {
+            Some(c) if !self.image_taps.is_empty() => {
+                Some(c.gather(ids, &self.image_taps, &self.device)?)
+            }
+            _ => None,
+        };
+        let mut parts = Vec::with_capacity(3);
+        if let (Some((p, head)), Some(h)) = (&self.intra_image, &hi) {
+            parts.push(head.forward(&p.forward(h)?)?);
+        }
+        if let (Some((p, head)), Some(h)) = (&self.intra_text, &ht) {
+            parts.push(head.forward(&p.forward(h)?)?);
+        }
+        if let (Some((p, head)), Some(t), Some(i)) = (&self.inter, &ht, &hi) {
+            let k = p.blocks.len();
+            let t = t.narrow(1, t.dim(1)? - k, k)?;
+            let i = i.narrow(1, i.dim(1)? - k, k)?;
+            parts.push(head.forward(&p.forward(&t, &i)?)?);
+        }
+        let x = if parts.len() == 1 {
+            parts.pop().expect("one part")
+        } else {
+            Tensor::cat(&parts, 1)?
+        };
+        Ok(self.fuse.forward(&x)?)
+    }
+
+    fn device(&self) -> Device {
+        self.device.clone()
+    }
+}

@@ -1,0 +1,75 @@
+//! The one interface every method's item side implements: [`ItemTower`] ("embed these items").
+//! The trainer, the evaluator and a trained model know item towers only through it.
+
+use candle_core::backprop::GradStore;
+use candle_core::{DType, Tensor};
+
+use super::config::Method;
+use crate::efficiency::Profile;
+use crate::error::Result;
+use crate::nn::Ctx;
+
+/// The hand-written backward of a [`KernelEmbedding`]: given d loss / d embeddings, insert every
+/// tower parameter's gradient into the store.
+pub type TowerBackward = Box<dyn FnOnce(&Tensor, &mut GradStore, &mut Profile) -> Result<()>>;
+
+/// Training-mode embeddings computed outside candle's autograd, with their own backward.
+pub struct KernelEmbedding {
+    /// `[ids.len(), d]`, not attached to any graph.
+    pub emb: Tensor,
+    /// Gradients of the tower's parameters from the embeddings' gradient.
+    pub backward: TowerBackward,
+}
+
+/// Something that turns item ids into item embeddings of width `dim()`.
+pub trait ItemTower {
+    /// The method this tower implements.
+    fn method(&self) -> Method;
+
+    /// Embedding width d.
+    fn dim(&self) -> usize;
+
+    /// Embeddings `[ids.len(), d]` of real items (`ids` non-empty, each in `1..=N`, no repeats
+    /// needed: the trainer de-duplicates).
+    fn embed(&self, ids: &[u32], ctx: &Ctx) -> Result<Tensor>;
+
+    /// Training-mode embeddings with a hand-written backward, for towers that have one
+    /// (`None`: the trainer differentiates [`ItemTower::embed`] with autograd). Time spent is
+    /// charged to `prof`.
+    fn embed_kernel(&self, ids: &[u32], prof: &mut Profile) -> Result<Option<KernelEmbedding>> {
+        let _ = (ids, prof);
+        Ok(None)
+    }
+
+    /// Embeddings `[N + 1, d]` of every item, row 0 (padding) zero, computed `chunk` items at a
+    /// time in evaluation mode.
+    fn embed_all(&self, num_items: usize, chunk: usize, ctx: &Ctx) -> Result<Tensor> {
+        let dev = self.device();
+        let mut parts = vec![Tensor::zeros((1, self.dim()), DType::F32, &dev)?];
+        let ids: Vec<u32> = (1..=num_items as u32).collect();
+        for c in ids.chunks(self.eval_chunk(chunk).max(1)) {
+            parts.push(self.embed_eval(c, ctx)?);
+        }
+        Ok(Tensor::cat(&parts, 0)?)
+    }
+
+    /// Evaluation-mode embeddings of `ids`, attached to no graph; towers with a faster
+    /// inference path override it.
+    fn embed_eval(&self, ids: &[u32], ctx: &Ctx) -> Result<Tensor> {
+        Ok(self.embed(ids, ctx)?.detach())
+    }
+
+    /// Items per evaluation chunk, given the configured `chunk` (`eval.item_chunk`); towers
+    /// whose per-item activations are large bound it.
+    fn eval_chunk(&self, chunk: usize) -> usize {
+        chunk
+    }
+
+    /// The device the tower computes on.
+    fn device(&self) -> candle_core::Device;
+
+    /// Frozen (pretrained, not trained) parameters the tower computes with.
+    fn frozen_params(&self) -> usize {
+        0
+    }
+}
