@@ -1,5 +1,5 @@
 //! The per-layer hidden-state cache: the frozen towers run once per item, and training reads
-//! their [CLS] states from here instead of running a backbone (spec section 1).
+//! their [CLS] states from here instead of running a backbone (docs/MODEL.md section 1).
 //!
 //! One file per modality:
 //! ```text

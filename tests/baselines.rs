@@ -157,7 +157,8 @@ fn each_method_trains_exactly_its_intended_parameters() {
     let users: Vec<usize> = (0..12).collect();
     for method in ["fft", "adapter", "lora", "bitfit", "iisan_uncached"] {
         let cfg = config(&dir, method);
-        let mut t = Trainer::new(&cfg, &data).unwrap();
+        let (plan, model) = common::build_model(cfg, &data);
+        let mut t = Trainer::new(&plan, &data, &model).unwrap();
         // one update first: LoRA's A has an exactly zero gradient while B is at its zero init
         let before = t.params().snapshot().unwrap();
         t.step(&users).unwrap();

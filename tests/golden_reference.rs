@@ -54,7 +54,7 @@ fn ranking_metrics_match_the_reference_under_both_masks() {
     let ks: Vec<usize> = serde_json::from_value(g["ks"].clone()).unwrap();
     let ranks = rank_chunked(&users, &items, &targets, &hist_refs, 5).unwrap();
     for mask in [Mask::History, Mask::None] {
-        let r: Vec<u64> = ranks.iter().map(|x| x.get(mask)).collect();
+        let r: Vec<u64> = ranks.iter().map(|x| *x.get(mask)).collect();
         let got = Metrics::from_ranks(&r, &ks);
         let want: Metrics = serde_json::from_value(g["metrics"][mask.name()].clone()).unwrap();
         assert_eq!(
@@ -63,10 +63,10 @@ fn ranking_metrics_match_the_reference_under_both_masks() {
         );
         for (k, w) in &want.0 {
             assert!(
-                (got.get(k) - w).abs() < 1e-9,
+                (got.get(*k) - w).abs() < 1e-9,
                 "{} {k}: {} vs reference {w}",
                 mask.name(),
-                got.get(k)
+                got.get(*k)
             );
         }
     }

@@ -1,5 +1,5 @@
 //! After one backward pass every trainable parameter has a non-zero gradient (candle's fused
-//! LayerNorm/softmax would silently cut some off: STACK-NOTES.md rule 1).
+//! LayerNorm/softmax would silently cut some off: docs/STACK.md section 3).
 
 mod common;
 
@@ -22,7 +22,8 @@ fn every_trainable_parameter_gets_a_gradient() {
     synth::write(&cfg, &dir, false).unwrap();
     let data = Dataset::load(&dir, &DataOptions::default()).unwrap();
     let config = Config::load(None, &[]).unwrap();
-    let trainer = Trainer::new(&config, &data).unwrap();
+    let (plan, model) = common::build_model(config, &data);
+    let trainer = Trainer::new(&plan, &data, &model).unwrap();
     let users: Vec<usize> = (0..64).collect();
     let (loss, grads) = trainer
         .gradients(&users, &mut iisan::efficiency::Profile::default())

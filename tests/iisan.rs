@@ -14,6 +14,7 @@ use iisan::cache::{CacheDtype, CacheHeader, CacheWriter};
 use iisan::data::synth::{self, SynthConfig};
 use iisan::data::{DataOptions, Dataset};
 use iisan::efficiency::Profile;
+use iisan::model::Kernels;
 use iisan::train::Trainer;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
@@ -87,7 +88,8 @@ fn paper_configuration_has_4_113_877_trainable_parameters() {
     // 21 SAN blocks x 99,136 + 21 gates + 3 heads x 639,808 + fusion 12,352 + user 100,224.
     let (tmp, data) = setup(768, 13, 768);
     let cfg = config(tmp.path(), &["model.iisan.text_taps=[0,2,4,6,8,10,12]"]);
-    let t = Trainer::new(&cfg, &data).unwrap();
+    let (plan, model) = common::build_model(cfg, &data);
+    let t = Trainer::new(&plan, &data, &model).unwrap();
     assert_eq!(t.params().num_trainable(), 4_113_877);
     let gates: Vec<_> = t
         .params()
@@ -128,7 +130,8 @@ fn every_modality_and_fusion_trains_and_every_parameter_gets_a_gradient() {
         let f = format!("model.iisan.fusion={fusion:?}");
         let r = format!("model.iisan.remove_first={first}");
         let cfg = config(tmp.path(), &[&m, &f, &r]);
-        let mut t = Trainer::new(&cfg, &data).unwrap();
+        let (plan, model) = common::build_model(cfg, &data);
+        let mut t = Trainer::new(&plan, &data, &model).unwrap();
         let (_, grads) = t.gradients(&users, &mut Profile::default()).unwrap();
         assert_every_param_has_gradient(t.params(), &grads, &format!("{modality}/{fusion}"));
         let before = t.loss(&users).unwrap().to_scalar::<f32>().unwrap();
@@ -141,12 +144,12 @@ fn every_modality_and_fusion_trains_and_every_parameter_gets_a_gradient() {
             "{modality}: {before} -> {after}"
         );
         let eval = t.evaluate(iisan::data::Split::Valid).unwrap();
-        assert!(eval.metrics.none.get("HR@10") >= 0.0);
+        assert!(eval.metrics.none.get(iisan::eval::Metric::Hr(10)) >= 0.0);
     }
 }
 
-/// The fused CPU kernels (`model/iisan/fused.rs`) against candle autograd through the same
-/// tower: equal loss and equal gradients for every parameter, in every modality and fusion,
+/// Everything on the CPU kernels (`train.kernels = "cpu"`: the IISAN tower of
+/// `model/iisan/kernel.rs`, the user encoder, the loss) against candle autograd: equal loss and equal gradients for every parameter, in every modality and fusion,
 /// with Versa width maps (text 384 vs image 512) in the inter path. Both trainers share the
 /// seed, so the user encoder draws the same dropout masks.
 #[test]
@@ -167,7 +170,8 @@ fn fused_kernels_match_autograd_for_every_option() {
         let run = |kernels: &str| {
             let k = format!("train.kernels={kernels:?}");
             let cfg = config(tmp.path(), &[&m, &f, &r, &k]);
-            loss_and_gradients(&Trainer::new(&cfg, &data).unwrap(), &users)
+            let (plan, model) = common::build_model(cfg, &data);
+            loss_and_gradients(&Trainer::new(&plan, &data, &model).unwrap(), &users)
         };
         let what = format!("{modality}/{fusion}/remove_first={first}");
         assert_same_gradients(&what, run("cpu"), run("autograd"), 1e-5, 2e-4);
@@ -208,8 +212,8 @@ fn assert_same_gradients(
     }
 }
 
-/// The user encoder and in-batch loss on their CPU kernels (`model/user_kernel.rs`,
-/// `train/loss_kernel.rs`) against candle autograd, with dropout active (both draw the same
+/// The user encoder and in-batch loss on their CPU kernels (`model/sasrec/kernel.rs`,
+/// `train/loss/kernel.rs`) against candle autograd, with dropout active (both draw the same
 /// masks from the same seed): equal loss and equal gradients for every parameter, under an
 /// item tower with its own backward (IISAN's fused tower) and one differentiated by autograd
 /// (the ID embedding table), over several steps so that the Adam updates are compared too.
@@ -229,7 +233,9 @@ fn user_kernels_match_autograd_with_dropout() {
             pool.install(|| {
                 let k = format!("train.kernels={kernels:?}");
                 let cfg = config(tmp.path(), &[&m, &k, "model.user.dropout=0.2"]);
-                let mut t = Trainer::new(&cfg, &data).unwrap();
+                // the item tower on its CPU kernels in both arms: only the user side differs
+                let (plan, model) = common::build_model_with(cfg, &data, Kernels::Cpu);
+                let mut t = Trainer::new(&plan, &data, &model).unwrap();
                 for s in 0..2 {
                     t.step(&users[s * 16..s * 16 + 48]).unwrap();
                 }

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Golden values for the loss (spec section 5) and the full-ranking evaluator (section 6),
+"""Golden values for the loss (docs/MODEL.md section 5) and the full-ranking evaluator (section 6),
 produced by the independent PyTorch reference in ../shared/reference (iisan_ref.py), so that
 `tests/golden_reference.rs` can check the Rust implementation against it.
 

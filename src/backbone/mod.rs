@@ -1,4 +1,4 @@
-//! Frozen foundation towers that report the [CLS] state of every hidden state (spec section 2):
+//! Frozen foundation towers that report the [CLS] state of every hidden state (docs/MODEL.md section 2):
 //! index 0 = embedding output, index k = output of layer k, shape `[B, L + 1, D]`.
 //!
 //! [`bert`] loads Hugging Face BERT folders (MiniLM, bert-base-uncased); [`vit`] loads ViT

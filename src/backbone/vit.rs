@@ -209,95 +209,18 @@ impl Vit {
         mut peft: Option<&mut PeftBuilder>,
     ) -> Result<Vit> {
         let c = &config;
-        if c.hidden_act != "gelu" || c.use_swiglu_ffn {
-            return Err(Error::file(
-                file,
-                "only exact-GELU MLP blocks are supported",
-            ));
-        }
+        check_supported(c, image_size, file)?;
         let (d, p) = (c.hidden_size, c.patch_size);
-        if image_size == 0 || image_size % p != 0 {
-            return Err(Error::Config(format!(
-                "image size {image_size} is not a positive multiple of the patch size {p}"
-            )));
-        }
         let e = vb.pp("embeddings");
         let cls_token = get(&e, &[1, 1, d], "cls_token", file)?;
-        // The stored grid is the pretraining one, image_size / patch_size per side.
-        let src = c.image_size / p;
-        let pos_full = get(&e, &[1, src * src + 1, d], "position_embeddings", file)?;
-        let grid = image_size / p;
-        let cls_pos = pos_full.narrow(1, 0, 1)?;
-        let mut grid_pos = pos_full.narrow(1, 1, src * src)?.squeeze(0)?; // [src*src, D]
-        if grid != src || c.is_dinov2() {
-            let m = Tensor::from_vec(bicubic_matrix(src, grid), (grid, src), vb.device())?;
-            // rows (height) then columns (width): [src, src, D] -> [grid, grid, D]
-            let g = grid_pos.reshape((src, src * d))?;
-            let g = m
-                .matmul(&g)?
-                .reshape((grid, src, d))?
-                .transpose(0, 1)?
-                .contiguous()?;
-            let g = m
-                .matmul(&g.reshape((src, grid * d))?)?
-                .reshape((grid, grid, d))?
-                .transpose(0, 1)?;
-            grid_pos = g.contiguous()?.reshape((grid * grid, d))?;
-        }
+        let (cls_pos, grid_pos, grid) = position_embeddings(&e, c, image_size, file, vb.device())?;
         let proj = e.pp("patch_embeddings").pp("projection");
         let patch_w = get(&proj, &[d, c.num_channels, p, p], "weight", file)?;
         let patch_b = get(&proj, &[d], "bias", file)?.reshape((1, d, 1, 1))?;
         let ffn = c.ffn();
         let mut layers = Vec::with_capacity(c.num_hidden_layers);
         for i in 0..c.num_hidden_layers {
-            let l = vb.pp(format!("encoder.layer.{i}"));
-            let a = l.pp("attention");
-            let (n1, n2, fc1, fc2) = if c.is_dinov2() {
-                (
-                    "norm1",
-                    "norm2",
-                    linear(&l, d, ffn, "mlp.fc1", file)?,
-                    linear(&l, ffn, d, "mlp.fc2", file)?,
-                )
-            } else {
-                (
-                    "layernorm_before",
-                    "layernorm_after",
-                    linear(&l, d, ffn, "intermediate.dense", file)?,
-                    linear(&l, ffn, d, "output.dense", file)?,
-                )
-            };
-            let scale = |n: &str| -> Result<Option<Tensor>> {
-                if c.is_dinov2() {
-                    Ok(Some(get(&l, &[d], &format!("{n}.lambda1"), file)?))
-                } else {
-                    Ok(None)
-                }
-            };
-            let (query, value) = query_value(
-                &mut peft,
-                i,
-                linear(&a, d, d, "attention.query", file)?,
-                linear(&a, d, d, "attention.value", file)?,
-            )?;
-            layers.push(VitLayer {
-                norm1: layer_norm(&l, d, c.layer_norm_eps, n1, file)?,
-                attn: SelfAttention {
-                    query,
-                    key: linear(&a, d, d, "attention.key", file)?,
-                    value,
-                    heads: c.num_attention_heads,
-                    dropout: c.attention_probs_dropout_prob,
-                },
-                attn_out: linear(&a, d, d, "output.dense", file)?,
-                adapter_attn: adapter(&mut peft, i, "attn", d)?,
-                scale1: scale("layer_scale1")?,
-                norm2: layer_norm(&l, d, c.layer_norm_eps, n2, file)?,
-                fc1,
-                fc2,
-                adapter_ffn: adapter(&mut peft, i, "ffn", d)?,
-                scale2: scale("layer_scale2")?,
-            });
+            layers.push(load_layer(&vb, c, i, ffn, file, &mut peft)?);
         }
         let final_ln = layer_norm(&vb, d, c.layer_norm_eps, "layernorm", file)?;
         Ok(Vit {
@@ -388,6 +311,132 @@ impl Vit {
         self.final_ln
             .forward_t(&last.narrow(1, 0, 1)?.squeeze(1)?, ctx)
     }
+}
+
+/// Reject what this encoder cannot run: an MLP other than exact GELU (or a SwiGLU one), or an
+/// `image_size` that is not a positive multiple of the patch size.
+fn check_supported(c: &VitConfig, image_size: usize, file: &Path) -> Result<()> {
+    if c.hidden_act != "gelu" || c.use_swiglu_ffn {
+        return Err(Error::file(
+            file,
+            "only exact-GELU MLP blocks are supported",
+        ));
+    }
+    let p = c.patch_size;
+    if image_size == 0 || image_size % p != 0 {
+        return Err(Error::Config(format!(
+            "image size {image_size} is not a positive multiple of the patch size {p}"
+        )));
+    }
+    Ok(())
+}
+
+/// The position embeddings under `e` for `image_size` inputs: the class position `[1, 1, D]`,
+/// the patch positions `[grid * grid, D]` (resized from the stored grid when it differs, and
+/// always for DINOv2, see [`resize_grid`]) and the grid side.
+fn position_embeddings(
+    e: &VarBuilder,
+    c: &VitConfig,
+    image_size: usize,
+    file: &Path,
+    device: &Device,
+) -> Result<(Tensor, Tensor, usize)> {
+    let (d, p) = (c.hidden_size, c.patch_size);
+    // The stored grid is the pretraining one, image_size / patch_size per side.
+    let src = c.image_size / p;
+    let pos_full = get(e, &[1, src * src + 1, d], "position_embeddings", file)?;
+    let grid = image_size / p;
+    let cls_pos = pos_full.narrow(1, 0, 1)?;
+    let mut grid_pos = pos_full.narrow(1, 1, src * src)?.squeeze(0)?; // [src*src, D]
+    if grid != src || c.is_dinov2() {
+        grid_pos = resize_grid(&grid_pos, src, grid, d, device)?;
+    }
+    Ok((cls_pos, grid_pos, grid))
+}
+
+/// Resize the patch positions `[src * src, D]` to `[grid * grid, D]` with [`bicubic_matrix`],
+/// rows (height) first, then columns (width).
+fn resize_grid(
+    grid_pos: &Tensor,
+    src: usize,
+    grid: usize,
+    d: usize,
+    device: &Device,
+) -> Result<Tensor> {
+    let m = Tensor::from_vec(bicubic_matrix(src, grid), (grid, src), device)?;
+    // rows (height) then columns (width): [src, src, D] -> [grid, grid, D]
+    let g = grid_pos.reshape((src, src * d))?;
+    let g = m
+        .matmul(&g)?
+        .reshape((grid, src, d))?
+        .transpose(0, 1)?
+        .contiguous()?;
+    let g = m
+        .matmul(&g.reshape((src, grid * d))?)?
+        .reshape((grid, grid, d))?
+        .transpose(0, 1)?;
+    Ok(g.contiguous()?.reshape((grid * grid, d))?)
+}
+
+/// Load transformer layer `i` (FFN width `ffn`) from `vb`, with its PEFT projections and
+/// adapters when `peft` is given.
+fn load_layer(
+    vb: &VarBuilder,
+    c: &VitConfig,
+    i: usize,
+    ffn: usize,
+    file: &Path,
+    peft: &mut Option<&mut PeftBuilder>,
+) -> Result<VitLayer> {
+    let d = c.hidden_size;
+    let l = vb.pp(format!("encoder.layer.{i}"));
+    let a = l.pp("attention");
+    let (n1, n2, fc1, fc2) = if c.is_dinov2() {
+        (
+            "norm1",
+            "norm2",
+            linear(&l, d, ffn, "mlp.fc1", file)?,
+            linear(&l, ffn, d, "mlp.fc2", file)?,
+        )
+    } else {
+        (
+            "layernorm_before",
+            "layernorm_after",
+            linear(&l, d, ffn, "intermediate.dense", file)?,
+            linear(&l, ffn, d, "output.dense", file)?,
+        )
+    };
+    let scale = |n: &str| -> Result<Option<Tensor>> {
+        if c.is_dinov2() {
+            Ok(Some(get(&l, &[d], &format!("{n}.lambda1"), file)?))
+        } else {
+            Ok(None)
+        }
+    };
+    let (query, value) = query_value(
+        peft,
+        i,
+        linear(&a, d, d, "attention.query", file)?,
+        linear(&a, d, d, "attention.value", file)?,
+    )?;
+    Ok(VitLayer {
+        norm1: layer_norm(&l, d, c.layer_norm_eps, n1, file)?,
+        attn: SelfAttention {
+            query,
+            key: linear(&a, d, d, "attention.key", file)?,
+            value,
+            heads: c.num_attention_heads,
+            dropout: c.attention_probs_dropout_prob,
+        },
+        attn_out: linear(&a, d, d, "output.dense", file)?,
+        adapter_attn: adapter(peft, i, "attn", d)?,
+        scale1: scale("layer_scale1")?,
+        norm2: layer_norm(&l, d, c.layer_norm_eps, n2, file)?,
+        fc1,
+        fc2,
+        adapter_ffn: adapter(peft, i, "ffn", d)?,
+        scale2: scale("layer_scale2")?,
+    })
 }
 
 #[cfg(test)]

@@ -171,4 +171,12 @@ mod tests {
         assert_eq!(eval_inputs(&d, &[0], Split::Valid), [3, 4, 5]);
         assert_eq!(eval_inputs(&d, &[0], Split::Test), [4, 5, 6]);
     }
+
+    #[test]
+    fn dedup_maps_slots_to_distinct_rows() {
+        // slots [0, 7, 3, 7, 0, 3]: distinct [3, 7]; rows: pad -> 0, 3 -> 1, 7 -> 2.
+        let (u, inv) = dedup_slots(&[0, 7, 3, 7, 0, 3]);
+        assert_eq!(u, [3, 7]);
+        assert_eq!(inv, [0, 2, 1, 2, 0, 1]);
+    }
 }

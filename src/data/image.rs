@@ -1,4 +1,4 @@
-//! Item images for the image tower (spec section 2): decode (JPEG, PNG, WebP), convert to RGB,
+//! Item images for the image tower (docs/MODEL.md section 2): decode (JPEG, PNG, WebP), convert to RGB,
 //! resize to `size` x `size` with a bilinear filter (no crop; Pillow-compatible convolution, as
 //! the reference's PIL preprocessing), scale to [0, 1], normalise with the model's mean / std,
 //! and lay out channel-first.

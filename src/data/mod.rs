@@ -46,7 +46,7 @@ pub struct Dataset {
     pub sequences: Vec<Vec<u32>>,
     /// Input positions of the user encoder.
     pub max_seq_len: usize,
-    /// Popularity over the training parts, `pop[0] = 1` (spec section 5).
+    /// Popularity over the training parts, `pop[0] = 1` (docs/MODEL.md section 5).
     pub pop: Vec<f64>,
     /// Hash of the preprocessed catalog and sequences (see [`split`]).
     pub fingerprint: String,

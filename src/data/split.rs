@@ -1,4 +1,4 @@
-//! The paper's preprocessing (spec section 6): drop short users, keep each user's last
+//! The paper's preprocessing (docs/MODEL.md section 6): drop short users, keep each user's last
 //! `max_seq_len + 3` interactions, re-index the remaining items `1..=N` in items-file order
 //! (0 = padding), leave-one-out split, popularity over the training parts.
 
@@ -69,47 +69,35 @@ impl DataOptions {
     }
 }
 
-/// Apply the preprocessing to parsed files. `users_path` names the users file in errors.
-pub fn preprocess(
-    name: &str,
+/// The users kept by [`select_users`].
+struct Selection<'a> {
+    /// Each kept user with its last `keep` interactions.
+    kept: Vec<(&'a RawUser, &'a [String])>,
+    /// The item keys of those interactions.
+    used: HashSet<&'a str>,
+    /// Used keys absent from the items file (policy Empty), in order of first use.
+    extra: Vec<&'a str>,
+}
+
+/// Step 1: drop users with fewer than `min_seq_len` interactions, truncate the others to their
+/// last `keep` interactions and check the titles of the items used (see [`check_title`]).
+fn select_users<'a>(
     items: &RawItems,
-    users: &[RawUser],
+    users: &'a [RawUser],
     users_path: &Path,
     opts: &DataOptions,
-) -> Result<Dataset> {
-    opts.validate()?;
+) -> Result<Selection<'a>> {
     let keep = opts.keep();
-    // 1. filter and truncate; check titles of what is used.
     let mut kept: Vec<(&RawUser, &[String])> = Vec::new();
     let mut used: HashSet<&str> = HashSet::new();
-    let mut extra: Vec<&str> = Vec::new(); // used keys absent from the items file (policy Empty)
+    let mut extra: Vec<&str> = Vec::new();
     for u in users {
         if u.items.len() < opts.min_seq_len {
             continue;
         }
         let tail = &u.items[u.items.len().saturating_sub(keep)..];
         for key in tail {
-            let title_ok = match items.index.get(key.as_str()) {
-                Some(&pos) => !items.items[pos].title.is_empty(),
-                None => false,
-            };
-            if !title_ok && opts.missing_title == MissingTitle::Error {
-                let why = match items.index.get(key.as_str()) {
-                    Some(&pos) => format!(
-                        "has an empty title (items file line {})",
-                        items.items[pos].line
-                    ),
-                    None => "is not in the items file".to_string(),
-                };
-                return Err(Error::line(
-                    users_path,
-                    u.line,
-                    format!(
-                        "item {key:?} of user {:?} {why} (set data.options.missing_title = \"empty\" to keep it with an empty text)",
-                        u.key
-                    ),
-                ));
-            }
+            check_title(items, u, key, users_path, opts)?;
             if used.insert(key.as_str()) && !items.index.contains_key(key.as_str()) {
                 extra.push(key.as_str());
             }
@@ -122,30 +110,73 @@ pub fn preprocess(
             format!("no user has at least {} interactions", opts.min_seq_len),
         ));
     }
-    // 2. re-index in items-file order, then unknown keys in order of first use.
+    Ok(Selection { kept, used, extra })
+}
+
+/// Under [`MissingTitle::Error`], fail on the interaction of user `u` with the item `key` when
+/// that item has no title (empty, or absent from the items file).
+fn check_title(
+    items: &RawItems,
+    u: &RawUser,
+    key: &str,
+    users_path: &Path,
+    opts: &DataOptions,
+) -> Result<()> {
+    let title_ok = match items.index.get(key) {
+        Some(&pos) => !items.items[pos].title.is_empty(),
+        None => false,
+    };
+    if !title_ok && opts.missing_title == MissingTitle::Error {
+        let why = match items.index.get(key) {
+            Some(&pos) => format!(
+                "has an empty title (items file line {})",
+                items.items[pos].line
+            ),
+            None => "is not in the items file".to_string(),
+        };
+        return Err(Error::line(
+            users_path,
+            u.line,
+            format!(
+                "item {key:?} of user {:?} {why} (set data.options.missing_title = \"empty\" to keep it with an empty text)",
+                u.key
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Step 2: re-index the used items `1..=N` in items-file order, then unknown keys in order of
+/// first use (0 = padding); returns the item keys, their titles and the kept users' sequences.
+fn reindex(items: &RawItems, sel: &Selection<'_>) -> (Vec<String>, Vec<String>, Vec<Vec<u32>>) {
     let mut item_keys = vec!["<pad>".to_string()];
     let mut titles = vec![String::new()];
-    let mut id_of = std::collections::HashMap::with_capacity(used.len());
+    let mut id_of = std::collections::HashMap::with_capacity(sel.used.len());
     for it in &items.items {
-        if used.contains(it.key.as_str()) {
+        if sel.used.contains(it.key.as_str()) {
             id_of.insert(it.key.as_str(), item_keys.len() as u32);
             item_keys.push(it.key.clone());
             titles.push(it.title.clone());
         }
     }
-    for key in extra {
+    for &key in &sel.extra {
         id_of.insert(key, item_keys.len() as u32);
         item_keys.push(key.to_string());
         titles.push(String::new());
     }
-    let sequences: Vec<Vec<u32>> = kept
+    let sequences: Vec<Vec<u32>> = sel
+        .kept
         .iter()
         .map(|(_, tail)| tail.iter().map(|k| id_of[k.as_str()]).collect())
         .collect();
-    let user_keys = kept.iter().map(|(u, _)| u.key.clone()).collect();
-    // 3. popularity over the training parts (all but the last two interactions).
-    let mut counts = vec![0f64; item_keys.len()];
-    for s in &sequences {
+    (item_keys, titles, sequences)
+}
+
+/// Step 3: item popularity over the training parts (all but the last two interactions) of
+/// `sequences`, over `n_items` ids; the padding id gets 1.
+fn popularity(sequences: &[Vec<u32>], n_items: usize) -> Vec<f64> {
+    let mut counts = vec![0f64; n_items];
+    for s in sequences {
         for &i in &s[..s.len() - 2] {
             counts[i as usize] += 1.0;
         }
@@ -153,6 +184,25 @@ pub fn preprocess(
     let total: f64 = counts.iter().sum();
     let mut pop: Vec<f64> = counts.iter().map(|c| c / total.max(1.0)).collect();
     pop[0] = 1.0;
+    pop
+}
+
+/// Apply the preprocessing to parsed files. `users_path` names the users file in errors.
+pub fn preprocess(
+    name: &str,
+    items: &RawItems,
+    users: &[RawUser],
+    users_path: &Path,
+    opts: &DataOptions,
+) -> Result<Dataset> {
+    opts.validate()?;
+    // 1. filter and truncate; check titles of what is used.
+    let sel = select_users(items, users, users_path, opts)?;
+    // 2. re-index in items-file order, then unknown keys in order of first use.
+    let (item_keys, titles, sequences) = reindex(items, &sel);
+    let user_keys = sel.kept.iter().map(|(u, _)| u.key.clone()).collect();
+    // 3. popularity over the training parts (all but the last two interactions).
+    let pop = popularity(&sequences, item_keys.len());
     let fingerprint = fingerprint(&item_keys, &sequences);
     Ok(Dataset {
         name: name.to_string(),

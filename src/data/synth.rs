@@ -133,75 +133,21 @@ pub struct Synth {
 pub fn generate(cfg: &SynthConfig) -> Synth {
     let mut rng = StdRng::seed_from_u64(cfg.seed);
     let n = cfg.items;
-    let width = n.to_string().len().max(4);
-    let mut keys = Vec::with_capacity(n);
-    let mut titles = Vec::with_capacity(n);
-    let mut latents = Vec::with_capacity(n);
-    for i in 0..n {
-        let lat = Latent {
-            kind: rng.random_range(0..KINDS.len()),
-            style: rng.random_range(0..STYLES.len()),
-            look: Look {
-                shape: rng.random_range(0..SHAPES.len()),
-                colour: rng.random_range(0..COLOURS.len()),
-                texture: rng.random_range(0..TEXTURES.len()),
-            },
-        };
-        let code: String = (0..2)
-            .map(|_| (b'a' + rng.random_range(0..26u8)) as char)
-            .collect();
-        let filler = FILLERS[rng.random_range(0..FILLERS.len())];
-        let num = rng.random_range(100..1000);
-        keys.push(format!("S{:0width$}", i + 1));
-        titles.push(format!(
-            "{} {} {filler} {code}-{num}",
-            STYLES[lat.style], KINDS[lat.kind]
-        ));
-        latents.push(lat);
-    }
-    // Zipf base popularity over a random rank order.
-    let mut ranks: Vec<usize> = (1..=n).collect();
-    rand::seq::SliceRandom::shuffle(ranks.as_mut_slice(), &mut rng);
-    let pop: Vec<f64> = ranks.iter().map(|&r| (r as f64).powf(-0.9)).collect();
+    let (keys, titles, latents) = draw_items(&mut rng, n);
+    let pop = zipf_popularity(&mut rng, n);
     let by_pop = Cumulative::new(&pop);
     let sqrt_pop: Vec<f64> = pop.iter().map(|p| p.sqrt()).collect();
     let mut sequences = Vec::with_capacity(cfg.users);
     let mut weights = vec![0f64; n];
     for _ in 0..cfg.users {
-        let style = rng.random_range(0..STYLES.len());
-        let c1 = rng.random_range(0..COLOURS.len());
-        let c2 = (c1 + rng.random_range(1..COLOURS.len())) % COLOURS.len();
-        let mut len = 5;
-        while len < 30 && !rng.random_bool(1.0 / 6.0) {
-            len += 1;
-        }
-        let mut seq = vec![by_pop.sample(&mut rng)];
-        while seq.len() < len {
-            let prev = latents[*seq.last().unwrap()];
-            if rng.random_bool(cfg.noise) {
-                seq.push(by_pop.sample(&mut rng));
-                continue;
-            }
-            for (i, w) in weights.iter_mut().enumerate() {
-                let l = &latents[i];
-                let mut s = 0.0;
-                if l.style == style {
-                    s += 1.5;
-                }
-                if l.kind == prev.kind || l.kind == (prev.kind + 1) % KINDS.len() {
-                    s += 2.0;
-                }
-                if l.look.colour == c1 || l.look.colour == c2 {
-                    s += 1.5;
-                }
-                let ps = prev.look.shape;
-                if l.look.shape == ps || l.look.shape == (ps + 1) % SHAPES.len() {
-                    s += 2.0;
-                }
-                *w = sqrt_pop[i] * f64::exp(s);
-            }
-            seq.push(Cumulative::new(&weights).sample(&mut rng));
-        }
+        let seq = draw_sequence(
+            &mut rng,
+            cfg.noise,
+            &latents,
+            &by_pop,
+            &sqrt_pop,
+            &mut weights,
+        );
         sequences.push(seq);
     }
     Synth {
@@ -209,6 +155,128 @@ pub fn generate(cfg: &SynthConfig) -> Synth {
         titles,
         latents,
         sequences,
+    }
+}
+
+/// Draw `n` items in turn: their keys (`S0001`, ...), titles and latent attributes, aligned.
+fn draw_items(rng: &mut StdRng, n: usize) -> (Vec<String>, Vec<String>, Vec<Latent>) {
+    let width = n.to_string().len().max(4);
+    let mut keys = Vec::with_capacity(n);
+    let mut titles = Vec::with_capacity(n);
+    let mut latents = Vec::with_capacity(n);
+    for i in 0..n {
+        let lat = draw_latent(rng);
+        let title = draw_title(rng, &lat);
+        keys.push(format!("S{:0width$}", i + 1));
+        titles.push(title);
+        latents.push(lat);
+    }
+    (keys, titles, latents)
+}
+
+/// Draw an item's latent attributes: kind, style, then shape, colour and texture.
+fn draw_latent(rng: &mut StdRng) -> Latent {
+    Latent {
+        kind: rng.random_range(0..KINDS.len()),
+        style: rng.random_range(0..STYLES.len()),
+        look: Look {
+            shape: rng.random_range(0..SHAPES.len()),
+            colour: rng.random_range(0..COLOURS.len()),
+            texture: rng.random_range(0..TEXTURES.len()),
+        },
+    }
+}
+
+/// Draw the title of an item with latent attributes `lat`: its style and kind, a filler word
+/// and a model code, e.g. `"vintage lamp deluxe qx-417"`.
+fn draw_title(rng: &mut StdRng, lat: &Latent) -> String {
+    let code: String = (0..2)
+        .map(|_| (b'a' + rng.random_range(0..26u8)) as char)
+        .collect();
+    let filler = FILLERS[rng.random_range(0..FILLERS.len())];
+    let num = rng.random_range(100..1000);
+    format!(
+        "{} {} {filler} {code}-{num}",
+        STYLES[lat.style], KINDS[lat.kind]
+    )
+}
+
+/// Zipf base popularity `r^-0.9` of `n` items over a random rank order `r`.
+fn zipf_popularity(rng: &mut StdRng, n: usize) -> Vec<f64> {
+    let mut ranks: Vec<usize> = (1..=n).collect();
+    rand::seq::SliceRandom::shuffle(ranks.as_mut_slice(), rng);
+    ranks.iter().map(|&r| (r as f64).powf(-0.9)).collect()
+}
+
+/// A user's preferences: a favourite style and two favourite colours.
+struct Taste {
+    /// Index into [`STYLES`].
+    style: usize,
+    /// First favourite colour (index into [`COLOURS`]).
+    c1: usize,
+    /// Second favourite colour, different from `c1`.
+    c2: usize,
+}
+
+/// Draw one user: taste, sequence length, then the sequence (a first item by popularity, each
+/// next one by popularity alone with probability `noise`, else by [`preference_weights`]).
+/// `weights` is scratch space, one entry per item.
+fn draw_sequence(
+    rng: &mut StdRng,
+    noise: f64,
+    latents: &[Latent],
+    by_pop: &Cumulative,
+    sqrt_pop: &[f64],
+    weights: &mut [f64],
+) -> Vec<usize> {
+    let style = rng.random_range(0..STYLES.len());
+    let c1 = rng.random_range(0..COLOURS.len());
+    let c2 = (c1 + rng.random_range(1..COLOURS.len())) % COLOURS.len();
+    let taste = Taste { style, c1, c2 };
+    let mut len = 5;
+    while len < 30 && !rng.random_bool(1.0 / 6.0) {
+        len += 1;
+    }
+    let mut seq = vec![by_pop.sample(rng)];
+    while seq.len() < len {
+        let prev = latents[*seq.last().unwrap()];
+        if rng.random_bool(noise) {
+            seq.push(by_pop.sample(rng));
+            continue;
+        }
+        preference_weights(weights, latents, sqrt_pop, &taste, &prev);
+        seq.push(Cumulative::new(weights).sample(rng));
+    }
+    seq
+}
+
+/// Fill `weights` with each item's weight as the next item of a user of `taste` whose previous
+/// item is `prev`: `sqrt(pop_i) · exp(score_i)`, the score rewarding the favourite style and
+/// colours and the kind and shape successions.
+fn preference_weights(
+    weights: &mut [f64],
+    latents: &[Latent],
+    sqrt_pop: &[f64],
+    taste: &Taste,
+    prev: &Latent,
+) {
+    for (i, w) in weights.iter_mut().enumerate() {
+        let l = &latents[i];
+        let mut s = 0.0;
+        if l.style == taste.style {
+            s += 1.5;
+        }
+        if l.kind == prev.kind || l.kind == (prev.kind + 1) % KINDS.len() {
+            s += 2.0;
+        }
+        if l.look.colour == taste.c1 || l.look.colour == taste.c2 {
+            s += 1.5;
+        }
+        let ps = prev.look.shape;
+        if l.look.shape == ps || l.look.shape == (ps + 1) % SHAPES.len() {
+            s += 2.0;
+        }
+        *w = sqrt_pop[i] * f64::exp(s);
     }
 }
 

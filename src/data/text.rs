@@ -1,4 +1,4 @@
-//! Title tokenisation for the text tower (spec section 2): lower-cased WordPiece from the
+//! Title tokenisation for the text tower (docs/MODEL.md section 2): lower-cased WordPiece from the
 //! model folder's `tokenizer.json`, `[CLS] ... [SEP]`, at most `max_tokens` (30) tokens, batches
 //! padded with id 0 to their longest member, with an attention mask.
 

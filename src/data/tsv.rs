@@ -1,4 +1,4 @@
-//! IISAN's raw TSV format (spec section 6).
+//! IISAN's raw TSV format (docs/MODEL.md section 6).
 //!
 //! * items file: one item per line, `ID<TAB>title` (the title may be empty; whether that is
 //!   allowed is decided later, by [`super::split`]).

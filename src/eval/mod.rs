@@ -1,8 +1,11 @@
-//! Full-ranking evaluation (spec section 6): ranks from scores against all items, and the
-//! metrics computed from ranks.
+//! Full-ranking evaluation (docs/MODEL.md section 6): ranks from scores against all items
+//! ([`ranking`]), the metrics computed from ranks ([`metrics`]), and the [`Evaluator`] that
+//! ranks every user of a split for any [`crate::model::Scorer`].
 
+pub mod evaluator;
 pub mod metrics;
 pub mod ranking;
 
-pub use metrics::Metrics;
-pub use ranking::{Mask, RankPair};
+pub use evaluator::{EvalResult, Evaluator};
+pub use metrics::{Metric, Metrics};
+pub use ranking::{Mask, PerMask, RankPair};

@@ -1,5 +1,5 @@
 //! Full ranking over ALL items (never sampled negatives), in item chunks so memory stays
-//! bounded, under both masking conventions at once (spec section 6).
+//! bounded, under both masking conventions at once (docs/MODEL.md section 6).
 //!
 //! Ties count against the model: `rank = 1 + #{items i != target : score_i >= score_target}`
 //! (padding item 0 excluded). `mask = none` (RecBole's convention) ranks against every other
@@ -17,7 +17,19 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 
 /// Which items are removed from the ranking.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    PartialOrd,
+    Ord,
+    clap::ValueEnum,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Mask {
     /// Every history item is removed, the target included when it repeats (the reference's).
@@ -27,6 +39,9 @@ pub enum Mask {
 }
 
 impl Mask {
+    /// Both conventions, in report order.
+    pub const ALL: [Mask; 2] = [Mask::History, Mask::None];
+
     /// The convention's name as used in configs and reports.
     pub fn name(self) -> &'static str {
         match self {
@@ -36,24 +51,43 @@ impl Mask {
     }
 }
 
-/// One user's rank under each convention.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RankPair {
-    /// Rank with `mask = history`.
-    pub history: u64,
-    /// Rank with `mask = none`.
-    pub none: u64,
+/// One value per masking convention: ranks, metrics, anything reported under both.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PerMask<T> {
+    /// Under `mask = history` (the reference's convention).
+    pub history: T,
+    /// Under `mask = none` (RecBole's convention).
+    pub none: T,
 }
 
-impl RankPair {
-    /// The rank under `mask`.
-    pub fn get(&self, mask: Mask) -> u64 {
+impl<T> PerMask<T> {
+    /// The value under `mask`.
+    pub fn get(&self, mask: Mask) -> &T {
         match mask {
-            Mask::History => self.history,
-            Mask::None => self.none,
+            Mask::History => &self.history,
+            Mask::None => &self.none,
+        }
+    }
+
+    /// The pair `f(History), f(None)`.
+    pub fn from_fn(mut f: impl FnMut(Mask) -> T) -> PerMask<T> {
+        PerMask {
+            history: f(Mask::History),
+            none: f(Mask::None),
+        }
+    }
+
+    /// Apply `f` to each convention's value.
+    pub fn map<U>(&self, mut f: impl FnMut(Mask, &T) -> U) -> PerMask<U> {
+        PerMask {
+            history: f(Mask::History, &self.history),
+            none: f(Mask::None, &self.none),
         }
     }
 }
+
+/// One user's rank under each convention.
+pub type RankPair = PerMask<u64>;
 
 /// Is `s` counted against a target scoring `t`? (`>=`, and NaN counts against the model.)
 #[inline]
@@ -100,6 +134,31 @@ pub fn rank_chunked(
     let (u, _) = users.dims2()?;
     let total = items.dim(0)?;
     let n = total as u64 - 1;
+    check_rank_inputs(u, total, targets, histories)?;
+    let chunk = item_chunk.max(1);
+    // Pass 1: each target's score, from the matmul of the chunk that holds it.
+    let tscore = target_scores(users, items, targets, chunk, total)?;
+    // Pass 2: count the items that beat each target, and the history items among them.
+    let (beaten, hist_beaten) =
+        count_beaten((users, items), targets, histories, &tscore, (chunk, total))?;
+    Ok((0..u)
+        .map(|r| {
+            let none = 1 + beaten[r];
+            let repeats = histories[r].contains(&targets[r]);
+            let history = if repeats {
+                n + 1
+            } else {
+                none - hist_beaten[r]
+            };
+            RankPair { history, none }
+        })
+        .collect())
+}
+
+/// Check that there is one target and one history per user (`u` users) and that every target
+/// is a real item of the `total` rows (padding row 0 included).
+fn check_rank_inputs(u: usize, total: usize, targets: &[u32], histories: &[&[u32]]) -> Result<()> {
+    let n = total as u64 - 1;
     if targets.len() != u || histories.len() != u {
         return Err(Error::Internal(format!(
             "rank_chunked: {u} users but {} targets / {} histories",
@@ -112,16 +171,35 @@ pub fn rank_chunked(
             "target item {bad} outside 1..={n}"
         )));
     }
-    let chunk = item_chunk.max(1);
-    let scores_of = |start: usize| -> Result<(Vec<f32>, usize)> {
-        let len = chunk.min(total - start);
-        let e = items.narrow(0, start, len)?;
-        let s = users.matmul(&e.t()?)?.contiguous()?;
-        debug_assert_eq!(s.dim(D::Minus1)?, len);
-        Ok((s.flatten_all()?.to_vec1::<f32>()?, len))
-    };
-    // Pass 1: each target's score, from the matmul of the chunk that holds it.
-    let mut tscore = vec![0f32; u];
+    Ok(())
+}
+
+/// Scores `[u, len]` (flattened) of every user against items `start..start + len` of the
+/// `total` items, with `len = min(chunk, total - start)`; returns the scores and `len`.
+fn chunk_scores(
+    users: &Tensor,
+    items: &Tensor,
+    start: usize,
+    chunk: usize,
+    total: usize,
+) -> Result<(Vec<f32>, usize)> {
+    let len = chunk.min(total - start);
+    let e = items.narrow(0, start, len)?;
+    let s = users.matmul(&e.t()?)?.contiguous()?;
+    debug_assert_eq!(s.dim(D::Minus1)?, len);
+    Ok((s.flatten_all()?.to_vec1::<f32>()?, len))
+}
+
+/// Pass 1 of [`rank_chunked`]: each user's target score, read from the matmul of the item
+/// chunk that holds the target (chunks holding no target are skipped).
+fn target_scores(
+    users: &Tensor,
+    items: &Tensor,
+    targets: &[u32],
+    chunk: usize,
+    total: usize,
+) -> Result<Vec<f32>> {
+    let mut tscore = vec![0f32; targets.len()];
     for start in (0..total).step_by(chunk) {
         let end = (start + chunk).min(total);
         if !targets
@@ -130,17 +208,19 @@ pub fn rank_chunked(
         {
             continue;
         }
-        let (s, len) = scores_of(start)?;
+        let (s, len) = chunk_scores(users, items, start, chunk, total)?;
         for (r, &t) in targets.iter().enumerate() {
             if (start..end).contains(&(t as usize)) {
                 tscore[r] = s[r * len + (t as usize - start)];
             }
         }
     }
-    // Pass 2: count the items that beat each target, and the history items among them.
-    let mut beaten = vec![0u64; u];
-    let mut hist_beaten = vec![0u64; u];
-    let hist_sets: Vec<Vec<u32>> = histories
+    Ok(tscore)
+}
+
+/// Each user's distinct history items, without padding and without the target itself.
+fn history_sets(histories: &[&[u32]], targets: &[u32]) -> Vec<Vec<u32>> {
+    histories
         .iter()
         .zip(targets)
         .map(|(h, &t)| {
@@ -149,9 +229,24 @@ pub fn rank_chunked(
             v.dedup();
             v
         })
-        .collect();
+        .collect()
+}
+
+/// Pass 2 of [`rank_chunked`]: per user, the number of items (padding and target excluded)
+/// that beat the target score `tscore[r]`, and the number of history items among them.
+fn count_beaten(
+    (users, items): (&Tensor, &Tensor),
+    targets: &[u32],
+    histories: &[&[u32]],
+    tscore: &[f32],
+    (chunk, total): (usize, usize),
+) -> Result<(Vec<u64>, Vec<u64>)> {
+    let u = targets.len();
+    let mut beaten = vec![0u64; u];
+    let mut hist_beaten = vec![0u64; u];
+    let hist_sets = history_sets(histories, targets);
     for start in (0..total).step_by(chunk) {
-        let (s, len) = scores_of(start)?;
+        let (s, len) = chunk_scores(users, items, start, chunk, total)?;
         for r in 0..u {
             let row = &s[r * len..(r + 1) * len];
             let t = tscore[r];
@@ -172,18 +267,7 @@ pub fn rank_chunked(
             }
         }
     }
-    Ok((0..u)
-        .map(|r| {
-            let none = 1 + beaten[r];
-            let repeats = histories[r].contains(&targets[r]);
-            let history = if repeats {
-                n + 1
-            } else {
-                none - hist_beaten[r]
-            };
-            RankPair { history, none }
-        })
-        .collect())
+    Ok((beaten, hist_beaten))
 }
 
 #[cfg(test)]

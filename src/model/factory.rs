@@ -27,77 +27,96 @@ pub fn build_tower(
     let dim = mc.user.dim;
     match mc.method {
         Method::Id => Ok(Box::new(IdTower::new(store, data.num_items(), dim)?)),
-        Method::Iisan => {
-            let ic = &mc.iisan;
-            let dir = cache.ok_or_else(|| {
-                Error::Config(
-                    "method iisan needs data.cache (the directory `iisan encode` wrote)".into(),
-                )
-            })?;
-            let fp = items_fingerprint(data);
-            let open = |name: &str, needed: bool| -> Result<Option<Box<dyn HiddenStates>>> {
-                if !needed {
-                    return Ok(None);
-                }
-                Ok(Some(Box::new(HiddenStateCache::open_for(
-                    &dir.join(name),
-                    data.num_items(),
-                    &fp,
-                )?)))
-            };
-            let text = open("text.hsc", ic.modality.needs_text())?;
-            let image = open("image.hsc", ic.modality.needs_image())?;
-            Ok(Box::new(IisanTower::new(
-                store, ic, kernels, text, image, dim,
-            )?))
-        }
-        Method::IisanUncached => {
-            let (ic, tc) = (&mc.iisan, &mc.towers);
-            let dev = store.device().clone();
-            let missing = |what: &str| {
-                Error::Config(format!(
-                    "iisan_uncached with modality {} needs model.towers.{what}",
-                    ic.modality.name()
-                ))
-            };
-            let text: Option<Box<dyn HiddenStates>> = if ic.modality.needs_text() {
-                let dir = tc
-                    .text_model
-                    .as_ref()
-                    .ok_or_else(|| missing("text_model"))?;
-                Some(Box::new(states::LiveText {
-                    bert: crate::backbone::bert::Bert::load(dir, &dev)?,
-                    tokens: inputs::ItemTokens::new(data, dir, tc.max_tokens)?,
-                    chunk: tc.eval_chunk,
-                }))
-            } else {
-                None
-            };
-            let image: Option<Box<dyn HiddenStates>> = if ic.modality.needs_image() {
-                let dir = tc
-                    .image_model
-                    .as_ref()
-                    .ok_or_else(|| missing("image_model"))?;
-                Some(Box::new(states::LiveImage {
-                    vit: crate::backbone::vit::Vit::load(dir, tc.image_size, &dev)?,
-                    images: inputs::ItemImages::new(data, dir, tc.image_size, tc.missing_images)?,
-                    chunk: tc.eval_chunk,
-                }))
-            } else {
-                None
-            };
-            let frozen = [&text, &image]
-                .iter()
-                .zip([&tc.text_model, &tc.image_model])
-                .filter(|(s, _)| s.is_some())
-                .map(|(_, d)| d.as_ref().map_or(Ok(0), |d| file_params(d)))
-                .sum::<Result<usize>>()?;
-            let mut t = IisanTower::new(store, ic, kernels, text, image, dim)?;
-            t.set_uncached(frozen);
-            Ok(Box::new(t))
-        }
+        Method::Iisan => build_cached_iisan(mc, cache, kernels, data, store),
+        Method::IisanUncached => build_uncached_iisan(mc, kernels, data, store),
         Method::Fft | Method::Adapter | Method::Lora | Method::Bitfit => Ok(Box::new(
             TunedTower::new(store, &mc.towers, mc.method, data, dim)?,
         )),
     }
+}
+
+/// The IISAN tower of `method = "iisan"`, reading the hidden-state caches in `cache` (checked
+/// against `data`'s items) for the modalities it needs.
+fn build_cached_iisan(
+    mc: &ModelConfig,
+    cache: Option<&Path>,
+    kernels: Kernels,
+    data: &Dataset,
+    store: &mut ParamStore,
+) -> Result<Box<dyn ItemTower>> {
+    let dim = mc.user.dim;
+    let ic = &mc.iisan;
+    let dir = cache.ok_or_else(|| {
+        Error::Config("method iisan needs data.cache (the directory `iisan encode` wrote)".into())
+    })?;
+    let fp = items_fingerprint(data);
+    let open = |name: &str, needed: bool| -> Result<Option<Box<dyn HiddenStates>>> {
+        if !needed {
+            return Ok(None);
+        }
+        Ok(Some(Box::new(HiddenStateCache::open_for(
+            &dir.join(name),
+            data.num_items(),
+            &fp,
+        )?)))
+    };
+    let text = open("text.hsc", ic.modality.needs_text())?;
+    let image = open("image.hsc", ic.modality.needs_image())?;
+    Ok(Box::new(IisanTower::new(
+        store, ic, kernels, text, image, dim,
+    )?))
+}
+
+/// The IISAN tower of `method = "iisan_uncached"`: the frozen towers of `model.towers` run in
+/// the step (live states), and their parameters count as frozen.
+fn build_uncached_iisan(
+    mc: &ModelConfig,
+    kernels: Kernels,
+    data: &Dataset,
+    store: &mut ParamStore,
+) -> Result<Box<dyn ItemTower>> {
+    let dim = mc.user.dim;
+    let (ic, tc) = (&mc.iisan, &mc.towers);
+    let dev = store.device().clone();
+    let missing = |what: &str| {
+        Error::Config(format!(
+            "iisan_uncached with modality {} needs model.towers.{what}",
+            ic.modality.name()
+        ))
+    };
+    let text: Option<Box<dyn HiddenStates>> = if ic.modality.needs_text() {
+        let dir = tc
+            .text_model
+            .as_ref()
+            .ok_or_else(|| missing("text_model"))?;
+        Some(Box::new(states::LiveText {
+            bert: crate::backbone::bert::Bert::load(dir, &dev)?,
+            tokens: inputs::ItemTokens::new(data, dir, tc.max_tokens)?,
+            chunk: tc.eval_chunk,
+        }))
+    } else {
+        None
+    };
+    let image: Option<Box<dyn HiddenStates>> = if ic.modality.needs_image() {
+        let dir = tc
+            .image_model
+            .as_ref()
+            .ok_or_else(|| missing("image_model"))?;
+        Some(Box::new(states::LiveImage {
+            vit: crate::backbone::vit::Vit::load(dir, tc.image_size, &dev)?,
+            images: inputs::ItemImages::new(data, dir, tc.image_size, tc.missing_images)?,
+            chunk: tc.eval_chunk,
+        }))
+    } else {
+        None
+    };
+    let frozen = [&text, &image]
+        .iter()
+        .zip([&tc.text_model, &tc.image_model])
+        .filter(|(s, _)| s.is_some())
+        .map(|(_, d)| d.as_ref().map_or(Ok(0), |d| file_params(d)))
+        .sum::<Result<usize>>()?;
+    let mut t = IisanTower::new(store, ic, kernels, text, image, dim)?;
+    t.set_uncached(frozen);
+    Ok(Box::new(t))
 }

@@ -22,7 +22,7 @@ pub struct KernelEmbedding {
 }
 
 /// Something that turns item ids into item embeddings of width `dim()`.
-pub trait ItemTower {
+pub trait ItemTower: Send + Sync {
     /// The method this tower implements.
     fn method(&self) -> Method;
 

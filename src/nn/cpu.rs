@@ -69,6 +69,27 @@ pub fn matmul(
         };
         return;
     }
+    matmul_split(
+        c,
+        (a, a_rs, a_cs),
+        (b, b_rs, b_cs),
+        (m, n, k),
+        parts,
+        accumulate,
+    );
+}
+
+/// The parallel path of [`matmul`]: the output is cut into `parts` blocks of whole rows (or
+/// whole columns when it is wider than tall), each computed single-threaded by [`gemm_block`].
+/// The lengths must already be checked against `(m, n, k)` and the strides.
+fn matmul_split(
+    c: &mut [f32],
+    (a, a_rs, a_cs): (&[f32], usize, usize),
+    (b, b_rs, b_cs): (&[f32], usize, usize),
+    (m, n, k): (usize, usize, usize),
+    parts: usize,
+    accumulate: bool,
+) {
     // One fork per product: the output is cut into `parts` blocks of whole rows (or whole
     // columns when it is wider than tall), each computed single-threaded. The gemm crate's own
     // rayon split synchronises inside the product, which costs more than it gains at these
@@ -93,7 +114,7 @@ pub fn matmul(
                 let (a, b) = (ap.0.cast_const(), bp.0.cast_const());
                 // SAFETY: block p writes only rows (or columns) lo..hi of c, disjoint from
                 // every other block's; its reads of a (rows lo..hi of op(a)) or b (columns
-                // lo..hi of op(b)) stay within the bounds asserted above.
+                // lo..hi of op(b)) stay within the bounds asserted in `matmul`.
                 unsafe {
                     if by_rows {
                         gemm_block(

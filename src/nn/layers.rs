@@ -1,6 +1,6 @@
 //! Small differentiable building blocks shared by the models.
 //!
-//! candle's fused LayerNorm and softmax have no backward pass (STACK-NOTES.md, rule 1), so the
+//! candle's fused LayerNorm and softmax have no backward pass (docs/STACK.md section 3), so the
 //! LayerNorm here is written with primitive ops, and dropout draws its masks from the forward
 //! context's seeded RNG (candle's CPU RNG cannot be seeded) so that runs are reproducible.
 

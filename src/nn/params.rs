@@ -12,7 +12,7 @@ use rand_distr::{Distribution, Normal};
 
 use crate::error::{Error, Result};
 
-/// Learning-rate group name of parameters without a specific group (spec section 5: 2e-4).
+/// Learning-rate group name of parameters without a specific group (docs/MODEL.md section 5: 2e-4).
 pub const GROUP_DEFAULT: &str = "default";
 
 /// How a new parameter is initialised.

@@ -1,9 +1,11 @@
 //! Plain-text tables of run outcomes for the terminal.
 
+use crate::eval::{Mask, Metric};
 use crate::train::Summary;
 
-/// A Markdown table of test metrics (both masks) and efficiency for `runs`, with `ks` columns.
-pub fn summary_table(runs: &[Summary], ks: &[usize]) -> String {
+/// A Markdown table of test metrics (one row per run and mask in `masks`) and efficiency for
+/// `runs`, with `ks` columns.
+pub fn summary_table(runs: &[Summary], ks: &[usize], masks: &[Mask]) -> String {
     let mut head = vec!["method".to_string(), "dataset".into(), "mask".into()];
     for k in ks {
         head.push(format!("HR@{k}"));
@@ -27,19 +29,20 @@ pub fn summary_table(runs: &[Summary], ks: &[usize]) -> String {
         } else {
             s.dataset.name.clone()
         };
-        for (mask, m) in [("history", &s.test.history), ("none", &s.test.none)] {
-            let mut r = vec![s.method.clone(), ds.clone(), mask.to_string()];
+        for &mask in masks {
+            let m = s.test.get(mask);
+            let mut r = vec![s.method.clone(), ds.clone(), mask.name().to_string()];
             // a run with eval.skip, or without this cutoff, has no value: a dash, never a zero
-            let metric = |name: String| match m.value(&name) {
+            let metric = |name: Metric| match m.value(name) {
                 Some(v) if s.evaluated => format!("{v:.4}"),
                 _ => "-".to_string(),
             };
             for k in ks {
-                r.push(metric(format!("HR@{k}")));
-                r.push(metric(format!("NDCG@{k}")));
+                r.push(metric(Metric::Hr(*k)));
+                r.push(metric(Metric::Ndcg(*k)));
             }
             let e = &s.efficiency;
-            r.push(metric("MRR".to_string()));
+            r.push(metric(Metric::Mrr));
             r.push(e.trainable_params.to_string());
             r.push(format!(
                 "{:.2}{}",

@@ -1,4 +1,4 @@
-//! Adam with parameter groups (spec section 5): one optimiser per learning-rate group,
+//! Adam with parameter groups (docs/MODEL.md section 5): one optimiser per learning-rate group,
 //! no weight decay, no schedule. On the CPU the update is one fused in-place pass per
 //! parameter (candle `InplaceOp2`: moments kept as plain vectors, the parameter's storage
 //! updated where it lies); elsewhere candle's `AdamW` with weight decay 0. Both compute
@@ -181,7 +181,7 @@ impl GroupedAdam {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Init, params::GROUP_DEFAULT};
+    use crate::nn::{GROUP_DEFAULT, Init};
     use candle_core::{Device, Tensor};
 
     #[test]

@@ -16,23 +16,15 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::Config;
+use crate::config::{Config, Plan};
 use crate::data::{Dataset, Stats};
 use crate::efficiency::{Efficiency, Profile};
 use crate::error::{Error, Result};
-use crate::eval::Metrics;
+use crate::eval::{Metric, Metrics, PerMask};
+use crate::model::TrainedModel;
 
 /// The git revision this binary was built from.
 pub const GIT_REV: &str = env!("IISAN_GIT_REV");
-
-/// Metrics under both masking conventions.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct MaskedMetrics {
-    /// `mask = history` (the reference's convention).
-    pub history: Metrics,
-    /// `mask = none` (RecBole's convention).
-    pub none: Metrics,
-}
 
 /// One epoch's record in `metrics.jsonl`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -48,7 +40,7 @@ pub struct EpochRecord {
     /// Seconds of validation.
     pub eval_seconds: f64,
     /// Validation metrics.
-    pub valid: MaskedMetrics,
+    pub valid: PerMask<Metrics>,
     /// Peak RSS so far, MiB.
     pub peak_rss_mib: Option<f64>,
 }
@@ -92,7 +84,7 @@ pub struct Summary {
     /// Masking convention used for model selection.
     pub selection_mask: String,
     /// Validation metric used for model selection.
-    pub select_metric: String,
+    pub select_metric: Metric,
     /// Best validation epoch (1-based).
     pub best_epoch: usize,
     /// Epochs run.
@@ -100,9 +92,9 @@ pub struct Summary {
     /// Whether early stopping ended the run.
     pub stopped_early: bool,
     /// Validation metrics at the best epoch.
-    pub valid: MaskedMetrics,
+    pub valid: PerMask<Metrics>,
     /// Test metrics with the best epoch's parameters.
-    pub test: MaskedMetrics,
+    pub test: PerMask<Metrics>,
     /// Efficiency figures.
     pub efficiency: Efficiency,
     /// Whether validation and test metrics were computed (`eval.skip` leaves them empty).
@@ -123,6 +115,68 @@ pub struct Summary {
 
 fn yes() -> bool {
     true
+}
+
+/// A finished run opened for use: its checked configuration, its dataset, its summary and its
+/// model with the best epoch's parameters.
+pub struct FinishedRun {
+    /// The run's resolved configuration, checked.
+    pub plan: Plan,
+    /// The dataset it was trained on (`data.dir` of its config, relative to the working
+    /// directory as at training time).
+    pub data: Dataset,
+    /// `summary.json`.
+    pub summary: Summary,
+    /// The model with `best.safetensors` loaded.
+    pub model: TrainedModel,
+}
+
+/// Read `dir/summary.json`.
+pub fn read_summary(dir: &Path) -> Result<Summary> {
+    let path = dir.join("summary.json");
+    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+    serde_json::from_str(&text).map_err(|e| Error::file(&path, format!("not a run summary: {e}")))
+}
+
+/// Open the finished run directory `dir`: config, dataset, summary, and the model with its best
+/// parameters (a dataset whose fingerprint differs from the one trained on is an error).
+pub fn open_finished(dir: &Path) -> Result<FinishedRun> {
+    let summary = read_summary(dir)?;
+    let plan = Config::load(Some(&dir.join("config.toml")), &[])?.check()?;
+    let cfg = &plan.cfg;
+    let data = Dataset::load(&cfg.data.dir, &cfg.data.options)?;
+    if data.fingerprint != summary.dataset.fingerprint {
+        return Err(Error::file(
+            &cfg.data.dir,
+            format!(
+                "dataset fingerprint {} differs from the {} the run {} was trained on",
+                data.fingerprint,
+                summary.dataset.fingerprint,
+                dir.display()
+            ),
+        ));
+    }
+    let model = TrainedModel::build(
+        &cfg.model,
+        cfg.data.cache.as_deref(),
+        cfg.train.kernels,
+        &data,
+        cfg.train.seed,
+    )?;
+    let best = dir.join("best.safetensors");
+    if !best.exists() {
+        return Err(Error::file(
+            &best,
+            "missing: the run saved no best checkpoint (eval.skip runs keep last.safetensors)",
+        ));
+    }
+    model.load_weights(&best)?;
+    Ok(FinishedRun {
+        plan,
+        data,
+        summary,
+        model,
+    })
 }
 
 /// A run directory being written.

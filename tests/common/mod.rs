@@ -95,3 +95,33 @@ pub fn model_dir(name: &str) -> PathBuf {
     );
     p
 }
+
+/// Check `cfg` and build its model for `data` (what `iisan train` does before a run starts).
+pub fn build_model(
+    cfg: iisan::Config,
+    data: &iisan::data::Dataset,
+) -> (iisan::config::Plan, iisan::model::TrainedModel) {
+    let kernels = cfg.train.kernels;
+    build_model_with(cfg, data, kernels)
+}
+
+/// [`build_model`] with the item tower on `tower_kernels` whatever `train.kernels` says (the
+/// trainer still runs the user encoder and loss as `train.kernels` says): to test one side's
+/// kernels against autograd with the other side fixed.
+pub fn build_model_with(
+    cfg: iisan::Config,
+    data: &iisan::data::Dataset,
+    tower_kernels: iisan::model::Kernels,
+) -> (iisan::config::Plan, iisan::model::TrainedModel) {
+    let plan = cfg.check().expect("valid config");
+    let c = &plan.cfg;
+    let model = iisan::model::TrainedModel::build(
+        &c.model,
+        c.data.cache.as_deref(),
+        tower_kernels,
+        data,
+        c.train.seed,
+    )
+    .expect("model builds");
+    (plan, model)
+}

@@ -1,5 +1,5 @@
 //! The item-ID tower (`method = "id"`): one learned embedding per item, the classic
-//! non-multimodal SASRec baseline (spec section 7). It cannot embed items it never saw.
+//! non-multimodal SASRec baseline (docs/MODEL.md section 7). It cannot embed items it never saw.
 
 use candle_core::{Device, Tensor};
 

@@ -1,4 +1,4 @@
-//! The item tower of the in-backbone baselines (spec section 7): the pretrained towers run with
+//! The item tower of the in-backbone baselines (docs/MODEL.md section 7): the pretrained towers run with
 //! gradients inside the training step under full fine-tuning, adapters, LoRA or BitFit, and
 //! the baseline head `Linear(2d -> d)([GELU(P_img(CLS_img)) ; GELU(P_text(CLS_text))])` (the
 //! image [CLS] after the ViT's final LayerNorm; text-only / image-only variants use one part
@@ -35,7 +35,7 @@ pub struct TowersConfig {
     pub image_model: Option<PathBuf>,
     /// Image side in pixels (a multiple of the patch size).
     pub image_size: usize,
-    /// Title tokens kept (spec section 6: 30).
+    /// Title tokens kept (docs/MODEL.md section 2: 30).
     pub max_tokens: usize,
     /// Missing or undecodable item images: error (default) or zero input.
     pub missing_images: MissingImage,
@@ -154,58 +154,22 @@ impl TunedTower {
         cfg.validate(method)?;
         let tuning = cfg.tuning(method)?;
         let device = store.device().clone();
-        // FFT trains the tower weights in the tower's own group; BitFit's biases train at the
-        // default rate
-        let group = |own: &'static str| match tuning {
-            TowerTuning::Full => own,
-            _ => GROUP_DEFAULT,
-        };
         let mut frozen = 0;
         let text = match &cfg.text_model {
             Some(dir) => {
-                let mut pb = PeftBuilder {
-                    store: &mut *store,
-                    tuning,
-                    prefix: "text".into(),
-                };
-                let (bert, taken) = Bert::load_tuned(dir, &device, &mut pb)?;
-                let trained = register_taken(store, &taken, "text", group(GROUP_TEXT_TOWER))?;
-                frozen += file_params(dir)? - trained;
-                let tokens = ItemTokens::new(data, dir, cfg.max_tokens)?;
-                let w = bert.config.hidden_size;
-                let head = store.linear(
-                    "item.head_text",
-                    w,
-                    dim,
-                    true,
-                    Init::TorchLinear,
-                    GROUP_DEFAULT,
-                )?;
-                Some((bert, tokens, head))
+                let (part, untrained) =
+                    load_text_part(store, cfg, tuning, data, dir, dim, &device)?;
+                frozen += untrained;
+                Some(part)
             }
             None => None,
         };
         let image = match &cfg.image_model {
             Some(dir) => {
-                let mut pb = PeftBuilder {
-                    store: &mut *store,
-                    tuning,
-                    prefix: "image".into(),
-                };
-                let (vit, taken) = Vit::load_tuned(dir, cfg.image_size, &device, &mut pb)?;
-                let trained = register_taken(store, &taken, "image", group(GROUP_IMAGE_TOWER))?;
-                frozen += file_params(dir)? - trained;
-                let images = ItemImages::new(data, dir, cfg.image_size, cfg.missing_images)?;
-                let w = vit.config.hidden_size;
-                let head = store.linear(
-                    "item.head_image",
-                    w,
-                    dim,
-                    true,
-                    Init::TorchLinear,
-                    GROUP_DEFAULT,
-                )?;
-                Some((vit, images, head))
+                let (part, untrained) =
+                    load_image_part(store, cfg, tuning, data, dir, dim, &device)?;
+                frozen += untrained;
+                Some(part)
             }
             None => None,
         };
@@ -229,6 +193,84 @@ impl TunedTower {
             device,
         })
     }
+}
+
+/// The parameter group a tower's own trained tensors go to: FFT trains the tower weights in
+/// the tower's own group `own`; BitFit's biases (and every other tuning's) train at the
+/// default rate.
+fn tower_group(tuning: TowerTuning, own: &'static str) -> &'static str {
+    match tuning {
+        TowerTuning::Full => own,
+        _ => GROUP_DEFAULT,
+    }
+}
+
+/// Load the text tower in `dir` under `tuning`, register what trains and add its head
+/// `item.head_text`; returns the tower with its inputs and head, and the tower's parameters
+/// that do not train.
+fn load_text_part(
+    store: &mut ParamStore,
+    cfg: &TowersConfig,
+    tuning: TowerTuning,
+    data: &Dataset,
+    dir: &Path,
+    dim: usize,
+    device: &Device,
+) -> Result<((Bert, ItemTokens, Linear), usize)> {
+    let mut pb = PeftBuilder {
+        store: &mut *store,
+        tuning,
+        prefix: "text".into(),
+    };
+    let (bert, taken) = Bert::load_tuned(dir, device, &mut pb)?;
+    let group = tower_group(tuning, GROUP_TEXT_TOWER);
+    let trained = register_taken(store, &taken, "text", group)?;
+    let frozen = file_params(dir)? - trained;
+    let tokens = ItemTokens::new(data, dir, cfg.max_tokens)?;
+    let w = bert.config.hidden_size;
+    let head = store.linear(
+        "item.head_text",
+        w,
+        dim,
+        true,
+        Init::TorchLinear,
+        GROUP_DEFAULT,
+    )?;
+    Ok(((bert, tokens, head), frozen))
+}
+
+/// Load the image tower in `dir` under `tuning`, register what trains and add its head
+/// `item.head_image`; returns the tower with its inputs and head, and the tower's parameters
+/// that do not train.
+fn load_image_part(
+    store: &mut ParamStore,
+    cfg: &TowersConfig,
+    tuning: TowerTuning,
+    data: &Dataset,
+    dir: &Path,
+    dim: usize,
+    device: &Device,
+) -> Result<((Vit, ItemImages, Linear), usize)> {
+    let mut pb = PeftBuilder {
+        store: &mut *store,
+        tuning,
+        prefix: "image".into(),
+    };
+    let (vit, taken) = Vit::load_tuned(dir, cfg.image_size, device, &mut pb)?;
+    let group = tower_group(tuning, GROUP_IMAGE_TOWER);
+    let trained = register_taken(store, &taken, "image", group)?;
+    let frozen = file_params(dir)? - trained;
+    let images = ItemImages::new(data, dir, cfg.image_size, cfg.missing_images)?;
+    let w = vit.config.hidden_size;
+    let head = store.linear(
+        "item.head_image",
+        w,
+        dim,
+        true,
+        Init::TorchLinear,
+        GROUP_DEFAULT,
+    )?;
+    Ok(((vit, images, head), frozen))
 }
 
 impl ItemTower for TunedTower {

@@ -1,6 +1,6 @@
 //! A chain of linear layers with no nonlinearity between them, evaluated as one collapsed map,
 //! with exact gradients for every layer. IISAN's heads are such a chain: `W_c [..; P(F(s)); ..]`
-//! (spec section 3) is linear in `s`, so the per-item cost is one `[d, D]` product instead of a
+//! (docs/MODEL.md section 3) is linear in `s`, so the per-item cost is one `[d, D]` product instead of a
 //! `[D, D]` and a `[d, D]` one.
 //!
 //! With layers `y_j = W_j y_{j-1} + b_j` (j = 1..L, `y_0 = s`), prefix maps `P_j = W_{j-1}..W_1`

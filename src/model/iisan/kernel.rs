@@ -210,6 +210,18 @@ impl PathRun {
     }
 }
 
+/// The error of a path whose tower states were not gathered.
+fn missing_cache() -> crate::error::Error {
+    crate::error::Error::Internal("path without its cache".into())
+}
+
+/// The last `k` of the `taps` taps of tap-major states `h` (`[taps, n, width]`, flattened).
+fn last_taps(h: &Option<Vec<f32>>, taps: usize, k: usize) -> Result<Vec<f32>> {
+    let h = h.as_ref().ok_or_else(missing_cache)?;
+    let per = h.len() / taps;
+    Ok(h[(taps - k) * per..].to_vec())
+}
+
 /// `[K, n, d_in]` tap-major states through per-tap Linear(d_in -> width) maps.
 fn apply_maps(maps: &[Linear], h: &[f32], n: usize) -> Result<Vec<f32>> {
     let mut out = Vec::new();
@@ -299,42 +311,10 @@ impl IisanTower {
                 gather(&self.image, &self.image_taps)?,
             ))
         })?;
-        let missing = || crate::error::Error::Internal("path without its cache".into());
         let t0 = std::time::Instant::now();
         let mut runs = Vec::with_capacity(3);
         for (which, path) in self.paths().into_iter().enumerate() {
-            let kind = match path.source {
-                PathSource::Image => PathKind::Intra {
-                    states: hi.clone().ok_or_else(missing)?,
-                },
-                PathSource::Text => PathKind::Intra {
-                    states: ht.clone().ok_or_else(missing)?,
-                },
-                PathSource::Inter => {
-                    let k = path.blocks.len();
-                    let last = |h: &Option<Vec<f32>>, taps: usize| -> Result<Vec<f32>> {
-                        let h = h.as_ref().ok_or_else(missing)?;
-                        let per = h.len() / taps;
-                        Ok(h[(taps - k) * per..].to_vec())
-                    };
-                    let rt = last(&ht, self.text_taps.len())?;
-                    let ri = last(&hi, self.image_taps.len())?;
-                    let (text, raw_text) = match &path.map_text {
-                        Some(m) => (apply_maps(m, &rt, n)?, Some(rt)),
-                        None => (rt, None),
-                    };
-                    let (image, raw_image) = match &path.map_image {
-                        Some(m) => (apply_maps(m, &ri, n)?, Some(ri)),
-                        None => (ri, None),
-                    };
-                    PathKind::Inter {
-                        image,
-                        text,
-                        raw_image,
-                        raw_text,
-                    }
-                }
-            };
+            let kind = self.path_kind(&path, &ht, &hi, n)?;
             let params = PathParams::read(&path.blocks, &path.gates)?;
             let src = match &kind {
                 PathKind::Intra { states } => Sources::Intra(states),
@@ -365,6 +345,45 @@ impl IisanTower {
         }
         prof.add("heads forward", t1.elapsed().as_secs_f64());
         Ok((e, done))
+    }
+
+    /// The states path `path` reads over `n` items, from the gathered tap-major text (`ht`)
+    /// and image (`hi`) states: its tower's states for an intra path; for the inter path the
+    /// last `K` taps of both, through the width maps where the path has them.
+    fn path_kind(
+        &self,
+        path: &PathHandles,
+        ht: &Option<Vec<f32>>,
+        hi: &Option<Vec<f32>>,
+        n: usize,
+    ) -> Result<PathKind> {
+        Ok(match path.source {
+            PathSource::Image => PathKind::Intra {
+                states: hi.clone().ok_or_else(missing_cache)?,
+            },
+            PathSource::Text => PathKind::Intra {
+                states: ht.clone().ok_or_else(missing_cache)?,
+            },
+            PathSource::Inter => {
+                let k = path.blocks.len();
+                let rt = last_taps(ht, self.text_taps.len(), k)?;
+                let ri = last_taps(hi, self.image_taps.len(), k)?;
+                let (text, raw_text) = match &path.map_text {
+                    Some(m) => (apply_maps(m, &rt, n)?, Some(rt)),
+                    None => (rt, None),
+                };
+                let (image, raw_image) = match &path.map_image {
+                    Some(m) => (apply_maps(m, &ri, n)?, Some(ri)),
+                    None => (ri, None),
+                };
+                PathKind::Inter {
+                    image,
+                    text,
+                    raw_image,
+                    raw_text,
+                }
+            }
+        })
     }
 
     /// Evaluation-mode embeddings `[ids.len(), d]` on the fused kernels.

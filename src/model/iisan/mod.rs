@@ -1,4 +1,4 @@
-//! The IISAN item tower (spec section 3): intra-modal side networks per modality and an
+//! The IISAN item tower (docs/MODEL.md section 3): intra-modal side networks per modality and an
 //! inter-modal one across modalities, reading the frozen towers' cached per-layer [CLS] states
 //! ([`crate::cache`]), then the fusion heads into the item embedding.
 //!
@@ -85,31 +85,8 @@ impl IisanTower {
         c.validate()?;
         let (ut, ui, um) = c.modality.uses();
         let (tt, it) = c.taps();
-        let need = |src: &Option<Box<dyn HiddenStates>>,
-                    what: &str,
-                    taps: &[usize]|
-         -> Result<(usize, usize)> {
-            let h = src
-                .as_ref()
-                .ok_or_else(|| Error::Config(format!("modality needs the {what} states")))?;
-            if let Some(&t) = taps.iter().find(|&&t| t >= h.states()) {
-                return Err(Error::Config(format!(
-                    "{what} tap {t} outside the {} hidden states",
-                    h.states()
-                )));
-            }
-            Ok((h.width(), taps.len()))
-        };
-        let (dt, kt) = if c.modality.needs_text() {
-            need(&text, "text", &tt)?
-        } else {
-            (0, 0)
-        };
-        let (di, ki) = if c.modality.needs_image() {
-            need(&image, "image", &it)?
-        } else {
-            (0, 0)
-        };
+        let (dt, kt) = needed_states(c.modality.needs_text(), &text, "text", &tt)?;
+        let (di, ki) = needed_states(c.modality.needs_image(), &image, "image", &it)?;
         let intra_text = if ut {
             Some((
                 IntraPath::new(store, "item.text", dt, kt, c)?,
@@ -158,6 +135,30 @@ impl IisanTower {
             uncached: None,
         })
     }
+}
+
+/// Width and tap count `(width, taps.len())` of the `what` states `src` when the modality
+/// reads them (`needed`), `(0, 0)` when it does not; an error when they are needed but absent or
+/// a tap lies outside their hidden states.
+fn needed_states(
+    needed: bool,
+    src: &Option<Box<dyn HiddenStates>>,
+    what: &str,
+    taps: &[usize],
+) -> Result<(usize, usize)> {
+    if !needed {
+        return Ok((0, 0));
+    }
+    let h = src
+        .as_ref()
+        .ok_or_else(|| Error::Config(format!("modality needs the {what} states")))?;
+    if let Some(&t) = taps.iter().find(|&&t| t >= h.states()) {
+        return Err(Error::Config(format!(
+            "{what} tap {t} outside the {} hidden states",
+            h.states()
+        )));
+    }
+    Ok((h.width(), taps.len()))
 }
 
 impl IisanTower {

@@ -1,4 +1,4 @@
-//! The side adapted network's building blocks (spec section 3): the SAN block
+//! The side adapted network's building blocks (docs/MODEL.md section 3): the SAN block
 //! `SANB(x) = x + W_up ReLU(W_down x + b_down) + b_up` (D -> r -> D, weights N(0, 0.01),
 //! biases 0, no LayerNorm, no dropout) and the learned gate `g = sigmoid(theta / T)`,
 //! theta = 0 (g = 0.5), T = 0.1.
@@ -9,7 +9,7 @@ use candle_nn::{Linear, Module};
 use crate::error::Result;
 use crate::nn::params::{GROUP_DEFAULT, Init, ParamStore};
 
-/// Learning-rate group of SAN blocks (spec section 5: 1e-4).
+/// Learning-rate group of SAN blocks (docs/MODEL.md section 5: 1e-4).
 pub const GROUP_SAN: &str = "san";
 /// Standard deviation of the SAN blocks' initial weights.
 pub const SAN_INIT_STD: f64 = 0.01;

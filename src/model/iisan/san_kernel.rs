@@ -1,4 +1,4 @@
-//! One side-network path (a chain of SAN blocks with its mixes, spec section 3) as a CPU kernel
+//! One side-network path (a chain of SAN blocks with its mixes, docs/MODEL.md section 3) as a CPU kernel
 //! with a hand-written backward: the forward keeps each block's input and ReLU activation, the
 //! backward returns every block's weight and bias gradients and each gate value's gradient.
 //! `model/iisan.rs` holds the autograd version of the same path, which the tests compare

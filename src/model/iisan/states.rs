@@ -1,6 +1,6 @@
 //! Where IISAN's per-layer [CLS] states come from: the hidden-state cache (cached IISAN, the
 //! default) or the frozen towers run inside the training step in evaluation mode with no
-//! gradient kept (`iisan_uncached`, spec section 8: it pays the backbone forward every step).
+//! gradient kept (`iisan_uncached`, docs/MODEL.md section 8: it pays the backbone forward every step).
 
 use candle_core::{Device, Tensor};
 

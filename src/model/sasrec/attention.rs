@@ -1,5 +1,5 @@
 //! Multi-head causal self-attention over packed rows (the SASRec user encoder's attention,
-//! spec section 4) with a hand-written backward. The rows of one user are a run of consecutive
+//! docs/MODEL.md section 4) with a hand-written backward. The rows of one user are a run of consecutive
 //! packed rows (a [`Segment`]) in position order; a real query attends exactly the real keys at
 //! or before it, so each user's attention is a small causal block over its own rows. Attention
 //! dropout masks are indexed over the padded `[B, heads, L, L]` layout the tensor version uses.

@@ -1,4 +1,4 @@
-//! The SASRec user encoder (spec section 4): learned positions, post-LN Transformer blocks with
+//! The SASRec user encoder (docs/MODEL.md section 4): learned positions, post-LN Transformer blocks with
 //! causal + key-padding self-attention (Q/K/V/O without bias), ReLU FFN, dropout, xavier-normal
 //! initialisation. The output at every position predicts the next item.
 

@@ -387,8 +387,8 @@ fn pair(v: &mut [Vec<f32>], i: usize) -> (&mut [f32], &mut [f32]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::ParamStore;
     use crate::model::sasrec::encoder::UserEncoderConfig;
+    use crate::nn::ParamStore;
     use candle_core::{Device, Tensor};
 
     /// The evaluation-mode forward equals the tensor encoder's `forward_rows`, and the

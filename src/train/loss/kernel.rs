@@ -1,4 +1,4 @@
-//! The in-batch softmax loss of `loss.rs` (spec section 5) as one CPU kernel with its own
+//! The in-batch softmax loss of `loss.rs` (docs/MODEL.md section 5) as one CPU kernel with its own
 //! backward, used with the fused user encoder. Columns are the batch's `B * (L + 1)` slots;
 //! each holds an entry of the embedding table `[zero; distinct items]`, so the logits come from
 //! the `R x (U + 1)` products `S = P T^T` of the real rows with the table entries:

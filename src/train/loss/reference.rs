@@ -1,5 +1,5 @@
 //! The in-batch softmax loss with log-popularity correction and same-user masking
-//! (spec section 5).
+//! (docs/MODEL.md section 5).
 //!
 //! Columns are the `B * (L + 1)` slots of the batch, rows the `B * L` input positions.
 //! `logit[r, c] = <P_r, E_c> - log pop[item of c]`; padding columns and, for row `(b, j)`, every

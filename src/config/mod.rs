@@ -1,5 +1,5 @@
 //! The run configuration: one TOML document whose defaults are the paper's settings
-//! (spec sections 4-6), overridable key by key from the command line (`--set train.batch=32`),
+//! (docs/MODEL.md sections 4-6), overridable key by key from the command line (`--set train.batch=32`),
 //! and validated before any work starts.
 
 use std::collections::BTreeMap;
@@ -7,9 +7,14 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+mod check;
+mod overrides;
+
+pub use check::{Plan, Schedule};
+
 use crate::data::DataOptions;
 use crate::error::{Error, Result};
-use crate::eval::Mask;
+use crate::eval::{Mask, Metric};
 use crate::model::{Kernels, Method, ModelConfig};
 
 /// Where the data comes from and how it is preprocessed.
@@ -61,7 +66,7 @@ pub struct TrainConfig {
     /// Compute threads (0 = all cores).
     pub threads: usize,
     /// Validation metric for early stopping and model selection, e.g. `HR@10`, `NDCG@10`, `MRR`.
-    pub select_metric: String,
+    pub select_metric: Metric,
     /// Cap on training steps per epoch (0 = a full pass); for quick runs and measurements.
     pub max_steps_per_epoch: usize,
     /// Steps at the start of the run left out of the seconds-per-epoch figure (warm-up).
@@ -92,7 +97,7 @@ impl Default for TrainConfig {
             eps: 1e-8,
             seed: 12345,
             threads: 0,
-            select_metric: "HR@10".into(),
+            select_metric: Metric::Hr(10),
             max_steps_per_epoch: 0,
             profile: false,
             warmup_steps: 0,
@@ -168,40 +173,9 @@ pub struct Config {
     pub run: RunConfig,
 }
 
-/// Parse one `key.path=value` override's value: a TOML value if it parses as one, else a string.
-fn parse_value(raw: &str) -> toml::Value {
-    match toml::from_str::<toml::Table>(&format!("v = {raw}")) {
-        Ok(mut t) => t.remove("v").expect("parsed key"),
-        Err(_) => toml::Value::String(raw.to_string()),
-    }
-}
-
-/// Apply `key.path=value` overrides to a TOML table.
-fn apply_overrides(table: &mut toml::Table, sets: &[String]) -> Result<()> {
-    for s in sets {
-        let (key, raw) = s
-            .split_once('=')
-            .ok_or_else(|| Error::Config(format!("--set {s:?}: expected key.path=value")))?;
-        let parts: Vec<&str> = key.trim().split('.').collect();
-        if parts.iter().any(|p| p.is_empty()) {
-            return Err(Error::Config(format!("--set {s:?}: empty key segment")));
-        }
-        let mut t = &mut *table;
-        for p in &parts[..parts.len() - 1] {
-            let entry = t
-                .entry(p.to_string())
-                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-            t = entry
-                .as_table_mut()
-                .ok_or_else(|| Error::Config(format!("--set {s:?}: {p} is not a table")))?;
-        }
-        t.insert(parts[parts.len() - 1].to_string(), parse_value(raw.trim()));
-    }
-    Ok(())
-}
-
 impl Config {
-    /// Load `path` (or the defaults when `None`), apply `sets`, and validate.
+    /// Load `path` (or the defaults when `None`) and apply `sets`; the result is unchecked:
+    /// [`Config::check`] turns it into a [`Plan`].
     pub fn load(path: Option<&Path>, sets: &[String]) -> Result<Config> {
         let mut table = match path {
             Some(p) => {
@@ -212,71 +186,14 @@ impl Config {
             }
             None => toml::Table::new(),
         };
-        apply_overrides(&mut table, sets)?;
+        overrides::apply_overrides(&mut table, sets)?;
         let cfg: Config = toml::Value::Table(table)
             .try_into()
             .map_err(|e: toml::de::Error| {
                 let origin = path.map_or("defaults".into(), |p| p.display().to_string());
                 Error::Config(format!("{origin} (with --set overrides): {}", e.message()))
             })?;
-        cfg.validate()?;
         Ok(cfg)
-    }
-
-    /// Check every value; the first problem is an error naming the key.
-    pub fn validate(&self) -> Result<()> {
-        self.data.options.validate()?;
-        self.model.user.validate()?;
-        if self.model.method == Method::Iisan {
-            self.model.iisan.validate()?;
-        }
-        let t = &self.train;
-        let bad = |k: &str, why: String| Err(Error::Config(format!("{k} {why}")));
-        if t.batch == 0 {
-            return bad("train.batch", "must be at least 1".into());
-        }
-        if t.epochs == 0 {
-            return bad("train.epochs", "must be at least 1".into());
-        }
-        for (name, lr) in std::iter::once(("train.lr".to_string(), t.lr)).chain(
-            t.lr_groups
-                .iter()
-                .map(|(k, v)| (format!("train.lr_groups.{k}"), *v)),
-        ) {
-            if !(lr.is_finite() && lr > 0.0) {
-                return bad(&name, format!("= {lr} must be a positive number"));
-            }
-        }
-        if !(0.0..1.0).contains(&t.beta1) || !(0.0..1.0).contains(&t.beta2) || t.eps <= 0.0 {
-            return bad(
-                "train.beta1/beta2/eps",
-                "must satisfy 0 <= beta < 1 and eps > 0".into(),
-            );
-        }
-        let e = &self.eval;
-        if e.ks.is_empty() || e.ks.contains(&0) {
-            return bad(
-                "eval.ks",
-                format!("= {:?} must be a non-empty list of positive cut-offs", e.ks),
-            );
-        }
-        if e.item_chunk == 0 || e.user_chunk == 0 {
-            return bad("eval.item_chunk/user_chunk", "must be at least 1".into());
-        }
-        let m = &t.select_metric;
-        let ok = m == "MRR"
-            || ["HR@", "NDCG@"].iter().any(|p| {
-                m.strip_prefix(p)
-                    .and_then(|k| k.parse::<usize>().ok())
-                    .is_some_and(|k| e.ks.contains(&k))
-            });
-        if !ok {
-            return bad(
-                "train.select_metric",
-                format!("= {m:?} must be MRR or HR@K / NDCG@K with K in eval.ks"),
-            );
-        }
-        Ok(())
     }
 
     /// The method as reported in tables: `id`, or `iisan:<modality>` (plus `:add` for additive
@@ -324,6 +241,7 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::UserEncoderConfig;
 
     #[test]
     fn defaults_are_the_papers() {
@@ -386,6 +304,7 @@ mod tests {
         ];
         for (set, key) in cases {
             let e = Config::load(None, &[set.to_string()])
+                .and_then(Config::check)
                 .unwrap_err()
                 .to_string();
             assert!(e.contains(key), "{set}: {e}");

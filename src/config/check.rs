@@ -1,0 +1,135 @@
+//! The checked configuration (linfa's `ParamGuard` pattern): [`Config::check`] validates every
+//! value once and returns a [`Plan`] carrying what follows from it (the selection metric, the
+//! evaluator); [`Plan::schedule`] adds the checks that need the dataset (steps per epoch, the
+//! warm-up). Both run before any expensive step and before a run directory exists.
+
+use super::Config;
+use crate::data::Dataset;
+use crate::error::{Error, Result};
+use crate::eval::{Evaluator, Metric};
+use crate::model::Method;
+
+/// A configuration that passed every check.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// The checked configuration.
+    pub cfg: Config,
+    /// The evaluation protocol (cut-offs and chunking).
+    pub evaluator: Evaluator,
+}
+
+/// Training steps of a run on a given dataset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Schedule {
+    /// Steps of a full pass over the users.
+    pub full_steps: usize,
+    /// Steps taken per epoch (`train.max_steps_per_epoch` applied).
+    pub steps: usize,
+}
+
+fn bad(key: &str, why: String) -> Error {
+    Error::Config(format!("{key} {why}"))
+}
+
+impl Config {
+    /// Check every value; the first problem is an error naming the key.
+    pub fn check(self) -> Result<Plan> {
+        self.data.options.validate()?;
+        self.model.user.validate()?;
+        if self.model.method == Method::Iisan {
+            self.model.iisan.validate()?;
+        }
+        self.check_train()?;
+        let e = &self.eval;
+        if e.ks.is_empty() || e.ks.contains(&0) {
+            return Err(bad(
+                "eval.ks",
+                format!("= {:?} must be a non-empty list of positive cut-offs", e.ks),
+            ));
+        }
+        if e.item_chunk == 0 || e.user_chunk == 0 {
+            return Err(bad(
+                "eval.item_chunk/user_chunk",
+                "must be at least 1".into(),
+            ));
+        }
+        let m = self.train.select_metric;
+        if m.cutoff().is_some_and(|k| !e.ks.contains(&k)) {
+            return Err(bad(
+                "train.select_metric",
+                format!("= {m} must be MRR or HR@K / NDCG@K with K in eval.ks"),
+            ));
+        }
+        let evaluator = Evaluator {
+            ks: e.ks.clone(),
+            item_chunk: e.item_chunk,
+            user_chunk: e.user_chunk,
+        };
+        Ok(Plan {
+            cfg: self,
+            evaluator,
+        })
+    }
+
+    fn check_train(&self) -> Result<()> {
+        let t = &self.train;
+        if t.batch == 0 {
+            return Err(bad("train.batch", "must be at least 1".into()));
+        }
+        if t.epochs == 0 {
+            return Err(bad("train.epochs", "must be at least 1".into()));
+        }
+        for (name, lr) in std::iter::once(("train.lr".to_string(), t.lr)).chain(
+            t.lr_groups
+                .iter()
+                .map(|(k, v)| (format!("train.lr_groups.{k}"), *v)),
+        ) {
+            if !(lr.is_finite() && lr > 0.0) {
+                return Err(bad(&name, format!("= {lr} must be a positive number")));
+            }
+        }
+        if !(0.0..1.0).contains(&t.beta1) || !(0.0..1.0).contains(&t.beta2) || t.eps <= 0.0 {
+            return Err(bad(
+                "train.beta1/beta2/eps",
+                "must satisfy 0 <= beta < 1 and eps > 0".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Plan {
+    /// The validation metric that selects the best epoch.
+    pub fn select(&self) -> Metric {
+        self.cfg.train.select_metric
+    }
+
+    /// The steps of a run on `data`; an error when `train.warmup_steps` would leave no timed
+    /// step even in the shortest run the settings allow (early stopping cannot end a run
+    /// before `patience + 1` epochs).
+    pub fn schedule(&self, data: &Dataset) -> Result<Schedule> {
+        let t = &self.cfg.train;
+        let full_steps = data.num_users().div_ceil(t.batch);
+        let steps = match t.max_steps_per_epoch {
+            0 => full_steps,
+            cap => full_steps.min(cap),
+        };
+        let min_epochs = if self.cfg.eval.skip {
+            t.epochs
+        } else {
+            t.epochs.min(t.patience + 1)
+        };
+        let min_steps = min_epochs * steps;
+        if t.warmup_steps >= min_steps {
+            return Err(bad(
+                "train.warmup_steps",
+                format!(
+                    "= {} leaves no timed step: the run may take as few as {min_steps} steps \
+                     ({min_epochs} epochs of {steps})",
+                    t.warmup_steps
+                ),
+            ));
+        }
+        Ok(Schedule { full_steps, steps })
+    }
+}

@@ -1,0 +1,64 @@
+//! Full-ranking evaluation of any [`Scorer`] on a dataset split: every user ranked against
+//! every item, in user and item chunks, under both masks in one pass (docs/MODEL.md
+//! section 6).
+
+use std::time::Instant;
+
+use super::metrics::Metrics;
+use super::ranking::{Mask, PerMask, rank_chunked};
+use crate::data::batch::eval_inputs;
+use crate::data::{Dataset, Split};
+use crate::error::Result;
+use crate::model::Scorer;
+
+/// Metrics under both masks and the seconds they took.
+#[derive(Debug, Clone)]
+pub struct EvalResult {
+    /// Metrics under each convention.
+    pub metrics: PerMask<Metrics>,
+    /// Seconds.
+    pub seconds: f64,
+}
+
+/// How evaluation is chunked and which cut-offs it reports.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Evaluator {
+    /// Cut-offs K of HR@K and NDCG@K.
+    pub ks: Vec<usize>,
+    /// Items embedded and scored per chunk.
+    pub item_chunk: usize,
+    /// Users ranked per chunk.
+    pub user_chunk: usize,
+}
+
+impl Evaluator {
+    /// Rank every user of `data` on `split` (target: the split's item; history: every item
+    /// before it) against all items of `model`.
+    pub fn evaluate(&self, model: &dyn Scorer, data: &Dataset, split: Split) -> Result<EvalResult> {
+        let t0 = Instant::now();
+        let all = model.item_embeddings(self.item_chunk)?;
+        let users: Vec<usize> = (0..data.num_users()).collect();
+        let mut ranks = Vec::with_capacity(users.len());
+        for chunk in users.chunks(self.user_chunk.max(1)) {
+            let ids = eval_inputs(data, chunk, split);
+            let states = model.user_states(&all, &ids, chunk.len())?;
+            let targets: Vec<u32> = chunk.iter().map(|&u| data.target(u, split)).collect();
+            let hists: Vec<&[u32]> = chunk.iter().map(|&u| data.history(u, split)).collect();
+            ranks.extend(rank_chunked(
+                &states,
+                &all,
+                &targets,
+                &hists,
+                self.item_chunk,
+            )?);
+        }
+        let metrics = PerMask::from_fn(|mask: Mask| {
+            let of: Vec<u64> = ranks.iter().map(|r| *r.get(mask)).collect();
+            Metrics::from_ranks(&of, &self.ks)
+        });
+        Ok(EvalResult {
+            metrics,
+            seconds: t0.elapsed().as_secs_f64(),
+        })
+    }
+}

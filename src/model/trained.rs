@@ -1,0 +1,131 @@
+//! A model as one owned value: the trainable parameters, the item tower, the SASRec user
+//! encoder and the item index (external ids in row order). It is `Send + Sync` and owns
+//! everything it computes with, so it outlives the trainer that fits it (the trainer borrows
+//! it) and the dataset it was built from; a server or a language binding can hold it.
+
+use std::path::Path;
+
+use candle_core::{Device, Tensor};
+
+use super::config::{Kernels, ModelConfig};
+use super::factory::build_tower;
+use super::sasrec::UserEncoder;
+use super::scorer::Scorer;
+use super::tower::ItemTower;
+use crate::data::Dataset;
+use crate::data::batch::PackedRows;
+use crate::error::{Error, Result};
+use crate::nn::{Ctx, ParamStore};
+
+/// Item tower + user encoder + item index, with the parameters they train.
+pub struct TrainedModel {
+    store: ParamStore,
+    tower: Box<dyn ItemTower>,
+    user: UserEncoder,
+    item_keys: Vec<String>,
+    config: ModelConfig,
+}
+
+impl TrainedModel {
+    /// A freshly initialised model of `mc` for `data` (initial values from `seed`); `cache` is
+    /// the hidden-state cache directory IISAN reads, `kernels` whether the tower may use its CPU
+    /// kernels.
+    pub fn build(
+        mc: &ModelConfig,
+        cache: Option<&Path>,
+        kernels: Kernels,
+        data: &Dataset,
+        seed: u64,
+    ) -> Result<TrainedModel> {
+        let mut store = ParamStore::new(seed, Device::Cpu);
+        let tower = build_tower(mc, cache, kernels, data, &mut store)?;
+        let user = UserEncoder::new(&mut store, &mc.user, data.max_seq_len)?;
+        Ok(TrainedModel {
+            store,
+            tower,
+            user,
+            item_keys: data.item_keys.clone(),
+            config: mc.clone(),
+        })
+    }
+
+    /// Replace every trainable parameter with the values of a checkpoint written by
+    /// [`ParamStore::save`] (e.g. a run's `best.safetensors`).
+    pub fn load_weights(&self, checkpoint: &Path) -> Result<()> {
+        self.store.load(checkpoint)
+    }
+
+    /// The trainable parameters.
+    pub fn params(&self) -> &ParamStore {
+        &self.store
+    }
+
+    /// The item tower.
+    pub fn tower(&self) -> &dyn ItemTower {
+        self.tower.as_ref()
+    }
+
+    /// The user encoder.
+    pub fn user(&self) -> &UserEncoder {
+        &self.user
+    }
+
+    /// The model's options.
+    pub fn config(&self) -> &ModelConfig {
+        &self.config
+    }
+
+    /// External item ids in row order (`item_keys()[0]` is the padding row).
+    pub fn item_keys(&self) -> &[String] {
+        &self.item_keys
+    }
+}
+
+impl Scorer for TrainedModel {
+    fn num_items(&self) -> usize {
+        self.item_keys.len() - 1
+    }
+
+    fn max_len(&self) -> usize {
+        self.user.max_len()
+    }
+
+    fn item_embeddings(&self, chunk: usize) -> Result<Tensor> {
+        self.tower.embed_all(self.num_items(), chunk, &Ctx::eval())
+    }
+
+    fn user_states(&self, items: &Tensor, histories: &[u32], n: usize) -> Result<Tensor> {
+        let l = self.user.max_len();
+        if histories.len() != n * l {
+            return Err(Error::Internal(format!(
+                "user_states: {} history slots for {n} users of {l} positions",
+                histories.len()
+            )));
+        }
+        let dev = items.device();
+        let rows = PackedRows::of(histories, n, l);
+        let real: Vec<u32> = rows.flat.iter().map(|&f| histories[f as usize]).collect();
+        let e = items.index_select(&Tensor::from_vec(real, rows.count(), dev)?, 0)?;
+        let mask = UserEncoder::attention_mask(histories, n, l, dev)?;
+        // each user's last position is real (its history is non-empty)
+        let last: Vec<u32> = (0..n)
+            .map(|u| rows.scatter[u * l + l - 1].saturating_sub(1))
+            .collect();
+        Ok(self
+            .user
+            .forward_rows(&e, &rows, &mask, &Ctx::eval())?
+            .index_select(&Tensor::from_vec(last, n, dev)?, 0)?
+            .detach())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_trained_model_can_be_shared_across_threads() {
+        fn send_sync<T: Send + Sync + 'static>() {}
+        send_sync::<TrainedModel>();
+    }
+}

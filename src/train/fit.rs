@@ -1,0 +1,332 @@
+//! The loop over epochs (docs/MODEL.md section 5): shuffled user batches, validation after
+//! every epoch, early stopping on the validation selection metric, and test metrics with the
+//! best epoch's parameters. Its state lives in three small parts: [`EarlyStopping`],
+//! [`StepTimer`] (seconds per epoch with warm-up steps left out) and the summary built at the
+//! end.
+
+use std::time::Instant;
+
+use candle_core::Tensor;
+use indicatif::{ProgressBar, ProgressStyle};
+use rand::seq::SliceRandom;
+
+use super::run_dir::{DatasetInfo, EpochRecord, GIT_REV, RunDir, Summary};
+use super::trainer::Trainer;
+use crate::config::Schedule;
+use crate::data::Split;
+use crate::efficiency::{Efficiency, peak_rss_mib};
+use crate::error::{Error, Result};
+use crate::eval::{Metrics, PerMask};
+
+/// The best validation epoch so far and the epochs since.
+struct EarlyStopping {
+    patience: usize,
+    best: f64,
+    best_epoch: usize,
+    bad: usize,
+    best_state: Vec<Tensor>,
+    best_valid: PerMask<Metrics>,
+}
+
+impl EarlyStopping {
+    fn new(patience: usize, initial: Vec<Tensor>) -> Self {
+        EarlyStopping {
+            patience,
+            best: f64::NEG_INFINITY,
+            best_epoch: 0,
+            bad: 0,
+            best_state: initial,
+            best_valid: PerMask::default(),
+        }
+    }
+
+    /// Whether `score` beats the best so far (ties do not).
+    fn improves(&self, score: f64) -> bool {
+        score > self.best
+    }
+
+    /// Record a better epoch and the parameters that reached it.
+    fn improved(&mut self, epoch: usize, score: f64, state: Vec<Tensor>, valid: PerMask<Metrics>) {
+        (self.best, self.best_epoch, self.bad) = (score, epoch, 0);
+        self.best_state = state;
+        self.best_valid = valid;
+    }
+
+    /// Record an epoch that did not improve; true when the run should stop.
+    fn worse(&mut self) -> bool {
+        self.bad += 1;
+        self.bad > self.patience
+    }
+}
+
+/// Seconds of the timed training steps (the first `warmup` steps of the run left out).
+struct StepTimer {
+    warmup: usize,
+    done: usize,
+    timed: usize,
+    seconds: f64,
+}
+
+impl StepTimer {
+    fn new(warmup: usize) -> Self {
+        StepTimer {
+            warmup,
+            done: 0,
+            timed: 0,
+            seconds: 0.0,
+        }
+    }
+
+    fn record(&mut self, seconds: f64) {
+        if self.done >= self.warmup {
+            self.seconds += seconds;
+            self.timed += 1;
+        }
+        self.done += 1;
+    }
+
+    /// Mean seconds per timed step times the steps of a full epoch.
+    fn seconds_per_epoch(&self, full_steps: usize) -> Result<f64> {
+        if self.timed == 0 {
+            return Err(Error::Internal(format!(
+                "no timed step: warm-up {} of {} steps",
+                self.warmup, self.done
+            )));
+        }
+        Ok(self.seconds / self.timed as f64 * full_steps as f64)
+    }
+}
+
+/// What the epoch loop carries from one epoch to the next.
+struct FitState {
+    stop: EarlyStopping,
+    timer: StepTimer,
+    /// Seconds of validation so far.
+    eval_seconds: f64,
+    epochs_run: usize,
+    stopped_early: bool,
+    /// Peak memory when the first epoch's training ended.
+    train_peak: Option<f64>,
+}
+
+/// One epoch's training: its mean loss and seconds.
+struct EpochTrain {
+    loss: f64,
+    seconds: f64,
+}
+
+fn epoch_bar(show: bool, epoch: usize, steps: usize) -> ProgressBar {
+    if !show {
+        return ProgressBar::hidden();
+    }
+    let pb = ProgressBar::new(steps as u64);
+    pb.set_style(
+        ProgressStyle::with_template(
+            "{prefix:>10} [{bar:30}] {pos}/{len} steps {msg} {elapsed}<{eta}",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    pb.set_prefix(format!("epoch {epoch}"));
+    pb
+}
+
+impl Trainer<'_> {
+    /// The training steps of one epoch over `order` (shuffled here).
+    fn train_epoch(
+        &mut self,
+        epoch: usize,
+        order: &mut [usize],
+        sched: Schedule,
+        timer: &mut StepTimer,
+    ) -> Result<EpochTrain> {
+        order.shuffle(&mut self.shuffle_rng);
+        let pb = epoch_bar(self.progress, epoch, sched.steps);
+        let t0 = Instant::now();
+        let mut total = 0.0;
+        let batch = self.plan.cfg.train.batch;
+        for (s, users) in order.chunks(batch).take(sched.steps).enumerate() {
+            let ts = Instant::now();
+            let loss = self.step(users)?;
+            timer.record(ts.elapsed().as_secs_f64());
+            total += loss as f64;
+            pb.inc(1);
+            if s % 10 == 0 {
+                pb.set_message(format!("loss {:.4}", total / (s + 1) as f64));
+            }
+        }
+        pb.finish_and_clear();
+        Ok(EpochTrain {
+            loss: total / sched.steps as f64,
+            seconds: t0.elapsed().as_secs_f64(),
+        })
+    }
+
+    fn print_epoch(&self, rec: &EpochRecord, score: Option<f64>, improved: bool) {
+        if !self.progress {
+            return;
+        }
+        let (epoch, t) = (rec.epoch, rec.train_seconds);
+        match score {
+            None => eprintln!(
+                "epoch {epoch:>3}  loss {:.4}  train {t:.1}s ({} steps; no evaluation)",
+                rec.loss, rec.steps
+            ),
+            Some(score) => eprintln!(
+                "epoch {epoch:>3}  loss {:.4}  valid {} {score:.4} (mask {})  train {t:.1}s  eval {:.1}s{}",
+                rec.loss,
+                self.plan.select(),
+                self.plan.cfg.eval.mask.name(),
+                rec.eval_seconds,
+                if improved { "  *" } else { "" }
+            ),
+        }
+    }
+
+    /// Train with early stopping, writing into `run`; returns the summary (test metrics with the
+    /// best validation epoch's parameters).
+    pub fn fit(&mut self, run: RunDir, sched: Schedule) -> Result<Summary> {
+        let wall = Instant::now();
+        let mut order: Vec<usize> = (0..self.data.num_users()).collect();
+        let mut st = FitState {
+            stop: EarlyStopping::new(
+                self.plan.cfg.train.patience,
+                self.model.params().snapshot()?,
+            ),
+            timer: StepTimer::new(self.plan.cfg.train.warmup_steps),
+            eval_seconds: 0.0,
+            epochs_run: 0,
+            stopped_early: false,
+            train_peak: None,
+        };
+        for epoch in 1..=self.plan.cfg.train.epochs {
+            if !self.epoch(epoch, &run, sched, &mut order, &mut st)? {
+                st.stopped_early = true;
+                break;
+            }
+        }
+        let test = self.test_metrics(&run, &st.stop)?;
+        if self.plan.cfg.train.profile && self.progress {
+            eprintln!("time per phase (whole run):\n{}", self.profile.table());
+        }
+        let summary = self.summary(&run, sched, st, test, wall.elapsed().as_secs_f64())?;
+        run.finish(&summary)?;
+        Ok(summary)
+    }
+
+    /// Train and validate epoch `epoch`; false when early stopping ends the run.
+    fn epoch(
+        &mut self,
+        epoch: usize,
+        run: &RunDir,
+        sched: Schedule,
+        order: &mut [usize],
+        st: &mut FitState,
+    ) -> Result<bool> {
+        let tr = self.train_epoch(epoch, order, sched, &mut st.timer)?;
+        if epoch == 1 {
+            st.train_peak = peak_rss_mib();
+        }
+        st.epochs_run = epoch;
+        let valid = if self.plan.cfg.eval.skip {
+            None
+        } else {
+            let v = self.evaluate(Split::Valid)?;
+            self.profile.add("evaluation", v.seconds);
+            st.eval_seconds += v.seconds;
+            Some(v)
+        };
+        let rec = EpochRecord {
+            epoch,
+            loss: tr.loss,
+            steps: sched.steps,
+            train_seconds: tr.seconds,
+            eval_seconds: valid.as_ref().map_or(0.0, |v| v.seconds),
+            valid: valid
+                .as_ref()
+                .map(|v| v.metrics.clone())
+                .unwrap_or_default(),
+            peak_rss_mib: peak_rss_mib(),
+        };
+        run.append_epoch(&rec)?;
+        let Some(valid) = valid else {
+            self.print_epoch(&rec, None, false);
+            st.stop.best_epoch = epoch;
+            return Ok(true);
+        };
+        let score = valid
+            .metrics
+            .get(self.plan.cfg.eval.mask)
+            .get(self.plan.select());
+        let improved = st.stop.improves(score);
+        self.print_epoch(&rec, Some(score), improved);
+        if improved {
+            let state = self.model.params().snapshot()?;
+            self.model
+                .params()
+                .save(&run.file("best.safetensors"), Some(&state))?;
+            st.stop.improved(epoch, score, state, valid.metrics);
+            return Ok(true);
+        }
+        Ok(!st.stop.worse())
+    }
+
+    /// The run's `summary.json`.
+    fn summary(
+        &self,
+        run: &RunDir,
+        sched: Schedule,
+        st: FitState,
+        test: PerMask<Metrics>,
+        wall_seconds: f64,
+    ) -> Result<Summary> {
+        let (skip, params) = (self.plan.cfg.eval.skip, self.model.params());
+        let efficiency = Efficiency {
+            trainable_params: params.num_trainable(),
+            total_params: params.num_trainable() + self.model.tower().frozen_params(),
+            seconds_per_epoch: st.timer.seconds_per_epoch(sched.full_steps)?,
+            extrapolated: st.timer.timed < sched.full_steps * st.epochs_run,
+            eval_seconds: if skip {
+                0.0
+            } else {
+                st.eval_seconds / st.epochs_run as f64
+            },
+            peak_rss_mib: peak_rss_mib(),
+            train_peak_rss_mib: st.train_peak,
+            threads: rayon::current_num_threads(),
+        };
+        Ok(Summary {
+            method: self.plan.cfg.method_label(),
+            dataset: DatasetInfo::of(self.data),
+            selection_mask: self.plan.cfg.eval.mask.name().to_string(),
+            select_metric: self.plan.select(),
+            best_epoch: st.stop.best_epoch,
+            epochs_run: st.epochs_run,
+            stopped_early: st.stopped_early,
+            valid: st.stop.best_valid,
+            test,
+            evaluated: !skip,
+            efficiency,
+            profile: self.profile.clone(),
+            wall_seconds,
+            seed: self.plan.cfg.train.seed,
+            git_rev: GIT_REV.to_string(),
+            run_dir: run.final_path().to_path_buf(),
+        })
+    }
+
+    /// Test metrics with the best epoch's parameters (restored into the model), or, for runs
+    /// that skip evaluation, none (the last parameters are saved instead).
+    fn test_metrics(&mut self, run: &RunDir, stop: &EarlyStopping) -> Result<PerMask<Metrics>> {
+        if self.plan.cfg.eval.skip {
+            self.model
+                .params()
+                .save(&run.file("last.safetensors"), None)?;
+            return Ok(PerMask::default());
+        }
+        self.model.params().restore(&stop.best_state)?;
+        let test = self.evaluate(Split::Test)?;
+        self.profile.add("evaluation", test.seconds);
+        Ok(test.metrics)
+    }
+}
