@@ -289,7 +289,7 @@ impl HiddenStateCache {
     }
 
     /// States `taps` of items `ids` tap-major: `[taps.len(), ids.len(), width]` f32, each tap's
-    /// rows contiguous (the layout of the fused side-network kernels).
+    /// rows contiguous (the layout of the side network's CPU kernels).
     pub fn gather_tap_major(&self, ids: &[u32], taps: &[usize]) -> Result<Vec<f32>> {
         self.check_taps(taps)?;
         let mut out = Vec::with_capacity(ids.len() * taps.len() * self.header.width);

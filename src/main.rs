@@ -79,6 +79,10 @@ enum Cmd {
         /// Cut-offs K (default: the run's eval.ks).
         #[arg(long, value_delimiter = ',')]
         ks: Option<Vec<usize>>,
+        /// Print the test metrics as JSON (the `test` object of summary.json) instead of the
+        /// table.
+        #[arg(long)]
+        json: bool,
     },
     /// Check a hidden-state cache file and print its header.
     CacheInfo {
@@ -118,7 +122,12 @@ fn main() -> ExitCode {
             weights,
             out,
         } => cli::report::compare_runs(runs, mask, weights, out),
-        Cmd::Eval { run, mask, ks } => cli::report::eval(run, mask, ks),
+        Cmd::Eval {
+            run,
+            mask,
+            ks,
+            json,
+        } => cli::report::eval(run, mask, ks, json),
     };
     match res {
         Ok(()) => ExitCode::SUCCESS,

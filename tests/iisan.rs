@@ -153,7 +153,7 @@ fn every_modality_and_fusion_trains_and_every_parameter_gets_a_gradient() {
 /// with Versa width maps (text 384 vs image 512) in the inter path. Both trainers share the
 /// seed, so the user encoder draws the same dropout masks.
 #[test]
-fn fused_kernels_match_autograd_for_every_option() {
+fn cpu_kernels_match_autograd_for_every_option() {
     let (tmp, data) = setup(384, 7, 512);
     let users: Vec<usize> = (0..48).collect();
     for (modality, fusion, first) in [
@@ -215,7 +215,7 @@ fn assert_same_gradients(
 /// The user encoder and in-batch loss on their CPU kernels (`model/sasrec/kernel.rs`,
 /// `train/loss/kernel.rs`) against candle autograd, with dropout active (both draw the same
 /// masks from the same seed): equal loss and equal gradients for every parameter, under an
-/// item tower with its own backward (IISAN's fused tower) and one differentiated by autograd
+/// item tower with its own backward (IISAN's tower on its CPU kernels) and one differentiated by autograd
 /// (the ID embedding table), over several steps so that the Adam updates are compared too.
 #[test]
 fn user_kernels_match_autograd_with_dropout() {
@@ -223,7 +223,7 @@ fn user_kernels_match_autograd_with_dropout() {
     let users: Vec<usize> = (0..64).collect();
     for method in ["iisan", "id"] {
         let m = format!("model.method={method:?}");
-        // On one thread and on two (where the fused tower and the user encoder each process
+        // On one thread and on two (where the tower and the user encoder each process
         // two halves of the batch at once and the matrix products split into blocks).
         let run = |kernels: &str, threads: usize| {
             let pool = rayon::ThreadPoolBuilder::new()

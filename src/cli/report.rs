@@ -43,7 +43,12 @@ pub(crate) fn compare_runs(
 
 /// `iisan eval RUN`: the run's best checkpoint through the evaluator on the test split, as a
 /// report table (the run's own efficiency figures beside the fresh metrics).
-pub(crate) fn eval(run: PathBuf, mask: Option<Mask>, ks: Option<Vec<usize>>) -> Result<()> {
+pub(crate) fn eval(
+    run: PathBuf,
+    mask: Option<Mask>,
+    ks: Option<Vec<usize>>,
+    json: bool,
+) -> Result<()> {
     let threads = read_summary(&run)?.efficiency.threads;
     super::train::on_compute_pool(threads, || {
         let opened = open_finished(&run)?;
@@ -57,6 +62,14 @@ pub(crate) fn eval(run: PathBuf, mask: Option<Mask>, ks: Option<Vec<usize>>) -> 
             ));
         }
         let test = ev.evaluate(&opened.model, &opened.data, Split::Test)?;
+        if json {
+            let out = match mask {
+                Some(m) => serde_json::to_string_pretty(test.metrics.get(m)),
+                None => serde_json::to_string_pretty(&test.metrics),
+            };
+            println!("{}", out.expect("serialisable"));
+            return Ok(());
+        }
         let mut summary = opened.summary;
         summary.test = test.metrics;
         summary.evaluated = true;

@@ -1,5 +1,5 @@
 //! Adam with parameter groups (docs/MODEL.md section 5): one optimiser per learning-rate group,
-//! no weight decay, no schedule. On the CPU the update is one fused in-place pass per
+//! no weight decay, no schedule. On the CPU the update is one in-place pass per
 //! parameter (candle `InplaceOp2`: moments kept as plain vectors, the parameter's storage
 //! updated where it lies); elsewhere candle's `AdamW` with weight decay 0. Both compute
 //! PyTorch's Adam: `m = b1 m + (1-b1) g`, `v = b2 v + (1-b2) g^2`,
@@ -22,7 +22,7 @@ struct Moments {
     v: Vec<f32>,
 }
 
-/// The fused update of one parameter, applied in place with the gradient as second operand.
+/// The in-place update of one parameter, applied in place with the gradient as second operand.
 struct AdamUpdate<'a> {
     moments: Mutex<&'a mut Moments>,
     lr: f32,
@@ -35,7 +35,7 @@ struct AdamUpdate<'a> {
 
 impl InplaceOp2 for AdamUpdate<'_> {
     fn name(&self) -> &'static str {
-        "fused-adam"
+        "in-place-adam"
     }
 
     fn cpu_fwd(
@@ -47,16 +47,16 @@ impl InplaceOp2 for AdamUpdate<'_> {
     ) -> candle_core::Result<()> {
         let (Some((p0, p1)), Some((g0, g1))) = (lp.contiguous_offsets(), lg.contiguous_offsets())
         else {
-            candle_core::bail!("fused-adam: non-contiguous parameter or gradient")
+            candle_core::bail!("in-place-adam: non-contiguous parameter or gradient")
         };
         let (CpuStorage::F32(p), CpuStorage::F32(g)) = (p, g) else {
-            candle_core::bail!("fused-adam: f32 only")
+            candle_core::bail!("in-place-adam: f32 only")
         };
         let (p, g) = (&mut p[p0..p1], &g[g0..g1]);
         let mut mo = self.moments.lock().expect("not poisoned");
         let Moments { m, v } = &mut **mo;
         if p.len() != g.len() || m.len() != p.len() {
-            candle_core::bail!("fused-adam: length mismatch")
+            candle_core::bail!("in-place-adam: length mismatch")
         }
         let (b1, b2) = (self.beta1, self.beta2);
         let (sm, sv, eps, lr) = (self.scale_m, self.scale_v, self.eps, self.lr);
@@ -69,15 +69,15 @@ impl InplaceOp2 for AdamUpdate<'_> {
     }
 }
 
-/// Fused Adam over one group's variables.
-struct FusedAdam {
+/// In-place Adam over one group's variables.
+struct InPlaceAdam {
     vars: Vec<Var>,
     moments: Vec<Moments>,
     params: ParamsAdamW,
     t: i32,
 }
 
-impl FusedAdam {
+impl InPlaceAdam {
     fn new(vars: Vec<Var>, params: ParamsAdamW) -> Self {
         let moments = vars
             .iter()
@@ -86,7 +86,7 @@ impl FusedAdam {
                 v: vec![0.0; v.elem_count()],
             })
             .collect();
-        FusedAdam {
+        InPlaceAdam {
             vars,
             moments,
             params,
@@ -119,7 +119,7 @@ impl FusedAdam {
 
 /// The optimiser of one group.
 enum GroupOpt {
-    Fused(FusedAdam),
+    InPlace(InPlaceAdam),
     Candle(AdamW),
 }
 
@@ -135,7 +135,7 @@ impl GroupedAdam {
         for p in store.params() {
             by_group.entry(p.group).or_default().push(p.var.clone());
         }
-        let fused = store.device().is_cpu();
+        let in_place = store.device().is_cpu();
         let mut groups = Vec::new();
         for (name, vars) in by_group {
             let lr = cfg.lr_of(name);
@@ -146,8 +146,8 @@ impl GroupedAdam {
                 eps: cfg.train.eps,
                 weight_decay: 0.0,
             };
-            let opt = if fused {
-                GroupOpt::Fused(FusedAdam::new(vars, params))
+            let opt = if in_place {
+                GroupOpt::InPlace(InPlaceAdam::new(vars, params))
             } else {
                 GroupOpt::Candle(AdamW::new(vars, params)?)
             };
@@ -160,7 +160,7 @@ impl GroupedAdam {
     pub fn step(&mut self, grads: &GradStore) -> Result<()> {
         for (name, _, opt) in &mut self.groups {
             match opt {
-                GroupOpt::Fused(f) => f
+                GroupOpt::InPlace(f) => f
                     .step(grads)
                     .map_err(|e| Error::Internal(format!("Adam step of group {name}: {e}")))?,
                 GroupOpt::Candle(a) => a.step(grads)?,
@@ -212,11 +212,11 @@ mod tests {
         );
     }
 
-    /// The fused update against candle's AdamW (weight decay 0) over five steps of a quadratic
+    /// The in-place update against candle's AdamW (weight decay 0) over five steps of a quadratic
     /// loss sum((p - target)^2): the same formula, equal up to f32 rounding (the two round
     /// their scalar factors differently; measured 2e-6 after five steps of size ~0.05).
     #[test]
-    fn fused_update_matches_candle_adamw() {
+    fn in_place_update_matches_candle_adamw() {
         let dev = Device::Cpu;
         let init = Tensor::new(&[0.5f32, -1.0, 2.0, 0.0], &dev).unwrap();
         let target = Tensor::new(&[1f32, 1.0, -1.0, 0.25], &dev).unwrap();
@@ -231,7 +231,7 @@ mod tests {
             Var::from_tensor(&init).unwrap(),
             Var::from_tensor(&init).unwrap(),
         );
-        let mut fused = FusedAdam::new(vec![a.clone()], params.clone());
+        let mut in_place = InPlaceAdam::new(vec![a.clone()], params.clone());
         let mut reference = AdamW::new(vec![b.clone()], params).unwrap();
         for _ in 0..5 {
             let la = (a.as_tensor() - &target)
@@ -240,7 +240,7 @@ mod tests {
                 .unwrap()
                 .sum_all()
                 .unwrap();
-            fused.step(&la.backward().unwrap()).unwrap();
+            in_place.step(&la.backward().unwrap()).unwrap();
             let lb = (b.as_tensor() - &target)
                 .unwrap()
                 .sqr()

@@ -8,7 +8,7 @@ use candle_core::{DType, Device, Tensor, Var};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
-use super::loss::{InBatchLoss, LossPlan};
+use super::loss::{InBatchLoss, LossInput, LossPlan};
 use super::optim::GroupedAdam;
 use crate::config::Plan;
 use crate::data::batch::{TrainBatch, dedup_slots, input_rows};
@@ -16,9 +16,9 @@ use crate::data::{Dataset, Split};
 use crate::efficiency::Profile;
 use crate::error::{Error, Result};
 use crate::eval::EvalResult;
-use crate::model::sasrec::UserKernel;
+use crate::model::sasrec::kernel::{UserInput, UserKernel};
 use crate::model::{Kernels, TowerBackward, TrainedModel, UserEncoder};
-use crate::nn::{Ctx, ParamStore};
+use crate::nn::{Ctx, GradSink, Kernel, ParamStore};
 
 /// One forward pass of the training loss; with an item tower that has its own backward, the
 /// embeddings' leaf variable and that backward.
@@ -97,7 +97,7 @@ impl<'a> Trainer<'a> {
         Ok((pass.loss.to_scalar::<f32>()?, grads))
     }
 
-    /// The training loss of `users` (training mode: dropout active). With a fused item tower
+    /// The training loss of `users` (training mode: dropout active). With an item tower that has its own backward
     /// the value is the same but the tower's parameters are not in its graph: use
     /// [`Trainer::gradients`] for gradients.
     pub fn loss(&self, users: &[usize]) -> Result<Tensor> {
@@ -136,23 +136,29 @@ impl<'a> Trainer<'a> {
         let mut table = vec![0f32; d];
         table.extend(emb.flatten_all()?.to_vec1::<f32>()?);
         let kernel = UserKernel::read(self.model.user())?;
-        let run = prof.time("user encoder forward", || {
-            let e: Vec<f32> = in_rows
-                .iter()
-                .flat_map(|&i| table[i as usize * d..(i as usize + 1) * d].iter().copied())
-                .collect();
-            kernel.forward(&e, &rows, &self.dropout_ctx)
-        });
+        let e: Vec<f32> = in_rows
+            .iter()
+            .flat_map(|&i| table[i as usize * d..(i as usize + 1) * d].iter().copied())
+            .collect();
+        let input = UserInput {
+            e: &e,
+            rows: &rows,
+            ctx: &self.dropout_ctx,
+        };
+        let run = prof.time("user encoder forward", || kernel.forward(input));
         let lg = prof.time("loss", || {
-            InBatchLoss::new(&tb, &inv, uniq.len() + 1, &rows, &self.data.pop).forward_backward(
-                run.output(),
-                &table,
+            let loss = InBatchLoss::new(&tb, &inv, uniq.len() + 1, &rows, &self.data.pop);
+            let input = LossInput {
+                p: run.output(),
+                table: &table,
                 d,
-            )
+            };
+            loss.backward(input, loss.forward(input), &[1.0])
         });
-        let (de, user_grads) = prof.time("user encoder backward", || {
-            kernel.backward(&run, &lg.d_rows)
+        let ug = prof.time("user encoder backward", || {
+            kernel.backward(input, run, &lg.d_rows)
         });
+        let de = ug.d_input;
         let mut d_table = lg.d_table;
         for (&i, g) in in_rows.iter().zip(de.chunks_exact(d)) {
             let row = &mut d_table[i as usize * d..(i as usize + 1) * d];
@@ -167,9 +173,9 @@ impl<'a> Trainer<'a> {
         if let Some(backward) = tower_backward {
             backward(&d_emb, &mut grads, prof)?;
         }
-        for (t, g) in self.model.user().parameters().into_iter().zip(user_grads) {
-            grads.insert(t, Tensor::from_vec(g, t.shape(), &self.device)?);
-        }
+        let mut sink = GradSink::default();
+        self.model.user().put_grads(ug.params, &mut sink);
+        sink.insert_into(&mut grads)?;
         Ok((lg.loss, grads))
     }
 

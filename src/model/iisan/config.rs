@@ -101,8 +101,9 @@ impl Default for IisanConfig {
 }
 
 impl IisanConfig {
-    /// The tap lists after `remove_first`.
-    pub fn taps(&self) -> (Vec<usize>, Vec<usize>) {
+    /// The taps each path reads: the configured lists with `remove_first` applied (the one
+    /// place it is applied).
+    pub fn tap_plan(&self) -> TapPlan {
         let cut = |v: &Vec<usize>| {
             if self.remove_first {
                 v.iter().skip(1).copied().collect()
@@ -110,15 +111,18 @@ impl IisanConfig {
                 v.clone()
             }
         };
-        (cut(&self.text_taps), cut(&self.image_taps))
+        TapPlan {
+            text: cut(&self.text_taps),
+            image: cut(&self.image_taps),
+        }
     }
 
     /// Check the options.
     pub fn validate(&self) -> Result<()> {
-        let (t, i) = self.taps();
+        let taps = self.tap_plan();
         let (ut, ui, _) = self.modality.uses();
-        if (ut || self.modality.needs_text()) && t.is_empty()
-            || (ui || self.modality.needs_image()) && i.is_empty()
+        if (ut || self.modality.needs_text()) && taps.text.is_empty()
+            || (ui || self.modality.needs_image()) && taps.image.is_empty()
         {
             return Err(Error::Config(
                 "model.iisan tap lists must not be empty for the modalities used".into(),
@@ -133,5 +137,55 @@ impl IisanConfig {
             ));
         }
         Ok(())
+    }
+}
+
+/// The hidden-state taps IISAN reads, `remove_first` applied. Each intra path reads its whole
+/// list; the inter path aligns the last [`TapPlan::inter`] taps of both lists (K = the shorter
+/// length), so the leading unaligned taps of the longer list feed only its intra path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TapPlan {
+    /// Text hidden-state indices.
+    pub text: Vec<usize>,
+    /// Image hidden-state indices.
+    pub image: Vec<usize>,
+}
+
+impl TapPlan {
+    /// K: the taps (and SAN blocks) of the inter path.
+    pub fn inter(&self) -> usize {
+        self.text.len().min(self.image.len())
+    }
+
+    /// Where the inter path's K taps start in the text and the image list.
+    pub fn inter_start(&self) -> (usize, usize) {
+        let k = self.inter();
+        (self.text.len() - k, self.image.len() - k)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tap_plan_drops_the_first_tap_once_and_aligns_the_last_k() {
+        // text [0..=6] (7 taps), image [0,2,..,12] minus the first with remove_first:
+        // text [1..=6] (6), image [2,4,..,12] (6) -> K = 6, both start at 0.
+        let c = IisanConfig {
+            remove_first: true,
+            ..Default::default()
+        };
+        let p = c.tap_plan();
+        assert_eq!(p.text, [1, 2, 3, 4, 5, 6]);
+        assert_eq!(p.image, [2, 4, 6, 8, 10, 12]);
+        assert_eq!((p.inter(), p.inter_start()), (6, (0, 0)));
+        // text 4 taps, image 7: K = 4, the image path's inter taps start at its 4th (7 - 4 = 3).
+        let c = IisanConfig {
+            text_taps: vec![3, 4, 5, 6],
+            ..Default::default()
+        };
+        let p = c.tap_plan();
+        assert_eq!((p.inter(), p.inter_start()), (4, (0, 3)));
     }
 }

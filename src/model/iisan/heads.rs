@@ -9,6 +9,7 @@
 //! gradients `dY` `[n, out]` over inputs `s` `[n, in]`, with `G = dY^T s` and `e = sum_rows dY`:
 //! `dW_j = S_j^T G P_j^T + (S_j^T e) q_j^T`, `db_j = S_j^T e`, `ds = dY M`.
 
+use crate::nn::Kernel;
 use crate::nn::cpu::{Op, add_bias, add_column_sums, matmul};
 
 /// One layer: `W` `[out, in]` row-major and an optional bias `[out]`.
@@ -93,26 +94,14 @@ impl AffineChain {
         self.layers[0].inp
     }
 
-    /// `y (+)= s M^T + c` for `s` `[n, in]`, `y` `[n, out]`.
-    pub fn forward(&self, s: &[f32], y: &mut [f32], accumulate: bool) {
-        let (o, i) = (self.out(), self.inp());
-        let n = s.len() / i;
-        matmul(y, s, Op::N, &self.m, Op::T, (n, o, i), accumulate);
-        add_bias(y, self.offsets.last().expect("c"));
-    }
-
-    /// Every layer's gradients from `dy` `[n, out]` over the forward's input `s` `[n, in]`;
-    /// `ds` (when given, `[n, in]`) receives `dY M`.
-    pub fn backward(&self, s: &[f32], dy: &[f32], ds: Option<&mut [f32]>) -> Vec<AffineGrads> {
+    /// Every layer's gradients from `dy` `[n, out]` over the forward's input `s` `[n, in]`.
+    fn layer_grads(&self, s: &[f32], dy: &[f32]) -> Vec<AffineGrads> {
         let (o, i) = (self.out(), self.inp());
         let n = s.len() / i;
         let mut g = vec![0f32; o * i];
         matmul(&mut g, dy, Op::T, s, Op::N, (o, i, n), false);
         let mut e = vec![0f32; o];
         add_column_sums(&mut e, dy);
-        if let Some(ds) = ds {
-            matmul(ds, dy, Op::N, &self.m, Op::N, (n, i, o), false);
-        }
         let l = self.layers.len();
         let mut grads = Vec::with_capacity(l);
         // walk j = L..1 keeping S_j ([o, out_j]); S_L = I is represented by None
@@ -182,6 +171,61 @@ impl AffineChain {
     }
 }
 
+/// What the chain's forward reads: its input `s` `[n, in]` and, when given, the running sum
+/// `acc` `[n, out]` its output is added to (IISAN sums its heads' outputs into one embedding).
+#[derive(Debug, Clone, Copy)]
+pub struct HeadInput<'a> {
+    /// `[n, in]`.
+    pub s: &'a [f32],
+    /// `[n, out]` to accumulate into, or `None`.
+    pub acc: Option<&'a [f32]>,
+}
+
+/// The chain's named gradients.
+#[derive(Debug, Clone)]
+pub struct HeadGrads {
+    /// Per layer, in layer order.
+    pub layers: Vec<AffineGrads>,
+    /// d loss / d s `[n, in]` (`dY M`).
+    pub ds: Vec<f32>,
+}
+
+impl Kernel for AffineChain {
+    type Input<'a> = HeadInput<'a>;
+    /// The output `acc + s M^T + c` `[n, out]`.
+    type Saved = Vec<f32>;
+    type Grads = HeadGrads;
+
+    fn forward(&self, input: HeadInput<'_>) -> Vec<f32> {
+        let (o, i) = (self.out(), self.inp());
+        let n = input.s.len() / i;
+        let mut y = input.acc.map_or_else(|| vec![0f32; n * o], <[f32]>::to_vec);
+        let accumulate = input.acc.is_some();
+        matmul(
+            &mut y,
+            input.s,
+            Op::N,
+            &self.m,
+            Op::T,
+            (n, o, i),
+            accumulate,
+        );
+        add_bias(&mut y, self.offsets.last().expect("c"));
+        y
+    }
+
+    fn backward(&self, input: HeadInput<'_>, _saved: Vec<f32>, dy: &[f32]) -> HeadGrads {
+        let (o, i) = (self.out(), self.inp());
+        let n = input.s.len() / i;
+        let mut ds = vec![0f32; n * i];
+        matmul(&mut ds, dy, Op::N, &self.m, Op::N, (n, i, o), false);
+        HeadGrads {
+            layers: self.layer_grads(input.s, dy),
+            ds,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -239,8 +283,7 @@ mod tests {
         let layers = chain();
         let s = seq(15, 0.3, 0.1); // 5 rows of 3
         let c = AffineChain::new(layers.clone());
-        let mut y = vec![0f32; 10];
-        c.forward(&s, &mut y, false);
+        let y = c.forward(HeadInput { s: &s, acc: None });
         let want = naive(&layers, &s.iter().map(|v| *v as f64).collect::<Vec<_>>(), 5);
         for (a, b) in y.iter().zip(&want) {
             assert!((*a as f64 - b).abs() < 1e-5, "{a} vs {b}");
@@ -259,8 +302,8 @@ mod tests {
             y.iter().zip(&wy).map(|(a, b)| a * *b as f64).sum()
         };
         let c = AffineChain::new(layers.clone());
-        let mut ds = vec![0f32; n * 3];
-        let grads = c.backward(&s, &wy, Some(&mut ds));
+        let input = HeadInput { s: &s, acc: None };
+        let HeadGrads { layers: grads, ds } = c.backward(input, c.forward(input), &wy);
         let h = 1e-3f32;
         for (j, g) in grads.iter().enumerate() {
             for idx in 0..layers[j].w.len() {

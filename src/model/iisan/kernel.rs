@@ -1,24 +1,24 @@
-//! The IISAN tower on hand-written CPU kernels (`kernels = "fused"`, the default): cache rows
+//! The IISAN tower on hand-written CPU kernels (`train.kernels = "cpu"`, the default): cache rows
 //! gathered tap-major in one pass, each path's SAN chain by [`SanPathKernel`], and each path's
 //! head `W_c,p P_p F_p` collapsed by [`AffineChain`]; the backward writes every parameter's
 //! gradient into the trainer's [`GradStore`]. Mathematically the same function and gradients
 //! as the autograd version in `iisan.rs` (tests compare both).
 
-use candle_core::backprop::GradStore;
 use candle_core::{Device, Tensor};
 use candle_nn::Linear;
 use rayon::prelude::*;
 
-use super::heads::{AffineChain, AffineGrads, AffineLayer};
+use super::heads::{AffineChain, AffineLayer, HeadGrads, HeadInput};
 use super::reference::Head;
 use super::san::{Gates, SanBlock};
-use super::san_kernel::{BlockWeights, SanPathKernel, SanPathSaved, Sources};
+use super::san_kernel::{BlockWeights, SanInput, SanPathKernel, SanPathSaved, Sources};
 use super::{IisanTower, PathHandles, PathSource};
 use crate::efficiency::Profile;
 use crate::error::Result;
 use crate::model::config::Kernels;
 use crate::model::tower::{KernelEmbedding, TowerBackward};
 use crate::nn::cpu::{Op, add_bias, add_column_sums, matmul};
+use crate::nn::{GradSink, Kernel};
 
 fn data(t: &Tensor) -> Result<Vec<f32>> {
     Ok(t.flatten_all()?.to_vec1::<f32>()?)
@@ -32,49 +32,6 @@ fn linear_layer(l: &Linear) -> Result<AffineLayer> {
         inp,
         b: l.bias().map(data).transpose()?,
     })
-}
-
-/// Parameter gradients collected by one backward pass over a part of the batch, in the order
-/// the pass produces them (the same for every part, so parts add entry by entry).
-#[derive(Default)]
-struct GradSink(Vec<(Tensor, Vec<f32>)>);
-
-impl GradSink {
-    fn put(&mut self, param: &Tensor, g: Vec<f32>) {
-        self.0.push((param.clone(), g));
-    }
-
-    fn put_linear(&mut self, l: &Linear, g: AffineGrads) {
-        self.put(l.weight(), g.w);
-        if let (Some(b), Some(gb)) = (l.bias(), g.b) {
-            self.put(b, gb);
-        }
-    }
-
-    /// Add `other`'s gradients (from another part of the batch) into these.
-    fn add(&mut self, other: GradSink) {
-        assert!(
-            self.0.len() == other.0.len()
-                && self
-                    .0
-                    .iter()
-                    .zip(&other.0)
-                    .all(|(a, b)| a.0.id() == b.0.id()),
-            "the halves' gradients are not in the same parameter order"
-        );
-        for ((_, a), (_, b)) in self.0.iter_mut().zip(other.0) {
-            a.iter_mut().zip(b).for_each(|(x, y)| *x += y);
-        }
-    }
-
-    /// Insert every gradient into candle's store.
-    fn insert_into(self, grads: &mut GradStore) -> Result<()> {
-        for (param, g) in self.0 {
-            let t = Tensor::from_vec(g, param.shape(), param.device())?;
-            grads.insert(&param, t);
-        }
-        Ok(())
-    }
 }
 
 /// One path's parameters read out of its tensors.
@@ -132,6 +89,16 @@ enum PathKind {
     },
 }
 
+impl PathKind {
+    /// The SAN chain's tap-major sources.
+    fn sources(&self) -> Sources<'_> {
+        match self {
+            PathKind::Intra { states } => Sources::Intra(states),
+            PathKind::Inter { image, text, .. } => Sources::Inter(image, text),
+        }
+    }
+}
+
 /// Everything one path's forward kept.
 struct PathRun {
     /// Index of the path in `IisanTower::paths()` order (its fuse column block).
@@ -144,32 +111,18 @@ struct PathRun {
 }
 
 impl PathRun {
-    fn sources(&self) -> Sources<'_> {
-        match &self.kind {
-            PathKind::Intra { states } => Sources::Intra(states),
-            PathKind::Inter { image, text, .. } => Sources::Inter(image, text),
-        }
-    }
-
     /// The path's block, gate and width-map gradients from `ds` = d loss / d s_{K-1}.
-    fn backward(&self, ds: &[f32], n: usize, grads: &mut GradSink) -> Result<()> {
+    fn backward(self, ds: &[f32], n: usize, grads: &mut GradSink) -> Result<()> {
         let path = &self.path;
-        let want = path.map_image.is_some() || path.map_text.is_some();
-        let g = self
-            .params
-            .kernel()
-            .backward(self.sources(), &self.saved, ds, want);
+        let input = SanInput {
+            src: self.kind.sources(),
+            n,
+            want_inputs: path.map_image.is_some() || path.map_text.is_some(),
+        };
+        let g = self.params.kernel().backward(input, self.saved, ds);
         for (blk, gb) in path.blocks.iter().zip(g.blocks) {
-            let down = AffineGrads {
-                w: gb.wd,
-                b: Some(gb.bd),
-            };
-            grads.put_linear(blk.down(), down);
-            let up = AffineGrads {
-                w: gb.wu,
-                b: Some(gb.bu),
-            };
-            grads.put_linear(blk.up(), up);
+            grads.put_linear(blk.down(), gb.wd, Some(gb.bd));
+            grads.put_linear(blk.up(), gb.wu, Some(gb.bu));
         }
         let gv = &self.params.gates;
         if let (Some(gates), Some(gv)) = (&path.gates, gv) {
@@ -215,11 +168,11 @@ fn missing_cache() -> crate::error::Error {
     crate::error::Error::Internal("path without its cache".into())
 }
 
-/// The last `k` of the `taps` taps of tap-major states `h` (`[taps, n, width]`, flattened).
-fn last_taps(h: &Option<Vec<f32>>, taps: usize, k: usize) -> Result<Vec<f32>> {
+/// The taps from `start` on of tap-major states `h` (`[taps, n, width]`, flattened).
+fn taps_from(h: &Option<Vec<f32>>, taps: usize, start: usize) -> Result<Vec<f32>> {
     let h = h.as_ref().ok_or_else(missing_cache)?;
     let per = h.len() / taps;
-    Ok(h[(taps - k) * per..].to_vec())
+    Ok(h[start * per..].to_vec())
 }
 
 /// `[K, n, d_in]` tap-major states through per-tap Linear(d_in -> width) maps.
@@ -266,13 +219,13 @@ fn map_grads(
         matmul(&mut gw, &dy, Op::T, hk, Op::N, (width, din, n), false);
         let mut gb = vec![0f32; width];
         add_column_sums(&mut gb, &dy);
-        grads.put_linear(m, AffineGrads { w: gw, b: Some(gb) });
+        grads.put_linear(m, gw, Some(gb));
     }
     Ok(())
 }
 
 impl IisanTower {
-    /// Whether the fused kernels run this tower (config and device).
+    /// Whether the CPU kernels run this tower (config and device).
     pub(super) fn uses_kernels(&self) -> bool {
         self.kernels == Kernels::Cpu && matches!(self.device, Device::Cpu)
     }
@@ -297,40 +250,34 @@ impl IisanTower {
     }
 
     /// Forward of every path over `ids`; the item embeddings `[n, d]` and the runs.
-    fn fused_forward(&self, ids: &[u32], prof: &mut Profile) -> Result<(Vec<f32>, Vec<PathRun>)> {
+    fn kernel_forward(&self, ids: &[u32], prof: &mut Profile) -> Result<(Vec<f32>, Vec<PathRun>)> {
         let n = ids.len();
-        let gather = |c: &Option<Box<dyn super::states::HiddenStates>>, taps: &[usize]| {
-            c.as_ref()
-                .filter(|_| !taps.is_empty())
-                .map(|c| c.gather_tap_major(ids, taps))
-                .transpose()
-        };
-        let (ht, hi) = prof.time("gather", || -> Result<_> {
-            Ok((
-                gather(&self.text, &self.text_taps)?,
-                gather(&self.image, &self.image_taps)?,
-            ))
-        })?;
+        let (ht, hi) = prof.time("gather", || self.gather(ids))?;
         let t0 = std::time::Instant::now();
         let mut runs = Vec::with_capacity(3);
         for (which, path) in self.paths().into_iter().enumerate() {
             let kind = self.path_kind(&path, &ht, &hi, n)?;
             let params = PathParams::read(&path.blocks, &path.gates)?;
-            let src = match &kind {
-                PathKind::Intra { states } => Sources::Intra(states),
-                PathKind::Inter { image, text, .. } => Sources::Inter(image, text),
+            let input = SanInput {
+                src: kind.sources(),
+                n,
+                want_inputs: false,
             };
-            let saved = params.kernel().forward(src, n);
+            let saved = params.kernel().forward(input);
             runs.push((which, kind, params, saved, path));
         }
         prof.add("SAN paths forward", t0.elapsed().as_secs_f64());
         let t1 = std::time::Instant::now();
         let fuse_w = data(self.fuse.weight())?;
-        let mut e = vec![0f32; n * self.dim];
+        let mut e = Vec::new();
         let mut done = Vec::with_capacity(runs.len());
         for (which, kind, params, saved, path) in runs {
             let chain = self.head_chain(&path.head, which, &fuse_w)?;
-            chain.forward(saved.output(), &mut e, which > 0);
+            let acc = (which > 0).then_some(e.as_slice());
+            e = chain.forward(HeadInput {
+                s: saved.output(),
+                acc,
+            });
             done.push(PathRun {
                 which,
                 kind,
@@ -365,9 +312,9 @@ impl IisanTower {
                 states: ht.clone().ok_or_else(missing_cache)?,
             },
             PathSource::Inter => {
-                let k = path.blocks.len();
-                let rt = last_taps(ht, self.text_taps.len(), k)?;
-                let ri = last_taps(hi, self.image_taps.len(), k)?;
+                let (st, si) = self.taps.inter_start();
+                let rt = taps_from(ht, self.taps.text.len(), st)?;
+                let ri = taps_from(hi, self.taps.image.len(), si)?;
                 let (text, raw_text) = match &path.map_text {
                     Some(m) => (apply_maps(m, &rt, n)?, Some(rt)),
                     None => (rt, None),
@@ -386,9 +333,9 @@ impl IisanTower {
         })
     }
 
-    /// Evaluation-mode embeddings `[ids.len(), d]` on the fused kernels.
+    /// Evaluation-mode embeddings `[ids.len(), d]` on the CPU kernels.
     pub(super) fn kernel_embed(&self, ids: &[u32]) -> Result<Tensor> {
-        let (e, _) = self.fused_forward(ids, &mut Profile::default())?;
+        let (e, _) = self.kernel_forward(ids, &mut Profile::default())?;
         Ok(Tensor::from_vec(e, (ids.len(), self.dim), &self.device)?)
     }
 
@@ -408,7 +355,7 @@ impl IisanTower {
             .par_iter()
             .map(|&(lo, hi)| {
                 let mut p = Profile::default();
-                let (e, runs) = self.fused_forward(&ids[lo..hi], &mut p)?;
+                let (e, runs) = self.kernel_forward(&ids[lo..hi], &mut p)?;
                 Ok((e, runs, p))
             })
             .collect::<Result<_>>()?;
@@ -425,7 +372,7 @@ impl IisanTower {
             let de = data(de)?;
             let d = fuse.weight().dims2()?.0;
             let done: Vec<(GradSink, Profile)> = parts
-                .par_iter()
+                .into_par_iter()
                 .map(|((lo, hi), runs)| {
                     let mut p = Profile::default();
                     let sink = part_backward(runs, &fuse, &de[lo * d..hi * d], hi - lo, &mut p)?;
@@ -450,7 +397,7 @@ const MIN_SPLIT: usize = 32;
 /// The backward of one part of the batch (`n` items, embedding gradients `de`): heads, then
 /// every path.
 fn part_backward(
-    runs: &[PathRun],
+    runs: Vec<PathRun>,
     fuse: &Linear,
     de: &[f32],
     n: usize,
@@ -463,9 +410,12 @@ fn part_backward(
     let mut fuse_gb = vec![0f32; d];
     add_column_sums(&mut fuse_gb, de);
     let mut d_outs = Vec::with_capacity(runs.len());
-    for run in runs {
-        let mut ds = vec![0f32; run.saved.output().len()];
-        let mut g = run.chain.backward(run.saved.output(), de, Some(&mut ds));
+    for run in &runs {
+        let input = HeadInput {
+            s: run.saved.output(),
+            acc: None,
+        };
+        let HeadGrads { layers: mut g, ds } = run.chain.backward(input, Vec::new(), de);
         let gc = g.pop().expect("three layers");
         let c0 = run.which * d;
         for r in 0..d {
@@ -473,20 +423,14 @@ fn part_backward(
         }
         let gp = g.pop().expect("P");
         let gf = g.pop().expect("F");
-        sink.put_linear(&run.path.head.f, gf);
-        sink.put_linear(&run.path.head.p, gp);
+        sink.put_linear(&run.path.head.f, gf.w, gf.b);
+        sink.put_linear(&run.path.head.p, gp.w, gp.b);
         d_outs.push(ds);
     }
-    sink.put_linear(
-        fuse,
-        AffineGrads {
-            w: fuse_gw,
-            b: Some(fuse_gb),
-        },
-    );
+    sink.put_linear(fuse, fuse_gw, Some(fuse_gb));
     prof.add("heads backward", t0.elapsed().as_secs_f64());
     let t1 = std::time::Instant::now();
-    for (run, ds) in runs.iter().zip(d_outs) {
+    for (run, ds) in runs.into_iter().zip(d_outs) {
         run.backward(&ds, n, &mut sink)?;
     }
     prof.add("SAN paths backward", t1.elapsed().as_secs_f64());

@@ -26,9 +26,10 @@ pub use config::{Fusion, IisanConfig, Modality};
 use candle_core::{Device, Tensor};
 use candle_nn::{Linear, Module};
 
+use self::config::TapPlan;
 use self::reference::{Head, InterPath, IntraPath};
 use self::san::{Gates, SanBlock};
-use self::states::HiddenStates;
+use self::states::{HiddenStates, item_major};
 use super::config::{Kernels, Method};
 use super::tower::{ItemTower, KernelEmbedding};
 use crate::efficiency::Profile;
@@ -39,8 +40,7 @@ use crate::nn::{Ctx, GROUP_DEFAULT, Init, ParamStore};
 pub struct IisanTower {
     text: Option<Box<dyn HiddenStates>>,
     image: Option<Box<dyn HiddenStates>>,
-    text_taps: Vec<usize>,
-    image_taps: Vec<usize>,
+    taps: TapPlan,
     intra_text: Option<(IntraPath, Head)>,
     intra_image: Option<(IntraPath, Head)>,
     inter: Option<(InterPath, Head)>,
@@ -52,6 +52,9 @@ pub struct IisanTower {
     uncached: Option<usize>,
 }
 
+/// Tap-major text and image states of a batch of items (`None`: not read).
+type Gathered = (Option<Vec<f32>>, Option<Vec<f32>>);
+
 /// Which states a path reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum PathSource {
@@ -60,7 +63,7 @@ enum PathSource {
     Inter,
 }
 
-/// Owned handles (shared tensors) to one path's parameters, for the fused kernels' backward.
+/// Owned handles (shared tensors) to one path's parameters, for the CPU kernels' backward.
 #[derive(Debug, Clone)]
 struct PathHandles {
     source: PathSource,
@@ -84,9 +87,9 @@ impl IisanTower {
     ) -> Result<Self> {
         c.validate()?;
         let (ut, ui, um) = c.modality.uses();
-        let (tt, it) = c.taps();
-        let (dt, kt) = needed_states(c.modality.needs_text(), &text, "text", &tt)?;
-        let (di, ki) = needed_states(c.modality.needs_image(), &image, "image", &it)?;
+        let taps = c.tap_plan();
+        let (dt, kt) = needed_states(c.modality.needs_text(), &text, "text", &taps.text)?;
+        let (di, ki) = needed_states(c.modality.needs_image(), &image, "image", &taps.image)?;
         let intra_text = if ut {
             Some((
                 IntraPath::new(store, "item.text", dt, kt, c)?,
@@ -104,8 +107,8 @@ impl IisanTower {
             None
         };
         let inter = if um {
-            let k = kt.min(ki);
-            let p = InterPath::new(store, dt, di, k, c)?;
+            debug_assert_eq!(kt.min(ki), taps.inter());
+            let p = InterPath::new(store, dt, di, taps.inter(), c)?;
             let w = p.width;
             Some((p, Head::new(store, "item.head_inter", w, dim)?))
         } else {
@@ -124,8 +127,7 @@ impl IisanTower {
             device: store.device().clone(),
             text,
             image,
-            text_taps: tt,
-            image_taps: it,
+            taps,
             intra_text,
             intra_image,
             inter,
@@ -162,6 +164,21 @@ fn needed_states(
 }
 
 impl IisanTower {
+    /// The tap-major states `[taps, ids.len(), width]` of `ids` that the text and the image
+    /// paths read (`None` for a tower whose modality does not read them).
+    fn gather(&self, ids: &[u32]) -> Result<Gathered> {
+        let one = |c: &Option<Box<dyn HiddenStates>>, taps: &[usize]| {
+            c.as_ref()
+                .filter(|_| !taps.is_empty())
+                .map(|c| c.gather_tap_major(ids, taps))
+                .transpose()
+        };
+        Ok((
+            one(&self.text, &self.taps.text)?,
+            one(&self.image, &self.taps.image)?,
+        ))
+    }
+
     /// Mark the tower as reading live tower states (`iisan_uncached`) from towers of
     /// `frozen_params` parameters.
     pub fn set_uncached(&mut self, frozen_params: usize) {
@@ -231,18 +248,14 @@ impl ItemTower for IisanTower {
     }
 
     fn embed(&self, ids: &[u32], _ctx: &Ctx) -> Result<Tensor> {
-        let ht = match &self.text {
-            Some(c) if !self.text_taps.is_empty() => {
-                Some(c.gather(ids, &self.text_taps, &self.device)?)
-            }
-            _ => None,
+        let (ht, hi) = self.gather(ids)?;
+        let tensor = |v: Option<Vec<f32>>, taps: &[usize], h: &Option<Box<dyn HiddenStates>>| {
+            v.zip(h.as_ref())
+                .map(|(v, h)| item_major(v, taps.len(), ids.len(), h.width(), &self.device))
+                .transpose()
         };
-        let hi = match &self.image {
-            Some(c) if !self.image_taps.is_empty() => {
-                Some(c.gather(ids, &self.image_taps, &self.device)?)
-            }
-            _ => None,
-        };
+        let ht = tensor(ht, &self.taps.text, &self.text)?;
+        let hi = tensor(hi, &self.taps.image, &self.image)?;
         let mut parts = Vec::with_capacity(3);
         if let (Some((p, head)), Some(h)) = (&self.intra_image, &hi) {
             parts.push(head.forward(&p.forward(h)?)?);
@@ -251,9 +264,9 @@ impl ItemTower for IisanTower {
             parts.push(head.forward(&p.forward(h)?)?);
         }
         if let (Some((p, head)), Some(t), Some(i)) = (&self.inter, &ht, &hi) {
-            let k = p.blocks.len();
-            let t = t.narrow(1, t.dim(1)? - k, k)?;
-            let i = i.narrow(1, i.dim(1)? - k, k)?;
+            let (k, (st, si)) = (self.taps.inter(), self.taps.inter_start());
+            let t = t.narrow(1, st, k)?;
+            let i = i.narrow(1, si, k)?;
             parts.push(head.forward(&p.forward(&t, &i)?)?);
         }
         let x = if parts.len() == 1 {

@@ -1,7 +1,7 @@
 //! One side-network path (a chain of SAN blocks with its mixes, docs/MODEL.md section 3) as a CPU kernel
 //! with a hand-written backward: the forward keeps each block's input and ReLU activation, the
 //! backward returns every block's weight and bias gradients and each gate value's gradient.
-//! `model/iisan.rs` holds the autograd version of the same path, which the tests compare
+//! `reference.rs` holds the autograd version of the same path, which the tests compare
 //! against (and against finite differences).
 //!
 //! Mixes, with `s_{-1} = 0`:
@@ -10,6 +10,7 @@
 //!
 //! and `s_k = x_k + W_up relu(W_down x_k + b_down) + b_up`.
 
+use crate::nn::Kernel;
 use crate::nn::cpu::{Op, add_bias, add_bias_relu, add_column_sums, dot, matmul};
 
 /// Rows of tap `j` in a tap-major buffer with `nd` values per tap.
@@ -93,7 +94,7 @@ impl SanPathKernel<'_> {
     }
 
     /// Forward over `n` items; returns the saved state (its [`SanPathSaved::output`] is `s_{K-1}`).
-    pub fn forward(&self, src: Sources<'_>, n: usize) -> SanPathSaved {
+    fn forward_path(&self, src: Sources<'_>, n: usize) -> SanPathSaved {
         let (k, d, r) = (self.k(), self.dim, self.bottleneck);
         let nd = n * d;
         let mut xs = vec![0f32; k * nd];
@@ -159,7 +160,7 @@ impl SanPathKernel<'_> {
     }
 
     /// Backward from `d_out` = d loss / d s_{K-1} `[n, D]`.
-    pub fn backward(
+    fn backward_path(
         &self,
         src: Sources<'_>,
         saved: &SanPathSaved,
@@ -229,5 +230,33 @@ impl SanPathKernel<'_> {
             gates,
             inputs,
         }
+    }
+}
+
+/// What one path's forward reads: its sources over `n` items, and whether its backward should
+/// return the inputs' gradient (the inter path's width maps need it).
+#[derive(Debug, Clone, Copy)]
+pub struct SanInput<'a> {
+    /// The tap-major sources.
+    pub src: Sources<'a>,
+    /// Items.
+    pub n: usize,
+    /// Return d loss / d x_k from the backward.
+    pub want_inputs: bool,
+}
+
+impl Kernel for SanPathKernel<'_> {
+    type Input<'a> = SanInput<'a>;
+    type Saved = SanPathSaved;
+    type Grads = SanPathGrads;
+
+    /// Forward over `n` items; the saved state's [`SanPathSaved::output`] is `s_{K-1}`.
+    fn forward(&self, input: SanInput<'_>) -> SanPathSaved {
+        self.forward_path(input.src, input.n)
+    }
+
+    /// Backward from `d_out` = d loss / d s_{K-1} `[n, D]`.
+    fn backward(&self, input: SanInput<'_>, saved: SanPathSaved, d_out: &[f32]) -> SanPathGrads {
+        self.backward_path(input.src, &saved, d_out, input.want_inputs)
     }
 }

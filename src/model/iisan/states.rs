@@ -22,13 +22,18 @@ pub trait HiddenStates: Send + Sync {
 
     /// States `taps` of items `ids`, tap-major `[taps.len(), ids.len(), width]`.
     fn gather_tap_major(&self, ids: &[u32], taps: &[usize]) -> Result<Vec<f32>>;
+}
 
-    /// States `taps` of items `ids` as a `[ids.len(), taps.len(), width]` tensor.
-    fn gather(&self, ids: &[u32], taps: &[usize], device: &Device) -> Result<Tensor> {
-        let v = self.gather_tap_major(ids, taps)?;
-        let t = Tensor::from_vec(v, (taps.len(), ids.len(), self.width()), device)?;
-        Ok(t.transpose(0, 1)?.contiguous()?)
-    }
+/// Tap-major states `[taps, n, width]` (flattened) as an item-major `[n, taps, width]` tensor.
+pub fn item_major(
+    v: Vec<f32>,
+    taps: usize,
+    n: usize,
+    width: usize,
+    device: &Device,
+) -> Result<Tensor> {
+    let t = Tensor::from_vec(v, (taps, n, width), device)?;
+    Ok(t.transpose(0, 1)?.contiguous()?)
 }
 
 impl HiddenStates for HiddenStateCache {

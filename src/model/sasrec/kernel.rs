@@ -1,6 +1,6 @@
-//! The SASRec user encoder of `user_encoder.rs` on hand-written CPU kernels with their own
-//! backward (`model.user.kernels = "fused"`, the default on the CPU). It runs on the packed
-//! real rows only, attention included (`causal_attention.rs`: each user's attention is a small
+//! The SASRec user encoder of `encoder.rs` on hand-written CPU kernels with their own
+//! backward (`train.kernels = "cpu"`, the default). It runs on the packed
+//! real rows only, attention included (`attention.rs`: each user's attention is a small
 //! causal block over its own rows). Dropout masks are drawn from the forward context in the
 //! order the tensor version draws them (the attention mask over the padded `[B, heads, L, L]`
 //! layout), so with the same seed both compute the same function;
@@ -15,19 +15,16 @@
 use rayon::prelude::*;
 
 use super::attention::{CausalAttention, Segment, axpy, segments};
-use super::encoder::UserEncoder;
+use super::encoder::{UserEncoder, UserParams};
 use crate::data::batch::PackedRows;
-use crate::error::{Error, Result};
+use crate::error::Result;
+use crate::nn::Kernel;
 use crate::nn::cpu::{
     LayerNormSaved, Op, add_bias, add_bias_relu, add_column_sums, apply_mask, layer_norm,
     layer_norm_backward, matmul,
 };
 use crate::nn::layers::Ctx;
 
-/// Tensors per block in [`UserEncoder::parameters`] order.
-const PER_BLOCK: usize = 10;
-/// Tensors before the first block (`pos`, `ln.weight`, `ln.bias`).
-const HEAD: usize = 3;
 /// Rows below which a batch is encoded in one piece.
 const MIN_SPLIT: usize = 64;
 
@@ -114,39 +111,29 @@ pub struct UserKernel {
     ffn: usize,
     eps: f32,
     dropout: f32,
-    /// In [`UserEncoder::parameters`] order.
-    params: Vec<Vec<f32>>,
+    /// The weights, by name.
+    w: UserParams<Vec<f32>>,
 }
 
 impl UserKernel {
     /// Read the current parameter values of `enc`.
     pub fn read(enc: &UserEncoder) -> Result<UserKernel> {
         let cfg = enc.config();
-        let params = enc
-            .parameters()
-            .into_iter()
-            .map(|t| Ok(t.flatten_all()?.to_vec1::<f32>()?))
-            .collect::<Result<Vec<_>>>()?;
-        if params.len() != HEAD + PER_BLOCK * cfg.blocks {
-            return Err(Error::Internal("user encoder parameter list".into()));
-        }
+        let w = enc
+            .params()
+            .try_map(|t| -> Result<Vec<f32>> { Ok(t.flatten_all()?.to_vec1::<f32>()?) })?;
         Ok(UserKernel {
             d: cfg.dim,
             heads: cfg.heads,
             ffn: cfg.ffn,
             eps: cfg.ln_eps as f32,
             dropout: cfg.dropout,
-            params,
+            w,
         })
     }
 
     fn blocks(&self) -> usize {
-        (self.params.len() - HEAD) / PER_BLOCK
-    }
-
-    /// Parameter `k` of block `b`.
-    fn w(&self, b: usize, k: usize) -> &[f32] {
-        &self.params[HEAD + PER_BLOCK * b + k]
+        self.w.blocks.len()
     }
 
     fn attention(&self, len: usize) -> CausalAttention {
@@ -160,7 +147,7 @@ impl UserKernel {
     /// Encode the packed rows' item embeddings `e` `[R, d]`; training mode (dropout) follows
     /// `ctx`. With more than one compute thread the users are encoded in two halves at once
     /// (every operation is row-wise or within one user).
-    pub fn forward(&self, e: &[f32], rows: &PackedRows, ctx: &Ctx) -> UserRun {
+    fn forward_rows(&self, e: &[f32], rows: &PackedRows, ctx: &Ctx) -> UserRun {
         let (d, r, p) = (self.d, rows.count(), self.dropout);
         assert_eq!(e.len(), r * d, "user kernel: input rows");
         let masks = Masks {
@@ -226,41 +213,33 @@ impl UserKernel {
         let mut x = e[lo * d..hi * d].to_vec();
         for (row, &pos) in x.chunks_exact_mut(d).zip(positions) {
             let pos = pos as usize;
-            axpy(row, 1.0, &self.params[0][pos * d..(pos + 1) * d]);
+            axpy(row, 1.0, &self.w.pos[pos * d..(pos + 1) * d]);
         }
-        let ln0 = layer_norm(&mut x, &self.params[1], &self.params[2], self.eps);
+        let ln0 = layer_norm(&mut x, &self.w.ln_w, &self.w.ln_b, self.eps);
         apply_mask(&mut x, rows_of(&masks.input, lo, hi, d));
         let mut blocks = Vec::with_capacity(self.blocks());
-        for (b, m) in masks.blocks.iter().enumerate() {
+        for (w, m) in self.w.blocks.iter().zip(&masks.blocks) {
             let mut qkv = vec![0f32; r * 3 * d];
-            matmul(
-                &mut qkv,
-                &x,
-                Op::N,
-                self.w(b, 0),
-                Op::T,
-                (r, 3 * d, d),
-                false,
-            );
+            matmul(&mut qkv, &x, Op::N, &w.qkv, Op::T, (r, 3 * d, d), false);
             let (o, probs) = self
                 .attention(len)
                 .forward(&qkv, &segs, positions, m.att.as_deref());
             let mut x1 = vec![0f32; r * d];
-            matmul(&mut x1, &o, Op::N, self.w(b, 1), Op::T, (r, d, d), false);
+            matmul(&mut x1, &o, Op::N, &w.out, Op::T, (r, d, d), false);
             apply_mask(&mut x1, rows_of(&m.a, lo, hi, d));
             axpy(&mut x1, 1.0, &x);
-            let ln1 = layer_norm(&mut x1, self.w(b, 2), self.w(b, 3), self.eps);
+            let ln1 = layer_norm(&mut x1, &w.ln1_w, &w.ln1_b, self.eps);
             let mut h = vec![0f32; r * ffn];
-            matmul(&mut h, &x1, Op::N, self.w(b, 4), Op::T, (r, ffn, d), false);
-            add_bias_relu(&mut h, self.w(b, 5));
+            matmul(&mut h, &x1, Op::N, &w.ff1_w, Op::T, (r, ffn, d), false);
+            add_bias_relu(&mut h, &w.ff1_b);
             let mut hd = h.clone();
             apply_mask(&mut hd, rows_of(&m.h, lo, hi, ffn));
             let mut x2 = vec![0f32; r * d];
-            matmul(&mut x2, &hd, Op::N, self.w(b, 6), Op::T, (r, d, ffn), false);
-            add_bias(&mut x2, self.w(b, 7));
+            matmul(&mut x2, &hd, Op::N, &w.ff2_w, Op::T, (r, d, ffn), false);
+            add_bias(&mut x2, &w.ff2_b);
             apply_mask(&mut x2, rows_of(&m.f, lo, hi, d));
             axpy(&mut x2, 1.0, &x1);
-            let ln2 = layer_norm(&mut x2, self.w(b, 8), self.w(b, 9), self.eps);
+            let ln2 = layer_norm(&mut x2, &w.ln2_w, &w.ln2_b, self.eps);
             blocks.push(BlockSaved {
                 x: std::mem::replace(&mut x, x2),
                 qkv,
@@ -283,8 +262,8 @@ impl UserKernel {
     }
 
     /// Gradients from d loss / d output `[R, d]`: d loss / d input rows `[R, d]` and every
-    /// parameter's gradient, in [`UserEncoder::parameters`] order.
-    pub fn backward(&self, run: &UserRun, d_out: &[f32]) -> (Vec<f32>, Vec<Vec<f32>>) {
+    /// parameter's gradient, by name.
+    fn backward_rows(&self, run: &UserRun, d_out: &[f32]) -> (Vec<f32>, UserParams<Vec<f32>>) {
         assert_eq!(
             d_out.len(),
             run.positions.len() * self.d,
@@ -298,9 +277,7 @@ impl UserKernel {
         let (mut dx, mut grads) = results.remove(0);
         for (dx_b, grads_b) in results {
             dx.extend(dx_b);
-            for (g, gb) in grads.iter_mut().zip(grads_b) {
-                g.iter_mut().zip(gb).for_each(|(x, y)| *x += y);
-            }
+            grads.add(grads_b);
         }
         (dx, grads)
     }
@@ -311,43 +288,41 @@ impl UserKernel {
         run: &UserRun,
         part: &Part,
         d_out: &[f32],
-    ) -> (Vec<f32>, Vec<Vec<f32>>) {
+    ) -> (Vec<f32>, UserParams<Vec<f32>>) {
         let (d, ffn) = (self.d, self.ffn);
         let (lo, hi) = (part.lo, part.hi);
         let r = hi - lo;
         let positions = &run.positions[lo..hi];
-        let mut grads: Vec<Vec<f32>> = self.params.iter().map(|p| vec![0f32; p.len()]).collect();
+        let mut grads = self.w.map(|p| vec![0f32; p.len()]);
         let mut dx = d_out[lo * d..hi * d].to_vec();
         for b in (0..self.blocks()).rev() {
             let s = &part.blocks[b];
             let m = &run.masks.blocks[b];
-            let g = &mut grads[HEAD + PER_BLOCK * b..HEAD + PER_BLOCK * (b + 1)];
-            let (g_ln2w, g_ln2b) = pair(g, 8);
-            layer_norm_backward(&mut dx, &s.ln2, self.w(b, 8), g_ln2w, g_ln2b);
+            let (w, g) = (&self.w.blocks[b], &mut grads.blocks[b]);
+            layer_norm_backward(&mut dx, &s.ln2, &w.ln2_w, &mut g.ln2_w, &mut g.ln2_b);
             // FFN branch: dx is d loss / d (x1 + drop(f)).
             let mut df = dx.clone();
             apply_mask(&mut df, rows_of(&m.f, lo, hi, d));
             let mut hd = s.h.clone();
             apply_mask(&mut hd, rows_of(&m.h, lo, hi, ffn));
-            matmul(&mut g[6], &df, Op::T, &hd, Op::N, (d, ffn, r), false);
-            add_column_sums(&mut g[7], &df);
+            matmul(&mut g.ff2_w, &df, Op::T, &hd, Op::N, (d, ffn, r), false);
+            add_column_sums(&mut g.ff2_b, &df);
             let mut dh = vec![0f32; r * ffn];
-            matmul(&mut dh, &df, Op::N, self.w(b, 6), Op::N, (r, ffn, d), false);
+            matmul(&mut dh, &df, Op::N, &w.ff2_w, Op::N, (r, ffn, d), false);
             apply_mask(&mut dh, rows_of(&m.h, lo, hi, ffn));
             dh.iter_mut()
                 .zip(&s.h)
                 .for_each(|(v, h)| *v = if *h > 0.0 { *v } else { 0.0 });
-            matmul(&mut g[4], &dh, Op::T, &s.x1, Op::N, (ffn, d, r), false);
-            add_column_sums(&mut g[5], &dh);
-            matmul(&mut dx, &dh, Op::N, self.w(b, 4), Op::N, (r, d, ffn), true);
-            let (g_ln1w, g_ln1b) = pair(g, 2);
-            layer_norm_backward(&mut dx, &s.ln1, self.w(b, 2), g_ln1w, g_ln1b);
+            matmul(&mut g.ff1_w, &dh, Op::T, &s.x1, Op::N, (ffn, d, r), false);
+            add_column_sums(&mut g.ff1_b, &dh);
+            matmul(&mut dx, &dh, Op::N, &w.ff1_w, Op::N, (r, d, ffn), true);
+            layer_norm_backward(&mut dx, &s.ln1, &w.ln1_w, &mut g.ln1_w, &mut g.ln1_b);
             // Attention branch: dx is d loss / d (x + drop(o W_o^T)).
             let mut da = dx.clone();
             apply_mask(&mut da, rows_of(&m.a, lo, hi, d));
-            matmul(&mut g[1], &da, Op::T, &s.o, Op::N, (d, d, r), false);
+            matmul(&mut g.out, &da, Op::T, &s.o, Op::N, (d, d, r), false);
             let mut d_o = vec![0f32; r * d];
-            matmul(&mut d_o, &da, Op::N, self.w(b, 1), Op::N, (r, d, d), false);
+            matmul(&mut d_o, &da, Op::N, &w.out, Op::N, (r, d, d), false);
             let dqkv = self.attention(run.len).backward(
                 &s.qkv,
                 &s.probs,
@@ -356,32 +331,61 @@ impl UserKernel {
                 m.att.as_deref(),
                 &d_o,
             );
-            matmul(&mut g[0], &dqkv, Op::T, &s.x, Op::N, (3 * d, d, r), false);
-            matmul(
-                &mut dx,
-                &dqkv,
-                Op::N,
-                self.w(b, 0),
-                Op::N,
-                (r, d, 3 * d),
-                true,
-            );
+            matmul(&mut g.qkv, &dqkv, Op::T, &s.x, Op::N, (3 * d, d, r), false);
+            matmul(&mut dx, &dqkv, Op::N, &w.qkv, Op::N, (r, d, 3 * d), true);
         }
         apply_mask(&mut dx, rows_of(&run.masks.input, lo, hi, d));
-        let (g_lnw, g_lnb) = pair(&mut grads, 1);
-        layer_norm_backward(&mut dx, &part.ln0, &self.params[1], g_lnw, g_lnb);
+        layer_norm_backward(
+            &mut dx,
+            &part.ln0,
+            &self.w.ln_w,
+            &mut grads.ln_w,
+            &mut grads.ln_b,
+        );
         for (row, &pos) in dx.chunks_exact(d).zip(positions) {
             let pos = pos as usize;
-            axpy(&mut grads[0][pos * d..(pos + 1) * d], 1.0, row);
+            axpy(&mut grads.pos[pos * d..(pos + 1) * d], 1.0, row);
         }
         (dx, grads)
     }
 }
 
-/// Mutable borrows of `v[i]` and `v[i + 1]`.
-fn pair(v: &mut [Vec<f32>], i: usize) -> (&mut [f32], &mut [f32]) {
-    let (a, b) = v.split_at_mut(i + 1);
-    (&mut a[i], &mut b[0])
+/// What the encoder's forward reads: the item embeddings `e` `[R, d]` of the packed real
+/// rows `rows`, and the context that says whether (and which) dropout applies.
+#[derive(Clone, Copy)]
+pub struct UserInput<'a> {
+    /// `[R, d]`.
+    pub e: &'a [f32],
+    /// The real positions of the batch.
+    pub rows: &'a PackedRows,
+    /// Training (dropout) or evaluation mode.
+    pub ctx: &'a Ctx,
+}
+
+/// The encoder's named gradients.
+#[derive(Debug)]
+pub struct UserGrads {
+    /// d loss / d e `[R, d]`.
+    pub d_input: Vec<f32>,
+    /// Every weight's gradient.
+    pub params: UserParams<Vec<f32>>,
+}
+
+impl Kernel for UserKernel {
+    type Input<'a> = UserInput<'a>;
+    type Saved = UserRun;
+    type Grads = UserGrads;
+
+    /// Encode the packed rows; with more than one compute thread the users are encoded in two
+    /// halves at once (every operation is row-wise or within one user).
+    fn forward(&self, input: UserInput<'_>) -> UserRun {
+        self.forward_rows(input.e, input.rows, input.ctx)
+    }
+
+    fn backward(&self, _input: UserInput<'_>, saved: UserRun, d_out: &[f32]) -> UserGrads {
+        let (d_input, params) = self.backward_rows(&saved, d_out);
+        UserGrads { d_input, params }
+    }
 }
 
 #[cfg(test)]
@@ -412,7 +416,8 @@ mod tests {
             .map(|i| ((i * 37 % 17) as f32 - 8.0) / 8.0)
             .collect();
         let k = UserKernel::read(&enc).unwrap();
-        let run = k.forward(&e, &rows, &Ctx::eval());
+        let ctx = Ctx::eval();
+        let run = k.forward_rows(&e, &rows, &ctx);
         let mask = UserEncoder::attention_mask(&ids, 3, 4, &Device::Cpu).unwrap();
         let et = Tensor::from_vec(e.clone(), (r, 8), &Device::Cpu).unwrap();
         let want: Vec<f32> = enc
@@ -428,9 +433,18 @@ mod tests {
         let c: Vec<f32> = (0..r * 8)
             .map(|i| ((i * 13 % 7) as f32 - 3.0) / 3.0)
             .collect();
-        let (de, _) = k.backward(&run, &c);
+        let input = UserInput {
+            e: &e,
+            rows: &rows,
+            ctx: &ctx,
+        };
+        let de = k.backward(input, run, &c).d_input;
         let probe = |e: &[f32]| -> f64 {
-            let o = k.forward(e, &rows, &Ctx::eval());
+            let o = k.forward(UserInput {
+                e,
+                rows: &rows,
+                ctx: &ctx,
+            });
             o.output()
                 .iter()
                 .zip(&c)

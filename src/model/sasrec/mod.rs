@@ -6,5 +6,5 @@ pub mod attention;
 pub mod encoder;
 pub mod kernel;
 
-pub use encoder::{UserEncoder, UserEncoderConfig};
+pub use encoder::{BlockParams, UserEncoder, UserEncoderConfig, UserParams};
 pub use kernel::UserKernel;

@@ -1,5 +1,5 @@
-//! The in-batch softmax loss of `loss.rs` (docs/MODEL.md section 5) as one CPU kernel with its own
-//! backward, used with the fused user encoder. Columns are the batch's `B * (L + 1)` slots;
+//! The in-batch softmax loss of `reference.rs` (docs/MODEL.md section 5) as one CPU kernel with its own
+//! backward, used with the user encoder's CPU kernel. Columns are the batch's `B * (L + 1)` slots;
 //! each holds an entry of the embedding table `[zero; distinct items]`, so the logits come from
 //! the `R x (U + 1)` products `S = P T^T` of the real rows with the table entries:
 //! `logit[r, c] = S[r, entry(c)] - log pop[item(c)]`, or `-1e4` where masked (padding columns
@@ -12,6 +12,7 @@ use rayon::prelude::*;
 use super::reference::MASKED_LOGIT;
 use crate::data::batch::PackedRows;
 use crate::data::batch::TrainBatch;
+use crate::nn::Kernel;
 use crate::nn::cpu::{Op, matmul};
 
 /// The loss's batch-dependent, parameter-free plan.
@@ -96,7 +97,7 @@ impl InBatchLoss {
     }
 
     /// Loss and gradients from the real rows' user states `p` `[R, d]` and the table `[U + 1, d]`.
-    pub fn forward_backward(&self, p: &[f32], table: &[f32], d: usize) -> LossGrads {
+    fn loss_and_grads(&self, p: &[f32], table: &[f32], d: usize) -> LossGrads {
         let (r, u) = (self.rows.len(), self.entries);
         assert_eq!(p.len(), r * d, "loss kernel: rows");
         assert_eq!(table.len(), u * d, "loss kernel: table");
@@ -148,6 +149,44 @@ impl InBatchLoss {
     }
 }
 
+/// What the loss reads: the user states `p` `[R, d]` of the real rows and the embedding table
+/// `[U + 1, d]` of the batch's distinct items (row 0 the padding entry).
+#[derive(Debug, Clone, Copy)]
+pub struct LossInput<'a> {
+    /// `[R, d]`.
+    pub p: &'a [f32],
+    /// `[U + 1, d]`.
+    pub table: &'a [f32],
+    /// Embedding width.
+    pub d: usize,
+}
+
+impl Kernel for InBatchLoss {
+    type Input<'a> = LossInput<'a>;
+    /// The loss and its gradient, computed in one pass (the gradient falls out of the softmax
+    /// the forward computes anyway).
+    type Saved = LossGrads;
+    type Grads = LossGrads;
+
+    fn forward(&self, input: LossInput<'_>) -> LossGrads {
+        self.loss_and_grads(input.p, input.table, input.d)
+    }
+
+    /// The forward's gradients times `d_out[0]` (d total / d loss; 1 for the training loss).
+    fn backward(&self, _input: LossInput<'_>, saved: LossGrads, d_out: &[f32]) -> LossGrads {
+        let scale = d_out[0];
+        if scale == 1.0 {
+            return saved;
+        }
+        let times = |v: Vec<f32>| v.into_iter().map(|x| x * scale).collect();
+        LossGrads {
+            loss: saved.loss,
+            d_rows: times(saved.d_rows),
+            d_table: times(saved.d_table),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -171,14 +210,22 @@ mod tests {
         let plan = InBatchLoss::new(&batch, &inv, 5, &rows, &pop);
         let zero_p = [0f32; 6];
         let mut table = vec![0f32; 10];
-        let g = plan.forward_backward(&zero_p, &table, 2);
+        let g = plan.forward(LossInput {
+            p: &zero_p,
+            table: &table,
+            d: 2,
+        });
         let want = ((5f64).ln() + (3f64).ln() + (1.5f64).ln()) / 3.0;
         assert!((g.loss as f64 - want).abs() < 1e-5, "{} vs {want}", g.loss);
         assert!(g.d_table.iter().all(|&v| v == 0.0));
         // entry of item 1 is 1, of item 2 is 2
         table[2..4].copy_from_slice(&[0.0, 1.0]);
         table[4..6].copy_from_slice(&[1.0, 0.0]);
-        let g = plan.forward_backward(&zero_p, &table, 2);
+        let g = plan.forward(LossInput {
+            p: &zero_p,
+            table: &table,
+            d: 2,
+        });
         let row = &g.d_rows[2..4];
         assert!((row[0] - 2.0 / 9.0).abs() < 1e-6 && (row[1] + 2.0 / 9.0).abs() < 1e-6);
     }

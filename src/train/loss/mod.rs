@@ -5,5 +5,5 @@
 pub mod kernel;
 pub mod reference;
 
-pub use kernel::InBatchLoss;
+pub use kernel::{InBatchLoss, LossInput};
 pub use reference::{LossPlan, MASKED_LOGIT};

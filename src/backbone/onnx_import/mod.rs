@@ -17,55 +17,14 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use candle_core::{Device, Tensor};
-use prost::Message;
 use serde_json::json;
 
 use crate::error::{Error, Result};
 
-#[derive(Clone, PartialEq, Message)]
-struct ModelProto {
-    #[prost(message, optional, tag = "7")]
-    graph: Option<GraphProto>,
-}
+mod proto;
 
-#[derive(Clone, PartialEq, Message)]
-struct GraphProto {
-    #[prost(message, repeated, tag = "1")]
-    node: Vec<NodeProto>,
-    #[prost(message, repeated, tag = "5")]
-    initializer: Vec<TensorProto>,
-}
-
-#[derive(Clone, PartialEq, Message)]
-struct NodeProto {
-    #[prost(string, repeated, tag = "1")]
-    input: Vec<String>,
-    #[prost(string, repeated, tag = "2")]
-    output: Vec<String>,
-    #[prost(string, tag = "3")]
-    name: String,
-    #[prost(string, tag = "4")]
-    op_type: String,
-}
-
-#[derive(Clone, PartialEq, Message)]
-struct TensorProto {
-    #[prost(int64, repeated, tag = "1")]
-    dims: Vec<i64>,
-    #[prost(int32, tag = "2")]
-    data_type: i32,
-    #[prost(float, repeated, tag = "4")]
-    float_data: Vec<f32>,
-    #[prost(string, tag = "8")]
-    name: String,
-    #[prost(bytes = "vec", tag = "9")]
-    raw_data: Vec<u8>,
-    #[prost(int32, tag = "14")]
-    data_location: i32,
-}
-
-/// ONNX `TensorProto.DataType.FLOAT`.
-const ONNX_FLOAT: i32 = 1;
+use prost::Message;
+use proto::{GraphProto, ModelProto, TensorProto, floats};
 
 /// What the import produced.
 #[derive(Debug, Clone, PartialEq)]
@@ -80,48 +39,6 @@ pub struct ImportReport {
     pub layers: usize,
     /// Decoder initializers left out.
     pub decoder_skipped: usize,
-}
-
-fn floats(path: &Path, t: &TensorProto) -> Result<Vec<f32>> {
-    if t.data_location != 0 {
-        return Err(Error::file(
-            path,
-            format!(
-                "initializer {} uses external data, which is not supported",
-                t.name
-            ),
-        ));
-    }
-    if t.data_type != ONNX_FLOAT {
-        return Err(Error::file(
-            path,
-            format!(
-                "initializer {} has ONNX data type {}, expected FLOAT",
-                t.name, t.data_type
-            ),
-        ));
-    }
-    let n: i64 = t.dims.iter().product();
-    let v: Vec<f32> = if !t.raw_data.is_empty() {
-        t.raw_data
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect()
-    } else {
-        t.float_data.clone()
-    };
-    if v.len() as i64 != n {
-        return Err(Error::file(
-            path,
-            format!(
-                "initializer {} has {} values for shape {:?}",
-                t.name,
-                v.len(),
-                t.dims
-            ),
-        ));
-    }
-    Ok(v)
 }
 
 /// The `Dinov2Model` tensor names of a backbone with `layers` layers (without `mask_token`).
