@@ -173,3 +173,79 @@ fn config_errors_exit_2_before_any_work() {
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("bad.toml"), "{}", stderr(&o));
 }
+
+#[test]
+fn checks_that_need_the_data_run_before_the_run_directory_exists() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = small_synth(tmp.path(), "d", 150, 60);
+    let data_set = format!("data.dir={:?}", data.to_str().unwrap());
+    // 150 users in batches of 64: 3 steps an epoch; patience 10 -> the shortest run is 11
+    // epochs = 33 steps, so a warm-up of 33 steps could leave no timed step.
+    for (set, want) in [
+        (
+            "train.warmup_steps=33",
+            "train.warmup_steps = 33 leaves no timed step",
+        ),
+        ("model.method=\"iisan\"", "needs data.cache"),
+        ("train.select_metric=\"MAP@10\"", "not a metric"),
+    ] {
+        let o = iisan(
+            tmp.path(),
+            &["train", "--quiet", "--set", &data_set, "--set", set],
+        );
+        assert_eq!(o.status.code(), Some(2), "{set}: {}", stderr(&o));
+        assert!(stderr(&o).contains(want), "{set}: {}", stderr(&o));
+        assert!(!tmp.path().join("runs").exists(), "{set}: a run directory");
+    }
+    // one step less of warm-up leaves one timed step: the run starts
+    let s = train(
+        tmp.path(),
+        &data,
+        "w",
+        &["train.warmup_steps=32", "train.epochs=11"],
+    );
+    assert!(s["efficiency"]["seconds_per_epoch"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn eval_reproduces_a_finished_runs_test_metrics() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = small_synth(tmp.path(), "d", 150, 60);
+    let s = train(
+        tmp.path(),
+        &data,
+        "e",
+        &["train.epochs=3", "eval.ks=[5,10]"],
+    );
+    let o = iisan(tmp.path(), &["eval", "runs/e", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let got: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(
+        got, s["test"],
+        "eval of the best checkpoint vs summary.json"
+    );
+    // one mask, other cut-offs
+    let o = iisan(
+        tmp.path(),
+        &["eval", "runs/e", "--mask", "none", "--ks", "1,10", "--json"],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let got: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(got["HR@10"], s["test"]["none"]["HR@10"]);
+    assert!(got["HR@1"].as_f64().unwrap() <= got["HR@10"].as_f64().unwrap());
+    assert!(got.get("HR@5").is_none());
+    // the report table
+    let o = iisan(tmp.path(), &["eval", "runs/e", "--mask", "history"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    let rows: Vec<&str> = out.lines().filter(|l| l.starts_with("| id ")).collect();
+    assert_eq!(rows.len(), 1, "{out}");
+    assert!(rows[0].contains("| history |"), "{}", rows[0]);
+    let o = iisan(tmp.path(), &["eval", "runs/missing"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("runs/missing/summary.json"),
+        "{}",
+        stderr(&o)
+    );
+}

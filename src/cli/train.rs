@@ -9,7 +9,6 @@ use iisan::config::{Config, Plan};
 use iisan::data::Dataset;
 use iisan::error::{Error, Result};
 use iisan::eval::Mask;
-use iisan::model::TrainedModel;
 use iisan::train::{RunDir, Trainer};
 
 /// `iisan train` arguments.
@@ -52,13 +51,7 @@ fn train_with(plan: &Plan, quiet: bool) -> Result<()> {
     let cfg = &plan.cfg;
     let data = Dataset::load(&cfg.data.dir, &cfg.data.options)?;
     let sched = plan.schedule(&data)?;
-    let model = TrainedModel::build(
-        &cfg.model,
-        cfg.data.cache.as_deref(),
-        cfg.train.kernels,
-        &data,
-        cfg.train.seed,
-    )?;
+    let model = plan.build_model(&data)?;
     let run = RunDir::create(cfg, &data)?;
     let mut trainer = Trainer::new(plan, &data, &model)?;
     trainer.progress = !quiet;

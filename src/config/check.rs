@@ -7,7 +7,7 @@ use super::Config;
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::eval::{Evaluator, Metric};
-use crate::model::Method;
+use crate::model::{Method, TrainedModel};
 
 /// A configuration that passed every check.
 #[derive(Debug, Clone)]
@@ -99,6 +99,19 @@ impl Config {
 }
 
 impl Plan {
+    /// A freshly initialised model of the plan for `data` (its caches opened and checked
+    /// against the data and the tap lists).
+    pub fn build_model(&self, data: &Dataset) -> Result<TrainedModel> {
+        let c = &self.cfg;
+        TrainedModel::build(
+            &c.model,
+            c.data.cache.as_deref(),
+            c.train.kernels,
+            data,
+            c.train.seed,
+        )
+    }
+
     /// The validation metric that selects the best epoch.
     pub fn select(&self) -> Metric {
         self.cfg.train.select_metric
@@ -131,5 +144,59 @@ impl Plan {
             ));
         }
         Ok(Schedule { full_steps, steps })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::{DataOptions, Dataset};
+    use std::path::Path;
+
+    /// Ten users with six interactions each (min_seq_len 5 keeps them all).
+    fn ten_users() -> Dataset {
+        let dir = tempfile::tempdir().unwrap();
+        let items: String = (1..=8).map(|i| format!("i{i}\ttitle {i}\n")).collect();
+        let users: String = (0..10)
+            .map(|u| format!("u{u}\ti1 i2 i3 i{} i{} i{}\n", 4 + u % 3, 5 + u % 2, 8))
+            .collect();
+        std::fs::write(dir.path().join("items.tsv"), items).unwrap();
+        std::fs::write(dir.path().join("users.tsv"), users).unwrap();
+        let d = Path::new(dir.path());
+        Dataset::from_files(
+            &d.join("items.tsv"),
+            &d.join("users.tsv"),
+            &DataOptions::default(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn schedule_counts_steps_and_rejects_a_warm_up_that_leaves_none() {
+        // 10 users, batch 3: ceil(10 / 3) = 4 steps a full epoch; capped at 2 per epoch.
+        // epochs 5, patience 1: early stopping can end the run after 2 epochs -> 8 steps
+        // (4 with the cap); with eval.skip there is no early stopping -> 5 epochs.
+        let data = ten_users();
+        let plan = |sets: &[&str]| {
+            let sets: Vec<String> = ["train.batch=3", "train.epochs=5", "train.patience=1"]
+                .iter()
+                .chain(sets)
+                .map(|s| s.to_string())
+                .collect();
+            Config::load(None, &sets).unwrap().check().unwrap()
+        };
+        let s = plan(&[]).schedule(&data).unwrap();
+        assert_eq!((s.full_steps, s.steps), (4, 4));
+        assert!(plan(&["train.warmup_steps=7"]).schedule(&data).is_ok());
+        let e = plan(&["train.warmup_steps=8"]).schedule(&data).unwrap_err();
+        assert!(
+            e.to_string().contains("as few as 8 steps (2 epochs of 4)"),
+            "{e}"
+        );
+        let capped = plan(&["train.max_steps_per_epoch=2", "train.warmup_steps=4"]);
+        let e = capped.schedule(&data).unwrap_err().to_string();
+        assert!(e.contains("as few as 4 steps (2 epochs of 2)"), "{e}");
+        let skip = plan(&["eval.skip=true", "train.warmup_steps=19"]);
+        assert!(skip.schedule(&data).is_ok(), "5 epochs of 4 steps = 20");
     }
 }

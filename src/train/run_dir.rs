@@ -156,13 +156,7 @@ pub fn open_finished(dir: &Path) -> Result<FinishedRun> {
             ),
         ));
     }
-    let model = TrainedModel::build(
-        &cfg.model,
-        cfg.data.cache.as_deref(),
-        cfg.train.kernels,
-        &data,
-        cfg.train.seed,
-    )?;
+    let model = plan.build_model(&data)?;
     let best = dir.join("best.safetensors");
     if !best.exists() {
         return Err(Error::file(

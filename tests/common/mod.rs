@@ -101,8 +101,9 @@ pub fn build_model(
     cfg: iisan::Config,
     data: &iisan::data::Dataset,
 ) -> (iisan::config::Plan, iisan::model::TrainedModel) {
-    let kernels = cfg.train.kernels;
-    build_model_with(cfg, data, kernels)
+    let plan = cfg.check().expect("valid config");
+    let model = plan.build_model(data).expect("model builds");
+    (plan, model)
 }
 
 /// [`build_model`] with the item tower on `tower_kernels` whatever `train.kernels` says (the
