@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 mod check;
+mod legacy;
 mod overrides;
 
 pub use check::{Plan, Schedule};
@@ -187,6 +188,7 @@ impl Config {
             None => toml::Table::new(),
         };
         overrides::apply_overrides(&mut table, sets)?;
+        legacy::migrate(&mut table)?;
         let cfg: Config = toml::Value::Table(table)
             .try_into()
             .map_err(|e: toml::de::Error| {
