@@ -5,7 +5,8 @@
 # Every step is idempotent except training (each run gets a new run directory).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release --quiet
+echo "building iisan (a first build takes a few minutes; cargo reports its progress)" >&2
+cargo build --release
 bash scripts/fetch-models.sh
 B=./target/release/iisan
 $B data synth --out data/synthetic

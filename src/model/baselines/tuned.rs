@@ -2,7 +2,7 @@
 //! gradients inside the training step under full fine-tuning, adapters, LoRA or BitFit, and
 //! the baseline head `Linear(2d -> d)([GELU(P_img(CLS_img)) ; GELU(P_text(CLS_text))])` (the
 //! image [CLS] after the ViT's final LayerNorm; text-only / image-only variants use one part
-//! and `Linear(d -> d)`). The towers read item inputs through [`super::tower_inputs`]; items
+//! and `Linear(d -> d)`). The towers read item inputs through [`crate::backbone::inputs`]; items
 //! repeated in a batch go through the towers once (the trainer de-duplicates).
 
 use std::path::{Path, PathBuf};

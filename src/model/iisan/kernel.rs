@@ -2,7 +2,7 @@
 //! gathered tap-major in one pass, each path's SAN chain by [`SanPathKernel`], and each path's
 //! head `W_c,p P_p F_p` collapsed by [`AffineChain`]; the backward writes every parameter's
 //! gradient into the trainer's [`GradStore`]. Mathematically the same function and gradients
-//! as the autograd version in `iisan.rs` (tests compare both).
+//! as the autograd version in `reference.rs` (tests compare both).
 
 use candle_core::{Device, Tensor};
 use candle_nn::Linear;
