@@ -5,8 +5,8 @@
 //! Adapted Network (Fu et al., SIGIR 2024) — and the baselines it is compared with.
 //!
 //! Layers, each importing only those listed before it (docs/ARCHITECTURE.md):
-//! [`error`] -> [`nn`], [`efficiency`] -> [`data`] -> [`cache`] -> [`backbone`] -> [`encode`],
-//! [`model`] -> [`eval`] -> [`config`] -> [`train`] -> [`report`] -> the `iisan` binary.
+//! [`error`] -> [`nn`], [`efficiency`], [`scorer`] -> [`data`] -> [`cache`] -> [`backbone`] ->
+//! [`encode`], [`model`] -> [`eval`] -> [`config`] -> [`train`] -> [`report`] -> the `iisan` binary.
 //! Everything that is a choice is one [`config::Config`], checked into a [`config::Plan`]
 //! before any work starts.
 
@@ -23,6 +23,7 @@ pub mod eval;
 pub mod model;
 pub mod nn;
 pub mod report;
+pub mod scorer;
 pub mod train;
 
 pub use config::Config;

@@ -9,7 +9,7 @@ use super::ranking::{Mask, PerMask, rank_chunked};
 use crate::data::batch::eval_inputs;
 use crate::data::{Dataset, Split};
 use crate::error::Result;
-use crate::model::Scorer;
+use crate::scorer::Scorer;
 
 /// Metrics under both masks and the seconds they took.
 #[derive(Debug, Clone)]

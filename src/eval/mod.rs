@@ -1,6 +1,6 @@
 //! Full-ranking evaluation (docs/MODEL.md section 6): ranks from scores against all items
 //! ([`ranking`]), the metrics computed from ranks ([`metrics`]), and the [`Evaluator`] that
-//! ranks every user of a split for any [`crate::model::Scorer`].
+//! ranks every user of a split for any [`crate::scorer::Scorer`].
 
 pub mod evaluator;
 pub mod metrics;

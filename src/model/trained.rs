@@ -10,12 +10,12 @@ use candle_core::{Device, Tensor};
 use super::config::{Kernels, ModelConfig};
 use super::factory::build_tower;
 use super::sasrec::UserEncoder;
-use super::scorer::Scorer;
 use super::tower::ItemTower;
 use crate::data::Dataset;
 use crate::data::batch::PackedRows;
 use crate::error::{Error, Result};
 use crate::nn::{Ctx, ParamStore};
+use crate::scorer::Scorer;
 
 /// Item tower + user encoder + item index, with the parameters they train.
 pub struct TrainedModel {

@@ -1,7 +1,8 @@
 //! The user side of a sequential recommender as evaluation and serving see it (in the spirit
 //! of sbr-rs's `OnlineRankingModel`): item embeddings for the whole catalogue, and a user state
 //! from a history; an item's score for a user is the dot product of the two. Evaluation,
-//! `recommend` and a server depend on this trait, never on the trainer.
+//! `recommend` and a server depend on this trait, never on the trainer or the model: it sits
+//! below both, so the evaluator does not import the model layer at all.
 
 use candle_core::Tensor;
 
