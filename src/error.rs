@@ -30,6 +30,9 @@ pub enum Error {
     /// An invalid configuration value or command-line override.
     #[error("config: {0}")]
     Config(String),
+    /// Invalid input given on the command line or in a request (e.g. an unknown item id).
+    #[error("{0}")]
+    Input(String),
     /// An I/O failure on a named path.
     #[error("{}: {source}", path.display())]
     Io {
@@ -75,7 +78,11 @@ impl Error {
     /// The process exit code for this error: 2 for bad input or configuration, 1 otherwise.
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::Line { .. } | Error::File { .. } | Error::Config(_) | Error::Io { .. } => 2,
+            Error::Line { .. }
+            | Error::File { .. }
+            | Error::Config(_)
+            | Error::Input(_)
+            | Error::Io { .. } => 2,
             Error::Tensor(_) | Error::Internal(_) => 1,
         }
     }

@@ -11,6 +11,7 @@ mod cli;
 
 use cli::data::DataCmd;
 use cli::encode::{EncodeArgs, ModelsCmd};
+use cli::recommend::RecommendArgs;
 use cli::train::TrainArgs;
 
 /// mimalloc instead of glibc malloc: candle allocates a fresh buffer per tensor op, and glibc
@@ -84,6 +85,8 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// The top-K items for a history from a finished run (no tower runs: the run's item matrix).
+    Recommend(RecommendArgs),
     /// Check a hidden-state cache file and print its header.
     CacheInfo {
         /// The cache file (e.g. cache/text.hsc).
@@ -115,6 +118,7 @@ fn main() -> ExitCode {
         } => cli::encode::import_onnx(onnx, out, heads),
         Cmd::Encode(a) => cli::encode::encode(a),
         Cmd::CacheInfo { file } => cli::encode::cache_info(file),
+        Cmd::Recommend(a) => cli::recommend::recommend(a),
         Cmd::Report { runs, ks } => cli::report::report(runs, ks),
         Cmd::Compare {
             runs,

@@ -2,5 +2,6 @@
 
 pub(crate) mod data;
 pub(crate) mod encode;
+pub(crate) mod recommend;
 pub(crate) mod report;
 pub(crate) mod train;

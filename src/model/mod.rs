@@ -9,11 +9,13 @@ pub mod config;
 pub mod factory;
 pub mod iisan;
 pub mod sasrec;
+pub mod served;
 pub mod tower;
 pub mod trained;
 
 pub use config::{Kernels, Method, ModelConfig};
 pub use factory::build_tower;
 pub use sasrec::{UserEncoder, UserEncoderConfig};
+pub use served::{Scored, ServedModel};
 pub use tower::{ItemTower, KernelEmbedding, TowerBackward};
 pub use trained::TrainedModel;

@@ -12,7 +12,6 @@ use super::factory::build_tower;
 use super::sasrec::UserEncoder;
 use super::tower::ItemTower;
 use crate::data::Dataset;
-use crate::data::batch::PackedRows;
 use crate::error::{Error, Result};
 use crate::nn::{Ctx, ParamStore};
 use crate::scorer::Scorer;
@@ -75,6 +74,26 @@ impl TrainedModel {
         &self.config
     }
 
+    /// Write the item side for serving into `dir`: `items.safetensors` (tensor `items`, f32
+    /// `[N + 1, d]`, row 0 the zero padding row; evaluation-mode embeddings of every item,
+    /// `chunk` at a time) and `item_ids.txt` (the external id of row `r` on line `r`, from 1).
+    /// Each file is written beside its final name and renamed.
+    pub fn write_items(&self, dir: &Path, chunk: usize) -> Result<()> {
+        let items = self.item_embeddings(chunk)?;
+        let path = dir.join("items.safetensors");
+        let tmp = dir.join("items.safetensors.tmp");
+        candle_core::safetensors::save(&std::collections::HashMap::from([("items", items)]), &tmp)?;
+        std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
+        let ids: String = self.item_keys[1..]
+            .iter()
+            .map(|k| format!("{k}\n"))
+            .collect();
+        let path = dir.join("item_ids.txt");
+        let tmp = dir.join("item_ids.txt.tmp");
+        std::fs::write(&tmp, ids).map_err(|e| Error::io(&tmp, e))?;
+        std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))
+    }
+
     /// External item ids in row order (`item_keys()[0]` is the padding row).
     pub fn item_keys(&self) -> &[String] {
         &self.item_keys
@@ -95,27 +114,7 @@ impl Scorer for TrainedModel {
     }
 
     fn user_states(&self, items: &Tensor, histories: &[u32], n: usize) -> Result<Tensor> {
-        let l = self.user.max_len();
-        if histories.len() != n * l {
-            return Err(Error::Internal(format!(
-                "user_states: {} history slots for {n} users of {l} positions",
-                histories.len()
-            )));
-        }
-        let dev = items.device();
-        let rows = PackedRows::of(histories, n, l);
-        let real: Vec<u32> = rows.flat.iter().map(|&f| histories[f as usize]).collect();
-        let e = items.index_select(&Tensor::from_vec(real, rows.count(), dev)?, 0)?;
-        let mask = UserEncoder::attention_mask(histories, n, l, dev)?;
-        // each user's last position is real (its history is non-empty)
-        let last: Vec<u32> = (0..n)
-            .map(|u| rows.scatter[u * l + l - 1].saturating_sub(1))
-            .collect();
-        Ok(self
-            .user
-            .forward_rows(&e, &rows, &mask, &Ctx::eval())?
-            .index_select(&Tensor::from_vec(last, n, dev)?, 0)?
-            .detach())
+        self.user.last_states(items, histories, n)
     }
 }
 

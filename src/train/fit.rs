@@ -206,6 +206,8 @@ impl Trainer<'_> {
             }
         }
         let test = self.test_metrics(&run, &st.stop)?;
+        self.model
+            .write_items(run.dir(), self.plan.evaluator.item_chunk)?;
         if self.plan.cfg.train.profile && self.progress {
             eprintln!("time per phase (whole run):\n{}", self.profile.table());
         }

@@ -6,6 +6,8 @@
 //!   dataset.json         name, fingerprint, statistics, synthetic or not
 //!   metrics.jsonl        one JSON object per epoch
 //!   best.safetensors     parameters of the best validation epoch
+//!   items.safetensors    the item embedding matrix `items` [N + 1, d] with those parameters
+//!   item_ids.txt         the external item id of each row, one per line from row 1
 //!   summary.json         test metrics at the best epoch (both masks), efficiency, revision
 //! ```
 //! The run writes into `runs/.<name>.partial/` and renames it to `runs/<name>/` only when it
@@ -21,7 +23,7 @@ use crate::data::{Dataset, Stats};
 use crate::efficiency::{Efficiency, Profile};
 use crate::error::{Error, Result};
 use crate::eval::{Metric, Metrics, PerMask};
-use crate::model::TrainedModel;
+use crate::model::{ServedModel, TrainedModel};
 
 /// The git revision this binary was built from.
 pub const GIT_REV: &str = env!("IISAN_GIT_REV");
@@ -138,6 +140,50 @@ pub fn read_summary(dir: &Path) -> Result<Summary> {
     serde_json::from_str(&text).map_err(|e| Error::file(&path, format!("not a run summary: {e}")))
 }
 
+/// Open the finished run directory `dir` for serving: its user encoder (best parameters), its
+/// item matrix and item ids; no dataset or tower is read.
+pub fn open_served(dir: &Path) -> Result<ServedModel> {
+    let plan = Config::load(Some(&dir.join("config.toml")), &[])?.check()?;
+    let cfg = &plan.cfg;
+    let items_path = dir.join("items.safetensors");
+    if !items_path.exists() {
+        return Err(Error::file(
+            &items_path,
+            "missing: runs trained before items.safetensors existed cannot be served",
+        ));
+    }
+    let items = candle_core::safetensors::load(&items_path, &candle_core::Device::Cpu)
+        .map_err(|e| Error::file(&items_path, format!("cannot read: {e}")))?
+        .remove("items")
+        .ok_or_else(|| Error::file(&items_path, "no tensor named items"))?;
+    let ids_path = dir.join("item_ids.txt");
+    let text = std::fs::read_to_string(&ids_path).map_err(|e| Error::io(&ids_path, e))?;
+    let keys: Vec<String> = std::iter::once("<pad>".to_string())
+        .chain(text.lines().map(str::to_string))
+        .collect();
+    if keys.len() != items.dim(0)? {
+        return Err(Error::file(
+            &ids_path,
+            format!("{} ids for {} item rows", keys.len() - 1, items.dim(0)? - 1),
+        ));
+    }
+    ServedModel::new(
+        &cfg.model.user,
+        cfg.data.options.max_seq_len,
+        &dir.join(best_checkpoint(dir)?),
+        items,
+        keys,
+    )
+}
+
+/// The run's checkpoint: `best.safetensors`, or `last.safetensors` of an `eval.skip` run.
+fn best_checkpoint(dir: &Path) -> Result<&'static str> {
+    ["best.safetensors", "last.safetensors"]
+        .into_iter()
+        .find(|f| dir.join(f).exists())
+        .ok_or_else(|| Error::file(&dir.join("best.safetensors"), "missing: no checkpoint"))
+}
+
 /// Open the finished run directory `dir`: config, dataset, summary, and the model with its best
 /// parameters (a dataset whose fingerprint differs from the one trained on is an error).
 pub fn open_finished(dir: &Path) -> Result<FinishedRun> {
@@ -216,6 +262,11 @@ impl RunDir {
         let info = serde_json::to_string_pretty(&DatasetInfo::of(data)).expect("serialisable");
         write_atomic(&dir.file("dataset.json"), &info)?;
         Ok(dir)
+    }
+
+    /// The (partial) run directory being written.
+    pub fn dir(&self) -> &Path {
+        &self.partial
     }
 
     /// Path of `name` inside the (partial) run directory.

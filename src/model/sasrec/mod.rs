@@ -5,6 +5,7 @@
 pub mod attention;
 pub mod encoder;
 pub mod kernel;
+pub mod params;
 
 pub use encoder::{BlockParams, UserEncoder, UserEncoderConfig, UserParams};
 pub use kernel::UserKernel;

@@ -1,0 +1,181 @@
+//! A trained model as serving needs it: the user encoder and the item embedding matrix
+//! (`items.safetensors` of a run directory), with the external item ids in row order. No tower
+//! runs at query time; scores come from the same user states and dot products as evaluation
+//! ([`UserEncoder::last_states`]).
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use candle_core::{DType, Device, Tensor};
+
+use super::sasrec::{UserEncoder, UserEncoderConfig};
+use crate::data::batch::left_pad;
+use crate::error::{Error, Result};
+use crate::nn::ParamStore;
+use crate::scorer::Scorer;
+
+/// One recommended item: its row and its score.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Scored {
+    /// Item row (`1..=N`).
+    pub item: u32,
+    /// Dot product of the user state and the item embedding.
+    pub score: f32,
+}
+
+/// User encoder + item matrix + item index.
+pub struct ServedModel {
+    store: ParamStore,
+    user: UserEncoder,
+    items: Tensor,
+    keys: Vec<String>,
+    index: HashMap<String, u32>,
+}
+
+impl ServedModel {
+    /// The encoder of shape `cfg` over `max_len` positions with the `user.*` parameters of
+    /// `checkpoint`, the item matrix `items` `[N + 1, d]` (row 0 padding) and the item ids
+    /// `keys` in row order (`keys[0]` the padding row's).
+    pub fn new(
+        cfg: &UserEncoderConfig,
+        max_len: usize,
+        checkpoint: &Path,
+        items: Tensor,
+        keys: Vec<String>,
+    ) -> Result<ServedModel> {
+        let mut store = ParamStore::new(0, Device::Cpu);
+        let user = UserEncoder::new(&mut store, cfg, max_len)?;
+        store.load(checkpoint)?;
+        let (rows, d) = items.dims2()?;
+        if rows != keys.len() || d != cfg.dim || items.dtype() != DType::F32 {
+            return Err(Error::Internal(format!(
+                "item matrix {rows} x {d} ({:?}) for {} ids and width {}",
+                items.dtype(),
+                keys.len(),
+                cfg.dim
+            )));
+        }
+        let index = keys
+            .iter()
+            .enumerate()
+            .skip(1)
+            .map(|(i, k)| (k.clone(), i as u32))
+            .collect();
+        Ok(ServedModel {
+            store,
+            user,
+            items,
+            keys,
+            index,
+        })
+    }
+
+    /// The user encoder's parameters.
+    pub fn params(&self) -> &ParamStore {
+        &self.store
+    }
+
+    /// The external id of item row `item`.
+    pub fn key(&self, item: u32) -> &str {
+        &self.keys[item as usize]
+    }
+
+    /// The rows of external ids `keys`; every unknown id is named in one error.
+    pub fn rows(&self, keys: &[&str]) -> Result<Vec<u32>> {
+        let unknown: Vec<&str> = keys
+            .iter()
+            .filter(|k| !self.index.contains_key(**k))
+            .copied()
+            .collect();
+        if !unknown.is_empty() {
+            return Err(Error::Input(format!(
+                "unknown item id{} {}",
+                if unknown.len() > 1 { "s" } else { "" },
+                unknown.join(", ")
+            )));
+        }
+        Ok(keys.iter().map(|k| self.index[*k]).collect())
+    }
+
+    /// The `k` best items for each history (item rows, oldest first, non-empty; the encoder
+    /// reads the last `L`), best first, ties to the lower row; with `exclude_history` the
+    /// items of the history are left out (as evaluation's `history` mask does).
+    pub fn recommend(
+        &self,
+        histories: &[Vec<u32>],
+        k: usize,
+        exclude_history: bool,
+    ) -> Result<Vec<Vec<Scored>>> {
+        if let Some(i) = histories.iter().position(|h| h.is_empty()) {
+            return Err(Error::Input(format!("history {} is empty", i + 1)));
+        }
+        let l = self.user.max_len();
+        let ids: Vec<u32> = histories.iter().flat_map(|h| left_pad(h, l)).collect();
+        let states = self.user.last_states(&self.items, &ids, histories.len())?;
+        let scores = states.matmul(&self.items.t()?)?.to_vec2::<f32>()?;
+        Ok(scores
+            .iter()
+            .zip(histories)
+            .map(|(row, h)| top_k(row, k, exclude_history.then_some(h.as_slice())))
+            .collect())
+    }
+}
+
+/// The `k` best items of a score row (`row[0]`, padding, never), best first, ties to the lower
+/// row, leaving out `exclude`.
+fn top_k(row: &[f32], k: usize, exclude: Option<&[u32]>) -> Vec<Scored> {
+    let mut cand: Vec<Scored> = (1..row.len() as u32)
+        .filter(|i| exclude.is_none_or(|h| !h.contains(i)))
+        .map(|item| Scored {
+            item,
+            score: row[item as usize],
+        })
+        .collect();
+    let better = |a: &Scored, b: &Scored| {
+        b.score
+            .total_cmp(&a.score)
+            .then_with(|| a.item.cmp(&b.item))
+    };
+    if cand.len() > k && k > 0 {
+        cand.select_nth_unstable_by(k - 1, better);
+        cand.truncate(k);
+    }
+    cand.truncate(k);
+    cand.sort_by(better);
+    cand
+}
+
+impl Scorer for ServedModel {
+    fn num_items(&self) -> usize {
+        self.keys.len() - 1
+    }
+
+    fn max_len(&self) -> usize {
+        self.user.max_len()
+    }
+
+    fn item_embeddings(&self, _chunk: usize) -> Result<Tensor> {
+        Ok(self.items.clone())
+    }
+
+    fn user_states(&self, items: &Tensor, histories: &[u32], n: usize) -> Result<Tensor> {
+        self.user.last_states(items, histories, n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn top_k_orders_by_score_then_row_and_excludes() {
+        // rows 1..=5 score [0.5, 0.9, 0.5, -1, 0.7]: best 2 (0.9), 5 (0.7), then the tie
+        // 0.5 between rows 1 and 3 goes to row 1.
+        let row = [100.0, 0.5, 0.9, 0.5, -1.0, 0.7];
+        let items = |v: Vec<Scored>| v.iter().map(|s| s.item).collect::<Vec<_>>();
+        assert_eq!(items(top_k(&row, 3, None)), [2, 5, 1]);
+        assert_eq!(items(top_k(&row, 10, None)), [2, 5, 1, 3, 4]);
+        assert_eq!(items(top_k(&row, 3, Some(&[2, 1]))), [5, 3, 4]);
+        assert!(top_k(&row, 0, None).is_empty());
+    }
+}
