@@ -110,16 +110,25 @@ impl ServedModel {
             return Err(Error::Input(format!("history {} is empty", i + 1)));
         }
         let l = self.user.max_len();
-        let ids: Vec<u32> = histories.iter().flat_map(|h| left_pad(h, l)).collect();
-        let states = self.user.last_states(&self.items, &ids, histories.len())?;
-        let scores = states.matmul(&self.items.t()?)?.to_vec2::<f32>()?;
-        Ok(scores
-            .iter()
-            .zip(histories)
-            .map(|(row, h)| top_k(row, k, exclude_history.then_some(h.as_slice())))
-            .collect())
+        let mut out = Vec::with_capacity(histories.len());
+        // a chunk's score matrix is CHUNK x (N + 1) floats: bounded memory for any batch
+        for chunk in histories.chunks(CHUNK) {
+            let ids: Vec<u32> = chunk.iter().flat_map(|h| left_pad(h, l)).collect();
+            let states = self.user.last_states(&self.items, &ids, chunk.len())?;
+            let scores = states.matmul(&self.items.t()?)?.to_vec2::<f32>()?;
+            out.extend(
+                scores
+                    .iter()
+                    .zip(chunk)
+                    .map(|(row, h)| top_k(row, k, exclude_history.then_some(h.as_slice()))),
+            );
+        }
+        Ok(out)
     }
 }
+
+/// Histories scored per matrix product.
+const CHUNK: usize = 256;
 
 /// The `k` best items of a score row (`row[0]`, padding, never), best first, ties to the lower
 /// row, leaving out `exclude`.
@@ -142,6 +151,8 @@ fn top_k(row: &[f32], k: usize, exclude: Option<&[u32]>) -> Vec<Scored> {
     }
     cand.truncate(k);
     cand.sort_by(better);
+    // keep k entries, not the whole catalogue's capacity, per answer
+    cand.shrink_to_fit();
     cand
 }
 
