@@ -8,7 +8,7 @@ use serde_json::json;
 
 use iisan::error::{Error, Result};
 use iisan::model::{Scored, ServedModel};
-use iisan::train::run_dir::open_served;
+use iisan::train::finished::open_served;
 
 /// `iisan recommend` arguments.
 #[derive(Args)]

@@ -8,7 +8,7 @@ use iisan::error::Result;
 use iisan::eval::{Evaluator, Mask};
 use iisan::report::compare::{compare, write_all};
 use iisan::train::Summary;
-use iisan::train::run_dir::{open_finished, read_summary};
+use iisan::train::finished::{open_finished, read_summary};
 
 fn load_summaries(runs: &[PathBuf]) -> Result<Vec<Summary>> {
     runs.iter().map(|r| read_summary(r)).collect()

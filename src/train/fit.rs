@@ -10,7 +10,8 @@ use candle_core::Tensor;
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::seq::SliceRandom;
 
-use super::run_dir::{DatasetInfo, EpochRecord, GIT_REV, RunDir, Summary};
+use super::run_dir::RunDir;
+use super::summary::{DatasetInfo, EpochRecord, GIT_REV, Summary};
 use super::trainer::Trainer;
 use crate::config::Schedule;
 use crate::data::Split;

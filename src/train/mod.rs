@@ -1,11 +1,15 @@
 //! Training: the loss ([`loss`]), one step ([`trainer`]), the loop over epochs with early
-//! stopping ([`fit`]), grouped Adam ([`optim`]) and the run directory it writes ([`run_dir`]).
+//! stopping ([`fit`]), grouped Adam ([`optim`]), the run directory it writes ([`run_dir`]) with its records
+//! ([`summary`]), and finished runs opened for use ([`finished`]).
 
+pub mod finished;
 pub mod fit;
 pub mod loss;
 pub mod optim;
 pub mod run_dir;
+pub mod summary;
 pub mod trainer;
 
-pub use run_dir::{RunDir, Summary};
+pub use run_dir::RunDir;
+pub use summary::Summary;
 pub use trainer::Trainer;

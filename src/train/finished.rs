@@ -1,0 +1,110 @@
+//! A finished run directory opened for use: as a model to evaluate again (`iisan eval`), or as
+//! the user encoder and item matrix that serve recommendations (`iisan recommend`).
+
+use std::path::Path;
+
+use super::summary::Summary;
+use crate::config::{Config, Plan};
+use crate::data::Dataset;
+use crate::error::{Error, Result};
+use crate::model::{ServedModel, TrainedModel};
+
+/// A finished run opened for use: its checked configuration, its dataset, its summary and its
+/// model with the best epoch's parameters.
+pub struct FinishedRun {
+    /// The run's resolved configuration, checked.
+    pub plan: Plan,
+    /// The dataset it was trained on (`data.dir` of its config, relative to the working
+    /// directory as at training time).
+    pub data: Dataset,
+    /// `summary.json`.
+    pub summary: Summary,
+    /// The model with `best.safetensors` loaded.
+    pub model: TrainedModel,
+}
+
+/// Read `dir/summary.json`.
+pub fn read_summary(dir: &Path) -> Result<Summary> {
+    let path = dir.join("summary.json");
+    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+    serde_json::from_str(&text).map_err(|e| Error::file(&path, format!("not a run summary: {e}")))
+}
+
+/// Open the finished run directory `dir` for serving: its user encoder (best parameters), its
+/// item matrix and item ids; no dataset or tower is read.
+pub fn open_served(dir: &Path) -> Result<ServedModel> {
+    let plan = Config::load(Some(&dir.join("config.toml")), &[])?.check()?;
+    let cfg = &plan.cfg;
+    let items_path = dir.join("items.safetensors");
+    if !items_path.exists() {
+        return Err(Error::file(
+            &items_path,
+            "missing: runs trained before items.safetensors existed cannot be served",
+        ));
+    }
+    let items = candle_core::safetensors::load(&items_path, &candle_core::Device::Cpu)
+        .map_err(|e| Error::file(&items_path, format!("cannot read: {e}")))?
+        .remove("items")
+        .ok_or_else(|| Error::file(&items_path, "no tensor named items"))?;
+    let ids_path = dir.join("item_ids.txt");
+    let text = std::fs::read_to_string(&ids_path).map_err(|e| Error::io(&ids_path, e))?;
+    let keys: Vec<String> = std::iter::once("<pad>".to_string())
+        .chain(text.lines().map(str::to_string))
+        .collect();
+    if keys.len() != items.dim(0)? {
+        return Err(Error::file(
+            &ids_path,
+            format!("{} ids for {} item rows", keys.len() - 1, items.dim(0)? - 1),
+        ));
+    }
+    ServedModel::new(
+        &cfg.model.user,
+        cfg.data.options.max_seq_len,
+        &dir.join(best_checkpoint(dir)?),
+        items,
+        keys,
+    )
+}
+
+/// The run's checkpoint: `best.safetensors`, or `last.safetensors` of an `eval.skip` run.
+fn best_checkpoint(dir: &Path) -> Result<&'static str> {
+    ["best.safetensors", "last.safetensors"]
+        .into_iter()
+        .find(|f| dir.join(f).exists())
+        .ok_or_else(|| Error::file(&dir.join("best.safetensors"), "missing: no checkpoint"))
+}
+
+/// Open the finished run directory `dir`: config, dataset, summary, and the model with its best
+/// parameters (a dataset whose fingerprint differs from the one trained on is an error).
+pub fn open_finished(dir: &Path) -> Result<FinishedRun> {
+    let summary = read_summary(dir)?;
+    let plan = Config::load(Some(&dir.join("config.toml")), &[])?.check()?;
+    let cfg = &plan.cfg;
+    let data = Dataset::load(&cfg.data.dir, &cfg.data.options)?;
+    if data.fingerprint != summary.dataset.fingerprint {
+        return Err(Error::file(
+            &cfg.data.dir,
+            format!(
+                "dataset fingerprint {} differs from the {} the run {} was trained on",
+                data.fingerprint,
+                summary.dataset.fingerprint,
+                dir.display()
+            ),
+        ));
+    }
+    let model = plan.build_model(&data)?;
+    let best = dir.join("best.safetensors");
+    if !best.exists() {
+        return Err(Error::file(
+            &best,
+            "missing: the run saved no best checkpoint (eval.skip runs keep last.safetensors)",
+        ));
+    }
+    model.load_weights(&best)?;
+    Ok(FinishedRun {
+        plan,
+        data,
+        summary,
+        model,
+    })
+}
