@@ -49,9 +49,9 @@ pub(crate) fn eval(
     ks: Option<Vec<usize>>,
     json: bool,
 ) -> Result<()> {
-    let threads = read_summary(&run)?.efficiency.threads;
+    let opened = open_finished(&run)?;
+    let threads = opened.summary.efficiency.threads;
     super::train::on_compute_pool(threads, || {
-        let opened = open_finished(&run)?;
         let ev = Evaluator {
             ks: ks.unwrap_or_else(|| opened.plan.evaluator.ks.clone()),
             ..opened.plan.evaluator.clone()

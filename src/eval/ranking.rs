@@ -76,14 +76,6 @@ impl<T> PerMask<T> {
             none: f(Mask::None),
         }
     }
-
-    /// Apply `f` to each convention's value.
-    pub fn map<U>(&self, mut f: impl FnMut(Mask, &T) -> U) -> PerMask<U> {
-        PerMask {
-            history: f(Mask::History, &self.history),
-            none: f(Mask::None, &self.none),
-        }
-    }
 }
 
 /// One user's rank under each convention.

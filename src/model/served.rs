@@ -25,7 +25,6 @@ pub struct Scored {
 
 /// User encoder + item matrix + item index.
 pub struct ServedModel {
-    store: ParamStore,
     user: UserEncoder,
     items: Tensor,
     keys: Vec<String>,
@@ -62,17 +61,11 @@ impl ServedModel {
             .map(|(i, k)| (k.clone(), i as u32))
             .collect();
         Ok(ServedModel {
-            store,
             user,
             items,
             keys,
             index,
         })
-    }
-
-    /// The user encoder's parameters.
-    pub fn params(&self) -> &ParamStore {
-        &self.store
     }
 
     /// The external id of item row `item`.
@@ -147,7 +140,6 @@ fn top_k(row: &[f32], k: usize, exclude: Option<&[u32]>) -> Vec<Scored> {
     };
     if cand.len() > k && k > 0 {
         cand.select_nth_unstable_by(k - 1, better);
-        cand.truncate(k);
     }
     cand.truncate(k);
     cand.sort_by(better);

@@ -33,7 +33,7 @@ pub fn read_summary(dir: &Path) -> Result<Summary> {
 /// Open the finished run directory `dir` for serving: its user encoder (best parameters), its
 /// item matrix and item ids; no dataset or tower is read.
 pub fn open_served(dir: &Path) -> Result<ServedModel> {
-    let plan = Config::load(Some(&dir.join("config.toml")), &[])?.check()?;
+    let plan = read_plan(dir)?;
     let cfg = &plan.cfg;
     let items_path = dir.join("items.safetensors");
     if !items_path.exists() {
@@ -66,6 +66,11 @@ pub fn open_served(dir: &Path) -> Result<ServedModel> {
     )
 }
 
+/// The run's resolved `config.toml`, checked.
+fn read_plan(dir: &Path) -> Result<Plan> {
+    Config::load(Some(&dir.join("config.toml")), &[])?.check()
+}
+
 /// The run's checkpoint: `best.safetensors`, or `last.safetensors` of an `eval.skip` run.
 fn best_checkpoint(dir: &Path) -> Result<&'static str> {
     ["best.safetensors", "last.safetensors"]
@@ -78,7 +83,14 @@ fn best_checkpoint(dir: &Path) -> Result<&'static str> {
 /// parameters (a dataset whose fingerprint differs from the one trained on is an error).
 pub fn open_finished(dir: &Path) -> Result<FinishedRun> {
     let summary = read_summary(dir)?;
-    let plan = Config::load(Some(&dir.join("config.toml")), &[])?.check()?;
+    let plan = read_plan(dir)?;
+    let best = dir.join("best.safetensors");
+    if !best.exists() {
+        return Err(Error::file(
+            &best,
+            "missing: the run saved no best checkpoint (eval.skip runs keep last.safetensors)",
+        ));
+    }
     let cfg = &plan.cfg;
     let data = Dataset::load(&cfg.data.dir, &cfg.data.options)?;
     if data.fingerprint != summary.dataset.fingerprint {
@@ -93,13 +105,6 @@ pub fn open_finished(dir: &Path) -> Result<FinishedRun> {
         ));
     }
     let model = plan.build_model(&data)?;
-    let best = dir.join("best.safetensors");
-    if !best.exists() {
-        return Err(Error::file(
-            &best,
-            "missing: the run saved no best checkpoint (eval.skip runs keep last.safetensors)",
-        ));
-    }
     model.load_weights(&best)?;
     Ok(FinishedRun {
         plan,
