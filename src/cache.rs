@@ -25,6 +25,7 @@ use sha2::{Digest, Sha256};
 
 use crate::data::Dataset;
 use crate::error::{Error, Result};
+use crate::provenance::TowerRecord;
 
 const MAGIC: &[u8; 8] = b"IISANHS1";
 const ALIGN: usize = 64;
@@ -68,6 +69,10 @@ pub struct CacheHeader {
     pub items_fingerprint: String,
     /// Preprocessing that produced the states (tokens or image size), for the record.
     pub preprocessing: String,
+    /// The tower folder (absolute) and the content hash of what it held
+    /// ([`crate::provenance`]); absent in caches written before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tower: Option<TowerRecord>,
 }
 
 impl CacheHeader {
@@ -370,6 +375,7 @@ mod tests {
             items: 4,
             items_fingerprint: "fp".into(),
             preprocessing: "t30".into(),
+            tower: None,
         }
     }
 

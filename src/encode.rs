@@ -20,6 +20,7 @@ use crate::data::image::{ImagePrep, MissingImage, find_image};
 use crate::data::text::{TextPrep, TokenBatch};
 use crate::error::{Error, Result};
 use crate::nn::Ctx;
+use crate::provenance::TowerRecord;
 
 /// Encoding options.
 #[derive(Debug, Clone)]
@@ -165,6 +166,7 @@ pub fn encode_text(
         items: data.num_items(),
         items_fingerprint: items_fingerprint(data),
         preprocessing: format!("lower-cased title, max {} tokens", o.max_tokens),
+        tower: Some(TowerRecord::of("text", model, Some(o.max_tokens), None)?),
     };
     let (mut w, pb, t0) = match begin(out, header, o.progress)? {
         Begin::UpToDate(r) => return Ok(r),
@@ -243,6 +245,7 @@ pub fn encode_images(
             prep.std,
             s = o.image_size
         ),
+        tower: Some(TowerRecord::of("image", model, None, Some(o.image_size))?),
     };
     let (mut w, pb, t0) = match begin(out, header, o.progress)? {
         Begin::UpToDate(r) => return Ok(r),

@@ -5,8 +5,8 @@
 //! Adapted Network (Fu et al., SIGIR 2024) — and the baselines it is compared with.
 //!
 //! Layers, each importing only those listed before it (docs/ARCHITECTURE.md):
-//! [`error`] -> [`nn`], [`efficiency`], [`scorer`] -> [`data`] -> [`cache`] -> [`backbone`] ->
-//! [`encode`], [`model`] -> [`eval`] -> [`config`] -> [`train`] -> [`report`] -> the `iisan` binary.
+//! [`error`] -> [`nn`], [`efficiency`], [`scorer`], [`provenance`] -> [`data`] -> [`cache`] -> [`backbone`] ->
+//! [`encode`], [`model`] -> [`eval`] -> [`config`] -> [`train`] -> [`report`], [`deploy`] -> the `iisan` binary.
 //! Everything that is a choice is one [`config::Config`], checked into a [`config::Plan`]
 //! before any work starts.
 
@@ -16,12 +16,14 @@ pub mod backbone;
 pub mod cache;
 pub mod config;
 pub mod data;
+pub mod deploy;
 pub mod efficiency;
 pub mod encode;
 pub mod error;
 pub mod eval;
 pub mod model;
 pub mod nn;
+pub mod provenance;
 pub mod report;
 pub mod scorer;
 pub mod train;

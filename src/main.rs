@@ -11,6 +11,7 @@ mod cli;
 
 use cli::data::DataCmd;
 use cli::encode::{EncodeArgs, ModelsCmd};
+use cli::items::ItemsCmd;
 use cli::recommend::RecommendArgs;
 use cli::train::TrainArgs;
 
@@ -87,6 +88,11 @@ enum Cmd {
     },
     /// The top-K items for a history from a finished run (no tower runs: the run's item matrix).
     Recommend(RecommendArgs),
+    /// Items of a trained run: add items it has never seen (no retraining).
+    Items {
+        #[command(subcommand)]
+        cmd: ItemsCmd,
+    },
     /// Check a hidden-state cache file and print its header.
     CacheInfo {
         /// The cache file (e.g. cache/text.hsc).
@@ -119,6 +125,7 @@ fn main() -> ExitCode {
         Cmd::Encode(a) => cli::encode::encode(a),
         Cmd::CacheInfo { file } => cli::encode::cache_info(file),
         Cmd::Recommend(a) => cli::recommend::recommend(a),
+        Cmd::Items { cmd } => cli::items::items(cmd),
         Cmd::Report { runs, ks } => cli::report::report(runs, ks),
         Cmd::Compare {
             runs,

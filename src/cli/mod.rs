@@ -2,6 +2,7 @@
 
 pub(crate) mod data;
 pub(crate) mod encode;
+pub(crate) mod items;
 pub(crate) mod recommend;
 pub(crate) mod report;
 pub(crate) mod train;

@@ -52,7 +52,9 @@ fn train_with(plan: &Plan, quiet: bool) -> Result<()> {
     let data = Dataset::load(&cfg.data.dir, &cfg.data.options)?;
     let sched = plan.schedule(&data)?;
     let model = plan.build_model(&data)?;
+    let towers = plan.tower_records()?;
     let run = RunDir::create(cfg, &data)?;
+    run.write_towers(&towers)?;
     let mut trainer = Trainer::new(plan, &data, &model)?;
     trainer.progress = !quiet;
     if !quiet {

@@ -8,6 +8,7 @@ use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::eval::{Evaluator, Metric};
 use crate::model::{Method, TrainedModel};
+use crate::provenance::TowerRecord;
 
 /// A configuration that passed every check.
 #[derive(Debug, Clone)]
@@ -110,6 +111,12 @@ impl Plan {
             data,
             c.train.seed,
         )
+    }
+
+    /// The frozen towers the plan's model depends on (path and content hash; see
+    /// [`crate::model::factory::tower_records`]).
+    pub fn tower_records(&self) -> Result<Vec<TowerRecord>> {
+        crate::model::factory::tower_records(&self.cfg.model, self.cfg.data.cache.as_deref())
     }
 
     /// The validation metric that selects the best epoch.

@@ -110,9 +110,15 @@ impl ImagePrep {
 
 /// The image file of item `key` under `dir/images/` (`.png`, `.jpg`, `.jpeg` or `.webp`).
 pub fn find_image(dir: &Path, key: &str) -> Option<PathBuf> {
+    find_image_in(&dir.join("images"), key)
+}
+
+/// The image file of item `key` in the folder `images` (`<key>.png`, `.jpg`, `.jpeg` or
+/// `.webp`).
+pub fn find_image_in(images: &Path, key: &str) -> Option<PathBuf> {
     ["png", "jpg", "jpeg", "webp"]
         .iter()
-        .map(|e| dir.join("images").join(format!("{key}.{e}")))
+        .map(|e| images.join(format!("{key}.{e}")))
         .find(|p| p.exists())
 }
 

@@ -13,6 +13,7 @@ use crate::cache::{HiddenStateCache, items_fingerprint};
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::nn::ParamStore;
+use crate::provenance::TowerRecord;
 
 /// Build the item tower of `mc.method` for `data`, registering its parameters in `store`.
 /// `cache` is the hidden-state cache directory (`iisan encode`'s output) that `method = "iisan"`
@@ -90,7 +91,7 @@ fn build_uncached_iisan(
             .as_ref()
             .ok_or_else(|| missing("text_model"))?;
         Some(Box::new(states::LiveText {
-            bert: crate::backbone::bert::Bert::load(dir, &dev)?,
+            bert: std::sync::Arc::new(crate::backbone::bert::Bert::load(dir, &dev)?),
             tokens: inputs::ItemTokens::new(data, dir, tc.max_tokens)?,
             chunk: tc.eval_chunk,
         }))
@@ -103,7 +104,7 @@ fn build_uncached_iisan(
             .as_ref()
             .ok_or_else(|| missing("image_model"))?;
         Some(Box::new(states::LiveImage {
-            vit: crate::backbone::vit::Vit::load(dir, tc.image_size, &dev)?,
+            vit: std::sync::Arc::new(crate::backbone::vit::Vit::load(dir, tc.image_size, &dev)?),
             images: inputs::ItemImages::new(data, dir, tc.image_size, tc.missing_images)?,
             chunk: tc.eval_chunk,
         }))
@@ -119,4 +120,37 @@ fn build_uncached_iisan(
     let mut t = IisanTower::new(store, ic, kernels, text, image, dim)?;
     t.set_uncached(frozen);
     Ok(Box::new(t))
+}
+
+/// The frozen towers a model of `mc` depends on, as recorded now: for `iisan`, those its caches
+/// in `cache` were encoded with (caches written before towers were recorded contribute none);
+/// for the methods that run towers in the step, `model.towers`' folders with their content
+/// hashes; none for `id`.
+pub fn tower_records(mc: &ModelConfig, cache: Option<&Path>) -> Result<Vec<TowerRecord>> {
+    let m = mc.iisan.modality;
+    let (text, image) = match mc.method {
+        Method::Id => return Ok(Vec::new()),
+        Method::Iisan => {
+            let dir = cache.ok_or_else(|| Error::Config("method iisan needs data.cache".into()))?;
+            let mut out = Vec::new();
+            for (name, needed) in [("text.hsc", m.needs_text()), ("image.hsc", m.needs_image())] {
+                if needed {
+                    let c = HiddenStateCache::open(&dir.join(name))?;
+                    out.extend(c.header().tower.clone());
+                }
+            }
+            return Ok(out);
+        }
+        Method::IisanUncached => (m.needs_text(), m.needs_image()),
+        Method::Fft | Method::Adapter | Method::Lora | Method::Bitfit => (true, true),
+    };
+    let tc = &mc.towers;
+    let mut out = Vec::new();
+    if let (true, Some(dir)) = (text, &tc.text_model) {
+        out.push(TowerRecord::of("text", dir, Some(tc.max_tokens), None)?);
+    }
+    if let (true, Some(dir)) = (image, &tc.image_model) {
+        out.push(TowerRecord::of("image", dir, None, Some(tc.image_size))?);
+    }
+    Ok(out)
 }

@@ -8,6 +8,7 @@ pub mod baselines;
 pub mod config;
 pub mod factory;
 pub mod iisan;
+pub mod item_index;
 pub mod sasrec;
 pub mod served;
 pub mod tower;

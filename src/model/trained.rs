@@ -9,10 +9,11 @@ use candle_core::{Device, Tensor};
 
 use super::config::{Kernels, ModelConfig};
 use super::factory::build_tower;
+use super::item_index::ItemIndex;
 use super::sasrec::UserEncoder;
 use super::tower::ItemTower;
 use crate::data::Dataset;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::nn::{Ctx, ParamStore};
 use crate::scorer::Scorer;
 
@@ -77,21 +78,13 @@ impl TrainedModel {
     /// Write the item side for serving into `dir`: `items.safetensors` (tensor `items`, f32
     /// `[N + 1, d]`, row 0 the zero padding row; evaluation-mode embeddings of every item,
     /// `chunk` at a time) and `item_ids.txt` (the external id of row `r` on line `r`, from 1).
-    /// Each file is written beside its final name and renamed.
+    /// Each file is written beside its final name and renamed ([`ItemIndex::write`]).
     pub fn write_items(&self, dir: &Path, chunk: usize) -> Result<()> {
-        let items = self.item_embeddings(chunk)?;
-        let path = dir.join("items.safetensors");
-        let tmp = dir.join("items.safetensors.tmp");
-        candle_core::safetensors::save(&std::collections::HashMap::from([("items", items)]), &tmp)?;
-        std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
-        let ids: String = self.item_keys[1..]
-            .iter()
-            .map(|k| format!("{k}\n"))
-            .collect();
-        let path = dir.join("item_ids.txt");
-        let tmp = dir.join("item_ids.txt.tmp");
-        std::fs::write(&tmp, ids).map_err(|e| Error::io(&tmp, e))?;
-        std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))
+        ItemIndex {
+            keys: self.item_keys.clone(),
+            items: self.item_embeddings(chunk)?,
+        }
+        .write(dir)
     }
 
     /// External item ids in row order (`item_keys()[0]` is the padding row).

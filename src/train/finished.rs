@@ -7,6 +7,7 @@ use super::summary::Summary;
 use crate::config::{Config, Plan};
 use crate::data::Dataset;
 use crate::error::{Error, Result};
+use crate::model::item_index::ItemIndex;
 use crate::model::{ServedModel, TrainedModel};
 
 /// A finished run opened for use: its checked configuration, its dataset, its summary and its
@@ -35,44 +36,23 @@ pub fn read_summary(dir: &Path) -> Result<Summary> {
 pub fn open_served(dir: &Path) -> Result<ServedModel> {
     let plan = read_plan(dir)?;
     let cfg = &plan.cfg;
-    let items_path = dir.join("items.safetensors");
-    if !items_path.exists() {
-        return Err(Error::file(
-            &items_path,
-            "missing: runs trained before items.safetensors existed cannot be served",
-        ));
-    }
-    let items = candle_core::safetensors::load(&items_path, &candle_core::Device::Cpu)
-        .map_err(|e| Error::file(&items_path, format!("cannot read: {e}")))?
-        .remove("items")
-        .ok_or_else(|| Error::file(&items_path, "no tensor named items"))?;
-    let ids_path = dir.join("item_ids.txt");
-    let text = std::fs::read_to_string(&ids_path).map_err(|e| Error::io(&ids_path, e))?;
-    let keys: Vec<String> = std::iter::once("<pad>".to_string())
-        .chain(text.lines().map(str::to_string))
-        .collect();
-    if keys.len() != items.dim(0)? {
-        return Err(Error::file(
-            &ids_path,
-            format!("{} ids for {} item rows", keys.len() - 1, items.dim(0)? - 1),
-        ));
-    }
+    let index = ItemIndex::read(dir)?;
     ServedModel::new(
         &cfg.model.user,
         cfg.data.options.max_seq_len,
         &dir.join(best_checkpoint(dir)?),
-        items,
-        keys,
+        index.items,
+        index.keys,
     )
 }
 
 /// The run's resolved `config.toml`, checked.
-fn read_plan(dir: &Path) -> Result<Plan> {
+pub fn read_plan(dir: &Path) -> Result<Plan> {
     Config::load(Some(&dir.join("config.toml")), &[])?.check()
 }
 
 /// The run's checkpoint: `best.safetensors`, or `last.safetensors` of an `eval.skip` run.
-fn best_checkpoint(dir: &Path) -> Result<&'static str> {
+pub fn best_checkpoint(dir: &Path) -> Result<&'static str> {
     ["best.safetensors", "last.safetensors"]
         .into_iter()
         .find(|f| dir.join(f).exists())
@@ -112,4 +92,20 @@ pub fn open_finished(dir: &Path) -> Result<FinishedRun> {
         summary,
         model,
     })
+}
+
+/// The frozen towers the run `dir` recorded (`towers.json`).
+pub fn read_towers(dir: &Path) -> Result<Vec<crate::provenance::TowerRecord>> {
+    let path = dir.join("towers.json");
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            Error::file(
+                &path,
+                "missing: the run was trained before towers were recorded",
+            )
+        } else {
+            Error::io(&path, e)
+        }
+    })?;
+    serde_json::from_str(&text).map_err(|e| Error::file(&path, format!("not a tower list: {e}")))
 }

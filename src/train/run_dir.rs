@@ -4,6 +4,7 @@
 //! runs/<name>/
 //!   config.toml          the resolved configuration
 //!   dataset.json         name, fingerprint, statistics, synthetic or not
+//!   towers.json          the frozen towers used: absolute folder, content hash, inputs
 //!   metrics.jsonl        one JSON object per epoch
 //!   best.safetensors     parameters of the best validation epoch
 //!   items.safetensors    the item embedding matrix `items` [N + 1, d] with those parameters
@@ -20,6 +21,7 @@ use super::summary::{DatasetInfo, EpochRecord, Summary};
 use crate::config::Config;
 use crate::data::Dataset;
 use crate::error::{Error, Result};
+use crate::provenance::TowerRecord;
 
 /// A run directory being written.
 #[derive(Debug)]
@@ -64,6 +66,13 @@ impl RunDir {
         let info = serde_json::to_string_pretty(&DatasetInfo::of(data)).expect("serialisable");
         write_atomic(&dir.file("dataset.json"), &info)?;
         Ok(dir)
+    }
+
+    /// Write `towers.json`: the frozen towers the model depends on (`iisan items add` runs
+    /// them again on new items and checks their hashes first).
+    pub fn write_towers(&self, towers: &[TowerRecord]) -> Result<()> {
+        let text = serde_json::to_string_pretty(towers).expect("serialisable");
+        write_atomic(&self.file("towers.json"), &text)
     }
 
     /// The (partial) run directory being written.

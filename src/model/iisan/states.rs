@@ -4,6 +4,8 @@
 
 use candle_core::{Device, Tensor};
 
+use std::sync::Arc;
+
 use crate::backbone::bert::Bert;
 use crate::backbone::inputs::{ItemImages, ItemTokens};
 use crate::backbone::vit::Vit;
@@ -81,8 +83,8 @@ fn run_chunked(
 
 /// The frozen text tower computing states on demand.
 pub struct LiveText {
-    /// The tower.
-    pub bert: Bert,
+    /// The tower (shared: a server embedding new items keeps one loaded).
+    pub bert: Arc<Bert>,
     /// Every item's tokens.
     pub tokens: ItemTokens,
     /// Items per tower forward.
@@ -108,8 +110,8 @@ impl HiddenStates for LiveText {
 
 /// The frozen image tower computing states on demand.
 pub struct LiveImage {
-    /// The tower.
-    pub vit: Vit,
+    /// The tower (shared, as the text tower).
+    pub vit: Arc<Vit>,
     /// Image loading.
     pub images: ItemImages,
     /// Items per tower forward.

@@ -1,0 +1,180 @@
+//! `iisan items add` on finished runs: an IISAN run (text + image) embeds new items with the
+//! frozen towers it recorded and its trained side network, and `recommend` ranks them; an added
+//! copy of an existing item (same title, same image) gets that item's embedding and score;
+//! duplicate ids, a changed tower and the ID method are refused with nothing written.
+
+mod common;
+
+use std::fs;
+use std::path::Path;
+
+use candle_core::Device;
+use common::*;
+
+fn rows(run: &Path) -> Vec<Vec<f32>> {
+    let m = candle_core::safetensors::load(run.join("items.safetensors"), &Device::Cpu).unwrap();
+    m["items"].to_vec2::<f32>().unwrap()
+}
+
+fn train(cwd: &Path, sets: &[String]) {
+    let mut args = vec!["train", "--quiet"];
+    for s in sets {
+        args.extend(["--set", s.as_str()]);
+    }
+    let o = iisan(cwd, &args);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+#[test]
+fn items_add_embeds_new_items_that_recommend_ranks() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let data = small_synth(t, "d", 120, 50);
+    let (text, image) = (model_dir("minilm"), model_dir("dinov2-small"));
+    let o = iisan(
+        t,
+        &[
+            "encode",
+            "--dataset",
+            "d",
+            "--quiet",
+            "--image-size",
+            "112",
+            "--out",
+            "cache",
+            "--text-model",
+            text.to_str().unwrap(),
+            "--image-model",
+            image.to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let base = |name: &str, method: &str| {
+        vec![
+            format!("data.dir={:?}", data.to_str().unwrap()),
+            "data.cache=\"cache\"".into(),
+            format!("model.method=\"{method}\""),
+            "model.iisan.modality=\"intra_inter\"".into(),
+            "model.iisan.image_taps=[0,4,8,12]".into(),
+            format!("run.name=\"{name}\""),
+            "train.epochs=2".into(),
+        ]
+    };
+    train(t, &base("r", "iisan"));
+    let run = t.join("runs/r");
+    let towers = fs::read_to_string(run.join("towers.json")).unwrap();
+    assert!(towers.contains("\"image_size\": 112"), "{towers}");
+
+    // S0001 again under a new id (same title, same image), and one new item
+    let items = fs::read_to_string(data.join("items.tsv")).unwrap();
+    let title = items.lines().next().unwrap().split_once('\t').unwrap().1;
+    fs::create_dir_all(t.join("new")).unwrap();
+    fs::write(
+        t.join("new/items.tsv"),
+        format!("COPY\t{title}\nFRESH\tbrass desk lamp\n"),
+    )
+    .unwrap();
+    fs::copy(data.join("images/S0001.png"), t.join("new/COPY.png")).unwrap();
+    fs::copy(data.join("images/S0002.png"), t.join("new/FRESH.png")).unwrap();
+    let add = [
+        "items",
+        "add",
+        "runs/r",
+        "--items",
+        "new/items.tsv",
+        "--images",
+        "new",
+    ];
+    let o = iisan(t, &add);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("the catalogue has 52 items"),
+        "{}",
+        stdout(&o)
+    );
+    let m = rows(&run);
+    assert_eq!(m.len(), 53);
+    let ids = fs::read_to_string(run.join("item_ids.txt")).unwrap();
+    assert_eq!(
+        ids.lines().rev().take(2).collect::<Vec<_>>(),
+        ["FRESH", "COPY"]
+    );
+    // row 1 is S0001 (items keep file order); the copy's row 51 matches it to f32 rounding
+    let diff = m[1]
+        .iter()
+        .zip(&m[51])
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert!(diff < 1e-4, "copy differs from the original by {diff}");
+    assert!(m[1].iter().any(|v| v.abs() > 1e-3));
+
+    // recommend ranks the new items; the copy scores like the original
+    let o = iisan(
+        t,
+        &[
+            "recommend",
+            "runs/r",
+            "--history",
+            "S0003 S0004",
+            "-k",
+            "52",
+            "--json",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    let score = |id: &str| {
+        v["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["id"] == id)
+            .unwrap()["score"]
+            .as_f64()
+            .unwrap()
+    };
+    assert!((score("COPY") - score("S0001")).abs() < 1e-3);
+    let _ = score("FRESH");
+
+    // again: duplicate ids, nothing written
+    let o = iisan(t, &add);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("already in the catalogue or repeated: COPY, FRESH"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(fs::read_to_string(run.join("item_ids.txt")).unwrap(), ids);
+    // a new item without an image, for a model that reads images
+    fs::write(t.join("new/noimg.tsv"), "NOIMG\tlamp\n").unwrap();
+    let o = iisan(t, &["items", "add", "runs/r", "--items", "new/noimg.tsv"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("item NOIMG: no image"),
+        "{}",
+        stderr(&o)
+    );
+    // a tower whose content differs from the recorded hash
+    let changed = towers.replacen("\"sha256\": \"", "\"sha256\": \"00", 1);
+    fs::write(run.join("towers.json"), changed).unwrap();
+    let o = iisan(t, &["items", "add", "runs/r", "--items", "new/noimg.tsv"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("tower changed since the run"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(fs::read_to_string(run.join("item_ids.txt")).unwrap(), ids);
+
+    // the ID method refuses
+    let mut id = base("id", "id");
+    id.retain(|s| !s.starts_with("model.iisan"));
+    train(t, &id);
+    let o = iisan(t, &["items", "add", "runs/id", "--items", "new/noimg.tsv"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("the id method cannot embed new items"),
+        "{}",
+        stderr(&o)
+    );
+}
