@@ -182,7 +182,7 @@ impl CacheWriter {
     /// Append the states of the next `rows` items, `[rows, states, width]` f32 row-major.
     pub fn append(&mut self, values: &[f32]) -> Result<()> {
         let per = self.header.states * self.header.width;
-        if values.len() % per != 0 {
+        if !values.len().is_multiple_of(per) {
             return Err(Error::Internal(format!(
                 "cache rows of {per} values, got {}",
                 values.len()

@@ -107,7 +107,7 @@ fn finish(
 /// How an encode starts: nothing to do, or a writer (resumed or new) with its progress bar.
 enum Begin {
     UpToDate(EncodeReport),
-    Write(CacheWriter, ProgressBar, Instant),
+    Write(Box<CacheWriter>, ProgressBar, Instant),
 }
 
 /// Start writing `header` to `out`, unless a finished matching cache is already there.
@@ -119,7 +119,7 @@ fn begin(out: &Path, header: CacheHeader, progress: bool) -> Result<Begin> {
     let items = header.items;
     let w = CacheWriter::create_or_resume(out, header)?;
     let pb = bar(items, w.next_item() - 1, &label, progress);
-    Ok(Begin::Write(w, pb, Instant::now()))
+    Ok(Begin::Write(Box::new(w), pb, Instant::now()))
 }
 
 /// A finished cache at `out` with exactly `header`: nothing to do (reported as 0 encoded).
@@ -170,7 +170,7 @@ pub fn encode_text(
     };
     let (mut w, pb, t0) = match begin(out, header, o.progress)? {
         Begin::UpToDate(r) => return Ok(r),
-        Begin::Write(w, pb, t0) => (w, pb, t0),
+        Begin::Write(w, pb, t0) => (*w, pb, t0),
     };
     let start = w.next_item();
     let n = data.num_items();
@@ -249,7 +249,7 @@ pub fn encode_images(
     };
     let (mut w, pb, t0) = match begin(out, header, o.progress)? {
         Begin::UpToDate(r) => return Ok(r),
-        Begin::Write(w, pb, t0) => (w, pb, t0),
+        Begin::Write(w, pb, t0) => (*w, pb, t0),
     };
     let start = w.next_item();
     let n = data.num_items();

@@ -170,7 +170,7 @@ impl Bert {
                 format!("hidden_act {:?} is not supported (gelu only)", c.hidden_act),
             ));
         }
-        if c.hidden_size % c.num_attention_heads != 0 {
+        if !c.hidden_size.is_multiple_of(c.num_attention_heads) {
             return Err(Error::file(
                 file,
                 "hidden_size is not a multiple of num_attention_heads",

@@ -128,13 +128,13 @@ pub fn read_config<T: serde::de::DeserializeOwned>(
         .map_err(|_| Error::file(dir, "not a model folder: config.json is missing"))?;
     let v: serde_json::Value = serde_json::from_str(&text)
         .map_err(|e| Error::file(&path, format!("invalid model config: {e}")))?;
-    if let Some(t) = v.get("model_type").and_then(|t| t.as_str()) {
-        if !types.contains(&t) {
-            return Err(Error::file(
-                &path,
-                format!("model_type {t:?} is not {}", types.join(" or ")),
-            ));
-        }
+    if let Some(t) = v.get("model_type").and_then(|t| t.as_str())
+        && !types.contains(&t)
+    {
+        return Err(Error::file(
+            &path,
+            format!("model_type {t:?} is not {}", types.join(" or ")),
+        ));
     }
     let cfg = serde_json::from_value(v)
         .map_err(|e| Error::file(&path, format!("invalid model config: {e}")))?;

@@ -323,7 +323,7 @@ fn check_supported(c: &VitConfig, image_size: usize, file: &Path) -> Result<()> 
         ));
     }
     let p = c.patch_size;
-    if image_size == 0 || image_size % p != 0 {
+    if image_size == 0 || !image_size.is_multiple_of(p) {
         return Err(Error::Config(format!(
             "image size {image_size} is not a positive multiple of the patch size {p}"
         )));

@@ -294,7 +294,7 @@ fn check_shapes(
     let ffn = tensors["encoder.layer.0.mlp.fc1.weight"].0[0];
     let heads = heads.unwrap_or(hidden / 64);
     let side = (grid as f64).sqrt().round() as usize;
-    if side * side != grid || hidden % heads != 0 || ffn % hidden != 0 {
+    if side * side != grid || hidden % heads != 0 || !ffn.is_multiple_of(hidden) {
         return Err(Error::file(
             onnx,
             format!("inconsistent shapes: grid {grid}, hidden {hidden}, heads {heads}, ffn {ffn}"),

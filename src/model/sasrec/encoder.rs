@@ -50,7 +50,7 @@ impl Default for UserEncoderConfig {
 impl UserEncoderConfig {
     /// Check widths and probabilities.
     pub fn validate(&self) -> Result<()> {
-        if self.dim == 0 || self.heads == 0 || self.dim % self.heads != 0 {
+        if self.dim == 0 || self.heads == 0 || !self.dim.is_multiple_of(self.heads) {
             return Err(Error::Config(format!(
                 "model.user.dim = {} must be a positive multiple of model.user.heads = {}",
                 self.dim, self.heads
