@@ -11,8 +11,10 @@ mod cli;
 
 use cli::data::DataCmd;
 use cli::encode::{EncodeArgs, ModelsCmd};
+use cli::eval::EvalArgs;
 use cli::items::ItemsCmd;
 use cli::recommend::RecommendArgs;
+use cli::serve::ServeArgs;
 use cli::train::TrainArgs;
 
 /// mimalloc instead of glibc malloc: candle allocates a fresh buffer per tensor op, and glibc
@@ -72,20 +74,7 @@ enum Cmd {
     },
     /// Re-evaluate a finished run's best checkpoint on the test split and print the report
     /// table (run from the directory the run was trained in: its config's paths are relative).
-    Eval {
-        /// The run directory (config.toml, summary.json, best.safetensors).
-        run: PathBuf,
-        /// Show only this masking convention (default: both).
-        #[arg(long, value_enum)]
-        mask: Option<Mask>,
-        /// Cut-offs K (default: the run's eval.ks).
-        #[arg(long, value_delimiter = ',')]
-        ks: Option<Vec<usize>>,
-        /// Print the test metrics as JSON (the `test` object of summary.json) instead of the
-        /// table.
-        #[arg(long)]
-        json: bool,
-    },
+    Eval(EvalArgs),
     /// The top-K items for a history from a finished run (no tower runs: the run's item matrix).
     Recommend(RecommendArgs),
     /// Items of a trained run: add items it has never seen (no retraining).
@@ -93,6 +82,8 @@ enum Cmd {
         #[command(subcommand)]
         cmd: ItemsCmd,
     },
+    /// Serve a finished run over HTTP: recommend, add items, reload, health, info, metrics.
+    Serve(ServeArgs),
     /// Check a hidden-state cache file and print its header.
     CacheInfo {
         /// The cache file (e.g. cache/text.hsc).
@@ -118,6 +109,15 @@ fn main() -> ExitCode {
                     out,
                 },
         } => cli::data::subset(dataset, users, seed, out),
+        Cmd::Data {
+            cmd:
+                DataCmd::SplitCold {
+                    dataset,
+                    frac,
+                    seed,
+                    out,
+                },
+        } => cli::data::split_cold(dataset, frac, seed, out),
         Cmd::Train(a) => cli::train::train(a),
         Cmd::Models {
             cmd: ModelsCmd::ImportOnnx { onnx, out, heads },
@@ -126,6 +126,7 @@ fn main() -> ExitCode {
         Cmd::CacheInfo { file } => cli::encode::cache_info(file),
         Cmd::Recommend(a) => cli::recommend::recommend(a),
         Cmd::Items { cmd } => cli::items::items(cmd),
+        Cmd::Serve(a) => cli::serve::serve(a),
         Cmd::Report { runs, ks } => cli::report::report(runs, ks),
         Cmd::Compare {
             runs,
@@ -133,12 +134,7 @@ fn main() -> ExitCode {
             weights,
             out,
         } => cli::report::compare_runs(runs, mask, weights, out),
-        Cmd::Eval {
-            run,
-            mask,
-            ks,
-            json,
-        } => cli::report::eval(run, mask, ks, json),
+        Cmd::Eval(a) => cli::eval::eval(a),
     };
     match res {
         Ok(()) => ExitCode::SUCCESS,

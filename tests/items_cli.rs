@@ -16,51 +16,12 @@ fn rows(run: &Path) -> Vec<Vec<f32>> {
     m["items"].to_vec2::<f32>().unwrap()
 }
 
-fn train(cwd: &Path, sets: &[String]) {
-    let mut args = vec!["train", "--quiet"];
-    for s in sets {
-        args.extend(["--set", s.as_str()]);
-    }
-    let o = iisan(cwd, &args);
-    assert!(o.status.success(), "{}", stderr(&o));
-}
-
 #[test]
 fn items_add_embeds_new_items_that_recommend_ranks() {
     let tmp = tempfile::tempdir().unwrap();
     let t = tmp.path();
-    let data = small_synth(t, "d", 120, 50);
-    let (text, image) = (model_dir("minilm"), model_dir("dinov2-small"));
-    let o = iisan(
-        t,
-        &[
-            "encode",
-            "--dataset",
-            "d",
-            "--quiet",
-            "--image-size",
-            "112",
-            "--out",
-            "cache",
-            "--text-model",
-            text.to_str().unwrap(),
-            "--image-model",
-            image.to_str().unwrap(),
-        ],
-    );
-    assert!(o.status.success(), "{}", stderr(&o));
-    let base = |name: &str, method: &str| {
-        vec![
-            format!("data.dir={:?}", data.to_str().unwrap()),
-            "data.cache=\"cache\"".into(),
-            format!("model.method=\"{method}\""),
-            "model.iisan.modality=\"intra_inter\"".into(),
-            "model.iisan.image_taps=[0,4,8,12]".into(),
-            format!("run.name=\"{name}\""),
-            "train.epochs=2".into(),
-        ]
-    };
-    train(t, &base("r", "iisan"));
+    let data = encoded_synth(t, 120, 50);
+    train_run(t, &run_sets(&data, "r", "iisan"));
     let run = t.join("runs/r");
     let towers = fs::read_to_string(run.join("towers.json")).unwrap();
     assert!(towers.contains("\"image_size\": 112"), "{towers}");
@@ -167,9 +128,7 @@ fn items_add_embeds_new_items_that_recommend_ranks() {
     assert_eq!(fs::read_to_string(run.join("item_ids.txt")).unwrap(), ids);
 
     // the ID method refuses
-    let mut id = base("id", "id");
-    id.retain(|s| !s.starts_with("model.iisan"));
-    train(t, &id);
+    train_run(t, &run_sets(&data, "id", "id"));
     let o = iisan(t, &["items", "add", "runs/id", "--items", "new/noimg.tsv"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(

@@ -1,4 +1,5 @@
-//! `iisan data ...`: dataset statistics, the synthetic default, user subsets.
+//! `iisan data ...`: dataset statistics, the synthetic default, user subsets, the cold-start
+//! split.
 
 use std::path::PathBuf;
 
@@ -26,6 +27,23 @@ pub(crate) enum DataCmd {
         #[arg(long, default_value_t = 2024)]
         seed: u64,
         /// Output directory.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Write the cold-start version of a dataset: a random fraction of the items never appears
+    /// in any training input or target (docs/COLD-START.md); evaluate with
+    /// `iisan eval RUN --cold-items OUT/cold_items.txt`.
+    SplitCold {
+        /// Source dataset directory.
+        #[arg(long)]
+        dataset: PathBuf,
+        /// Fraction of the interacted items made cold.
+        #[arg(long, default_value_t = 0.1)]
+        frac: f64,
+        /// Seed of the draw.
+        #[arg(long, default_value_t = 2024)]
+        seed: u64,
+        /// Output directory (must not exist).
         #[arg(long)]
         out: PathBuf,
     },
@@ -161,6 +179,21 @@ pub(crate) fn synth(a: SynthArgs) -> Result<()> {
 }
 
 /// `iisan data subset`.
+pub(crate) fn split_cold(dataset: PathBuf, frac: f64, seed: u64, out: PathBuf) -> Result<()> {
+    let r = iisan::data::cold::split_cold(&dataset, &out, frac, seed)?;
+    println!(
+        "wrote {}: {} of {} items cold (seed {seed}), {} interactions removed from training \
+         positions, {} user lines; cold ids in {}",
+        out.display(),
+        r.cold_items,
+        r.items,
+        r.removed,
+        r.users,
+        out.join("cold_items.txt").display()
+    );
+    Ok(())
+}
+
 pub(crate) fn subset(dataset: PathBuf, users: usize, seed: u64, out: PathBuf) -> Result<()> {
     let r = iisan::data::subset::write_subset(&dataset, &out, users, seed)?;
     println!(

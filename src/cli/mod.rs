@@ -2,7 +2,9 @@
 
 pub(crate) mod data;
 pub(crate) mod encode;
+pub(crate) mod eval;
 pub(crate) mod items;
 pub(crate) mod recommend;
 pub(crate) mod report;
+pub(crate) mod serve;
 pub(crate) mod train;

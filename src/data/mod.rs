@@ -5,6 +5,7 @@
 //! paper's preprocessing ([`split`]); [`synth`] writes the embedded synthetic default.
 
 pub mod batch;
+pub mod cold;
 pub mod draw;
 pub mod image;
 pub mod split;

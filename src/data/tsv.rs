@@ -43,7 +43,8 @@ pub struct RawItems {
     pub index: HashMap<String, usize>,
 }
 
-fn read_text(path: &Path) -> Result<String> {
+/// Read `path` as UTF-8 text; invalid bytes are an error naming the line.
+pub fn read_text(path: &Path) -> Result<String> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     String::from_utf8(bytes).map_err(|e| {
         let upto = &e.as_bytes()[..e.utf8_error().valid_up_to()];

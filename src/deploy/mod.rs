@@ -3,3 +3,4 @@
 //! ([`crate::train::finished`]) and serves through [`crate::model::ServedModel`].
 
 pub mod new_items;
+pub mod server;

@@ -5,7 +5,7 @@
 use std::time::Instant;
 
 use super::metrics::Metrics;
-use super::ranking::{Mask, PerMask, rank_chunked};
+use super::ranking::{Mask, PerMask, RankPair, rank_chunked};
 use crate::data::batch::eval_inputs;
 use crate::data::{Dataset, Split};
 use crate::error::Result;
@@ -36,6 +36,15 @@ impl Evaluator {
     /// before it) against all items of `model`.
     pub fn evaluate(&self, model: &dyn Scorer, data: &Dataset, split: Split) -> Result<EvalResult> {
         let t0 = Instant::now();
+        let ranks = self.ranks(model, data, split)?;
+        Ok(EvalResult {
+            metrics: self.metrics(&ranks),
+            seconds: t0.elapsed().as_secs_f64(),
+        })
+    }
+
+    /// The rank of each user's target on `split` under both masks (1 = best), in user order.
+    pub fn ranks(&self, model: &dyn Scorer, data: &Dataset, split: Split) -> Result<Vec<RankPair>> {
         let all = model.item_embeddings(self.item_chunk)?;
         let users: Vec<usize> = (0..data.num_users()).collect();
         let mut ranks = Vec::with_capacity(users.len());
@@ -52,13 +61,14 @@ impl Evaluator {
                 self.item_chunk,
             )?);
         }
-        let metrics = PerMask::from_fn(|mask: Mask| {
+        Ok(ranks)
+    }
+
+    /// The metrics of `ranks` (any subset of users) under both masks.
+    pub fn metrics(&self, ranks: &[RankPair]) -> PerMask<Metrics> {
+        PerMask::from_fn(|mask: Mask| {
             let of: Vec<u64> = ranks.iter().map(|r| *r.get(mask)).collect();
             Metrics::from_ranks(&of, &self.ks)
-        });
-        Ok(EvalResult {
-            metrics,
-            seconds: t0.elapsed().as_secs_f64(),
         })
     }
 }

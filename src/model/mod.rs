@@ -17,6 +17,6 @@ pub mod trained;
 pub use config::{Kernels, Method, ModelConfig};
 pub use factory::build_tower;
 pub use sasrec::{UserEncoder, UserEncoderConfig};
-pub use served::{Scored, ServedModel};
+pub use served::{Query, Scored, ServedModel};
 pub use tower::{ItemTower, KernelEmbedding, TowerBackward};
 pub use trained::TrainedModel;

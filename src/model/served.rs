@@ -99,25 +99,56 @@ impl ServedModel {
         k: usize,
         exclude_history: bool,
     ) -> Result<Vec<Vec<Scored>>> {
-        if let Some(i) = histories.iter().position(|h| h.is_empty()) {
+        let queries: Vec<Query> = histories
+            .iter()
+            .map(|h| Query {
+                history: h,
+                k,
+                exclude_history,
+            })
+            .collect();
+        self.answer(&queries)
+    }
+
+    /// The answer to each query ([`ServedModel::recommend`] with its own `k` and exclusion
+    /// per history): the histories go through the user encoder and the item matrix together.
+    pub fn answer(&self, queries: &[Query]) -> Result<Vec<Vec<Scored>>> {
+        if let Some(i) = queries.iter().position(|q| q.history.is_empty()) {
             return Err(Error::Input(format!("history {} is empty", i + 1)));
         }
         let l = self.user.max_len();
-        let mut out = Vec::with_capacity(histories.len());
+        let mut out = Vec::with_capacity(queries.len());
         // a chunk's score matrix is CHUNK x (N + 1) floats: bounded memory for any batch
-        for chunk in histories.chunks(CHUNK) {
-            let ids: Vec<u32> = chunk.iter().flat_map(|h| left_pad(h, l)).collect();
+        for chunk in queries.chunks(CHUNK) {
+            let ids: Vec<u32> = chunk.iter().flat_map(|q| left_pad(q.history, l)).collect();
             let states = self.user.last_states(&self.items, &ids, chunk.len())?;
             let scores = states.matmul(&self.items.t()?)?.to_vec2::<f32>()?;
             out.extend(
                 scores
                     .iter()
                     .zip(chunk)
-                    .map(|(row, h)| top_k(row, k, exclude_history.then_some(h.as_slice()))),
+                    .map(|(row, q)| top_k(row, q.k, q.exclude_history.then_some(q.history))),
             );
         }
         Ok(out)
     }
+
+    /// The item matrix `[N + 1, d]`.
+    pub fn items(&self) -> &Tensor {
+        &self.items
+    }
+}
+
+/// One history to answer: item rows oldest first, how many items, whether to leave out the
+/// history's own items.
+#[derive(Debug, Clone, Copy)]
+pub struct Query<'a> {
+    /// Item rows, oldest first, non-empty.
+    pub history: &'a [u32],
+    /// Items to return.
+    pub k: usize,
+    /// Leave out the items of the history.
+    pub exclude_history: bool,
 }
 
 /// Histories scored per matrix product.

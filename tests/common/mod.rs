@@ -126,3 +126,56 @@ pub fn build_model_with(
     .expect("model builds");
     (plan, model)
 }
+
+/// A small synthetic dataset `dir/d` (`users` users, `items` items, 16 px images) and its
+/// hidden-state caches in `dir/cache` (MiniLM titles, DINOv2-S images at 112 px).
+pub fn encoded_synth(dir: &Path, users: usize, items: usize) -> PathBuf {
+    let data = small_synth(dir, "d", users, items);
+    let (text, image) = (model_dir("minilm"), model_dir("dinov2-small"));
+    let o = iisan(
+        dir,
+        &[
+            "encode",
+            "--dataset",
+            "d",
+            "--quiet",
+            "--image-size",
+            "112",
+            "--out",
+            "cache",
+            "--text-model",
+            text.to_str().unwrap(),
+            "--image-model",
+            image.to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    data
+}
+
+/// `--set` overrides for a 2-epoch run `name` of `method` on `data` with the caches of
+/// [`encoded_synth`] (IISAN on text + image, 4 image taps).
+pub fn run_sets(data: &Path, name: &str, method: &str) -> Vec<String> {
+    let mut s = vec![
+        format!("data.dir={:?}", data.to_str().unwrap()),
+        "data.cache=\"cache\"".into(),
+        format!("model.method=\"{method}\""),
+        format!("run.name=\"{name}\""),
+        "train.epochs=2".into(),
+    ];
+    if method == "iisan" {
+        s.push("model.iisan.modality=\"intra_inter\"".into());
+        s.push("model.iisan.image_taps=[0,4,8,12]".into());
+    }
+    s
+}
+
+/// `iisan train --quiet --set ...` in `cwd`, asserting success.
+pub fn train_run(cwd: &Path, sets: &[String]) {
+    let mut args = vec!["train", "--quiet"];
+    for s in sets {
+        args.extend(["--set", s.as_str()]);
+    }
+    let o = iisan(cwd, &args);
+    assert!(o.status.success(), "{}", stderr(&o));
+}

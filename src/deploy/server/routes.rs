@@ -1,0 +1,232 @@
+//! The routes: `POST /v1/recommend`, `POST /v1/items`, `POST /v1/reload`, `GET /health`,
+//! `GET /info`, `GET /metrics` (request and answer formats in docs/SERVING.md).
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+use super::error::ApiError;
+use super::state::AppState;
+use crate::deploy::new_items::NewItem;
+use crate::model::{Scored, ServedModel};
+use crate::scorer::Scorer;
+
+type Shared = State<Arc<AppState>>;
+
+/// Parse a JSON body: a body over the size limit is 413, anything not matching `T` is 400.
+fn parse<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, ApiError> {
+    let bytes = body.map_err(|r| ApiError::new(r.status(), r.body_text()))?;
+    serde_json::from_slice(&bytes).map_err(|e| ApiError::bad_request(format!("invalid JSON: {e}")))
+}
+
+/// `POST /v1/recommend` body: one history or a batch.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RecommendRequest {
+    history: Option<Vec<String>>,
+    histories: Option<Vec<Vec<String>>>,
+    #[serde(default = "default_k")]
+    k: usize,
+    #[serde(default)]
+    exclude_history: bool,
+}
+
+fn default_k() -> usize {
+    10
+}
+
+fn items_json(model: &ServedModel, items: &[Scored]) -> Value {
+    let list: Vec<Value> = items
+        .iter()
+        .map(|s| json!({"id": model.key(s.item), "score": s.score}))
+        .collect();
+    json!({ "items": list })
+}
+
+/// `POST /v1/recommend`.
+pub async fn recommend(
+    State(s): Shared,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let req: RecommendRequest = parse(body)?;
+    let (batch, single) = match (req.history, req.histories) {
+        (Some(h), None) => (vec![h], true),
+        (None, Some(hs)) => (hs, false),
+        _ => {
+            return Err(ApiError::bad_request(
+                "give exactly one of history, histories",
+            ));
+        }
+    };
+    let max = s.opts.max_batch;
+    if batch.is_empty() || batch.len() > max {
+        return Err(ApiError::bad_request(format!(
+            "histories: between 1 and {max} per request, got {}",
+            batch.len()
+        )));
+    }
+    let model = s.current();
+    if req.k == 0 || req.k > model.num_items() {
+        return Err(ApiError::bad_request(format!(
+            "k = {}: must lie in 1..={}",
+            req.k,
+            model.num_items()
+        )));
+    }
+    let mut rows = Vec::with_capacity(batch.len());
+    for (i, h) in batch.iter().enumerate() {
+        if h.is_empty() {
+            return Err(ApiError::bad_request(format!("history {} is empty", i + 1)));
+        }
+        let keys: Vec<&str> = h.iter().map(String::as_str).collect();
+        rows.push(model.rows(&keys).map_err(|e| {
+            let e = ApiError::from(e);
+            if single {
+                e
+            } else {
+                ApiError::new(e.status, format!("history {}: {}", i + 1, e.message))
+            }
+        })?);
+    }
+    let top = s
+        .batcher
+        .recommend(model.clone(), rows, req.k, req.exclude_history)
+        .await?;
+    if single {
+        return Ok(Json(items_json(&model, &top[0])));
+    }
+    let results: Vec<Value> = top.iter().map(|t| items_json(&model, t)).collect();
+    Ok(Json(json!({ "results": results })))
+}
+
+/// One item of `POST /v1/items`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ItemIn {
+    id: String,
+    #[serde(default)]
+    title: String,
+    /// The image file's bytes, base64 (standard alphabet).
+    image: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ItemsRequest {
+    items: Vec<ItemIn>,
+}
+
+/// `POST /v1/items`: embed and add items; answers the catalogue size.
+pub async fn add_items(
+    State(s): Shared,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let req: ItemsRequest = parse(body)?;
+    let max = s.opts.max_batch;
+    if req.items.is_empty() || req.items.len() > max {
+        return Err(ApiError::bad_request(format!(
+            "items: between 1 and {max} per request, got {}",
+            req.items.len()
+        )));
+    }
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut items = Vec::with_capacity(req.items.len());
+    for it in req.items {
+        let image = match &it.image {
+            Some(t) => Some(b64.decode(t).map_err(|e| {
+                ApiError::bad_request(format!("item {}: image is not base64: {e}", it.id))
+            })?),
+            None => None,
+        };
+        items.push(NewItem {
+            key: it.id,
+            title: it.title,
+            image,
+        });
+    }
+    let n = items.len();
+    let model = s.add_items(items).await?;
+    Ok(Json(
+        json!({"added": n, "items": model.num_items(), "generation": s.generation()}),
+    ))
+}
+
+/// `POST /v1/reload`: re-read the run directory and swap the model in.
+pub async fn reload(State(s): Shared) -> Result<Json<Value>, ApiError> {
+    let model = s.reload().await?;
+    Ok(Json(
+        json!({"reloaded": true, "items": model.num_items(), "generation": s.generation()}),
+    ))
+}
+
+/// `GET /health`.
+pub async fn health() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}
+
+/// `GET /info`: method, catalogue, dimensions, towers.
+pub async fn info(State(s): Shared) -> Json<Value> {
+    let m = s.current();
+    Json(json!({
+        "run": s.run.display().to_string(),
+        "method": s.method,
+        "items": m.num_items(),
+        "dim": m.items().dim(1).unwrap_or(0),
+        "max_len": m.max_len(),
+        "towers": s.towers,
+        "generation": s.generation(),
+        "version": env!("CARGO_PKG_VERSION"),
+    }))
+}
+
+/// `GET /metrics`: Prometheus text format.
+pub async fn metrics(State(s): Shared) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        s.metrics.render(),
+    )
+        .into_response()
+}
+
+/// Unknown path: 404 as JSON.
+pub async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "no such route")
+}
+
+/// Known path, other method: 405 as JSON.
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method not allowed on this route",
+    )
+}
+
+/// Middleware on the `/v1` routes: admit at most `max_concurrent` requests at once, answer
+/// 429 beyond.
+pub async fn admit(State(s): Shared, req: Request, next: Next) -> Response {
+    match s.limit.clone().try_acquire_owned() {
+        Ok(permit) => {
+            let resp = next.run(req).await;
+            drop(permit);
+            resp
+        }
+        Err(_) => ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "busy: {} requests in flight, retry later",
+                s.opts.max_concurrent
+            ),
+        )
+        .into_response(),
+    }
+}

@@ -1,0 +1,116 @@
+//! What the server holds: the served model behind a swappable pointer, the compute batcher,
+//! the lazily opened item embedder (which also serialises every write: items added, reloads),
+//! the concurrency limit and the metrics.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use tokio::sync::{Mutex, Semaphore};
+
+use super::ServeOptions;
+use super::batcher::Batcher;
+use super::metrics::Metrics;
+use crate::deploy::new_items::{ItemEmbedder, NewItem, add_items};
+use crate::error::{Error, Result};
+use crate::model::ServedModel;
+use crate::provenance::TowerRecord;
+use crate::scorer::Scorer;
+use crate::train::finished::{open_served, read_plan, read_towers};
+
+/// The server's state, shared by every request.
+pub struct AppState {
+    /// The run directory served.
+    pub run: PathBuf,
+    /// The run's method name.
+    pub method: String,
+    /// The towers the run recorded (empty for `id`).
+    pub towers: Vec<TowerRecord>,
+    model: RwLock<Arc<ServedModel>>,
+    generation: AtomicU64,
+    writer: Mutex<Option<Arc<ItemEmbedder>>>,
+    /// The compute thread.
+    pub batcher: Batcher,
+    /// Requests admitted at once (429 beyond).
+    pub limit: Arc<Semaphore>,
+    /// Counters and histograms.
+    pub metrics: Metrics,
+    /// The limits.
+    pub opts: ServeOptions,
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::Internal(format!("worker thread failed: {e}")))?
+}
+
+impl AppState {
+    /// Open run directory `run` for serving.
+    pub fn open(run: &Path, opts: ServeOptions) -> Result<AppState> {
+        let plan = read_plan(run)?;
+        let model = open_served(run)?;
+        let metrics = Metrics::new();
+        metrics.items.set(model.num_items() as i64);
+        Ok(AppState {
+            run: run.to_path_buf(),
+            method: plan.cfg.model.method.name().to_string(),
+            towers: read_towers(run).unwrap_or_default(),
+            model: RwLock::new(Arc::new(model)),
+            generation: AtomicU64::new(1),
+            writer: Mutex::new(None),
+            batcher: Batcher::start(opts.batch_rows)?,
+            limit: Arc::new(Semaphore::new(opts.max_concurrent)),
+            metrics,
+            opts,
+        })
+    }
+
+    /// The model requests admitted now are answered with.
+    pub fn current(&self) -> Arc<ServedModel> {
+        self.model.read().expect("model lock").clone()
+    }
+
+    /// How many models have been loaded (1 at start).
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
+    }
+
+    fn swap(&self, model: ServedModel) -> Arc<ServedModel> {
+        let model = Arc::new(model);
+        self.metrics.items.set(model.num_items() as i64);
+        *self.model.write().expect("model lock") = model.clone();
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        model
+    }
+
+    /// Re-read the run directory (user encoder and item matrix together) and swap it in;
+    /// requests already admitted finish on the old model. On an error the old model stays.
+    pub async fn reload(&self) -> Result<Arc<ServedModel>> {
+        let _writing = self.writer.lock().await;
+        let run = self.run.clone();
+        let model = blocking(move || open_served(&run)).await?;
+        Ok(self.swap(model))
+    }
+
+    /// Embed `items`, append them to the run's item index and serve the new index.
+    pub async fn add_items(&self, items: Vec<NewItem>) -> Result<Arc<ServedModel>> {
+        let mut writer = self.writer.lock().await;
+        let embedder = match writer.as_ref() {
+            Some(e) => e.clone(),
+            None => {
+                let run = self.run.clone();
+                let e = Arc::new(blocking(move || ItemEmbedder::open(&run)).await?);
+                *writer = Some(e.clone());
+                e
+            }
+        };
+        let run = self.run.clone();
+        let model = blocking(move || {
+            add_items(&run, &embedder, &items)?;
+            open_served(&run)
+        })
+        .await?;
+        Ok(self.swap(model))
+    }
+}

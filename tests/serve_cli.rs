@@ -1,0 +1,330 @@
+//! `iisan serve` as a user runs it: the real binary on an ephemeral loopback port, spoken to
+//! over HTTP. Every route and every error status; items added over HTTP ranked at once; a
+//! reload (POST /v1/reload and SIGHUP) that swaps in another run's model while clients keep
+//! asking never answers with one run's user encoder over the other's item matrix; SIGTERM
+//! stops the server cleanly.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use base64::Engine;
+use common::*;
+use serde_json::{Value, json};
+
+/// A running `iisan serve`; killed if the test fails before stopping it.
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Server {
+    fn start(cwd: &Path, run: &str, extra: &[&str]) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_iisan"))
+            .args(["serve", run, "--addr", "127.0.0.1:0"])
+            .args(extra)
+            .current_dir(cwd)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start iisan serve");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line
+            .split_whitespace()
+            .find(|w| w.starts_with("http://"))
+            .unwrap_or_else(|| panic!("no address in {line:?}"));
+        Server {
+            child,
+            base: addr.to_string(),
+        }
+    }
+
+    fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+
+    /// SIGTERM, then the exit status and stderr.
+    fn stop(mut self) -> (bool, String) {
+        self.signal("-TERM");
+        let out = std::mem::replace(&mut self.child, Command::new("true").spawn().unwrap())
+            .wait_with_output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn post(c: &reqwest::Client, url: String, body: impl Into<reqwest::Body>) -> (u16, Value) {
+    let r = c.post(url).body(body).send().await.unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap())
+}
+
+async fn get(c: &reqwest::Client, url: String) -> (u16, String) {
+    let r = c.get(url).send().await.unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+fn ids(v: &Value) -> Vec<String> {
+    v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// The CLI's answer for `history` (the same code path as evaluation).
+fn cli_top(cwd: &Path, run: &str, history: &str, k: &str) -> Value {
+    let o = iisan(
+        cwd,
+        &["recommend", run, "--history", history, "-k", k, "--json"],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    serde_json::from_str(stdout(&o).trim()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_answers_every_route_and_error_and_reloads_atomically() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let data = encoded_synth(t, 120, 50);
+    train_run(t, &run_sets(&data, "r1", "iisan"));
+    let mut r2 = run_sets(&data, "r2", "iisan");
+    r2.push("train.seed=7".into());
+    train_run(t, &r2);
+    // the served directory starts as a copy of r1
+    let served = t.join("runs/served");
+    std::fs::create_dir_all(&served).unwrap();
+    for e in std::fs::read_dir(t.join("runs/r1")).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), served.join(e.file_name())).unwrap();
+    }
+    let s = Server::start(t, "runs/served", &["--max-body", "100000"]);
+    let c = reqwest::Client::new();
+    let u = |p: &str| format!("{}{p}", s.base);
+
+    let (st, body) = get(&c, u("/health")).await;
+    assert_eq!((st, body.as_str()), (200, r#"{"status":"ok"}"#));
+    let (st, body) = get(&c, u("/info")).await;
+    let info: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(st, 200);
+    assert_eq!(
+        (info["method"].as_str(), info["items"].as_u64()),
+        (Some("iisan"), Some(50))
+    );
+    assert_eq!(info["towers"].as_array().unwrap().len(), 2);
+
+    // one history: the CLI's answer; a batch: one answer per history
+    let h = "S0003 S0004 S0007";
+    let hist: Vec<&str> = h.split(' ').collect();
+    let (st, one) = post(
+        &c,
+        u("/v1/recommend"),
+        json!({"history": hist, "k": 5}).to_string(),
+    )
+    .await;
+    assert_eq!(st, 200, "{one}");
+    let want = cli_top(t, "runs/served", h, "5");
+    assert_eq!(ids(&one), ids(&want));
+    let batch = json!({"histories": [hist, ["S0001"]], "k": 3, "exclude_history": true});
+    let (st, b) = post(&c, u("/v1/recommend"), batch.to_string()).await;
+    assert_eq!(st, 200);
+    assert_eq!(b["results"].as_array().unwrap().len(), 2);
+    assert!(!ids(&b["results"][1]).contains(&"S0001".to_string()));
+
+    // errors: 400 malformed, 400 both fields, 400 k = 0, 422 unknown id, 413 too large,
+    // 404 no route, 405 wrong method; each a JSON error with the status and a message
+    let both = json!({"history": ["S0001"], "histories": [["S0001"]]}).to_string();
+    let huge = json!({"history": vec!["S0001"; 20000]}).to_string();
+    for (body, want, msg) in [
+        ("{\"history\": [".to_string(), 400, "invalid JSON"),
+        (both, 400, "exactly one of history, histories"),
+        (
+            json!({"history": ["S0001"], "k": 0}).to_string(),
+            400,
+            "k = 0",
+        ),
+        (
+            json!({"history": ["S0001", "NOPE"]}).to_string(),
+            422,
+            "unknown item id NOPE",
+        ),
+        (huge, 413, "length limit"),
+    ] {
+        let (st, v) = post(&c, u("/v1/recommend"), body).await;
+        assert_eq!(st, want, "{v}");
+        assert_eq!(v["error"]["status"], want);
+        assert!(v["error"]["message"].as_str().unwrap().contains(msg), "{v}");
+    }
+    assert_eq!(get(&c, u("/nope")).await.0, 404);
+    assert_eq!(get(&c, u("/v1/recommend")).await.0, 405);
+
+    // items over HTTP: a copy of S0001 (title + base64 image) scores like it at once
+    let title = std::fs::read_to_string(data.join("items.tsv")).unwrap();
+    let title = title
+        .lines()
+        .next()
+        .unwrap()
+        .split_once('\t')
+        .unwrap()
+        .1
+        .to_string();
+    let png = std::fs::read(data.join("images/S0001.png")).unwrap();
+    let b64 = base64::engine::general_purpose::STANDARD.encode(png);
+    let add = json!({"items": [{"id": "COPY", "title": title, "image": b64}]}).to_string();
+    let (st, v) = post(&c, u("/v1/items"), add.clone()).await;
+    assert_eq!((st, v["items"].as_u64()), (200, Some(51)), "{v}");
+    let (_, all) = post(
+        &c,
+        u("/v1/recommend"),
+        json!({"history": hist, "k": 51}).to_string(),
+    )
+    .await;
+    let score = |id: &str| {
+        all["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["id"] == id)
+            .unwrap()["score"]
+            .as_f64()
+            .unwrap()
+    };
+    assert!((score("COPY") - score("S0001")).abs() < 1e-3);
+    let (st, v) = post(&c, u("/v1/items"), add).await;
+    assert_eq!(st, 409, "{v}");
+    let bad = json!({"items": [{"id": "X", "title": "t", "image": "%%%"}]}).to_string();
+    assert_eq!(post(&c, u("/v1/items"), bad).await.0, 400);
+    let noimg = json!({"items": [{"id": "Y", "title": "t"}]}).to_string();
+    assert_eq!(post(&c, u("/v1/items"), noimg).await.0, 422);
+
+    // reload under load: swap r2's model in while clients ask; every answer is r1's or r2's
+    let k = "10";
+    let old = cli_top(t, "runs/served", h, k);
+    let new = cli_top(t, "runs/r2", h, k);
+    assert_ne!(ids(&old), ids(&new), "the two runs must rank differently");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut clients = Vec::new();
+    for _ in 0..4 {
+        let (c, url, stop) = (c.clone(), u("/v1/recommend"), stop.clone());
+        let body = json!({"history": hist, "k": 10}).to_string();
+        clients.push(tokio::spawn(async move {
+            let mut answers = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let (st, v) = post(&c, url.clone(), body.clone()).await;
+                assert_eq!(st, 200, "{v}");
+                answers.push(v);
+            }
+            answers
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for f in [
+        "best.safetensors",
+        "items.safetensors",
+        "item_ids.txt",
+        "config.toml",
+    ] {
+        std::fs::copy(t.join("runs/r2").join(f), served.join(f)).unwrap();
+    }
+    let (st, v) = post(&c, u("/v1/reload"), "").await;
+    assert_eq!((st, v["items"].as_u64()), (200, Some(50)), "{v}");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (mut n_old, mut n_new) = (0, 0);
+    for cl in clients {
+        for a in cl.await.unwrap() {
+            let same = |w: &Value| {
+                ids(&a) == ids(w)
+                    && a["items"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .zip(w["items"].as_array().unwrap())
+                        .all(|(x, y)| {
+                            (x["score"].as_f64().unwrap() - y["score"].as_f64().unwrap()).abs()
+                                < 1e-4
+                        })
+            };
+            match (same(&old), same(&new)) {
+                (true, _) => n_old += 1,
+                (_, true) => n_new += 1,
+                _ => panic!("an answer from neither model: {a}"),
+            }
+        }
+    }
+    assert!(n_old > 0 && n_new > 0, "old {n_old}, new {n_new}");
+
+    // SIGHUP reloads too (generation counts loads), metrics saw every status, SIGTERM stops
+    let generation =
+        |body: String| serde_json::from_str::<Value>(&body).unwrap()["generation"].as_u64();
+    let before = generation(get(&c, u("/info")).await.1);
+    s.signal("-HUP");
+    let mut after = before;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        after = generation(get(&c, u("/info")).await.1);
+        if after > before {
+            break;
+        }
+    }
+    assert_eq!(after, before.map(|g| g + 1));
+    let (_, m) = get(&c, u("/metrics")).await;
+    for line in [
+        r#"iisan_requests_total{route="/v1/recommend",status="422"} 1"#,
+        r#"iisan_requests_total{route="/v1/recommend",status="413"} 1"#,
+        r#"iisan_requests_total{route="/v1/items",status="409"} 1"#,
+        "iisan_request_duration_seconds_bucket{route=\"/v1/recommend\",le=\"+Inf\"}",
+        "iisan_catalogue_items 50",
+    ] {
+        assert!(m.contains(line), "{line} not in\n{m}");
+    }
+    let (ok, err) = s.stop();
+    assert!(ok && err.contains("stopped"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_server_answers_429() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let data = encoded_synth(t, 60, 30);
+    train_run(t, &run_sets(&data, "r", "iisan"));
+    let s = Server::start(t, "runs/r", &["--max-concurrent", "1"]);
+    let c = reqwest::Client::new();
+    // the first POST /v1/items opens the towers (hashing and loading ~180 MB): it holds the
+    // only slot for far longer than the 429 check below takes
+    let slow = {
+        let (c, url) = (c.clone(), format!("{}/v1/items", s.base));
+        let body = json!({"items": [{"id": "N1", "title": "lamp"}]}).to_string();
+        tokio::spawn(async move { post(&c, url, body).await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let url = format!("{}/v1/recommend", s.base);
+    let (st, v) = post(&c, url, json!({"history": ["S0001"]}).to_string()).await;
+    assert_eq!(st, 429, "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("busy"));
+    // health stays outside the limit; the slow request itself was answered (422: no image)
+    assert_eq!(get(&c, format!("{}/health", s.base)).await.0, 200);
+    assert_eq!(slow.await.unwrap().0, 422);
+    assert!(s.stop().0);
+}
