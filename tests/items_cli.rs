@@ -16,17 +16,9 @@ fn rows(run: &Path) -> Vec<Vec<f32>> {
     m["items"].to_vec2::<f32>().unwrap()
 }
 
-#[test]
-fn items_add_embeds_new_items_that_recommend_ranks() {
-    let tmp = tempfile::tempdir().unwrap();
-    let t = tmp.path();
-    let data = encoded_synth(t, 120, 50);
-    train_run(t, &run_sets(&data, "r", "iisan"));
-    let run = t.join("runs/r");
-    let towers = fs::read_to_string(run.join("towers.json")).unwrap();
-    assert!(towers.contains("\"image_size\": 112"), "{towers}");
-
-    // S0001 again under a new id (same title, same image), and one new item
+/// `new/items.tsv` and `new/*.png`: S0001 again under the id COPY (same title, same image),
+/// and FRESH, a new item.
+fn write_new_items(t: &Path, data: &Path) {
     let items = fs::read_to_string(data.join("items.tsv")).unwrap();
     let title = items.lines().next().unwrap().split_once('\t').unwrap().1;
     fs::create_dir_all(t.join("new")).unwrap();
@@ -37,15 +29,22 @@ fn items_add_embeds_new_items_that_recommend_ranks() {
     .unwrap();
     fs::copy(data.join("images/S0001.png"), t.join("new/COPY.png")).unwrap();
     fs::copy(data.join("images/S0002.png"), t.join("new/FRESH.png")).unwrap();
-    let add = [
-        "items",
-        "add",
-        "runs/r",
-        "--items",
-        "new/items.tsv",
-        "--images",
-        "new",
-    ];
+}
+
+#[test]
+fn items_add_embeds_new_items_that_recommend_ranks() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let data = encoded_synth(t, 120, 50);
+    train_run(t, &run_sets(&data, "r", "iisan"));
+    let run = t.join("runs/r");
+    let towers = fs::read_to_string(run.join("towers.json")).unwrap();
+    assert!(towers.contains("\"image_size\": 112"), "{towers}");
+
+    write_new_items(t, &data);
+    let add: Vec<&str> = "items add runs/r --items new/items.tsv --images new"
+        .split(' ')
+        .collect();
     let o = iisan(t, &add);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(
@@ -97,7 +96,25 @@ fn items_add_embeds_new_items_that_recommend_ranks() {
     assert!((score("COPY") - score("S0001")).abs() < 1e-3);
     let _ = score("FRESH");
 
-    // again: duplicate ids, nothing written
+    refusals_write_nothing(t, &run, &towers, &ids);
+
+    // the ID method refuses
+    train_run(t, &run_sets(&data, "id", "id"));
+    let o = iisan(t, &["items", "add", "runs/id", "--items", "new/noimg.tsv"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("the id method cannot embed new items"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+/// Duplicate ids, a missing image and a changed tower: exit 2, the index unchanged.
+fn refusals_write_nothing(t: &Path, run: &Path, towers: &str, ids: &str) {
+    let add: Vec<&str> = "items add runs/r --items new/items.tsv --images new"
+        .split(' ')
+        .collect();
+    // again: duplicate ids
     let o = iisan(t, &add);
     assert_eq!(o.status.code(), Some(2));
     assert!(
@@ -126,14 +143,4 @@ fn items_add_embeds_new_items_that_recommend_ranks() {
         stderr(&o)
     );
     assert_eq!(fs::read_to_string(run.join("item_ids.txt")).unwrap(), ids);
-
-    // the ID method refuses
-    train_run(t, &run_sets(&data, "id", "id"));
-    let o = iisan(t, &["items", "add", "runs/id", "--items", "new/noimg.tsv"]);
-    assert_eq!(o.status.code(), Some(2));
-    assert!(
-        stderr(&o).contains("the id method cannot embed new items"),
-        "{}",
-        stderr(&o)
-    );
 }

@@ -25,6 +25,9 @@ pub(crate) struct ServeArgs {
     /// Histories or items per request.
     #[arg(long, default_value_t = ServeOptions::default().max_batch)]
     max_batch: usize,
+    /// Threads computing recommendations (the rest of the machine answers HTTP).
+    #[arg(long, default_value_t = ServeOptions::default().compute_threads)]
+    compute_threads: usize,
 }
 
 /// `iisan serve`.
@@ -33,6 +36,7 @@ pub(crate) fn serve(a: ServeArgs) -> Result<()> {
         max_concurrent: a.max_concurrent.max(1),
         max_body: a.max_body,
         max_batch: a.max_batch.max(1),
+        compute_threads: a.compute_threads.max(1),
         ..ServeOptions::default()
     };
     run(&a.run, a.addr, opts)

@@ -19,7 +19,7 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use serde::Serialize;
 
-use super::tsv::{read_text, read_users};
+use super::tsv::{RawUser, read_text, read_users};
 use crate::error::{Error, Result};
 
 /// What [`split_cold`] wrote.
@@ -54,22 +54,9 @@ pub fn split_cold(src: &Path, out: &Path, frac: f64, seed: u64) -> Result<ColdRe
             "already exists (split-cold writes a new directory)",
         ));
     }
-    let users_path = src.join("users.tsv");
-    let users = read_users(&users_path)?;
+    let users = read_users(&src.join("users.tsv"))?;
     let items_text = read_text(&src.join("items.tsv"))?;
-    let mut seen = HashSet::new();
-    let mut keys: Vec<&str> = Vec::new();
-    for u in &users {
-        for k in &u.items {
-            if seen.insert(k.as_str()) {
-                keys.push(k);
-            }
-        }
-    }
-    keys.sort_unstable();
-    keys.shuffle(&mut StdRng::seed_from_u64(seed));
-    let n_cold = ((keys.len() as f64 * frac).round() as usize).clamp(1, keys.len() - 1);
-    let cold: HashSet<&str> = keys[..n_cold].iter().copied().collect();
+    let (n_items, cold) = draw_cold(&users, frac, seed);
     let mut removed = 0;
     let mut lines = String::new();
     for u in &users {
@@ -90,11 +77,45 @@ pub fn split_cold(src: &Path, out: &Path, frac: f64, seed: u64) -> Result<ColdRe
         source: src.display().to_string(),
         frac,
         seed,
-        items: keys.len(),
-        cold_items: n_cold,
+        items: n_items,
+        cold_items: cold.len(),
         removed,
         users: users.len(),
     };
+    let files = [
+        ("items.tsv", items_text),
+        ("users.tsv", lines),
+        ("cold_items.txt", cold_sorted.join("\n") + "\n"),
+        (
+            "split-cold.json",
+            serde_json::to_string_pretty(&report).expect("serialisable"),
+        ),
+    ];
+    write_dir(src, out, &files)?;
+    Ok(report)
+}
+
+/// The number of distinct items in `users` and the cold ones: the first `round(frac x n)` of
+/// them sorted and shuffled with `seed` (at least 1, at most all but one).
+fn draw_cold(users: &[RawUser], frac: f64, seed: u64) -> (usize, HashSet<&str>) {
+    let mut seen = HashSet::new();
+    let mut keys: Vec<&str> = Vec::new();
+    for u in users {
+        for k in &u.items {
+            if seen.insert(k.as_str()) {
+                keys.push(k);
+            }
+        }
+    }
+    keys.sort_unstable();
+    keys.shuffle(&mut StdRng::seed_from_u64(seed));
+    let n_cold = ((keys.len() as f64 * frac).round() as usize).clamp(1, keys.len().max(2) - 1);
+    (keys.len(), keys[..n_cold].iter().copied().collect())
+}
+
+/// Write `files` (name, text) and a link to `src/images` (if any) into `.<out>.partial`
+/// beside `out`, then rename it to `out`.
+fn write_dir(src: &Path, out: &Path, files: &[(&str, String)]) -> Result<()> {
     let name = out
         .file_name()
         .ok_or_else(|| Error::file(out, "not a directory name"))?;
@@ -103,17 +124,10 @@ pub fn split_cold(src: &Path, out: &Path, frac: f64, seed: u64) -> Result<ColdRe
         std::fs::remove_dir_all(&partial).map_err(|e| Error::io(&partial, e))?;
     }
     std::fs::create_dir_all(&partial).map_err(|e| Error::io(&partial, e))?;
-    let write = |f: &str, text: &str| {
+    for (f, text) in files {
         let p = partial.join(f);
-        std::fs::write(&p, text).map_err(|e| Error::io(&p, e))
-    };
-    write("items.tsv", &items_text)?;
-    write("users.tsv", &lines)?;
-    write("cold_items.txt", &(cold_sorted.join("\n") + "\n"))?;
-    write(
-        "split-cold.json",
-        &serde_json::to_string_pretty(&report).expect("serialisable"),
-    )?;
+        std::fs::write(&p, text).map_err(|e| Error::io(&p, e))?;
+    }
     let images = src.join("images");
     if images.is_dir() {
         let target = std::fs::canonicalize(&images).map_err(|e| Error::io(&images, e))?;
@@ -122,7 +136,7 @@ pub fn split_cold(src: &Path, out: &Path, frac: f64, seed: u64) -> Result<ColdRe
         std::os::unix::fs::symlink(&target, &link).map_err(|e| Error::io(&link, e))?;
     }
     std::fs::rename(&partial, out).map_err(|e| Error::io(out, e))?;
-    Ok(report)
+    Ok(())
 }
 
 /// The item ids of a `cold_items.txt` (one per line; blank lines skipped).

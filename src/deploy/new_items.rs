@@ -253,7 +253,9 @@ fn image_size(rec: &TowerRecord) -> usize {
 /// Embed `items` with the run `run`'s model and append them to its item index; returns the new
 /// index.
 pub fn add_items(run: &Path, embedder: &ItemEmbedder, items: &[NewItem]) -> Result<ItemIndex> {
-    let rows = embedder.embed(items)?;
     let keys: Vec<String> = items.iter().map(|i| i.key.clone()).collect();
+    // refuse known ids before the towers run (the append checks again, under its lock)
+    check_new_keys(&ItemIndex::read(run)?.keys, &keys)?;
+    let rows = embedder.embed(items)?;
     ItemIndex::append(run, &keys, &rows)
 }

@@ -3,8 +3,10 @@
 //! runs at query time; scores come from the same user states and dot products as evaluation
 //! ([`UserEncoder::last_states`]).
 
+use std::cmp::Ordering;
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
 
 use candle_core::{DType, Device, Tensor};
 
@@ -25,8 +27,11 @@ pub struct Scored {
 
 /// User encoder + item matrix + item index.
 pub struct ServedModel {
-    user: UserEncoder,
+    user: Arc<UserEncoder>,
     items: Tensor,
+    /// `items` transposed and contiguous, `[d, N + 1]`: the scores' right operand, laid out
+    /// once instead of packed from a strided view in every product.
+    items_t: Tensor,
     keys: Vec<String>,
     index: HashMap<String, u32>,
 }
@@ -45,13 +50,23 @@ impl ServedModel {
         let mut store = ParamStore::new(0, Device::Cpu);
         let user = UserEncoder::new(&mut store, cfg, max_len)?;
         store.load(checkpoint)?;
+        ServedModel::assemble(Arc::new(user), items, keys)
+    }
+
+    /// The same user encoder over another item index (`items` `[N + 1, d]`, `keys` in row
+    /// order): what serving switches to after items were added.
+    pub fn with_items(&self, items: Tensor, keys: Vec<String>) -> Result<ServedModel> {
+        ServedModel::assemble(self.user.clone(), items, keys)
+    }
+
+    fn assemble(user: Arc<UserEncoder>, items: Tensor, keys: Vec<String>) -> Result<ServedModel> {
         let (rows, d) = items.dims2()?;
-        if rows != keys.len() || d != cfg.dim || items.dtype() != DType::F32 {
+        let dim = user.dim();
+        if rows != keys.len() || d != dim || items.dtype() != DType::F32 {
             return Err(Error::Internal(format!(
-                "item matrix {rows} x {d} ({:?}) for {} ids and width {}",
+                "item matrix {rows} x {d} ({:?}) for {} ids and width {dim}",
                 items.dtype(),
                 keys.len(),
-                cfg.dim
             )));
         }
         let index = keys
@@ -62,10 +77,16 @@ impl ServedModel {
             .collect();
         Ok(ServedModel {
             user,
+            items_t: items.t()?.contiguous()?,
             items,
             keys,
             index,
         })
+    }
+
+    /// External item ids in row order (`keys()[0]` is the padding row's).
+    pub fn keys(&self) -> &[String] {
+        &self.keys
     }
 
     /// The external id of item row `item`.
@@ -122,10 +143,11 @@ impl ServedModel {
         for chunk in queries.chunks(CHUNK) {
             let ids: Vec<u32> = chunk.iter().flat_map(|q| left_pad(q.history, l)).collect();
             let states = self.user.last_states(&self.items, &ids, chunk.len())?;
-            let scores = states.matmul(&self.items.t()?)?.to_vec2::<f32>()?;
+            let scores = states.matmul(&self.items_t)?;
+            let cols = scores.dim(1)?;
+            let flat = scores.flatten_all()?.to_vec1::<f32>()?;
             out.extend(
-                scores
-                    .iter()
+                flat.chunks(cols)
                     .zip(chunk)
                     .map(|(row, q)| top_k(row, q.k, q.exclude_history.then_some(q.history))),
             );
@@ -154,9 +176,44 @@ pub struct Query<'a> {
 /// Histories scored per matrix product.
 const CHUNK: usize = 256;
 
+/// `k` up to which [`top_k`] keeps a sorted list in one pass instead of selecting.
+const SCAN_K: usize = 64;
+
 /// The `k` best items of a score row (`row[0]`, padding, never), best first, ties to the lower
 /// row, leaving out `exclude`.
 fn top_k(row: &[f32], k: usize, exclude: Option<&[u32]>) -> Vec<Scored> {
+    if k <= SCAN_K {
+        top_k_scan(row, k, exclude)
+    } else {
+        top_k_select(row, k, exclude)
+    }
+}
+
+/// [`top_k`] for small `k`: one pass keeping the best `k` sorted; an item that does not beat
+/// the current k-th is rejected with one comparison (rows come in increasing order, so a tie
+/// never displaces an entry: it goes to the lower row already kept).
+fn top_k_scan(row: &[f32], k: usize, exclude: Option<&[u32]>) -> Vec<Scored> {
+    let mut best: Vec<Scored> = Vec::with_capacity(k + 1);
+    if k == 0 {
+        return best;
+    }
+    for (i, &score) in row.iter().enumerate().skip(1) {
+        if best.len() == k && score.total_cmp(&best[k - 1].score) != Ordering::Greater {
+            continue;
+        }
+        let item = i as u32;
+        if exclude.is_some_and(|h| h.contains(&item)) {
+            continue;
+        }
+        let at = best.partition_point(|b| b.score.total_cmp(&score) != Ordering::Less);
+        best.insert(at, Scored { item, score });
+        best.truncate(k);
+    }
+    best
+}
+
+/// [`top_k`] for large `k`: select the k-th, then sort the `k` best.
+fn top_k_select(row: &[f32], k: usize, exclude: Option<&[u32]>) -> Vec<Scored> {
     let mut cand: Vec<Scored> = (1..row.len() as u32)
         .filter(|i| exclude.is_none_or(|h| !h.contains(i)))
         .map(|item| Scored {
@@ -207,9 +264,26 @@ mod tests {
         // 0.5 between rows 1 and 3 goes to row 1.
         let row = [100.0, 0.5, 0.9, 0.5, -1.0, 0.7];
         let items = |v: Vec<Scored>| v.iter().map(|s| s.item).collect::<Vec<_>>();
-        assert_eq!(items(top_k(&row, 3, None)), [2, 5, 1]);
-        assert_eq!(items(top_k(&row, 10, None)), [2, 5, 1, 3, 4]);
-        assert_eq!(items(top_k(&row, 3, Some(&[2, 1]))), [5, 3, 4]);
-        assert!(top_k(&row, 0, None).is_empty());
+        for f in [top_k_scan, top_k_select] {
+            assert_eq!(items(f(&row, 3, None)), [2, 5, 1]);
+            assert_eq!(items(f(&row, 10, None)), [2, 5, 1, 3, 4]);
+            assert_eq!(items(f(&row, 3, Some(&[2, 1]))), [5, 3, 4]);
+            assert!(f(&row, 0, None).is_empty());
+        }
+    }
+
+    #[test]
+    fn scan_and_select_agree_on_rows_with_many_ties() {
+        // scores from a small set, so most items tie with others; both must give the same
+        // items in the same order for every k and exclusion
+        let row: Vec<f32> = (0..500)
+            .map(|i| ((i * 37) % 11) as f32 * 0.5 - 2.0)
+            .collect();
+        let hist: Vec<u32> = (1..500).step_by(7).collect();
+        for k in [1, 2, 5, 10, 33, 64] {
+            for ex in [None, Some(hist.as_slice())] {
+                assert_eq!(top_k_scan(&row, k, ex), top_k_select(&row, k, ex), "k {k}");
+            }
+        }
     }
 }

@@ -32,13 +32,17 @@ pub struct Batcher {
 
 impl Batcher {
     /// Start the compute thread; a batch holds at most `max_rows` histories (a single larger
-    /// request is answered alone).
-    pub fn start(max_rows: usize) -> Result<Batcher> {
+    /// request is answered alone). The loop runs on a rayon pool of `threads` threads (the
+    /// compute thread is its first worker), so the parallel parts of a product stay on those
+    /// threads: with 1, nothing is handed to other threads at all.
+    pub fn start(max_rows: usize, threads: usize) -> Result<Batcher> {
         let (tx, rx) = mpsc::channel::<Job>();
-        std::thread::Builder::new()
-            .name("iisan-compute".into())
-            .spawn(move || work(rx, max_rows.max(1)))
-            .map_err(|e| Error::Internal(format!("cannot start the compute thread: {e}")))?;
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads.max(1))
+            .thread_name(|i| format!("iisan-compute-{i}"))
+            .build()
+            .map_err(|e| Error::Internal(format!("cannot start the compute threads: {e}")))?;
+        pool.spawn(move || work(rx, max_rows.max(1)));
         Ok(Batcher { tx })
     }
 

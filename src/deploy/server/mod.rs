@@ -34,6 +34,8 @@ pub struct ServeOptions {
     pub max_batch: usize,
     /// Histories the compute thread answers per matrix product.
     pub batch_rows: usize,
+    /// Threads of the compute pool (the user encoder and the scores of a batch).
+    pub compute_threads: usize,
 }
 
 impl Default for ServeOptions {
@@ -43,6 +45,7 @@ impl Default for ServeOptions {
             max_body: 16 << 20,
             max_batch: 1024,
             batch_rows: 256,
+            compute_threads: 1,
         }
     }
 }

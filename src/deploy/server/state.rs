@@ -11,9 +11,10 @@ use tokio::sync::{Mutex, Semaphore};
 use super::ServeOptions;
 use super::batcher::Batcher;
 use super::metrics::Metrics;
-use crate::deploy::new_items::{ItemEmbedder, NewItem, add_items};
+use crate::deploy::new_items::{ItemEmbedder, NewItem};
 use crate::error::{Error, Result};
 use crate::model::ServedModel;
+use crate::model::item_index::{ItemIndex, check_new_keys};
 use crate::provenance::TowerRecord;
 use crate::scorer::Scorer;
 use crate::train::finished::{open_served, read_plan, read_towers};
@@ -59,7 +60,7 @@ impl AppState {
             model: RwLock::new(Arc::new(model)),
             generation: AtomicU64::new(1),
             writer: Mutex::new(None),
-            batcher: Batcher::start(opts.batch_rows)?,
+            batcher: Batcher::start(opts.batch_rows, opts.compute_threads)?,
             limit: Arc::new(Semaphore::new(opts.max_concurrent)),
             metrics,
             opts,
@@ -100,15 +101,24 @@ impl AppState {
             Some(e) => e.clone(),
             None => {
                 let run = self.run.clone();
-                let e = Arc::new(blocking(move || ItemEmbedder::open(&run)).await?);
+                // a run that cannot embed items (the id method, no recorded towers, a changed
+                // tower) makes the request unprocessable, not the server faulty
+                let opened = blocking(move || ItemEmbedder::open(&run)).await;
+                let e = Arc::new(opened.map_err(|e| Error::Input(e.to_string()))?);
                 *writer = Some(e.clone());
                 e
             }
         };
+        // ids the served catalogue already has are refused before the towers run; the
+        // append checks again against the index on disk, under its lock
+        let current = self.current();
+        let keys: Vec<String> = items.iter().map(|i| i.key.clone()).collect();
+        check_new_keys(current.keys(), &keys)?;
         let run = self.run.clone();
         let model = blocking(move || {
-            add_items(&run, &embedder, &items)?;
-            open_served(&run)
+            let rows = embedder.embed(&items)?;
+            let index = ItemIndex::append(&run, &keys, &rows)?;
+            current.with_items(index.items, index.keys)
         })
         .await?;
         Ok(self.swap(model))

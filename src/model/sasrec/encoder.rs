@@ -128,6 +128,11 @@ impl UserEncoder {
         })
     }
 
+    /// The embedding width d.
+    pub fn dim(&self) -> usize {
+        self.cfg.dim
+    }
+
     /// Number of input positions.
     pub fn max_len(&self) -> usize {
         self.max_len
