@@ -80,6 +80,36 @@ impl CacheHeader {
         self.states * self.width * self.dtype.size()
     }
 
+    /// The size of the data, `(items + 1) x states x width x element size` bytes, after
+    /// checking every field it depends on (positive, and the product within `usize`); the
+    /// reason otherwise.
+    fn data_bytes(&self) -> std::result::Result<usize, String> {
+        for (name, v) in [
+            ("states", self.states),
+            ("width", self.width),
+            ("items", self.items),
+        ] {
+            if v == 0 {
+                return Err(format!("{name} is 0"));
+            }
+        }
+        if self.modality != "text" && self.modality != "image" {
+            return Err(format!("modality {:?} is not text or image", self.modality));
+        }
+        let rows = self.items.checked_add(1);
+        rows.and_then(|rows| {
+            [self.states, self.width, self.dtype.size()]
+                .into_iter()
+                .try_fold(rows, |acc, v| acc.checked_mul(v))
+        })
+        .ok_or_else(|| {
+            format!(
+                "{} items x {} states x {} wide does not fit in memory",
+                self.items, self.states, self.width
+            )
+        })
+    }
+
     fn encode(&self) -> Vec<u8> {
         let json = serde_json::to_vec(self).expect("serialisable");
         let mut out = MAGIC.to_vec();
@@ -103,6 +133,8 @@ impl CacheHeader {
             .ok_or_else(|| Error::file(path, "truncated cache header"))?;
         let h: CacheHeader = serde_json::from_slice(json)
             .map_err(|e| Error::file(path, format!("invalid cache header: {e}")))?;
+        h.data_bytes()
+            .map_err(|why| Error::file(path, format!("invalid cache header: {why}")))?;
         Ok((h, (16 + n).div_ceil(ALIGN) * ALIGN))
     }
 }
@@ -235,7 +267,11 @@ impl HiddenStateCache {
         // (writers go through `.partial` and rename).
         let map = unsafe { Mmap::map(&f) }.map_err(|e| Error::io(path, e))?;
         let (header, offset) = CacheHeader::decode(path, &map)?;
-        let want = offset + (header.items + 1) * header.row_bytes();
+        let want = header
+            .data_bytes()
+            .ok()
+            .and_then(|d| d.checked_add(offset))
+            .unwrap_or(usize::MAX);
         if map.len() != want {
             return Err(Error::file(
                 path,
@@ -435,6 +471,48 @@ mod tests {
                 e.contains("truncated") && e.contains(&path.display().to_string()),
                 "{e}"
             );
+        }
+    }
+
+    #[test]
+    fn headers_with_zero_or_overflowing_sizes_are_refused_by_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let bad = [
+            (
+                CacheHeader {
+                    width: 0,
+                    ..header(CacheDtype::F32)
+                },
+                "width is 0",
+            ),
+            (
+                CacheHeader {
+                    states: 0,
+                    ..header(CacheDtype::F32)
+                },
+                "states is 0",
+            ),
+            (
+                CacheHeader {
+                    items: usize::MAX,
+                    ..header(CacheDtype::F32)
+                },
+                "does not fit in memory",
+            ),
+            (
+                CacheHeader {
+                    modality: "audio".into(),
+                    ..header(CacheDtype::F32)
+                },
+                "is not text or image",
+            ),
+        ];
+        for (i, (h, msg)) in bad.into_iter().enumerate() {
+            // a file holding just the header (what a hand-edited or corrupt cache looks like)
+            let path = dir.path().join(format!("bad{i}.hsc"));
+            std::fs::write(&path, h.encode()).unwrap();
+            let e = HiddenStateCache::open(&path).err().expect("refused").to_string();
+            assert!(e.contains("invalid cache header") && e.contains(msg), "{e}");
         }
     }
 

@@ -33,6 +33,10 @@ pub enum Error {
     /// Invalid input given on the command line or in a request (e.g. an unknown item id).
     #[error("{0}")]
     Input(String),
+    /// Training produced a non-finite loss or gradient (the weights were not updated); the
+    /// trainer adds where (epoch, step) and which checkpoint is the last good one.
+    #[error("training diverged: {0}")]
+    Diverged(String),
     /// An I/O failure on a named path.
     #[error("{}: {source}", path.display())]
     Io {
@@ -82,6 +86,7 @@ impl Error {
             | Error::File { .. }
             | Error::Config(_)
             | Error::Input(_)
+            | Error::Diverged(_)
             | Error::Io { .. } => 2,
             Error::Tensor(_) | Error::Internal(_) => 1,
         }

@@ -158,6 +158,13 @@ impl Vit {
         Self::load_from(dir, config, vb, image_size, None)
     }
 
+    /// Check, without loading weights, that the folder `dir` holds a ViT / DINOv2 this encoder
+    /// runs at `image_size` (what [`Vit::load`] would refuse, found before any work).
+    pub fn check(dir: &Path, image_size: usize) -> Result<()> {
+        let (config, file): (VitConfig, PathBuf) = read_config(dir, &["vit", "dinov2"])?;
+        check_supported(&config, image_size, &file)
+    }
+
     /// Load for training under `peft.tuning` (see [`crate::backbone::bert::Bert::load_tuned`]).
     pub fn load_tuned(
         dir: &Path,

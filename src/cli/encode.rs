@@ -94,6 +94,10 @@ pub(crate) fn encode(a: EncodeArgs) -> Result<()> {
             "--batch must be >= 1 and --max-tokens >= 2".into(),
         ));
     }
+    if let Some(m) = &a.image_model {
+        // refused now, not after the whole text encode
+        iisan::backbone::vit::Vit::check(m, a.image_size)?;
+    }
     let opts = a.prep.options();
     let data = Dataset::load(&a.dataset, &opts)?;
     std::fs::create_dir_all(&a.out).map_err(|e| Error::io(&a.out, e))?;

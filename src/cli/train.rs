@@ -9,6 +9,7 @@ use iisan::config::{Config, Plan};
 use iisan::data::Dataset;
 use iisan::error::{Error, Result};
 use iisan::eval::Mask;
+use iisan::train::run_dir::Interrupted;
 use iisan::train::{RunDir, Trainer};
 
 /// `iisan train` arguments.
@@ -23,12 +24,22 @@ pub(crate) struct TrainArgs {
     /// No progress bars or per-epoch lines.
     #[arg(long)]
     pub(crate) quiet: bool,
+    /// Delete an interrupted run of the same name (`runs/.<name>.partial/`) and start again.
+    #[arg(long)]
+    pub(crate) restart: bool,
 }
 
 /// `iisan train`.
 pub(crate) fn train(a: TrainArgs) -> Result<()> {
     let plan = Config::load(a.config.as_deref(), &a.sets)?.check()?;
-    on_compute_pool(plan.cfg.train.threads, move || train_with(&plan, a.quiet))
+    let interrupted = if a.restart {
+        Interrupted::Restart
+    } else {
+        Interrupted::Refuse
+    };
+    on_compute_pool(plan.cfg.train.threads, move || {
+        train_with(&plan, a.quiet, interrupted)
+    })
 }
 
 /// Run `f` on a worker of an explicit compute thread pool of `threads` threads (0: one per
@@ -47,13 +58,13 @@ pub(crate) fn on_compute_pool<T: Send>(
     pool.install(f)
 }
 
-fn train_with(plan: &Plan, quiet: bool) -> Result<()> {
+fn train_with(plan: &Plan, quiet: bool, interrupted: Interrupted) -> Result<()> {
     let cfg = &plan.cfg;
     let data = Dataset::load(&cfg.data.dir, &cfg.data.options)?;
     let sched = plan.schedule(&data)?;
     let model = plan.build_model(&data)?;
     let towers = plan.tower_records()?;
-    let run = RunDir::create(cfg, &data)?;
+    let run = RunDir::create(cfg, &data, interrupted)?;
     run.write_towers(&towers)?;
     let mut trainer = Trainer::new(plan, &data, &model)?;
     trainer.progress = !quiet;

@@ -32,15 +32,33 @@ fn bad(key: &str, why: String) -> Error {
     Error::Config(format!("{key} {why}"))
 }
 
+/// A run name is one plain directory name (empty: the default name is made).
+fn check_run_name(name: &str) -> Result<()> {
+    let bad_char = name
+        .chars()
+        .any(|c| c == '/' || c == '\\' || c.is_control());
+    if bad_char || name.starts_with('.') || name.len() > 200 {
+        return Err(bad(
+            "run.name",
+            format!(
+                "= {name:?} must be a plain directory name (no '/', '\\', control characters or leading '.', at most 200 bytes)"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 impl Config {
     /// Check every value; the first problem is an error naming the key.
     pub fn check(self) -> Result<Plan> {
+        self.check_finite()?;
         self.data.options.validate()?;
         self.model.user.validate()?;
         if self.model.method == Method::Iisan {
             self.model.iisan.validate()?;
         }
         self.check_train()?;
+        check_run_name(&self.run.name)?;
         let e = &self.eval;
         if e.ks.is_empty() || e.ks.contains(&0) {
             return Err(bad(
@@ -70,6 +88,36 @@ impl Config {
             cfg: self,
             evaluator,
         })
+    }
+
+    /// Every floating-point value of the configuration is finite (TOML can write `nan` and
+    /// `inf`); the first one that is not is named by its key.
+    fn check_finite(&self) -> Result<()> {
+        fn walk(v: &toml::Value, key: &str) -> Result<()> {
+            match v {
+                toml::Value::Float(f) if !f.is_finite() => {
+                    Err(bad(key, format!("= {f} must be a finite number")))
+                }
+                toml::Value::Table(t) => t.iter().try_for_each(|(k, v)| {
+                    walk(
+                        v,
+                        &if key.is_empty() {
+                            k.clone()
+                        } else {
+                            format!("{key}.{k}")
+                        },
+                    )
+                }),
+                toml::Value::Array(a) => a
+                    .iter()
+                    .enumerate()
+                    .try_for_each(|(i, v)| walk(v, &format!("{key}[{i}]"))),
+                _ => Ok(()),
+            }
+        }
+        let v = toml::Value::try_from(self)
+            .map_err(|e| Error::Internal(format!("config as TOML: {e}")))?;
+        walk(&v, "")
     }
 
     fn check_train(&self) -> Result<()> {

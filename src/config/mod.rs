@@ -182,7 +182,11 @@ impl Config {
             Some(p) => {
                 let text = std::fs::read_to_string(p).map_err(|e| Error::io(p, e))?;
                 toml::from_str::<toml::Table>(&text).map_err(|e| {
-                    Error::file(p, e.to_string().lines().next().unwrap_or("").to_string())
+                    // the reason and the line, on one line (Display spans several)
+                    let line = e.span().map_or(1, |r| {
+                        text[..r.start.min(text.len())].matches('\n').count() + 1
+                    });
+                    Error::line(p, line, format!("invalid TOML: {}", e.message().trim()))
                 })?
             }
             None => toml::Table::new(),
@@ -303,6 +307,14 @@ mod tests {
             ("train.select_metric=\"HR@20\"", "train.select_metric"),
             ("data.options.min_seq_len=2", "data.options.min_seq_len"),
             ("eval.ks=[]", "eval.ks"),
+            ("train.eps=nan", "train.eps"),
+            ("model.user.dropout=inf", "model.user.dropout"),
+            (
+                "train.lr_groups.image_head=-inf",
+                "train.lr_groups.image_head",
+            ),
+            ("run.name=\"a/b\"", "run.name"),
+            ("run.name=\".hidden\"", "run.name"),
         ];
         for (set, key) in cases {
             let e = Config::load(None, &[set.to_string()])
@@ -311,6 +323,29 @@ mod tests {
                 .to_string();
             assert!(e.contains(key), "{set}: {e}");
         }
+    }
+
+    #[test]
+    fn set_values_keep_text_keys_text_and_refuse_broken_lists() {
+        let c = Config::load(None, &["run.name=2024".into()]).unwrap();
+        assert_eq!(c.run.name, "2024");
+        let e = Config::load(None, &["eval.ks=[10,".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("config: --set \"eval.ks=[10,\": not a TOML value"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_toml_syntax_error_names_the_line_and_the_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(&f, "[train]\nbatch = 32\nlr = = 1\n").unwrap();
+        let e = Config::load(Some(&f), &[]).unwrap_err().to_string();
+        assert!(e.contains("c.toml:3: invalid TOML:"), "{e}");
+        assert!(!e.contains('\n'), "{e}");
     }
 
     #[test]

@@ -2,13 +2,28 @@
 
 use crate::error::{Error, Result};
 
-/// Parse one `key.path=value` override's value: a TOML value if it parses as one, else a string.
-fn parse_value(raw: &str) -> toml::Value {
+/// Parse one `key.path=value` override's value: a TOML value if it parses as one, else a
+/// string; but what starts like a TOML array, table or quoted string must parse as one.
+fn parse_value(set: &str, raw: &str) -> Result<toml::Value> {
     match toml::from_str::<toml::Table>(&format!("v = {raw}")) {
-        Ok(mut t) => t.remove("v").expect("parsed key"),
-        Err(_) => toml::Value::String(raw.to_string()),
+        Ok(mut t) => Ok(t.remove("v").expect("parsed key")),
+        Err(e) if raw.starts_with(['[', '{', '"', '\'']) => Err(Error::Config(format!(
+            "--set {set:?}: not a TOML value: {}",
+            e.message().trim()
+        ))),
+        Err(_) => Ok(toml::Value::String(raw.to_string())),
     }
 }
+
+/// Keys whose values are text even when they look like numbers (`--set run.name=2024`).
+const TEXT_KEYS: [&str; 6] = [
+    "run.name",
+    "run.dir",
+    "data.dir",
+    "data.cache",
+    "model.towers.text_model",
+    "model.towers.image_model",
+];
 
 /// Apply `key.path=value` overrides to a TOML table.
 pub(super) fn apply_overrides(table: &mut toml::Table, sets: &[String]) -> Result<()> {
@@ -29,7 +44,17 @@ pub(super) fn apply_overrides(table: &mut toml::Table, sets: &[String]) -> Resul
                 .as_table_mut()
                 .ok_or_else(|| Error::Config(format!("--set {s:?}: {p} is not a table")))?;
         }
-        t.insert(parts[parts.len() - 1].to_string(), parse_value(raw.trim()));
+        let raw = raw.trim();
+        let value = match parse_value(s, raw)? {
+            v @ (toml::Value::Integer(_) | toml::Value::Float(_) | toml::Value::Boolean(_))
+                if TEXT_KEYS.contains(&key.trim()) =>
+            {
+                let _ = v;
+                toml::Value::String(raw.to_string())
+            }
+            v => v,
+        };
+        t.insert(parts[parts.len() - 1].to_string(), value);
     }
     Ok(())
 }

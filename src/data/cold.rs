@@ -19,6 +19,7 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use serde::Serialize;
 
+use super::output::check_out;
 use super::tsv::{RawUser, read_text, read_users};
 use crate::error::{Error, Result};
 
@@ -54,6 +55,7 @@ pub fn split_cold(src: &Path, out: &Path, frac: f64, seed: u64) -> Result<ColdRe
             "already exists (split-cold writes a new directory)",
         ));
     }
+    check_out(out, "split-cold.json", &[src])?;
     let users = read_users(&src.join("users.tsv"))?;
     let items_text = read_text(&src.join("items.tsv"))?;
     let (n_items, cold) = draw_cold(&users, frac, seed);

@@ -92,6 +92,23 @@ fn select_users<'a>(
     let mut used: HashSet<&str> = HashSet::new();
     let mut extra: Vec<&str> = Vec::new();
     for u in users {
+        if opts.missing_title == MissingTitle::Error {
+            // an unknown id is a broken file even where preprocessing would drop it
+            if let Some(k) = u
+                .items
+                .iter()
+                .find(|k| !items.index.contains_key(k.as_str()))
+            {
+                return Err(Error::line(
+                    users_path,
+                    u.line,
+                    format!(
+                        "item {k:?} of user {:?} is not in the items file (data.options.missing_title = \"empty\" keeps unknown items)",
+                        u.key
+                    ),
+                ));
+            }
+        }
         if u.items.len() < opts.min_seq_len {
             continue;
         }
@@ -295,6 +312,31 @@ mod tests {
         assert_eq!(d.item_keys, ["<pad>", "A", "C", "X"]);
         assert_eq!(d.titles[3], "");
         assert_eq!(d.sequences, vec![vec![1, 3, 2]]);
+    }
+
+    #[test]
+    fn an_unknown_item_is_an_error_even_in_the_dropped_prefix_or_a_dropped_user() {
+        // max_seq_len 1 keeps the last 4: "X" at the front of u1 is dropped by truncation,
+        // u2 is dropped as too short; both still name their unknown item
+        let opts = DataOptions {
+            min_seq_len: 3,
+            max_seq_len: 1,
+            ..Default::default()
+        };
+        let items = "A\ta\nB\tb\n";
+        let e = build(items, "u1\tX A B A B\n", &opts).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("users.tsv:1: item \"X\" of user \"u1\""),
+            "{e}"
+        );
+        let e = build(items, "u1\tA B A\nu2\tY\n", &opts).unwrap_err();
+        assert!(e.to_string().starts_with("users.tsv:2: item \"Y\""), "{e}");
+        let keep = DataOptions {
+            missing_title: MissingTitle::Empty,
+            ..opts
+        };
+        assert!(build(items, "u1\tX A B A B\n", &keep).is_ok());
     }
 
     #[test]

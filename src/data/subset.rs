@@ -9,6 +9,7 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 
+use super::output::{check_out, replace_with, scratch_beside};
 use crate::error::{Error, Result};
 
 /// What [`write_subset`] wrote.
@@ -24,15 +25,19 @@ fn read(path: &Path) -> Result<String> {
     std::fs::read_to_string(path).map_err(|e| Error::io(path, e))
 }
 
-fn write_atomic(path: &Path, text: &str) -> Result<()> {
-    let tmp = path.with_extension("tsv.partial");
-    std::fs::write(&tmp, text).map_err(|e| Error::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+fn write(path: &Path, text: &str) -> Result<()> {
+    std::fs::write(path, text).map_err(|e| Error::io(path, e))
 }
 
+/// The marker a subset directory carries: where it came from.
+const MARKER: &str = "subset.json";
+
 /// Write `users` users of dataset directory `src`, drawn with `seed`, into `out` (users.tsv,
-/// items.tsv, and `images` linked to the source's when it has one).
+/// items.tsv, `subset.json`, and `images` linked to the source's when it has one), written
+/// beside `out` and renamed. `out` may be new, empty, or an earlier subset (replaced); never the
+/// source, inside it, or another directory.
 pub fn write_subset(src: &Path, out: &Path, users: usize, seed: u64) -> Result<SubsetReport> {
+    let existing = check_out(out, MARKER, &[src])?;
     let users_text = read(&src.join("users.tsv"))?;
     let items_text = read(&src.join("items.tsv"))?;
     let mut lines: Vec<&str> = users_text
@@ -58,16 +63,20 @@ pub fn write_subset(src: &Path, out: &Path, users: usize, seed: u64) -> Result<S
         .lines()
         .filter(|l| l.split('\t').next().is_some_and(|k| wanted.contains(k)))
         .collect();
-    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
-    write_atomic(&out.join("users.tsv"), &(kept.join("\n") + "\n"))?;
-    write_atomic(&out.join("items.tsv"), &(items.join("\n") + "\n"))?;
+    let tmp = scratch_beside(out)?;
+    write(&tmp.join("users.tsv"), &(kept.join("\n") + "\n"))?;
+    write(&tmp.join("items.tsv"), &(items.join("\n") + "\n"))?;
+    let marker =
+        serde_json::json!({"source": src.display().to_string(), "users": users, "seed": seed});
+    write(&tmp.join(MARKER), &marker.to_string())?;
     let images = src.join("images");
-    let link = out.join("images");
-    if images.is_dir() && !link.exists() {
+    if images.is_dir() {
         let target = std::fs::canonicalize(&images).map_err(|e| Error::io(&images, e))?;
+        let link = tmp.join("images");
         #[cfg(unix)]
         std::os::unix::fs::symlink(&target, &link).map_err(|e| Error::io(&link, e))?;
     }
+    replace_with(&tmp, out, existing)?;
     Ok(SubsetReport {
         users: kept.len(),
         items: items.len(),

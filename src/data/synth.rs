@@ -31,13 +31,14 @@
 //! Deterministic for a seed; written to a temporary directory, then renamed into place.
 
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use serde::{Deserialize, Serialize};
 
 use super::draw::{self, COLOURS, Look, SHAPES, TEXTURES};
+use super::output::{Existing, check_out, replace_with, scratch_beside};
 use crate::error::{Error, Result};
 
 /// Product kinds (text-only attribute).
@@ -320,7 +321,8 @@ pub enum Written {
 /// An existing `out` with the same `synth.json` is left as it is; a different one is an error
 /// unless `force`, which replaces it.
 pub fn write(cfg: &SynthConfig, out: &Path, force: bool) -> Result<Written> {
-    if out.exists() {
+    let existing = check_out(out, "synth.json", &[])?;
+    if existing == Existing::Ours {
         let manifest = out.join("synth.json");
         let same = std::fs::read_to_string(&manifest)
             .ok()
@@ -332,19 +334,11 @@ pub fn write(cfg: &SynthConfig, out: &Path, force: bool) -> Result<Written> {
         if !force {
             return Err(Error::file(
                 out,
-                "exists and does not hold this synthetic dataset (use --force to replace it)",
+                "holds another synthetic dataset (use --force to replace it)",
             ));
         }
     }
-    let parent = out
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
-    let tmp = PathBuf::from(format!("{}.tmp-{}", out.display(), std::process::id()));
-    if tmp.exists() {
-        std::fs::remove_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
-    }
+    let tmp = scratch_beside(out)?;
     let images = tmp.join("images");
     std::fs::create_dir_all(&images).map_err(|e| Error::io(&images, e))?;
     let synth = generate(cfg);
@@ -378,10 +372,7 @@ pub fn write(cfg: &SynthConfig, out: &Path, force: bool) -> Result<Written> {
     write_file(&tmp.join("attributes.tsv"), &attrs)?;
     let manifest = serde_json::to_string_pretty(cfg).expect("serialisable");
     write_file(&tmp.join("synth.json"), &manifest)?;
-    if out.exists() {
-        std::fs::remove_dir_all(out).map_err(|e| Error::io(out, e))?;
-    }
-    std::fs::rename(&tmp, out).map_err(|e| Error::io(out, e))?;
+    replace_with(&tmp, out, existing)?;
     Ok(Written::Created)
 }
 

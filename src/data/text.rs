@@ -8,6 +8,11 @@ use tokenizers::{Tokenizer, TruncationParams};
 
 use crate::error::{Error, Result};
 
+/// Bytes of a title read before tokenising: far more than any kept tokens need (tokens are
+/// cut at the configured maximum, at most a few hundred bytes of text), and a bound on the
+/// memory one item can take.
+pub const MAX_TITLE_BYTES: usize = 8192;
+
 /// A tokenised batch, row-major `[batch, len]`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TokenBatch {
@@ -76,9 +81,15 @@ impl TextPrep {
 
     /// Token ids of one title (lower-cased first).
     pub fn encode(&self, title: &str) -> Result<Vec<u32>> {
+        // only the first tokens are kept: never lower-case and tokenise more than
+        // MAX_TITLE_BYTES (a 10 MB title took 1 GB), cut at a character boundary
+        let mut end = title.len().min(MAX_TITLE_BYTES);
+        while !title.is_char_boundary(end) {
+            end -= 1;
+        }
         let enc = self
             .tok
-            .encode(title.to_lowercase(), true)
+            .encode(title[..end].to_lowercase(), true)
             .map_err(|e| Error::Internal(format!("tokenizer failed on {title:?}: {e}")))?;
         Ok(enc.get_ids().to_vec())
     }

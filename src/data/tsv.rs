@@ -43,13 +43,18 @@ pub struct RawItems {
     pub index: HashMap<String, usize>,
 }
 
-/// Read `path` as UTF-8 text; invalid bytes are an error naming the line.
+/// Read `path` as UTF-8 text without a leading byte-order mark (editors on Windows write one);
+/// invalid bytes are an error naming the line.
 pub fn read_text(path: &Path) -> Result<String> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    String::from_utf8(bytes).map_err(|e| {
+    let text = String::from_utf8(bytes).map_err(|e| {
         let upto = &e.as_bytes()[..e.utf8_error().valid_up_to()];
         let line = upto.iter().filter(|&&b| b == b'\n').count() + 1;
         Error::line(path, line, "not valid UTF-8")
+    })?;
+    Ok(match text.strip_prefix('\u{feff}') {
+        Some(rest) => rest.to_string(),
+        None => text,
     })
 }
 
@@ -106,6 +111,7 @@ pub fn parse_items(path: &Path, text: &str) -> Result<RawItems> {
 /// Parse a users file held in memory; `path` only names it in errors.
 pub fn parse_users(path: &Path, text: &str) -> Result<Vec<RawUser>> {
     let mut out = Vec::new();
+    let mut seen: HashMap<String, usize> = HashMap::new();
     for (i, raw) in text.lines().enumerate() {
         let line = i + 1;
         let raw = raw.strip_suffix('\r').unwrap_or(raw);
@@ -122,6 +128,13 @@ pub fn parse_users(path: &Path, text: &str) -> Result<Vec<RawUser>> {
         let key = key.trim();
         if key.is_empty() {
             return Err(Error::line(path, line, "empty user id"));
+        }
+        if let Some(first) = seen.insert(key.to_string(), line) {
+            return Err(Error::line(
+                path,
+                line,
+                format!("user {key:?} again (first on line {first}): one line per user"),
+            ));
         }
         let items: Vec<String> = seq.split_whitespace().map(str::to_string).collect();
         if items.is_empty() {
@@ -197,5 +210,20 @@ mod tests {
         let e = parse_users(p(), "u1 A\n").unwrap_err();
         assert!(e.to_string().starts_with("x.tsv:1: expected"));
         assert!(parse_users(p(), "").is_err());
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_not_part_of_the_first_id_and_users_are_unique() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("items.tsv");
+        std::fs::write(&f, "\u{feff}A\ttitle\nB\tb\n").unwrap();
+        let r = read_items(&f).unwrap();
+        assert_eq!(r.items[0].key, "A");
+        assert!(r.index.contains_key("A"));
+        let e = parse_users(p(), "u1\tA\nu2\tB\nu1\tB\n").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "x.tsv:3: user \"u1\" again (first on line 1): one line per user"
+        );
     }
 }

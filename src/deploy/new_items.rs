@@ -18,7 +18,7 @@ use crate::backbone::bert::Bert;
 use crate::backbone::inputs::{ItemImages, ItemTokens};
 use crate::backbone::vit::Vit;
 use crate::config::Plan;
-use crate::data::image::MissingImage;
+use crate::data::image::{MissingImage, decode_bytes};
 use crate::data::{Dataset, MissingTitle};
 use crate::error::{Error, Result};
 use crate::model::baselines::TunedTower;
@@ -165,9 +165,9 @@ impl ItemEmbedder {
                         it.key
                     )));
                 }
-                Some(b) if image::load_from_memory(b).is_err() => {
+                Some(b) if decode_bytes(b).is_err() => {
                     return Err(Error::Input(format!(
-                        "item {}: the image is not a decodable PNG, JPEG or WebP",
+                        "item {}: the image is not a decodable PNG, JPEG or WebP of at most 40 million pixels",
                         it.key
                     )));
                 }

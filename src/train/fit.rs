@@ -116,6 +116,19 @@ struct EpochTrain {
     seconds: f64,
 }
 
+/// Where the last good parameters are, for a diverged run's message.
+fn last_good(run: &RunDir) -> String {
+    let best = run.file("best.safetensors");
+    if best.exists() {
+        format!(
+            "the best checkpoint so far is {} (lower train.lr?)",
+            best.display()
+        )
+    } else {
+        "no checkpoint was written yet (lower train.lr?)".into()
+    }
+}
+
 fn epoch_bar(show: bool, epoch: usize, steps: usize) -> ProgressBar {
     if !show {
         return ProgressBar::hidden();
@@ -137,6 +150,7 @@ impl Trainer<'_> {
     fn train_epoch(
         &mut self,
         epoch: usize,
+        run: &RunDir,
         order: &mut [usize],
         sched: Schedule,
         timer: &mut StepTimer,
@@ -148,7 +162,15 @@ impl Trainer<'_> {
         let batch = self.plan.cfg.train.batch;
         for (s, users) in order.chunks(batch).take(sched.steps).enumerate() {
             let ts = Instant::now();
-            let loss = self.step(users)?;
+            let loss = self.step(users).map_err(|e| match e {
+                Error::Diverged(why) => Error::Diverged(format!(
+                    "{why} at epoch {epoch}, step {} of {}; {}",
+                    s + 1,
+                    sched.steps,
+                    last_good(run)
+                )),
+                e => e,
+            })?;
             timer.record(ts.elapsed().as_secs_f64());
             total += loss as f64;
             pb.inc(1);
@@ -226,7 +248,7 @@ impl Trainer<'_> {
         order: &mut [usize],
         st: &mut FitState,
     ) -> Result<bool> {
-        let tr = self.train_epoch(epoch, order, sched, &mut st.timer)?;
+        let tr = self.train_epoch(epoch, run, order, sched, &mut st.timer)?;
         if epoch == 1 {
             st.train_peak = peak_rss_mib();
         }

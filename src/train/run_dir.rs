@@ -11,8 +11,9 @@
 //!   item_ids.txt         the external item id of each row, one per line from row 1
 //!   summary.json         test metrics at the best epoch (both masks), efficiency, revision
 //! ```
-//! The run writes into `runs/.<name>.partial/` and renames it to `runs/<name>/` only when it
-//! completed, so a run directory under its final name is never half-written.
+//! The run writes into `runs/.<name>.partial/` (locked through `run.lock` while it runs) and
+//! renames it to `runs/<name>/` only when it completed, so a run directory under its final name
+//! is never half-written, and two trainings never share a directory.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -23,11 +24,15 @@ use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::provenance::TowerRecord;
 
-/// A run directory being written.
+/// A run directory being written. It owns `runs/.<name>.partial/` exclusively: the directory
+/// is created with `create_dir` (one creator wins) and holds `run.lock`, locked for the life of
+/// this value, so a second training of the same name is refused and an interrupted one is
+/// recognised (its lock is free).
 #[derive(Debug)]
 pub struct RunDir {
     partial: PathBuf,
     final_path: PathBuf,
+    lock: std::fs::File,
 }
 
 fn write_atomic(path: &Path, text: &str) -> Result<()> {
@@ -36,17 +41,81 @@ fn write_atomic(path: &Path, text: &str) -> Result<()> {
     std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
 }
 
+/// The lock file inside a partial run directory.
+const LOCK: &str = "run.lock";
+
+/// What to do with an interrupted run of the same name found in `.<name>.partial/`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Interrupted {
+    /// Refuse, saying how to go on (the default: nothing is deleted unasked).
+    #[default]
+    Refuse,
+    /// Delete it and start afresh (`iisan train --restart`).
+    Restart,
+}
+
 impl RunDir {
-    /// Create `<run.dir>/.<name>.partial/` and write the config and dataset description.
-    /// An existing run of the same name is an error (runs are never overwritten).
-    pub fn create(cfg: &Config, data: &Dataset) -> Result<RunDir> {
-        let name = if cfg.run.name.is_empty() {
+    /// Create `<run.dir>/.<name>.partial/`, lock it, and write the config and dataset
+    /// description. An existing run of the same name is an error (runs are never overwritten),
+    /// so is a training of that name still running; an interrupted one is deleted only with
+    /// [`Interrupted::Restart`]. Without `run.name` the name is `<method>-<dataset>-<time>`,
+    /// made unique with a `-2`, `-3`, ... suffix.
+    pub fn create(cfg: &Config, data: &Dataset, interrupted: Interrupted) -> Result<RunDir> {
+        std::fs::create_dir_all(&cfg.run.dir).map_err(|e| Error::io(&cfg.run.dir, e))?;
+        let dir = if cfg.run.name.is_empty() {
             let stamp = chrono::Local::now().format("%Y%m%d-%H%M%S");
-            format!("{}-{}-{stamp}", cfg.model.method.name(), data.name)
+            let base = format!("{}-{}-{stamp}", cfg.model.method.name(), data.name);
+            (1..)
+                .map(|i| {
+                    if i == 1 {
+                        base.clone()
+                    } else {
+                        format!("{base}-{i}")
+                    }
+                })
+                .find_map(|name| Self::claim(cfg, &name).transpose())
+                .expect("an unused name")?
         } else {
-            cfg.run.name.clone()
+            let name = &cfg.run.name;
+            match Self::claim(cfg, name)? {
+                Some(dir) => dir,
+                None => Self::reclaim(cfg, name, interrupted)?,
+            }
         };
-        let final_path = cfg.run.dir.join(&name);
+        write_atomic(&dir.file("config.toml"), &cfg.to_toml())?;
+        let info = serde_json::to_string_pretty(&DatasetInfo::of(data)).expect("serialisable");
+        write_atomic(&dir.file("dataset.json"), &info)?;
+        Ok(dir)
+    }
+
+    /// Create and lock `.<name>.partial/` if neither it nor the final directory exists;
+    /// `None` if one does.
+    fn claim(cfg: &Config, name: &str) -> Result<Option<RunDir>> {
+        let final_path = cfg.run.dir.join(name);
+        let partial = cfg.run.dir.join(format!(".{name}.partial"));
+        if final_path.exists() {
+            return Ok(None);
+        }
+        match std::fs::create_dir(&partial) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(None),
+            Err(e) => return Err(Error::io(&partial, e)),
+        }
+        let lock_path = partial.join(LOCK);
+        let lock = std::fs::File::create(&lock_path).map_err(|e| Error::io(&lock_path, e))?;
+        lock.try_lock()
+            .map_err(|e| Error::file(&lock_path, format!("cannot lock: {e}")))?;
+        Ok(Some(RunDir {
+            partial,
+            final_path,
+            lock,
+        }))
+    }
+
+    /// The name `name` is taken: say by what, or delete an interrupted run (`Restart`) and
+    /// claim the name again.
+    fn reclaim(cfg: &Config, name: &str, interrupted: Interrupted) -> Result<RunDir> {
+        let final_path = cfg.run.dir.join(name);
         if final_path.exists() {
             return Err(Error::file(
                 &final_path,
@@ -54,18 +123,31 @@ impl RunDir {
             ));
         }
         let partial = cfg.run.dir.join(format!(".{name}.partial"));
-        if partial.exists() {
-            std::fs::remove_dir_all(&partial).map_err(|e| Error::io(&partial, e))?;
-        }
-        std::fs::create_dir_all(&partial).map_err(|e| Error::io(&partial, e))?;
-        let dir = RunDir {
-            partial,
-            final_path,
+        let lock_path = partial.join(LOCK);
+        let Ok(lock) = std::fs::File::open(&lock_path) else {
+            return Err(Error::file(
+                &partial,
+                "exists but is not an iisan run (no run.lock): move it away or choose another run.name",
+            ));
         };
-        write_atomic(&dir.file("config.toml"), &cfg.to_toml())?;
-        let info = serde_json::to_string_pretty(&DatasetInfo::of(data)).expect("serialisable");
-        write_atomic(&dir.file("dataset.json"), &info)?;
-        Ok(dir)
+        if lock.try_lock().is_err() {
+            return Err(Error::file(
+                &partial,
+                format!("another training of run {name:?} is writing it now"),
+            ));
+        }
+        if interrupted == Interrupted::Refuse {
+            return Err(Error::file(
+                &partial,
+                format!(
+                    "an interrupted run {name:?} is here: pass --restart to delete it and start again, or choose another run.name"
+                ),
+            ));
+        }
+        drop(lock);
+        std::fs::remove_dir_all(&partial).map_err(|e| Error::io(&partial, e))?;
+        Self::claim(cfg, name)?
+            .ok_or_else(|| Error::file(&partial, "was taken by another training while restarting"))
     }
 
     /// Write `towers.json`: the frozen towers the model depends on (`iisan items add` runs
@@ -102,12 +184,16 @@ impl RunDir {
         writeln!(f, "{line}").map_err(|e| Error::io(&path, e))
     }
 
-    /// Write `summary.json` and move the directory to its final name.
+    /// Write `summary.json` and move the directory to its final name (the lock file goes;
+    /// the lock is held until the rename is done).
     pub fn finish(self, summary: &Summary) -> Result<PathBuf> {
         let text = serde_json::to_string_pretty(summary).expect("serialisable");
         write_atomic(&self.file("summary.json"), &text)?;
+        let lock_path = self.file(LOCK);
+        std::fs::remove_file(&lock_path).map_err(|e| Error::io(&lock_path, e))?;
         std::fs::rename(&self.partial, &self.final_path)
             .map_err(|e| Error::io(&self.final_path, e))?;
+        drop(self.lock);
         Ok(self.final_path)
     }
 }

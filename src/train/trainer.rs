@@ -72,6 +72,8 @@ impl<'a> Trainer<'a> {
     pub fn step(&mut self, users: &[usize]) -> Result<f32> {
         let mut prof = std::mem::take(&mut self.profile);
         let out = self.gradients(users, &mut prof).and_then(|(loss, grads)| {
+            // a non-finite loss or gradient never reaches the weights
+            check_finite(loss, &grads, self.model.params())?;
             prof.time("optimizer", || self.opt.step(&grads))?;
             Ok(loss)
         });
@@ -217,4 +219,25 @@ impl<'a> Trainer<'a> {
     pub fn evaluate(&self, split: Split) -> Result<EvalResult> {
         self.plan.evaluator.evaluate(self.model, self.data, split)
     }
+}
+
+/// Why a step must not update the weights: a non-finite loss, or the first parameter whose
+/// gradient holds a non-finite value (found by its sum, which is finite exactly when every
+/// element is, short of an overflow that is itself a divergence).
+fn check_finite(loss: f32, grads: &GradStore, params: &ParamStore) -> Result<()> {
+    if !loss.is_finite() {
+        return Err(Error::Diverged(format!("the loss is {loss}")));
+    }
+    for p in params.params() {
+        if let Some(g) = grads.get(p.var.as_tensor()) {
+            let s = g.sum_all()?.to_scalar::<f32>()?;
+            if !s.is_finite() {
+                return Err(Error::Diverged(format!(
+                    "the gradient of {} is not finite",
+                    p.name
+                )));
+            }
+        }
+    }
+    Ok(())
 }
