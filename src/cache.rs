@@ -511,7 +511,10 @@ mod tests {
             // a file holding just the header (what a hand-edited or corrupt cache looks like)
             let path = dir.path().join(format!("bad{i}.hsc"));
             std::fs::write(&path, h.encode()).unwrap();
-            let e = HiddenStateCache::open(&path).err().expect("refused").to_string();
+            let e = HiddenStateCache::open(&path)
+                .err()
+                .expect("refused")
+                .to_string();
             assert!(e.contains("invalid cache header") && e.contains(msg), "{e}");
         }
     }

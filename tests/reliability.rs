@@ -43,7 +43,7 @@ fn a_run_directory_belongs_to_one_training() {
     let o = iisan(t, &named);
     assert_eq!(o.status.code(), Some(2));
     assert!(
-        stderr(&o).contains("an interrupted run \"r\" is here: pass --restart"),
+        stderr(&o).contains("an interrupted run \"r\" is here: continue it with `iisan train --resume"),
         "{}",
         stderr(&o)
     );
@@ -184,4 +184,84 @@ fn a_byte_order_mark_is_not_part_of_the_first_item_id() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).contains("\"items\": 3"), "{}", stdout(&o));
     let _ = Path::new(".");
+}
+
+/// `iisan train` with an environment for fault injection (`IISAN_FAULT`, see
+/// `src/train/fit/resume.rs`).
+fn args(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+fn iisan_env(cwd: &Path, args: &[&str], fault: &str) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_iisan"))
+        .args(args)
+        .current_dir(cwd)
+        .env("IISAN_FAULT", fault)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn an_interrupted_run_resumes_to_the_same_bits() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let data = small_synth(t, "d", 120, 50);
+    let set = format!("data.dir={:?}", data.to_str().unwrap());
+    let run = |name: &str| {
+        let mut a = vec![
+            "train",
+            "--quiet",
+            "--set",
+            set.as_str(),
+            "--set",
+            "train.epochs=5",
+        ];
+        a.extend(["--set", "train.patience=1"]);
+        a.extend(["--set", name]);
+        a.into_iter().map(String::from).collect::<Vec<_>>()
+    };
+    let reference = run("run.name=\"ref\"");
+    assert!(iisan(t, &args(&reference)).status.success());
+    // crash while writing epoch 2's checkpoint, then once epoch 3's is committed
+    let k = run("run.name=\"k\"");
+    let o = iisan_env(t, &args(&k), "checkpoint-write:2");
+    assert!(!o.status.success());
+    let resume = ["train", "--quiet", "--resume", "k"];
+    let o = iisan_env(t, &resume, "after-epoch:3");
+    assert!(!o.status.success(), "{}", stderr(&o));
+    let o = iisan(t, &resume);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (a, b) = (t.join("runs/ref"), t.join("runs/k"));
+    for f in ["best.safetensors", "items.safetensors", "metrics.jsonl"] {
+        if f == "metrics.jsonl" {
+            let losses = |p: &Path| -> Vec<String> {
+                fs::read_to_string(p.join(f))
+                    .unwrap()
+                    .lines()
+                    .map(|l| l.split(",\"train_seconds").next().unwrap().to_string())
+                    .collect()
+            };
+            assert_eq!(losses(&a), losses(&b));
+            continue;
+        }
+        assert_eq!(
+            fs::read(a.join(f)).unwrap(),
+            fs::read(b.join(f)).unwrap(),
+            "{f}"
+        );
+    }
+    let test = |p: &Path| {
+        let v: serde_json::Value =
+            serde_json::from_str(&fs::read_to_string(p.join("summary.json")).unwrap()).unwrap();
+        (
+            v["test"].clone(),
+            v["best_epoch"].clone(),
+            v["epochs_run"].clone(),
+        )
+    };
+    assert_eq!(test(&a), test(&b));
+    assert!(
+        !b.join("resume.json").exists(),
+        "checkpoints leave with the finished run"
+    );
 }

@@ -1,7 +1,7 @@
 //! `iisan train`: load and check the configuration, the dataset and the model before a run
 //! directory exists, then fit on an explicit compute thread pool.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::Args;
 
@@ -10,7 +10,7 @@ use iisan::data::Dataset;
 use iisan::error::{Error, Result};
 use iisan::eval::Mask;
 use iisan::train::run_dir::Interrupted;
-use iisan::train::{RunDir, Trainer};
+use iisan::train::{RunDir, Start, Trainer};
 
 /// `iisan train` arguments.
 #[derive(Args)]
@@ -25,12 +25,24 @@ pub(crate) struct TrainArgs {
     #[arg(long)]
     pub(crate) quiet: bool,
     /// Delete an interrupted run of the same name (`runs/.<name>.partial/`) and start again.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "resume")]
     pub(crate) restart: bool,
+    /// Continue an interrupted run from its last completed epoch, to the same result as an
+    /// uninterrupted one: its partial directory (`runs/.<name>.partial`) or its name under
+    /// `runs/`. Its own configuration is used (no --config or --set).
+    #[arg(long, value_name = "RUN", conflicts_with_all = ["config", "sets"])]
+    pub(crate) resume: Option<PathBuf>,
 }
 
 /// `iisan train`.
 pub(crate) fn train(a: TrainArgs) -> Result<()> {
+    if let Some(run) = &a.resume {
+        let partial = partial_dir(run);
+        let plan = Config::load(Some(&partial.join("config.toml")), &[])?.check()?;
+        return on_compute_pool(plan.cfg.train.threads, move || {
+            resume_with(&plan, &partial, a.quiet)
+        });
+    }
     let plan = Config::load(a.config.as_deref(), &a.sets)?.check()?;
     let interrupted = if a.restart {
         Interrupted::Restart
@@ -58,6 +70,51 @@ pub(crate) fn on_compute_pool<T: Send>(
     pool.install(f)
 }
 
+/// The partial directory of `run`: the path itself if it is a directory, else
+/// `runs/.<run>.partial`.
+fn partial_dir(run: &Path) -> PathBuf {
+    if run.is_dir() {
+        return run.to_path_buf();
+    }
+    Path::new("runs").join(format!(".{}.partial", run.display()))
+}
+
+/// Resume the interrupted run in `partial` (its dataset must be the one it started on).
+fn resume_with(plan: &Plan, partial: &Path, quiet: bool) -> Result<()> {
+    let cfg = &plan.cfg;
+    let data = Dataset::load(&cfg.data.dir, &cfg.data.options)?;
+    let recorded = std::fs::read_to_string(partial.join("dataset.json"))
+        .map_err(|e| Error::io(&partial.join("dataset.json"), e))?;
+    if !recorded.contains(&format!("\"{}\"", data.fingerprint)) {
+        return Err(Error::file(
+            &cfg.data.dir,
+            format!(
+                "the dataset changed since {} started (fingerprint {})",
+                partial.display(),
+                data.fingerprint
+            ),
+        ));
+    }
+    let sched = plan.schedule(&data)?;
+    let model = plan.build_model(&data)?;
+    let run = RunDir::reopen(partial)?;
+    let mut trainer = Trainer::new(plan, &data, &model)?;
+    trainer.progress = !quiet;
+    if !quiet {
+        eprintln!("resuming {}", partial.display());
+    }
+    finish(trainer.fit(run, sched, Start::Resume)?, cfg)
+}
+
+fn finish(summary: iisan::train::Summary, cfg: &iisan::config::Config) -> Result<()> {
+    print!(
+        "{}",
+        iisan::report::summary_table(std::slice::from_ref(&summary), &cfg.eval.ks, &Mask::ALL)
+    );
+    println!("run directory: {}", summary.run_dir.display());
+    Ok(())
+}
+
 fn train_with(plan: &Plan, quiet: bool, interrupted: Interrupted) -> Result<()> {
     let cfg = &plan.cfg;
     let data = Dataset::load(&cfg.data.dir, &cfg.data.options)?;
@@ -79,11 +136,5 @@ fn train_with(plan: &Plan, quiet: bool, interrupted: Interrupted) -> Result<()> 
             rayon::current_num_threads()
         );
     }
-    let summary = trainer.fit(run, sched)?;
-    print!(
-        "{}",
-        iisan::report::summary_table(std::slice::from_ref(&summary), &cfg.eval.ks, &Mask::ALL)
-    );
-    println!("run directory: {}", summary.run_dir.display());
-    Ok(())
+    finish(trainer.fit(run, sched, Start::Fresh)?, cfg)
 }

@@ -61,6 +61,16 @@ impl Ctx {
         Ok(x.mul(&mask)?)
     }
 
+    /// The state of the dropout stream (to checkpoint a run and resume it exactly).
+    pub fn rng_state(&self) -> Xoshiro256PlusPlus {
+        self.rng.borrow().clone()
+    }
+
+    /// Continue the dropout stream from `state` (from [`Ctx::rng_state`]).
+    pub fn set_rng_state(&self, state: Xoshiro256PlusPlus) {
+        *self.rng.borrow_mut() = state;
+    }
+
     /// The next inverted-dropout mask of `n` elements (0 with probability `p`, else
     /// `1 / (1 - p)`), drawn from the same stream as [`Ctx::dropout`]; `None` in evaluation
     /// mode or when `p <= 0`. Kernels that apply dropout themselves draw their masks here, in

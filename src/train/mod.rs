@@ -10,6 +10,7 @@ pub mod run_dir;
 pub mod summary;
 pub mod trainer;
 
+pub use fit::Start;
 pub use run_dir::RunDir;
 pub use summary::Summary;
 pub use trainer::Trainer;

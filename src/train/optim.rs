@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use candle_core::backprop::GradStore;
-use candle_core::{CpuStorage, InplaceOp2, Layout, Var};
+use candle_core::{CpuStorage, Device, InplaceOp2, Layout, Tensor, Var};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 
 use crate::config::Config;
@@ -164,6 +164,61 @@ impl GroupedAdam {
                     .step(grads)
                     .map_err(|e| Error::Internal(format!("Adam step of group {name}: {e}")))?,
                 GroupOpt::Candle(a) => a.step(grads)?,
+            }
+        }
+        Ok(())
+    }
+
+    /// The optimiser state, to checkpoint a run: each group's first and second moments as
+    /// tensors named `adam.<group>.<i>.m` / `.v` (in parameter order) and each group's step
+    /// count.
+    pub fn export(&self) -> Result<(Vec<(String, Tensor)>, BTreeMap<String, i32>)> {
+        let mut tensors = Vec::new();
+        let mut steps = BTreeMap::new();
+        for (name, _, opt) in &self.groups {
+            let GroupOpt::InPlace(a) = opt else {
+                return Err(Error::Config(
+                    "resumable checkpoints need the CPU optimiser (device cpu)".into(),
+                ));
+            };
+            for (i, mo) in a.moments.iter().enumerate() {
+                let n = mo.m.len();
+                tensors.push((
+                    format!("adam.{name}.{i}.m"),
+                    Tensor::from_slice(&mo.m, n, &Device::Cpu)?,
+                ));
+                tensors.push((
+                    format!("adam.{name}.{i}.v"),
+                    Tensor::from_slice(&mo.v, n, &Device::Cpu)?,
+                ));
+            }
+            steps.insert(name.clone(), a.t);
+        }
+        Ok((tensors, steps))
+    }
+
+    /// Restore what [`GroupedAdam::export`] wrote (`get` looks a tensor up by name); a missing
+    /// or mis-sized tensor or group is an error.
+    pub fn import(
+        &mut self,
+        get: impl Fn(&str) -> Option<Vec<f32>>,
+        steps: &BTreeMap<String, i32>,
+    ) -> Result<()> {
+        for (name, _, opt) in &mut self.groups {
+            let GroupOpt::InPlace(a) = opt else {
+                return Err(Error::Config("resume needs the CPU optimiser".into()));
+            };
+            a.t = *steps
+                .get(name.as_str())
+                .ok_or_else(|| Error::Internal(format!("checkpoint has no Adam group {name}")))?;
+            for (i, mo) in a.moments.iter_mut().enumerate() {
+                for (which, dst) in [("m", &mut mo.m), ("v", &mut mo.v)] {
+                    let key = format!("adam.{name}.{i}.{which}");
+                    let v = get(&key).filter(|v| v.len() == dst.len()).ok_or_else(|| {
+                        Error::Internal(format!("checkpoint tensor {key} missing or mis-sized"))
+                    })?;
+                    *dst = v;
+                }
             }
         }
         Ok(())

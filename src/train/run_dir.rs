@@ -140,7 +140,8 @@ impl RunDir {
             return Err(Error::file(
                 &partial,
                 format!(
-                    "an interrupted run {name:?} is here: pass --restart to delete it and start again, or choose another run.name"
+                    "an interrupted run {name:?} is here: continue it with `iisan train --resume {}`, or pass --restart to delete it and start again",
+                    partial.display()
                 ),
             ));
         }
@@ -148,6 +149,45 @@ impl RunDir {
         std::fs::remove_dir_all(&partial).map_err(|e| Error::io(&partial, e))?;
         Self::claim(cfg, name)?
             .ok_or_else(|| Error::file(&partial, "was taken by another training while restarting"))
+    }
+
+    /// Reopen the interrupted run in the partial directory `partial` (`runs/.<name>.partial`)
+    /// to resume it: its lock must be free (no training is writing it).
+    pub fn reopen(partial: &Path) -> Result<RunDir> {
+        let name = partial
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_prefix('.'))
+            .and_then(|n| n.strip_suffix(".partial"))
+            .ok_or_else(|| Error::file(partial, "not a partial run directory (.<name>.partial)"))?;
+        let final_path = partial.with_file_name(name);
+        if final_path.exists() {
+            return Err(Error::file(
+                &final_path,
+                "the run already finished under this name",
+            ));
+        }
+        let lock_path = partial.join(LOCK);
+        let lock = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| {
+                Error::file(
+                    partial,
+                    format!("not an interrupted iisan run ({e} on run.lock)"),
+                )
+            })?;
+        lock.try_lock().map_err(|_| {
+            Error::file(
+                partial,
+                format!("another training of run {name:?} is writing it now"),
+            )
+        })?;
+        Ok(RunDir {
+            partial: partial.to_path_buf(),
+            final_path,
+            lock,
+        })
     }
 
     /// Write `towers.json`: the frozen towers the model depends on (`iisan items add` runs

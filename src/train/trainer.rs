@@ -32,10 +32,10 @@ pub struct Trainer<'a> {
     pub(super) plan: &'a Plan,
     pub(super) data: &'a Dataset,
     pub(super) model: &'a TrainedModel,
-    opt: GroupedAdam,
+    pub(super) opt: GroupedAdam,
     device: Device,
     pub(super) shuffle_rng: StdRng,
-    dropout_ctx: Ctx,
+    pub(super) dropout_ctx: Ctx,
     pub(super) profile: Profile,
     /// Whether to draw progress bars and per-epoch lines.
     pub progress: bool,

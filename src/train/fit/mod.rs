@@ -10,6 +10,8 @@ use candle_core::Tensor;
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::seq::SliceRandom;
 
+mod resume;
+
 use super::run_dir::RunDir;
 use super::summary::{DatasetInfo, EpochRecord, GIT_REV, Summary};
 use super::trainer::Trainer;
@@ -110,6 +112,28 @@ struct FitState {
     train_peak: Option<f64>,
 }
 
+impl FitState {
+    fn new(stop: EarlyStopping, timer: StepTimer) -> Self {
+        FitState {
+            stop,
+            timer,
+            eval_seconds: 0.0,
+            epochs_run: 0,
+            stopped_early: false,
+            train_peak: None,
+        }
+    }
+}
+
+/// Where [`Trainer::fit`] starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    /// From the initial parameters.
+    Fresh,
+    /// From the checkpoint of the last completed epoch in the run directory.
+    Resume,
+}
+
 /// One epoch's training: its mean loss and seconds.
 struct EpochTrain {
     loss: f64,
@@ -206,26 +230,36 @@ impl Trainer<'_> {
         }
     }
 
-    /// Train with early stopping, writing into `run`; returns the summary (test metrics with the
+    /// Train with early stopping, writing into `run` (from the start, or from the checkpoint
+    /// of an interrupted run: [`Start::Resume`]); returns the summary (test metrics with the
     /// best validation epoch's parameters).
-    pub fn fit(&mut self, run: RunDir, sched: Schedule) -> Result<Summary> {
+    pub fn fit(&mut self, run: RunDir, sched: Schedule, start: Start) -> Result<Summary> {
         let wall = Instant::now();
+        let t = &self.plan.cfg.train;
+        let (patience, warmup, epochs) = (t.patience, t.warmup_steps, t.epochs);
         let mut order: Vec<usize> = (0..self.data.num_users()).collect();
-        let mut st = FitState {
-            stop: EarlyStopping::new(
-                self.plan.cfg.train.patience,
-                self.model.params().snapshot()?,
-            ),
-            timer: StepTimer::new(self.plan.cfg.train.warmup_steps),
-            eval_seconds: 0.0,
-            epochs_run: 0,
-            stopped_early: false,
-            train_peak: None,
+        let (mut st, done) = match start {
+            Start::Fresh => {
+                let stop = EarlyStopping::new(patience, self.model.params().snapshot()?);
+                (FitState::new(stop, StepTimer::new(warmup)), 0)
+            }
+            Start::Resume => {
+                let (st, done) = resume::read(self, &run, patience, warmup)?;
+                // the data order of the epochs done, replayed from the seed
+                for _ in 0..done {
+                    order.shuffle(&mut self.shuffle_rng);
+                }
+                (st, done)
+            }
         };
-        for epoch in 1..=self.plan.cfg.train.epochs {
-            if !self.epoch(epoch, &run, sched, &mut order, &mut st)? {
-                st.stopped_early = true;
-                break;
+        if !st.stopped_early {
+            for epoch in done + 1..=epochs {
+                let go_on = self.epoch(epoch, &run, sched, &mut order, &mut st)?;
+                st.stopped_early = !go_on;
+                resume::write(self, &st, &run, epoch)?;
+                if !go_on {
+                    break;
+                }
             }
         }
         let test = self.test_metrics(&run, &st.stop)?;
@@ -234,6 +268,7 @@ impl Trainer<'_> {
         if self.plan.cfg.train.profile && self.progress {
             eprintln!("time per phase (whole run):\n{}", self.profile.table());
         }
+        resume::remove(&run, st.epochs_run)?;
         let summary = self.summary(&run, sched, st, test, wall.elapsed().as_secs_f64())?;
         run.finish(&summary)?;
         Ok(summary)
