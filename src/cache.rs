@@ -73,6 +73,10 @@ pub struct CacheHeader {
     /// ([`crate::provenance`]); absent in caches written before it was recorded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tower: Option<TowerRecord>,
+    /// Image caches: SHA-256 over every item's image file (its bytes, or a mark that it is
+    /// missing), so a changed, added or restored image makes the cache stale.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub images_sha256: Option<String>,
 }
 
 impl CacheHeader {
@@ -110,7 +114,8 @@ impl CacheHeader {
         })
     }
 
-    fn encode(&self) -> Vec<u8> {
+    /// The header as it starts a cache file: magic, length, JSON, zero padding to 64 bytes.
+    pub fn encode(&self) -> Vec<u8> {
         let json = serde_json::to_vec(self).expect("serialisable");
         let mut out = MAGIC.to_vec();
         out.extend((json.len() as u64).to_le_bytes());
@@ -119,8 +124,10 @@ impl CacheHeader {
         out
     }
 
-    /// Parse the header at the start of `bytes`; returns it and the data offset.
-    fn decode(path: &Path, bytes: &[u8]) -> Result<(CacheHeader, usize)> {
+    /// Parse and check the header at the start of `bytes` (`path` names the file in errors);
+    /// returns it and the data offset. What [`HiddenStateCache::open`] and `cache-info` check
+    /// (and the cache header's fuzz target calls).
+    pub fn decode(path: &Path, bytes: &[u8]) -> Result<(CacheHeader, usize)> {
         if bytes.len() < 16 || &bytes[..8] != MAGIC {
             return Err(Error::file(
                 path,
@@ -128,8 +135,9 @@ impl CacheHeader {
             ));
         }
         let n = u64::from_le_bytes(bytes[8..16].try_into().expect("8 bytes")) as usize;
-        let json = bytes
-            .get(16..16 + n)
+        let json = 16usize
+            .checked_add(n)
+            .and_then(|end| bytes.get(16..end))
             .ok_or_else(|| Error::file(path, "truncated cache header"))?;
         let h: CacheHeader = serde_json::from_slice(json)
             .map_err(|e| Error::file(path, format!("invalid cache header: {e}")))?;
@@ -412,6 +420,7 @@ mod tests {
             items_fingerprint: "fp".into(),
             preprocessing: "t30".into(),
             tower: None,
+            images_sha256: None,
         }
     }
 

@@ -12,6 +12,7 @@ use std::time::Instant;
 use candle_core::{Device, Tensor};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
+use sha2::{Digest, Sha256};
 
 use crate::backbone::{bert::Bert, vit::Vit};
 use crate::cache::{CacheDtype, CacheHeader, CacheWriter, HiddenStateCache, items_fingerprint};
@@ -167,6 +168,7 @@ pub fn encode_text(
         items_fingerprint: items_fingerprint(data),
         preprocessing: format!("lower-cased title, max {} tokens", o.max_tokens),
         tower: Some(TowerRecord::of("text", model, Some(o.max_tokens), None)?),
+        images_sha256: None,
     };
     let (mut w, pb, t0) = match begin(out, header, o.progress)? {
         Begin::UpToDate(r) => return Ok(r),
@@ -209,6 +211,23 @@ pub fn encode_text(
     finish(w, "text", n + 1 - start, t0, 0)
 }
 
+/// SHA-256 (hex) over every item's image file in item order: the key, then the file's bytes,
+/// or a zero byte for an item without one.
+fn images_fingerprint(data: &Dataset, root: &Path) -> Result<String> {
+    let mut h = Sha256::new();
+    for key in &data.item_keys[1..] {
+        h.update(key.as_bytes());
+        match find_image(root, key) {
+            Some(p) => {
+                h.update([1u8]);
+                h.update(std::fs::read(&p).map_err(|e| Error::io(&p, e))?);
+            }
+            None => h.update([0u8]),
+        }
+    }
+    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
 /// Encode every item's image (`<dataset>/images/<key>.*`) with the ViT/DINOv2 folder `model`
 /// into the cache file `out`.
 pub fn encode_images(
@@ -246,6 +265,7 @@ pub fn encode_images(
             s = o.image_size
         ),
         tower: Some(TowerRecord::of("image", model, None, Some(o.image_size))?),
+        images_sha256: Some(images_fingerprint(data, &root)?),
     };
     let (mut w, pb, t0) = match begin(out, header, o.progress)? {
         Begin::UpToDate(r) => return Ok(r),

@@ -43,7 +43,8 @@ fn a_run_directory_belongs_to_one_training() {
     let o = iisan(t, &named);
     assert_eq!(o.status.code(), Some(2));
     assert!(
-        stderr(&o).contains("an interrupted run \"r\" is here: continue it with `iisan train --resume"),
+        stderr(&o)
+            .contains("an interrupted run \"r\" is here: continue it with `iisan train --resume"),
         "{}",
         stderr(&o)
     );

@@ -164,15 +164,16 @@ impl Bert {
         mut peft: Option<&mut PeftBuilder>,
     ) -> Result<Bert> {
         let c = &config;
+        let config_file = file.with_file_name("config.json");
         if c.hidden_act != "gelu" {
             return Err(Error::file(
-                file,
+                &config_file,
                 format!("hidden_act {:?} is not supported (gelu only)", c.hidden_act),
             ));
         }
         if !c.hidden_size.is_multiple_of(c.num_attention_heads) {
             return Err(Error::file(
-                file,
+                &config_file,
                 "hidden_size is not a multiple of num_attention_heads",
             ));
         }
@@ -215,6 +216,7 @@ impl Bert {
                 out_ln: layer_norm(&l, d, c.layer_norm_eps, "output.LayerNorm", file)?,
             });
         }
+        super::check_no_extra_layer(&vb, c.num_hidden_layers, file)?;
         Ok(Bert {
             device: vb.device().clone(),
             config,

@@ -124,8 +124,13 @@ pub fn read_config<T: serde::de::DeserializeOwned>(
     types: &[&str],
 ) -> Result<(T, PathBuf)> {
     let path = dir.join("config.json");
-    let text = std::fs::read_to_string(&path)
-        .map_err(|_| Error::file(dir, "not a model folder: config.json is missing"))?;
+    let text = std::fs::read_to_string(&path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => {
+            Error::file(dir, "not a model folder: config.json is missing")
+        }
+        std::io::ErrorKind::InvalidData => Error::file(&path, "not valid UTF-8"),
+        _ => Error::io(&path, e),
+    })?;
     let v: serde_json::Value = serde_json::from_str(&text)
         .map_err(|e| Error::file(&path, format!("invalid model config: {e}")))?;
     if let Some(t) = v.get("model_type").and_then(|t| t.as_str())
@@ -141,12 +146,41 @@ pub fn read_config<T: serde::de::DeserializeOwned>(
     Ok((cfg, path))
 }
 
+/// A config that declares fewer layers than the weights hold would load a truncated tower
+/// without a word: an error naming `config.json` (beside the weights file `file`) when
+/// `encoder.layer.<layers>` has any tensor.
+pub(crate) fn check_no_extra_layer(vb: &VarBuilder, layers: usize, file: &Path) -> Result<()> {
+    let next = vb.pp(format!("encoder.layer.{layers}"));
+    let probes = [
+        "attention.self.query.weight",
+        "attention.attention.query.weight",
+        "norm1.weight",
+        "layernorm_before.weight",
+    ];
+    if probes.iter().any(|p| next.contains_tensor(p)) {
+        return Err(Error::file(
+            &file.with_file_name("config.json"),
+            format!(
+                "num_hidden_layers = {layers}, but {} holds more layers",
+                file.display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Fetch a tensor, turning candle's shape/name errors into one line naming the file.
 fn get(vb: &VarBuilder, shape: &[usize], name: &str, file: &Path) -> Result<Tensor> {
     vb.get(shape, name).map_err(|e| {
         let msg = e.to_string();
         let first = msg.lines().next().unwrap_or("");
-        Error::file(file, format!("tensor {}{name}: {first}", prefix_of(vb)))
+        Error::file(
+            file,
+            format!(
+                "tensor {}{name}: {first} (does config.json describe these weights?)",
+                prefix_of(vb)
+            ),
+        )
     })
 }
 

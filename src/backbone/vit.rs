@@ -229,6 +229,7 @@ impl Vit {
         for i in 0..c.num_hidden_layers {
             layers.push(load_layer(&vb, c, i, ffn, file, &mut peft)?);
         }
+        super::check_no_extra_layer(&vb, c.num_hidden_layers, file)?;
         let final_ln = layer_norm(&vb, d, c.layer_norm_eps, "layernorm", file)?;
         Ok(Vit {
             device: vb.device().clone(),

@@ -178,26 +178,35 @@ impl Config {
     /// Load `path` (or the defaults when `None`) and apply `sets`; the result is unchecked:
     /// [`Config::check`] turns it into a [`Plan`].
     pub fn load(path: Option<&Path>, sets: &[String]) -> Result<Config> {
-        let mut table = match path {
+        match path {
             Some(p) => {
                 let text = std::fs::read_to_string(p).map_err(|e| Error::io(p, e))?;
-                toml::from_str::<toml::Table>(&text).map_err(|e| {
-                    // the reason and the line, on one line (Display spans several)
-                    let line = e.span().map_or(1, |r| {
-                        text[..r.start.min(text.len())].matches('\n').count() + 1
-                    });
-                    Error::line(p, line, format!("invalid TOML: {}", e.message().trim()))
-                })?
+                Self::from_text(&text, Some(p), sets)
             }
-            None => toml::Table::new(),
-        };
+            None => Self::from_text("", None, sets),
+        }
+    }
+
+    /// [`Config::load`] of a file's text (`path` names it in errors; `None`: the defaults).
+    pub fn from_text(text: &str, path: Option<&Path>, sets: &[String]) -> Result<Config> {
+        let mut table = toml::from_str::<toml::Table>(text).map_err(|e| {
+            // the reason and the line, on one line (Display spans several)
+            let line = e.span().map_or(1, |r| {
+                text.get(..r.start)
+                    .map_or(1, |t| t.matches('\n').count() + 1)
+            });
+            let file = path.unwrap_or(Path::new("config"));
+            Error::line(file, line, format!("invalid TOML: {}", e.message().trim()))
+        })?;
         overrides::apply_overrides(&mut table, sets)?;
         legacy::migrate(&mut table)?;
-        let cfg: Config = toml::Value::Table(table)
-            .try_into()
-            .map_err(|e: toml::de::Error| {
+        // the path of the first bad value comes with its error (`train.batch: invalid type`)
+        let cfg: Config =
+            serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
                 let origin = path.map_or("defaults".into(), |p| p.display().to_string());
-                Error::Config(format!("{origin} (with --set overrides): {}", e.message()))
+                let key = e.path().to_string();
+                let why = e.into_inner().message().trim().to_string();
+                Error::Config(format!("{origin} (with --set overrides): {key}: {why}"))
             })?;
         Ok(cfg)
     }
@@ -336,6 +345,14 @@ mod tests {
             e.starts_with("config: --set \"eval.ks=[10,\": not a TOML value"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_value_of_the_wrong_type_is_named_by_its_key() {
+        let e = Config::load(None, &["train.batch=\"big\"".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("train.batch: invalid type"), "{e}");
     }
 
     #[test]

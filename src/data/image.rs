@@ -137,9 +137,9 @@ pub fn find_image(dir: &Path, key: &str) -> Option<PathBuf> {
 }
 
 /// The image file of item `key` in the folder `images` (`<key>.png`, `.jpg`, `.jpeg` or
-/// `.webp`).
+/// `.webp`, in lower or upper case: cameras write `.JPG`).
 pub fn find_image_in(images: &Path, key: &str) -> Option<PathBuf> {
-    ["png", "jpg", "jpeg", "webp"]
+    ["png", "jpg", "jpeg", "webp", "PNG", "JPG", "JPEG", "WEBP"]
         .iter()
         .map(|e| images.join(format!("{key}.{e}")))
         .find(|p| p.exists())
@@ -159,6 +159,48 @@ pub enum MissingImage {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// CRC-32 (IEEE, reflected, polynomial 0xEDB88320) as PNG chunks carry it.
+    fn crc32(bytes: &[u8]) -> u32 {
+        let mut c = !0u32;
+        for &b in bytes {
+            c ^= b as u32;
+            for _ in 0..8 {
+                c = if c & 1 == 1 {
+                    (c >> 1) ^ 0xEDB8_8320
+                } else {
+                    c >> 1
+                };
+            }
+        }
+        !c
+    }
+
+    #[test]
+    fn an_image_beyond_the_pixel_cap_is_refused_before_decoding() {
+        // a 300-byte PNG whose header claims 13000 x 13000 RGB (507 MB decoded): signature,
+        // IHDR, an empty IDAT and IEND
+        let chunk = |kind: &[u8], data: &[u8]| {
+            let mut c = (data.len() as u32).to_be_bytes().to_vec();
+            let body = [kind, data].concat();
+            c.extend(&body);
+            c.extend(crc32(&body).to_be_bytes());
+            c
+        };
+        let mut ihdr = 13000u32.to_be_bytes().to_vec();
+        ihdr.extend(13000u32.to_be_bytes());
+        ihdr.extend([8, 2, 0, 0, 0]);
+        let png = [
+            b"\x89PNG\r\n\x1a\n".to_vec(),
+            chunk(b"IHDR", &ihdr),
+            chunk(b"IDAT", &[]),
+            chunk(b"IEND", &[]),
+        ]
+        .concat();
+        assert_eq!(crc32(b"IEND"), 0xAE42_6082, "the CRC every PNG ends with");
+        let e = decode_bytes(&png).unwrap_err();
+        assert!(e.to_lowercase().contains("limit"), "{e}");
+    }
 
     #[test]
     fn normalises_channel_first() {

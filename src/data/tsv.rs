@@ -17,7 +17,8 @@ use crate::error::{Error, Result};
 pub struct RawItem {
     /// The item's external id (ASIN for Amazon data).
     pub key: String,
-    /// The item's title, verbatim (HTML entities are left as they are, as in the paper's data).
+    /// The item's title without surrounding white space, otherwise verbatim (HTML entities are
+    /// left as they are, as in the paper's data).
     pub title: String,
     /// 1-based line number in the items file.
     pub line: usize,

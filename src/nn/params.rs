@@ -201,7 +201,8 @@ impl ParamStore {
             })
             .collect();
         let tmp = path.with_extension("safetensors.tmp");
-        candle_core::safetensors::save(&map, &tmp)?;
+        candle_core::safetensors::save(&map, &tmp)
+            .map_err(|e| Error::file(&tmp, format!("cannot write the checkpoint: {e}")))?;
         std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
     }
 

@@ -17,6 +17,9 @@ use crate::error::{Error, Result};
 use crate::nn::ParamStore;
 
 /// One parameter's Adam moments.
+/// Adam's step count per parameter group.
+pub type AdamSteps = BTreeMap<String, i32>;
+
 struct Moments {
     m: Vec<f32>,
     v: Vec<f32>,
@@ -172,7 +175,7 @@ impl GroupedAdam {
     /// The optimiser state, to checkpoint a run: each group's first and second moments as
     /// tensors named `adam.<group>.<i>.m` / `.v` (in parameter order) and each group's step
     /// count.
-    pub fn export(&self) -> Result<(Vec<(String, Tensor)>, BTreeMap<String, i32>)> {
+    pub fn export(&self) -> Result<(Vec<(String, Tensor)>, AdamSteps)> {
         let mut tensors = Vec::new();
         let mut steps = BTreeMap::new();
         for (name, _, opt) in &self.groups {

@@ -121,9 +121,13 @@ struct Shapes {
 /// Read the ONNX file `onnx` and return its graph.
 fn read_graph(onnx: &Path) -> Result<GraphProto> {
     let bytes = std::fs::read(onnx).map_err(|e| Error::io(onnx, e))?;
-    let model = ModelProto::decode(bytes.as_slice())
+    graph_of(&bytes, onnx)
+}
+
+/// The graph of the ONNX model `bytes` (`onnx` names it in errors).
+fn graph_of(bytes: &[u8], onnx: &Path) -> Result<GraphProto> {
+    let model = ModelProto::decode(bytes)
         .map_err(|e| Error::file(onnx, format!("not a readable ONNX model: {e}")))?;
-    drop(bytes);
     model
         .graph
         .ok_or_else(|| Error::file(onnx, "ONNX model has no graph"))
@@ -392,12 +396,31 @@ fn write_folder(
 /// temporary names). `heads` = attention heads (DINOv2 uses 64-wide heads: hidden / 64).
 pub fn import_dinov2(onnx: &Path, out: &Path, heads: Option<usize>) -> Result<ImportReport> {
     let graph = read_graph(onnx)?;
+    let (tensors, shapes, report) = convert(&graph, onnx, heads)?;
+    let config = config_json(&shapes, onnx);
+    write_folder(out, &tensors, preprocessor_json(), config)?;
+    Ok(report)
+}
+
+/// Decode and check the ONNX model `bytes` exactly as [`import_dinov2`] does, writing nothing
+/// (`onnx` names it in errors): the entry point of the importer's fuzz target.
+pub fn check_dinov2_bytes(bytes: &[u8], onnx: &Path, heads: Option<usize>) -> Result<ImportReport> {
+    let graph = graph_of(bytes, onnx)?;
+    Ok(convert(&graph, onnx, heads)?.2)
+}
+
+/// The Hugging Face tensors, shapes and report of a DINOv2 backbone graph.
+fn convert(
+    graph: &GraphProto,
+    onnx: &Path,
+    heads: Option<usize>,
+) -> Result<(BTreeMap<String, Piece>, Shapes, ImportReport)> {
     let Sorted {
         mut tensors,
         cls_pos,
         grid_pos,
         decoder_skipped,
-    } = sort_initializers(onnx, &graph)?;
+    } = sort_initializers(onnx, graph)?;
     let grid = insert_position_embeddings(onnx, cls_pos, grid_pos, &mut tensors)?;
     let (layers, hidden) = check_names(onnx, &tensors)?;
     let shapes = check_shapes(onnx, &tensors, grid, (layers, hidden), heads)?;
@@ -407,16 +430,14 @@ pub fn import_dinov2(onnx: &Path, out: &Path, heads: Option<usize>) -> Result<Im
         (vec![1, hidden], vec![0.0; hidden]),
     );
     let params: usize = tensors.values().map(|(_, v)| v.len()).sum::<usize>() - hidden;
-    let config = config_json(&shapes, onnx);
-    let preprocessor = preprocessor_json();
-    write_folder(out, &tensors, preprocessor, config)?;
-    Ok(ImportReport {
+    let report = ImportReport {
         tensors: tensors.len(),
         params,
         hidden,
         layers,
         decoder_skipped,
-    })
+    };
+    Ok((tensors, shapes, report))
 }
 
 #[cfg(test)]

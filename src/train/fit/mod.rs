@@ -292,6 +292,7 @@ impl Trainer<'_> {
             None
         } else {
             let v = self.evaluate(Split::Valid)?;
+            resume::fault("evaluation", epoch);
             self.profile.add("evaluation", v.seconds);
             st.eval_seconds += v.seconds;
             Some(v)

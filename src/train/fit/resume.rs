@@ -17,7 +17,8 @@
 //!
 //! Fault injection for the kill-and-resume script and tests: `IISAN_FAULT=checkpoint-write:E`
 //! aborts between writing epoch E's tensors and committing them; `IISAN_FAULT=after-epoch:E`
-//! aborts once epoch E's checkpoint is committed.
+//! aborts once epoch E's checkpoint is committed; `IISAN_FAULT=evaluation:E` aborts when epoch
+//! E's validation has been computed but not recorded.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -52,7 +53,7 @@ struct LoopState {
 }
 
 /// Abort the process at fault point `point` of epoch `epoch` if `IISAN_FAULT` names it.
-fn fault(point: &str, epoch: usize) {
+pub(super) fn fault(point: &str, epoch: usize) {
     if std::env::var("IISAN_FAULT").is_ok_and(|f| f == format!("{point}:{epoch}")) {
         eprintln!("IISAN_FAULT: aborting at {point} of epoch {epoch}");
         std::process::abort();
