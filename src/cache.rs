@@ -153,9 +153,32 @@ fn partial_path(path: &Path) -> PathBuf {
     PathBuf::from(s)
 }
 
+/// Lock `<path>.lock` (created if needed) for the writer of the cache file `path`: a second
+/// concurrent encode of the same file is refused instead of truncating the first one's work.
+fn lock_writer(path: &Path) -> Result<File> {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".lock");
+    let lock_path = PathBuf::from(name);
+    let f = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| Error::io(&lock_path, e))?;
+    f.try_lock().map_err(|_| {
+        Error::file(
+            path,
+            "another `iisan encode` is writing this cache now; run again when it is done",
+        )
+    })?;
+    Ok(f)
+}
+
 /// Writes a cache file row by row, resumable.
 pub struct CacheWriter {
     file: File,
+    /// `<file>.lock`, locked while this writer lives: one encode per cache file at a time.
+    _lock: File,
     header: CacheHeader,
     path: PathBuf,
     partial: PathBuf,
@@ -167,6 +190,7 @@ impl CacheWriter {
     /// continues after its last complete row; otherwise it starts afresh. Row 0 (padding) is
     /// written at once.
     pub fn create_or_resume(path: &Path, header: CacheHeader) -> Result<CacheWriter> {
+        let lock = lock_writer(path)?;
         let partial = partial_path(path);
         let head = header.encode();
         let row = header.row_bytes();
@@ -188,6 +212,7 @@ impl CacheWriter {
                 if rows > 0 {
                     return Ok(CacheWriter {
                         file: f,
+                        _lock: lock,
                         header,
                         path: path.to_path_buf(),
                         partial,
@@ -202,6 +227,7 @@ impl CacheWriter {
             .map_err(|e| Error::io(&partial, e))?;
         Ok(CacheWriter {
             file: f,
+            _lock: lock,
             header,
             path: path.to_path_buf(),
             partial,
@@ -526,6 +552,23 @@ mod tests {
                 .to_string();
             assert!(e.contains("invalid cache header") && e.contains(msg), "{e}");
         }
+    }
+
+    #[test]
+    fn a_second_writer_of_the_same_cache_is_refused_while_the_first_lives() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.hsc");
+        let first = CacheWriter::create_or_resume(&path, header(CacheDtype::F32)).unwrap();
+        let e = CacheWriter::create_or_resume(&path, header(CacheDtype::F32))
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(
+            e.contains("another `iisan encode` is writing this cache now"),
+            "{e}"
+        );
+        drop(first);
+        assert!(CacheWriter::create_or_resume(&path, header(CacheDtype::F32)).is_ok());
     }
 
     #[test]

@@ -5,13 +5,14 @@
 //! Adapted Network (Fu et al., SIGIR 2024) — and the baselines it is compared with.
 //!
 //! Layers, each importing only those listed before it (docs/ARCHITECTURE.md):
-//! [`error`] -> [`nn`], [`efficiency`], [`scorer`], [`provenance`] -> [`data`] -> [`cache`] -> [`backbone`] ->
+//! [`error`] -> [`atomic`], [`nn`], [`efficiency`], [`scorer`], [`provenance`] -> [`data`] -> [`cache`] -> [`backbone`] ->
 //! [`encode`], [`model`] -> [`eval`] -> [`config`] -> [`train`] -> [`report`], [`deploy`] -> the `iisan` binary.
 //! Everything that is a choice is one [`config::Config`], checked into a [`config::Plan`]
 //! before any work starts.
 
 #![warn(missing_docs)]
 
+pub mod atomic;
 pub mod backbone;
 pub mod cache;
 pub mod config;

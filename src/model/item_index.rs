@@ -16,6 +16,7 @@ use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
 
+use crate::atomic::{write_beside, write_text};
 use crate::error::{Error, Result};
 
 /// The item ids (row order, `keys[0]` the padding row's `<pad>`) and the matrix `[N + 1, d]`.
@@ -29,14 +30,6 @@ pub struct ItemIndex {
 
 const MATRIX: &str = "items.safetensors";
 const IDS: &str = "item_ids.txt";
-
-fn write_beside(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = std::path::PathBuf::from(tmp);
-    write(&tmp)?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
-}
 
 impl ItemIndex {
     /// Write the index into `dir`: the matrix, then the ids (the commit point).
@@ -56,9 +49,7 @@ impl ItemIndex {
             )?)
         })?;
         let ids: String = self.keys[1..].iter().map(|k| format!("{k}\n")).collect();
-        write_beside(&dir.join(IDS), |tmp| {
-            std::fs::write(tmp, ids).map_err(|e| Error::io(tmp, e))
-        })
+        write_text(&dir.join(IDS), &ids)
     }
 
     /// Read the index of run directory `dir`.

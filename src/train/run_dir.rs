@@ -19,6 +19,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use super::summary::{DatasetInfo, EpochRecord, Summary};
+use crate::atomic::write_text;
 use crate::config::Config;
 use crate::data::Dataset;
 use crate::error::{Error, Result};
@@ -33,12 +34,6 @@ pub struct RunDir {
     partial: PathBuf,
     final_path: PathBuf,
     lock: std::fs::File,
-}
-
-fn write_atomic(path: &Path, text: &str) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, text).map_err(|e| Error::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
 }
 
 /// The lock file inside a partial run directory.
@@ -82,9 +77,9 @@ impl RunDir {
                 None => Self::reclaim(cfg, name, interrupted)?,
             }
         };
-        write_atomic(&dir.file("config.toml"), &cfg.to_toml())?;
+        write_text(&dir.file("config.toml"), &cfg.to_toml())?;
         let info = serde_json::to_string_pretty(&DatasetInfo::of(data)).expect("serialisable");
-        write_atomic(&dir.file("dataset.json"), &info)?;
+        write_text(&dir.file("dataset.json"), &info)?;
         Ok(dir)
     }
 
@@ -194,7 +189,7 @@ impl RunDir {
     /// them again on new items and checks their hashes first).
     pub fn write_towers(&self, towers: &[TowerRecord]) -> Result<()> {
         let text = serde_json::to_string_pretty(towers).expect("serialisable");
-        write_atomic(&self.file("towers.json"), &text)
+        write_text(&self.file("towers.json"), &text)
     }
 
     /// The (partial) run directory being written.
@@ -228,7 +223,7 @@ impl RunDir {
     /// the lock is held until the rename is done).
     pub fn finish(self, summary: &Summary) -> Result<PathBuf> {
         let text = serde_json::to_string_pretty(summary).expect("serialisable");
-        write_atomic(&self.file("summary.json"), &text)?;
+        write_text(&self.file("summary.json"), &text)?;
         let lock_path = self.file(LOCK);
         std::fs::remove_file(&lock_path).map_err(|e| Error::io(&lock_path, e))?;
         std::fs::rename(&self.partial, &self.final_path)

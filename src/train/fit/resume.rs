@@ -21,13 +21,13 @@
 //! E's validation has been computed but not recorded.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
 
 use candle_core::{Device, Tensor};
 use rand::rngs::Xoshiro256PlusPlus;
 use serde::{Deserialize, Serialize};
 
 use super::{EarlyStopping, FitState, StepTimer};
+use crate::atomic::{write_beside, write_text};
 use crate::error::{Error, Result};
 use crate::eval::{Metrics, PerMask};
 use crate::train::run_dir::RunDir;
@@ -58,14 +58,6 @@ pub(super) fn fault(point: &str, epoch: usize) {
         eprintln!("IISAN_FAULT: aborting at {point} of epoch {epoch}");
         std::process::abort();
     }
-}
-
-fn write_beside(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = std::path::PathBuf::from(tmp);
-    write(&tmp)?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
 }
 
 /// Write the checkpoint of the state after epoch `epoch` into `run`.
@@ -100,9 +92,7 @@ pub(super) fn write(trainer: &Trainer, st: &FitState, run: &RunDir, epoch: usize
         tensors: name,
     };
     let json = serde_json::to_string_pretty(&s).expect("serialisable");
-    write_beside(&run.file("resume.json"), |tmp| {
-        std::fs::write(tmp, json).map_err(|e| Error::io(tmp, e))
-    })?;
+    write_text(&run.file("resume.json"), &json)?;
     if epoch > 1 {
         let old = run.file(&format!("resume-{}.safetensors", epoch - 1));
         if old.exists() {
@@ -185,9 +175,7 @@ fn truncate_metrics(run: &RunDir, epochs: usize) -> Result<()> {
         .map(|l| format!("{l}\n"))
         .collect();
     if kept.len() != text.len() {
-        write_beside(&path, |tmp| {
-            std::fs::write(tmp, &kept).map_err(|e| Error::io(tmp, e))
-        })?;
+        write_text(&path, &kept)?;
     }
     Ok(())
 }
