@@ -12,278 +12,22 @@
 //! complete. [`HiddenStateCache`] memory-maps a finished file, checks it against the dataset
 //! and its exact length (a truncated file is an error), and gathers batches without per-item
 //! allocation.
+mod header;
+mod writer;
 
-use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom, Write};
+pub use header::{CacheDtype, CacheHeader};
+pub use writer::CacheWriter;
+
+use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor};
 use half::f16;
 use memmap2::Mmap;
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::data::Dataset;
 use crate::error::{Error, Result};
-use crate::provenance::TowerRecord;
-
-const MAGIC: &[u8; 8] = b"IISANHS1";
-const ALIGN: usize = 64;
-
-/// Element type of the stored states.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CacheDtype {
-    /// 32-bit floats.
-    F32,
-    /// 16-bit floats (half the size; about 3 significant digits).
-    F16,
-}
-
-impl CacheDtype {
-    /// Bytes per element.
-    pub fn size(self) -> usize {
-        match self {
-            CacheDtype::F32 => 4,
-            CacheDtype::F16 => 2,
-        }
-    }
-}
-
-/// The cache header.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct CacheHeader {
-    /// Model identifier (folder name and config summary).
-    pub model: String,
-    /// `text` or `image`.
-    pub modality: String,
-    /// Hidden states per item (layers + 1).
-    pub states: usize,
-    /// State width.
-    pub width: usize,
-    /// Element type.
-    pub dtype: CacheDtype,
-    /// Real items N (rows = N + 1).
-    pub items: usize,
-    /// Fingerprint of the dataset's items (keys and titles in id order).
-    pub items_fingerprint: String,
-    /// Preprocessing that produced the states (tokens or image size), for the record.
-    pub preprocessing: String,
-    /// The tower folder (absolute) and the content hash of what it held
-    /// ([`crate::provenance`]); absent in caches written before it was recorded.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tower: Option<TowerRecord>,
-    /// Image caches: SHA-256 over every item's image file (its bytes, or a mark that it is
-    /// missing), so a changed, added or restored image makes the cache stale.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub images_sha256: Option<String>,
-}
-
-impl CacheHeader {
-    fn row_bytes(&self) -> usize {
-        self.states * self.width * self.dtype.size()
-    }
-
-    /// The size of the data, `(items + 1) x states x width x element size` bytes, after
-    /// checking every field it depends on (positive, and the product within `usize`); the
-    /// reason otherwise.
-    fn data_bytes(&self) -> std::result::Result<usize, String> {
-        for (name, v) in [
-            ("states", self.states),
-            ("width", self.width),
-            ("items", self.items),
-        ] {
-            if v == 0 {
-                return Err(format!("{name} is 0"));
-            }
-        }
-        if self.modality != "text" && self.modality != "image" {
-            return Err(format!("modality {:?} is not text or image", self.modality));
-        }
-        let rows = self.items.checked_add(1);
-        rows.and_then(|rows| {
-            [self.states, self.width, self.dtype.size()]
-                .into_iter()
-                .try_fold(rows, |acc, v| acc.checked_mul(v))
-        })
-        .ok_or_else(|| {
-            format!(
-                "{} items x {} states x {} wide does not fit in memory",
-                self.items, self.states, self.width
-            )
-        })
-    }
-
-    /// The header as it starts a cache file: magic, length, JSON, zero padding to 64 bytes.
-    pub fn encode(&self) -> Vec<u8> {
-        let json = serde_json::to_vec(self).expect("serialisable");
-        let mut out = MAGIC.to_vec();
-        out.extend((json.len() as u64).to_le_bytes());
-        out.extend(json);
-        out.resize(out.len().div_ceil(ALIGN) * ALIGN, 0);
-        out
-    }
-
-    /// Parse and check the header at the start of `bytes` (`path` names the file in errors);
-    /// returns it and the data offset. What [`HiddenStateCache::open`] and `cache-info` check
-    /// (and the cache header's fuzz target calls).
-    pub fn decode(path: &Path, bytes: &[u8]) -> Result<(CacheHeader, usize)> {
-        if bytes.len() < 16 || &bytes[..8] != MAGIC {
-            return Err(Error::file(
-                path,
-                "not an iisan hidden-state cache (bad magic)",
-            ));
-        }
-        let n = u64::from_le_bytes(bytes[8..16].try_into().expect("8 bytes")) as usize;
-        let json = 16usize
-            .checked_add(n)
-            .and_then(|end| bytes.get(16..end))
-            .ok_or_else(|| Error::file(path, "truncated cache header"))?;
-        let h: CacheHeader = serde_json::from_slice(json)
-            .map_err(|e| Error::file(path, format!("invalid cache header: {e}")))?;
-        h.data_bytes()
-            .map_err(|why| Error::file(path, format!("invalid cache header: {why}")))?;
-        Ok((h, (16 + n).div_ceil(ALIGN) * ALIGN))
-    }
-}
-
-fn partial_path(path: &Path) -> PathBuf {
-    let mut s = path.as_os_str().to_owned();
-    s.push(".partial");
-    PathBuf::from(s)
-}
-
-/// Lock `<path>.lock` (created if needed) for the writer of the cache file `path`: a second
-/// concurrent encode of the same file is refused instead of truncating the first one's work.
-fn lock_writer(path: &Path) -> Result<File> {
-    let mut name = path.as_os_str().to_owned();
-    name.push(".lock");
-    let lock_path = PathBuf::from(name);
-    let f = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .map_err(|e| Error::io(&lock_path, e))?;
-    f.try_lock().map_err(|_| {
-        Error::file(
-            path,
-            "another `iisan encode` is writing this cache now; run again when it is done",
-        )
-    })?;
-    Ok(f)
-}
-
-/// Writes a cache file row by row, resumable.
-pub struct CacheWriter {
-    file: File,
-    /// `<file>.lock`, locked while this writer lives: one encode per cache file at a time.
-    _lock: File,
-    header: CacheHeader,
-    path: PathBuf,
-    partial: PathBuf,
-    rows_done: usize,
-}
-
-impl CacheWriter {
-    /// Start `path` (via `<path>.partial`). If a partial file with the same header exists, it
-    /// continues after its last complete row; otherwise it starts afresh. Row 0 (padding) is
-    /// written at once.
-    pub fn create_or_resume(path: &Path, header: CacheHeader) -> Result<CacheWriter> {
-        let lock = lock_writer(path)?;
-        let partial = partial_path(path);
-        let head = header.encode();
-        let row = header.row_bytes();
-        if partial.exists() {
-            let mut f = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open(&partial)
-                .map_err(|e| Error::io(&partial, e))?;
-            let mut start = vec![0u8; head.len()];
-            let same = f.read_exact(&mut start).is_ok() && start == head;
-            if same {
-                let len = f.metadata().map_err(|e| Error::io(&partial, e))?.len() as usize;
-                let rows = (len - head.len()) / row;
-                f.set_len((head.len() + rows * row) as u64)
-                    .map_err(|e| Error::io(&partial, e))?;
-                f.seek(SeekFrom::End(0))
-                    .map_err(|e| Error::io(&partial, e))?;
-                if rows > 0 {
-                    return Ok(CacheWriter {
-                        file: f,
-                        _lock: lock,
-                        header,
-                        path: path.to_path_buf(),
-                        partial,
-                        rows_done: rows,
-                    });
-                }
-            }
-        }
-        let mut f = File::create(&partial).map_err(|e| Error::io(&partial, e))?;
-        f.write_all(&head).map_err(|e| Error::io(&partial, e))?;
-        f.write_all(&vec![0u8; row])
-            .map_err(|e| Error::io(&partial, e))?;
-        Ok(CacheWriter {
-            file: f,
-            _lock: lock,
-            header,
-            path: path.to_path_buf(),
-            partial,
-            rows_done: 1,
-        })
-    }
-
-    /// Rows already written (including row 0): the next item id to write.
-    pub fn next_item(&self) -> usize {
-        self.rows_done
-    }
-
-    /// The header being written.
-    pub fn header(&self) -> &CacheHeader {
-        &self.header
-    }
-
-    /// Append the states of the next `rows` items, `[rows, states, width]` f32 row-major.
-    pub fn append(&mut self, values: &[f32]) -> Result<()> {
-        let per = self.header.states * self.header.width;
-        if !values.len().is_multiple_of(per) {
-            return Err(Error::Internal(format!(
-                "cache rows of {per} values, got {}",
-                values.len()
-            )));
-        }
-        let bytes: Vec<u8> = match self.header.dtype {
-            CacheDtype::F32 => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
-            CacheDtype::F16 => values
-                .iter()
-                .flat_map(|v| f16::from_f32(*v).to_le_bytes())
-                .collect(),
-        };
-        self.file
-            .write_all(&bytes)
-            .map_err(|e| Error::io(&self.partial, e))?;
-        self.rows_done += values.len() / per;
-        Ok(())
-    }
-
-    /// Check completeness, flush and rename into place.
-    pub fn finish(self) -> Result<PathBuf> {
-        if self.rows_done != self.header.items + 1 {
-            return Err(Error::Internal(format!(
-                "cache has {} of {} rows",
-                self.rows_done,
-                self.header.items + 1
-            )));
-        }
-        self.file
-            .sync_all()
-            .map_err(|e| Error::io(&self.partial, e))?;
-        std::fs::rename(&self.partial, &self.path).map_err(|e| Error::io(&self.path, e))?;
-        Ok(self.path)
-    }
-}
 
 /// A finished, memory-mapped cache file.
 pub struct HiddenStateCache {
@@ -433,7 +177,10 @@ pub fn items_fingerprint(data: &Dataset) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::writer::partial_path;
     use super::*;
+    use std::fs::OpenOptions;
+    use std::io::Write;
 
     fn header(dtype: CacheDtype) -> CacheHeader {
         CacheHeader {
