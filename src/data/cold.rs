@@ -19,7 +19,7 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use serde::Serialize;
 
-use super::output::check_out;
+use super::output::{check_out, link_images};
 use super::tsv::{RawUser, read_text, read_users};
 use crate::error::{Error, Result};
 
@@ -130,13 +130,7 @@ fn write_dir(src: &Path, out: &Path, files: &[(&str, String)]) -> Result<()> {
         let p = partial.join(f);
         std::fs::write(&p, text).map_err(|e| Error::io(&p, e))?;
     }
-    let images = src.join("images");
-    if images.is_dir() {
-        let target = std::fs::canonicalize(&images).map_err(|e| Error::io(&images, e))?;
-        let link = partial.join("images");
-        #[cfg(unix)]
-        std::os::unix::fs::symlink(&target, &link).map_err(|e| Error::io(&link, e))?;
-    }
+    link_images(src, &partial)?;
     std::fs::rename(&partial, out).map_err(|e| Error::io(out, e))?;
     Ok(())
 }

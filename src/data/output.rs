@@ -120,6 +120,19 @@ pub fn replace_with(tmp: &Path, out: &Path, existing: Existing) -> Result<()> {
     Ok(())
 }
 
+/// Link `dir/images` to the source's `images/` folder (by absolute path) when the source has
+/// one, so a derived dataset shares its images instead of copying them.
+pub fn link_images(src: &Path, dir: &Path) -> Result<()> {
+    let images = src.join("images");
+    if images.is_dir() {
+        let target = std::fs::canonicalize(&images).map_err(|e| Error::io(&images, e))?;
+        let link = dir.join("images");
+        #[cfg(unix)]
+        std::os::unix::fs::symlink(&target, &link).map_err(|e| Error::io(&link, e))?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,7 +9,7 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 
-use super::output::{check_out, replace_with, scratch_beside};
+use super::output::{check_out, link_images, replace_with, scratch_beside};
 use crate::error::{Error, Result};
 
 /// What [`write_subset`] wrote.
@@ -69,13 +69,7 @@ pub fn write_subset(src: &Path, out: &Path, users: usize, seed: u64) -> Result<S
     let marker =
         serde_json::json!({"source": src.display().to_string(), "users": users, "seed": seed});
     write(&tmp.join(MARKER), &marker.to_string())?;
-    let images = src.join("images");
-    if images.is_dir() {
-        let target = std::fs::canonicalize(&images).map_err(|e| Error::io(&images, e))?;
-        let link = tmp.join("images");
-        #[cfg(unix)]
-        std::os::unix::fs::symlink(&target, &link).map_err(|e| Error::io(&link, e))?;
-    }
+    link_images(src, &tmp)?;
     replace_with(&tmp, out, existing)?;
     Ok(SubsetReport {
         users: kept.len(),
