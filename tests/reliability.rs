@@ -266,3 +266,52 @@ fn an_interrupted_run_resumes_to_the_same_bits() {
         "checkpoints leave with the finished run"
     );
 }
+
+#[test]
+fn tower_config_errors_name_config_json() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    small_synth(t, "d", 40, 20);
+    let minilm = model_dir("minilm");
+    let m = t.join("m");
+    fs::create_dir_all(&m).unwrap();
+    for f in ["model.safetensors", "tokenizer.json"] {
+        std::os::unix::fs::symlink(minilm.join(f), m.join(f)).unwrap();
+    }
+    let encode = || {
+        iisan(
+            t,
+            &[
+                "encode",
+                "--dataset",
+                "d",
+                "--text-model",
+                "m",
+                "--out",
+                "c",
+                "--quiet",
+            ],
+        )
+    };
+    // fewer layers than the weights hold: refused, not a truncated tower
+    let cfg = fs::read_to_string(minilm.join("config.json")).unwrap();
+    let fewer = cfg.replace("\"num_hidden_layers\": 6", "\"num_hidden_layers\": 5");
+    assert_ne!(fewer, cfg, "MiniLM's config.json names 6 layers");
+    fs::write(m.join("config.json"), fewer).unwrap();
+    let o = encode();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("m/config.json: num_hidden_layers = 5, but"),
+        "{}",
+        stderr(&o)
+    );
+    // a config.json that is not UTF-8 is named as such, not as missing
+    fs::write(m.join("config.json"), [0xff, 0xfe, b'{']).unwrap();
+    let o = encode();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("config.json: not valid UTF-8"),
+        "{}",
+        stderr(&o)
+    );
+}

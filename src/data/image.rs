@@ -177,6 +177,17 @@ mod tests {
     }
 
     #[test]
+    fn images_are_found_with_upper_case_extensions() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("S0017.JPG"), b"x").unwrap();
+        assert_eq!(
+            find_image_in(dir.path(), "S0017"),
+            Some(dir.path().join("S0017.JPG"))
+        );
+        assert_eq!(find_image_in(dir.path(), "S0018"), None);
+    }
+
+    #[test]
     fn an_image_beyond_the_pixel_cap_is_refused_before_decoding() {
         // a 300-byte PNG whose header claims 13000 x 13000 RGB (507 MB decoded): signature,
         // IHDR, an empty IDAT and IEND
