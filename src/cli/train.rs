@@ -10,6 +10,7 @@ use iisan::data::Dataset;
 use iisan::error::{Error, Result};
 use iisan::eval::Mask;
 use iisan::train::run_dir::Interrupted;
+use iisan::train::summary::DatasetInfo;
 use iisan::train::{RunDir, Start, Trainer};
 
 /// `iisan train` arguments.
@@ -83,9 +84,11 @@ fn partial_dir(run: &Path) -> PathBuf {
 fn resume_with(plan: &Plan, partial: &Path, quiet: bool) -> Result<()> {
     let cfg = &plan.cfg;
     let data = Dataset::load(&cfg.data.dir, &cfg.data.options)?;
-    let recorded = std::fs::read_to_string(partial.join("dataset.json"))
-        .map_err(|e| Error::io(&partial.join("dataset.json"), e))?;
-    if !recorded.contains(&format!("\"{}\"", data.fingerprint)) {
+    let path = partial.join("dataset.json");
+    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+    let recorded: DatasetInfo = serde_json::from_str(&text)
+        .map_err(|e| Error::file(&path, format!("not a dataset description: {e}")))?;
+    if recorded.fingerprint != data.fingerprint {
         return Err(Error::file(
             &cfg.data.dir,
             format!(

@@ -45,15 +45,14 @@ pub(super) fn apply_overrides(table: &mut toml::Table, sets: &[String]) -> Resul
                 .ok_or_else(|| Error::Config(format!("--set {s:?}: {p} is not a table")))?;
         }
         let raw = raw.trim();
-        let value = match parse_value(s, raw)? {
-            v @ (toml::Value::Integer(_) | toml::Value::Float(_) | toml::Value::Boolean(_))
-                if TEXT_KEYS.contains(&key.trim()) =>
-            {
-                let _ = v;
-                toml::Value::String(raw.to_string())
-            }
-            v => v,
-        };
+        let mut value = parse_value(s, raw)?;
+        let scalar = matches!(
+            value,
+            toml::Value::Integer(_) | toml::Value::Float(_) | toml::Value::Boolean(_)
+        );
+        if scalar && TEXT_KEYS.contains(&key.trim()) {
+            value = toml::Value::String(raw.to_string());
+        }
         t.insert(parts[parts.len() - 1].to_string(), value);
     }
     Ok(())

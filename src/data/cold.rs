@@ -19,7 +19,7 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use serde::Serialize;
 
-use super::output::{check_out, link_images};
+use super::output::{Existing, check_out, link_images, replace_with, scratch_beside};
 use super::tsv::{RawUser, read_text, read_users};
 use crate::error::{Error, Result};
 
@@ -115,24 +115,16 @@ fn draw_cold(users: &[RawUser], frac: f64, seed: u64) -> (usize, HashSet<&str>) 
     (keys.len(), keys[..n_cold].iter().copied().collect())
 }
 
-/// Write `files` (name, text) and a link to `src/images` (if any) into `.<out>.partial`
+/// Write `files` (name, text) and a link to `src/images` (if any) into a scratch directory
 /// beside `out`, then rename it to `out`.
 fn write_dir(src: &Path, out: &Path, files: &[(&str, String)]) -> Result<()> {
-    let name = out
-        .file_name()
-        .ok_or_else(|| Error::file(out, "not a directory name"))?;
-    let partial = out.with_file_name(format!(".{}.partial", name.to_string_lossy()));
-    if partial.exists() {
-        std::fs::remove_dir_all(&partial).map_err(|e| Error::io(&partial, e))?;
-    }
-    std::fs::create_dir_all(&partial).map_err(|e| Error::io(&partial, e))?;
+    let tmp = scratch_beside(out)?;
     for (f, text) in files {
-        let p = partial.join(f);
+        let p = tmp.join(f);
         std::fs::write(&p, text).map_err(|e| Error::io(&p, e))?;
     }
-    link_images(src, &partial)?;
-    std::fs::rename(&partial, out).map_err(|e| Error::io(out, e))?;
-    Ok(())
+    link_images(src, &tmp)?;
+    replace_with(&tmp, out, Existing::Absent)
 }
 
 /// The item ids of a `cold_items.txt` (one per line; blank lines skipped).

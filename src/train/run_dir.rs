@@ -39,6 +39,27 @@ pub struct RunDir {
 /// The lock file inside a partial run directory.
 const LOCK: &str = "run.lock";
 
+/// The lock of the partial run directory `partial` of run `name`, taken: an error when the
+/// directory has no `run.lock` (not an iisan run) or another training holds it.
+fn take_free_lock(partial: &Path, name: &str) -> Result<std::fs::File> {
+    let lock = std::fs::OpenOptions::new()
+        .write(true)
+        .open(partial.join(LOCK))
+        .map_err(|_| {
+            Error::file(
+                partial,
+                "exists but is not an iisan run (no run.lock): move it away or choose another run.name",
+            )
+        })?;
+    lock.try_lock().map_err(|_| {
+        Error::file(
+            partial,
+            format!("another training of run {name:?} is writing it now"),
+        )
+    })?;
+    Ok(lock)
+}
+
 /// What to do with an interrupted run of the same name found in `.<name>.partial/`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Interrupted {
@@ -118,19 +139,7 @@ impl RunDir {
             ));
         }
         let partial = cfg.run.dir.join(format!(".{name}.partial"));
-        let lock_path = partial.join(LOCK);
-        let Ok(lock) = std::fs::File::open(&lock_path) else {
-            return Err(Error::file(
-                &partial,
-                "exists but is not an iisan run (no run.lock): move it away or choose another run.name",
-            ));
-        };
-        if lock.try_lock().is_err() {
-            return Err(Error::file(
-                &partial,
-                format!("another training of run {name:?} is writing it now"),
-            ));
-        }
+        let lock = take_free_lock(&partial, name)?;
         if interrupted == Interrupted::Refuse {
             return Err(Error::file(
                 &partial,
@@ -162,22 +171,7 @@ impl RunDir {
                 "the run already finished under this name",
             ));
         }
-        let lock_path = partial.join(LOCK);
-        let lock = std::fs::OpenOptions::new()
-            .write(true)
-            .open(&lock_path)
-            .map_err(|e| {
-                Error::file(
-                    partial,
-                    format!("not an interrupted iisan run ({e} on run.lock)"),
-                )
-            })?;
-        lock.try_lock().map_err(|_| {
-            Error::file(
-                partial,
-                format!("another training of run {name:?} is writing it now"),
-            )
-        })?;
+        let lock = take_free_lock(partial, name)?;
         Ok(RunDir {
             partial: partial.to_path_buf(),
             final_path,

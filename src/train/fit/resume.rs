@@ -65,7 +65,8 @@ pub(super) fn write(trainer: &Trainer, st: &FitState, run: &RunDir, epoch: usize
     let params = trainer.params();
     let mut tensors: HashMap<String, Tensor> = HashMap::new();
     for (p, best) in params.params().iter().zip(&st.stop.best_state) {
-        tensors.insert(format!("param.{}", p.name), p.var.as_tensor().copy()?);
+        // saved before the next step changes it: a shared handle, no copy
+        tensors.insert(format!("param.{}", p.name), p.var.as_tensor().clone());
         tensors.insert(format!("best.{}", p.name), best.clone());
     }
     let (adam, adam_steps) = trainer.opt.export()?;
