@@ -9,7 +9,7 @@
 use std::path::Path;
 use std::time::Instant;
 
-use candle_core::{Device, Tensor};
+use candle_core::Tensor;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -20,7 +20,7 @@ use crate::data::Dataset;
 use crate::data::image::{ImagePrep, MissingImage, find_image};
 use crate::data::text::{TextPrep, TokenBatch};
 use crate::error::{Error, Result};
-use crate::nn::Ctx;
+use crate::nn::{Ctx, DeviceSpec, TowerDType};
 use crate::provenance::TowerRecord;
 
 /// Encoding options.
@@ -38,6 +38,21 @@ pub struct EncodeOptions {
     pub missing_images: MissingImage,
     /// Draw a progress bar.
     pub progress: bool,
+    /// Where the towers run (docs/GPU.md).
+    pub device: DeviceSpec,
+    /// The towers' precision; the stored states are `dtype` whatever it is.
+    pub tower_dtype: TowerDType,
+}
+
+impl EncodeOptions {
+    /// What the header's `preprocessing` adds for a tower run in half precision (nothing for
+    /// f32, so caches written before the option stay up to date).
+    fn precision_note(&self) -> String {
+        match self.tower_dtype {
+            TowerDType::F32 => String::new(),
+            t => format!(", tower computed in {}", t.name()),
+        }
+    }
 }
 
 /// The outcome of encoding one modality.
@@ -151,8 +166,8 @@ pub fn encode_text(
     out: &Path,
     o: &EncodeOptions,
 ) -> Result<EncodeReport> {
-    let dev = Device::Cpu;
-    let bert = Bert::load(model, &dev)?;
+    let dev = o.device.open()?;
+    let bert = Bert::load_as(model, &dev, o.tower_dtype.dtype())?;
     let prep = TextPrep::from_model_dir(model, o.max_tokens)?;
     let c = &bert.config;
     let header = CacheHeader {
@@ -166,7 +181,11 @@ pub fn encode_text(
         dtype: o.dtype,
         items: data.num_items(),
         items_fingerprint: items_fingerprint(data),
-        preprocessing: format!("lower-cased title, max {} tokens", o.max_tokens),
+        preprocessing: format!(
+            "lower-cased title, max {} tokens{}",
+            o.max_tokens,
+            o.precision_note()
+        ),
         tower: Some(TowerRecord::of("text", model, Some(o.max_tokens), None)?),
         images_sha256: None,
     };
@@ -236,12 +255,12 @@ pub fn encode_images(
     out: &Path,
     o: &EncodeOptions,
 ) -> Result<EncodeReport> {
-    let dev = Device::Cpu;
+    let dev = o.device.open()?;
     let root = data
         .root
         .clone()
         .ok_or_else(|| Error::Config("the dataset has no directory for images".into()))?;
-    let vit = Vit::load(model, o.image_size, &dev)?;
+    let vit = Vit::load_as(model, o.image_size, &dev, o.tower_dtype.dtype())?;
     let prep = ImagePrep::from_model_dir(model, o.image_size as u32)?;
     let c = &vit.config;
     let header = CacheHeader {
@@ -259,9 +278,10 @@ pub fn encode_images(
         items: data.num_items(),
         items_fingerprint: items_fingerprint(data),
         preprocessing: format!(
-            "RGB, bilinear {s}x{s}, mean {:?}, std {:?}",
+            "RGB, bilinear {s}x{s}, mean {:?}, std {:?}{}",
             prep.mean,
             prep.std,
+            o.precision_note(),
             s = o.image_size
         ),
         tower: Some(TowerRecord::of("image", model, None, Some(o.image_size))?),

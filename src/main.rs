@@ -40,7 +40,7 @@ enum Cmd {
     },
     /// Train a model from a TOML config (defaults = the paper's settings).
     Train(TrainArgs),
-    /// Model folders: import DINOv2 from ONNX.
+    /// Model folders: import DINOv2 from ONNX; random-weight folders of published layouts.
     Models {
         #[command(subcommand)]
         cmd: ModelsCmd,
@@ -84,6 +84,9 @@ enum Cmd {
     },
     /// Serve a finished run over HTTP: recommend, add items, reload, health, info, metrics.
     Serve(ServeArgs),
+    /// Check the device path (a GPU, or autograd on the CPU) against the CPU kernels: loss,
+    /// gradients and Adam steps on a configuration's first batches, and the frozen towers.
+    CheckDevice(cli::check_device::CheckDeviceArgs),
     /// Check a hidden-state cache file and print its header.
     CacheInfo {
         /// The cache file (e.g. cache/text.hsc).
@@ -122,6 +125,15 @@ fn main() -> ExitCode {
         Cmd::Models {
             cmd: ModelsCmd::ImportOnnx { onnx, out, heads },
         } => cli::encode::import_onnx(onnx, out, heads),
+        Cmd::Models {
+            cmd:
+                ModelsCmd::Random {
+                    layout,
+                    out,
+                    seed,
+                    tokenizer_from,
+                },
+        } => cli::encode::random_tower(layout, out, seed, tokenizer_from),
         Cmd::Encode(a) => cli::encode::encode(a),
         Cmd::CacheInfo { file } => cli::encode::cache_info(file),
         Cmd::Recommend(a) => cli::recommend::recommend(a),
@@ -135,6 +147,7 @@ fn main() -> ExitCode {
             out,
         } => cli::report::compare_runs(runs, mask, weights, out),
         Cmd::Eval(a) => cli::eval::eval(a),
+        Cmd::CheckDevice(a) => cli::check_device::check_device(a),
     };
     match res {
         Ok(()) => ExitCode::SUCCESS,

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{Embedding, Linear, Module, VarBuilder};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::peft::{Adapter, PeftBuilder};
 use super::{
@@ -18,7 +18,7 @@ use crate::error::{Error, Result};
 use crate::nn::{Ctx, gelu::gelu_erf, layers::LayerNorm};
 
 /// The fields of a Hugging Face BERT `config.json` this encoder uses.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 pub struct BertConfig {
     /// Vocabulary size.
     pub vocab_size: usize,
@@ -110,8 +110,14 @@ pub struct Bert {
 impl Bert {
     /// Load a Hugging Face BERT folder (`config.json`, `model.safetensors`).
     pub fn load(dir: &Path, device: &Device) -> Result<Bert> {
+        Self::load_as(dir, device, DType::F32)
+    }
+
+    /// [`Bert::load`] computing in `dtype` (weights converted as they load; the states it
+    /// returns are f32).
+    pub fn load_as(dir: &Path, device: &Device, dtype: DType) -> Result<Bert> {
         let (config, _): (BertConfig, PathBuf) = read_config(dir, &["bert"])?;
-        let vb = open_weights(dir, device)?;
+        let vb = open_weights(dir, device, dtype)?;
         Self::load_from(dir, config, vb, None)
     }
 
@@ -258,7 +264,9 @@ impl Bert {
             .add(&self.token_type.forward(&types)?)?;
         let mut x = ctx.dropout(&self.emb_ln.forward_t(&x, ctx)?, c.hidden_dropout_prob)?;
         // additive mask [B, 1, 1, T]: 0 for tokens, -1e9 for padding
-        let add_mask = ((mask.to_dtype(DType::F32)? - 1.0)? * 1e9)?.reshape((b, 1, 1, t))?;
+        let add_mask = ((mask.to_dtype(DType::F32)? - 1.0)? * 1e9)?
+            .reshape((b, 1, 1, t))?
+            .to_dtype(x.dtype())?; // -1e9 is -inf in f16: a padded key still gets weight 0
         let mut cls = vec![x.narrow(1, 0, 1)?.squeeze(1)?];
         let p = c.hidden_dropout_prob;
         for l in &self.layers {

@@ -3,13 +3,16 @@
 //!
 //! [`bert`] loads Hugging Face BERT folders (MiniLM, bert-base-uncased); [`vit`] loads ViT
 //! (google/vit-base-patch16-224) and DINOv2 folders; [`onnx_import`] turns the DINOv2 backbone
-//! of an ONNX file into such a folder. Weights are memory-mapped from `model.safetensors`.
+//! of an ONNX file into such a folder; [`random`] writes random-weight folders of the
+//! published bert-base / ViT-B/16 layouts (for efficiency measurements). Weights are memory-mapped from `model.safetensors`.
 
 pub mod bert;
 pub mod inputs;
 pub mod onnx_import;
 pub mod peft;
+pub mod random;
 pub mod vit;
+pub mod vit_positions;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -108,12 +111,13 @@ fn weights_path(dir: &Path) -> Result<PathBuf> {
     Ok(path)
 }
 
-/// Memory-map the frozen weights of model folder `dir` (`model.safetensors`) on `device`.
-pub fn open_weights(dir: &Path, device: &Device) -> Result<VarBuilder<'static>> {
+/// Memory-map the frozen weights of model folder `dir` (`model.safetensors`) on `device`, to be
+/// read as `dtype` (converted from the file's dtype as they load).
+pub fn open_weights(dir: &Path, device: &Device, dtype: DType) -> Result<VarBuilder<'static>> {
     let path = weights_path(dir)?;
     // SAFETY: the file is mapped read-only; the project never writes to model files while
     // they are loaded.
-    unsafe { VarBuilder::from_mmaped_safetensors(&[&path], DType::F32, device) }
+    unsafe { VarBuilder::from_mmaped_safetensors(&[&path], dtype, device) }
         .map_err(|e| Error::file(&path, format!("cannot read weights: {e}")))
 }
 
@@ -291,5 +295,6 @@ pub(crate) fn adapt(adapter: &Option<peft::Adapter>, h: Tensor) -> Result<Tensor
 }
 
 pub(crate) fn stack_cls(states: &[Tensor]) -> Result<Tensor> {
-    Ok(Tensor::stack(states, 1)?)
+    // handed on as f32 whatever precision the tower computes in (docs/GPU.md)
+    Ok(Tensor::stack(states, 1)?.to_dtype(DType::F32)?)
 }

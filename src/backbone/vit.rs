@@ -1,17 +1,16 @@
 //! A ViT encoder for Hugging Face `ViTModel` (google/vit-base-patch16-224) and `Dinov2Model`
 //! folders, returning the [CLS] state of every hidden state, taken before the final LayerNorm
 //! (Hugging Face `hidden_states`). Pre-LN blocks, exact GELU, DINOv2's layer scale, and patch
-//! position embeddings resized bicubically to the input grid as Hugging Face does
-//! (`F.interpolate(size=grid, mode="bicubic", align_corners=False)`, A = -0.75), expressed as two
-//! interpolation matrices so the resize is a matmul (and differentiable).
+//! position embeddings resized to the input grid ([`super::vit_positions`]).
 
 use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor};
 use candle_nn::{Linear, Module, VarBuilder};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::peft::{Adapter, PeftBuilder};
+use super::vit_positions::position_embeddings;
 use super::{
     SelfAttention, Taken, adapt, adapter, get, layer_norm, linear, open_weights,
     open_weights_trainable, query_value, read_config, stack_cls,
@@ -20,7 +19,7 @@ use crate::error::{Error, Result};
 use crate::nn::{Ctx, gelu::gelu_erf, layers::LayerNorm};
 
 /// The fields of a ViT / DINOv2 `config.json` this encoder uses.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 pub struct VitConfig {
     /// `vit` or `dinov2`.
     pub model_type: String,
@@ -87,7 +86,7 @@ impl VitConfig {
         }
     }
 
-    fn is_dinov2(&self) -> bool {
+    pub(super) fn is_dinov2(&self) -> bool {
         self.model_type == "dinov2"
     }
 
@@ -128,33 +127,23 @@ pub struct Vit {
     device: Device,
 }
 
-/// Bicubic weights (A = -0.75) of PyTorch's `interpolate(mode="bicubic", align_corners=False)`
-/// from `input` to `output` samples: a row-stochastic `[output, input]` matrix.
-pub fn bicubic_matrix(input: usize, output: usize) -> Vec<f32> {
-    const A: f64 = -0.75;
-    let c1 = |x: f64| ((A + 2.0) * x - (A + 3.0)) * x * x + 1.0;
-    let c2 = |x: f64| ((A * x - 5.0 * A) * x + 8.0 * A) * x - 4.0 * A;
-    let scale = input as f64 / output as f64;
-    let mut m = vec![0f32; output * input];
-    for o in 0..output {
-        let src = scale * (o as f64 + 0.5) - 0.5;
-        let i0 = src.floor();
-        let t = src - i0;
-        let w = [c2(t + 1.0), c1(t), c1(1.0 - t), c2(2.0 - t)];
-        for (k, wk) in w.iter().enumerate() {
-            let idx = (i0 as i64 - 1 + k as i64).clamp(0, input as i64 - 1) as usize;
-            m[o * input + idx] += *wk as f32;
-        }
-    }
-    m
-}
-
 impl Vit {
     /// Load a ViT or DINOv2 folder (`config.json`, `model.safetensors`) for input images of
     /// `image_size` x `image_size` pixels (a multiple of the patch size).
     pub fn load(dir: &Path, image_size: usize, device: &Device) -> Result<Vit> {
+        Self::load_as(dir, image_size, device, candle_core::DType::F32)
+    }
+
+    /// [`Vit::load`] computing in `dtype` (weights converted as they load; pixels are converted
+    /// on input and the states it returns are f32).
+    pub fn load_as(
+        dir: &Path,
+        image_size: usize,
+        device: &Device,
+        dtype: candle_core::DType,
+    ) -> Result<Vit> {
         let (config, _): (VitConfig, PathBuf) = read_config(dir, &["vit", "dinov2"])?;
-        let vb = open_weights(dir, device)?;
+        let vb = open_weights(dir, device, dtype)?;
         Self::load_from(dir, config, vb, image_size, None)
     }
 
@@ -273,6 +262,7 @@ impl Vit {
         let c = &self.config;
         let d = c.hidden_size;
         let x = pixels
+            .to_dtype(self.patch_w.dtype())?
             .conv2d(&self.patch_w, 0, c.patch_size, 1, 1)?
             .broadcast_add(&self.patch_b)?;
         let x = x.flatten_from(2)?.transpose(1, 2)?; // [B, N, D]
@@ -316,8 +306,10 @@ impl Vit {
     /// The last layer's [CLS] after the final LayerNorm `[B, D]` (the baselines' image feature).
     pub fn final_cls(&self, pixels: &Tensor, ctx: &Ctx) -> Result<Tensor> {
         let (_, last) = self.run(pixels, ctx)?;
-        self.final_ln
-            .forward_t(&last.narrow(1, 0, 1)?.squeeze(1)?, ctx)
+        Ok(self
+            .final_ln
+            .forward_t(&last.narrow(1, 0, 1)?.squeeze(1)?, ctx)?
+            .to_dtype(candle_core::DType::F32)?)
     }
 }
 
@@ -337,53 +329,6 @@ fn check_supported(c: &VitConfig, image_size: usize, file: &Path) -> Result<()> 
         )));
     }
     Ok(())
-}
-
-/// The position embeddings under `e` for `image_size` inputs: the class position `[1, 1, D]`,
-/// the patch positions `[grid * grid, D]` (resized from the stored grid when it differs, and
-/// always for DINOv2, see [`resize_grid`]) and the grid side.
-fn position_embeddings(
-    e: &VarBuilder,
-    c: &VitConfig,
-    image_size: usize,
-    file: &Path,
-    device: &Device,
-) -> Result<(Tensor, Tensor, usize)> {
-    let (d, p) = (c.hidden_size, c.patch_size);
-    // The stored grid is the pretraining one, image_size / patch_size per side.
-    let src = c.image_size / p;
-    let pos_full = get(e, &[1, src * src + 1, d], "position_embeddings", file)?;
-    let grid = image_size / p;
-    let cls_pos = pos_full.narrow(1, 0, 1)?;
-    let mut grid_pos = pos_full.narrow(1, 1, src * src)?.squeeze(0)?; // [src*src, D]
-    if grid != src || c.is_dinov2() {
-        grid_pos = resize_grid(&grid_pos, src, grid, d, device)?;
-    }
-    Ok((cls_pos, grid_pos, grid))
-}
-
-/// Resize the patch positions `[src * src, D]` to `[grid * grid, D]` with [`bicubic_matrix`],
-/// rows (height) first, then columns (width).
-fn resize_grid(
-    grid_pos: &Tensor,
-    src: usize,
-    grid: usize,
-    d: usize,
-    device: &Device,
-) -> Result<Tensor> {
-    let m = Tensor::from_vec(bicubic_matrix(src, grid), (grid, src), device)?;
-    // rows (height) then columns (width): [src, src, D] -> [grid, grid, D]
-    let g = grid_pos.reshape((src, src * d))?;
-    let g = m
-        .matmul(&g)?
-        .reshape((grid, src, d))?
-        .transpose(0, 1)?
-        .contiguous()?;
-    let g = m
-        .matmul(&g.reshape((src, grid * d))?)?
-        .reshape((grid, grid, d))?
-        .transpose(0, 1)?;
-    Ok(g.contiguous()?.reshape((grid * grid, d))?)
 }
 
 /// Load transformer layer `i` (FFN width `ffn`) from `vb`, with its PEFT projections and
@@ -452,28 +397,6 @@ mod tests {
     use super::*;
     use candle_core::DType;
     use candle_nn::VarMap;
-
-    #[test]
-    fn bicubic_rows_sum_to_one_and_identity_when_same_size() {
-        let m = bicubic_matrix(37, 16);
-        for r in m.chunks(37) {
-            assert!((r.iter().sum::<f32>() - 1.0).abs() < 1e-5);
-        }
-        // same size: src = o exactly, t = 0 -> weights [c2(1), c1(0), c1(1), c2(2)] = [0, 1, 0, 0].
-        let id = bicubic_matrix(5, 5);
-        for o in 0..5 {
-            for i in 0..5 {
-                assert!((id[o * 5 + i] - f32::from(o == i)).abs() < 1e-6);
-            }
-        }
-        // 4 -> 2: scale 2, src(0) = 0.5, t = 0.5: weights c2(1.5), c1(.5), c1(.5), c2(1.5)
-        // = -0.09375, 0.59375, 0.59375, -0.09375 on taps -1 (clamped to 0), 0, 1, 2.
-        let m = bicubic_matrix(4, 2);
-        let want = [0.5, 0.59375, -0.09375, 0.0];
-        for (a, b) in m[..4].iter().zip(want) {
-            assert!((a - b).abs() < 1e-6, "{m:?}");
-        }
-    }
 
     #[test]
     fn vit_base_shapes_and_parameter_count() {

@@ -23,6 +23,36 @@ pub(crate) enum ModelsCmd {
         #[arg(long)]
         heads: Option<usize>,
     },
+    /// Write a random-weight tower folder of a published layout (bert-base, ViT-B/16): for
+    /// measuring time and memory at the paper's scale, where weight values do not matter.
+    Random {
+        /// The layout.
+        #[arg(long, value_enum)]
+        layout: iisan::backbone::random::Layout,
+        /// Output folder (must not exist).
+        #[arg(long)]
+        out: PathBuf,
+        /// Seed of the N(0, 0.02) weights.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// BERT: the folder whose tokenizer.json (uncased, 30,522 tokens) is copied.
+        #[arg(long)]
+        tokenizer_from: Option<PathBuf>,
+    },
+}
+
+pub(crate) fn random_tower(
+    layout: iisan::backbone::random::Layout,
+    out: PathBuf,
+    seed: u64,
+    tokenizer_from: Option<PathBuf>,
+) -> Result<()> {
+    let n = iisan::backbone::random::write_random(layout, &out, seed, tokenizer_from.as_deref())?;
+    println!(
+        "wrote {}: {n} random parameters ({layout:?})",
+        out.display()
+    );
+    Ok(())
 }
 
 #[derive(Args)]
@@ -45,6 +75,12 @@ pub(crate) struct EncodeArgs {
     /// Items per forward pass.
     #[arg(long, default_value_t = 32)]
     pub(crate) batch: usize,
+    /// Where the towers run: cpu, cuda or cuda:N (CUDA needs a build with --features cuda).
+    #[arg(long, default_value = "cpu")]
+    pub(crate) device: iisan::nn::DeviceSpec,
+    /// The towers' precision (f32, bf16, f16); the cache stores --dtype whatever it is.
+    #[arg(long, value_enum, default_value = "f32")]
+    pub(crate) tower_dtype: iisan::nn::TowerDType,
     /// Image side fed to the image tower (paper: 224; the synthetic default's images are 112).
     #[arg(long, default_value_t = 224)]
     pub(crate) image_size: usize,
@@ -94,6 +130,7 @@ pub(crate) fn encode(a: EncodeArgs) -> Result<()> {
             "--batch must be >= 1 and --max-tokens >= 2".into(),
         ));
     }
+    a.device.check_built()?;
     if let Some(m) = &a.image_model {
         // refused now, not after the whole text encode
         iisan::backbone::vit::Vit::check(m, a.image_size)?;
@@ -111,6 +148,8 @@ pub(crate) fn encode(a: EncodeArgs) -> Result<()> {
         image_size: a.image_size,
         missing_images: a.missing_images,
         progress: !a.quiet,
+        device: a.device,
+        tower_dtype: a.tower_dtype,
     };
     let mut reports = Vec::new();
     if let Some(m) = &a.text_model {

@@ -30,11 +30,14 @@ pub(crate) struct EvalArgs {
     /// `iisan data split-cold`) apart from the others: rows all, warm, cold.
     #[arg(long)]
     cold_items: Option<PathBuf>,
+    /// Evaluate on this device (cpu, cuda, cuda:N) instead of the run's train.device.
+    #[arg(long)]
+    device: Option<iisan::nn::DeviceSpec>,
 }
 
 /// `iisan eval`.
 pub(crate) fn eval(a: EvalArgs) -> Result<()> {
-    let opened = open_finished(&a.run)?;
+    let opened = open_finished(&a.run, a.device)?;
     let threads = opened.summary.efficiency.threads;
     super::train::on_compute_pool(threads, || {
         let ev = Evaluator {

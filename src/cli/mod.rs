@@ -1,5 +1,6 @@
 //! The subcommands of the `iisan` binary: argument types and one call into the library each.
 
+pub(crate) mod check_device;
 pub(crate) mod data;
 pub(crate) mod encode;
 pub(crate) mod eval;

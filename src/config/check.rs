@@ -3,11 +3,14 @@
 //! evaluator); [`Plan::schedule`] adds the checks that need the dataset (steps per epoch, the
 //! warm-up). Both run before any expensive step and before a run directory exists.
 
+use candle_core::Device;
+
 use super::Config;
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::eval::{Evaluator, Metric};
 use crate::model::{Method, TrainedModel};
+use crate::nn::TowerDType;
 use crate::provenance::TowerRecord;
 
 /// A configuration that passed every check.
@@ -56,6 +59,9 @@ impl Config {
         self.model.user.validate()?;
         if self.model.method == Method::Iisan {
             self.model.iisan.validate()?;
+        }
+        if self.model.towers.dtype != TowerDType::F32 {
+            self.model.towers.validate(self.model.method)?;
         }
         self.check_train()?;
         check_run_name(&self.run.name)?;
@@ -122,6 +128,7 @@ impl Config {
 
     fn check_train(&self) -> Result<()> {
         let t = &self.train;
+        t.device.check_built()?;
         if t.batch == 0 {
             return Err(bad("train.batch", "must be at least 1".into()));
         }
@@ -148,16 +155,22 @@ impl Config {
 }
 
 impl Plan {
-    /// A freshly initialised model of the plan for `data` (its caches opened and checked
-    /// against the data and the tap lists).
+    /// A freshly initialised model of the plan for `data` on `train.device` (its caches opened
+    /// and checked against the data and the tap lists).
     pub fn build_model(&self, data: &Dataset) -> Result<TrainedModel> {
+        self.build_model_on(data, &self.cfg.train.device.open()?)
+    }
+
+    /// [`Plan::build_model`] on an opened `device` (all tensors of one computation must come
+    /// from one opened CUDA device).
+    pub fn build_model_on(&self, data: &Dataset, device: &Device) -> Result<TrainedModel> {
         let c = &self.cfg;
         TrainedModel::build(
             &c.model,
             c.data.cache.as_deref(),
             c.train.kernels,
             data,
-            c.train.seed,
+            (c.train.seed, device),
         )
     }
 

@@ -17,6 +17,7 @@ use crate::data::DataOptions;
 use crate::error::{Error, Result};
 use crate::eval::{Mask, Metric};
 use crate::model::{Kernels, Method, ModelConfig};
+use crate::nn::DeviceSpec;
 
 /// Where the data comes from and how it is preprocessed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -75,8 +76,12 @@ pub struct TrainConfig {
     /// Print the per-phase time profile at the end of training (it is always in summary.json).
     pub profile: bool,
     /// Hand-written CPU kernels (`cpu`, the default) or candle autograd (`autograd`) for the
-    /// IISAN tower, the user encoder and the loss.
+    /// IISAN tower, the user encoder and the loss. They run on the CPU only: on another device
+    /// every part runs on candle ops (autograd).
     pub kernels: Kernels,
+    /// Where the model trains, evaluates and embeds items: `cpu`, `cuda` or `cuda:N`
+    /// (docs/GPU.md; CUDA needs a build with `--features cuda`).
+    pub device: DeviceSpec,
 }
 
 impl Default for TrainConfig {
@@ -103,6 +108,7 @@ impl Default for TrainConfig {
             profile: false,
             warmup_steps: 0,
             kernels: Kernels::Cpu,
+            device: DeviceSpec::Cpu,
         }
     }
 }

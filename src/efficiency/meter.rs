@@ -32,6 +32,17 @@ pub struct Efficiency {
     /// that do not (`eval.skip`). MiB.
     #[serde(default)]
     pub train_peak_rss_mib: Option<f64>,
+    /// Peak memory on the training device over the whole run (a CUDA device's memory-pool
+    /// high-water mark; none on the CPU), MiB.
+    #[serde(default)]
+    pub peak_device_mib: Option<f64>,
+    /// The device's peak when the first epoch's training steps ended (as
+    /// `train_peak_rss_mib`), MiB.
+    #[serde(default)]
+    pub train_peak_device_mib: Option<f64>,
+    /// The device the run trained on (`cpu`, `cuda:0`).
+    #[serde(default)]
+    pub device: Option<String>,
     /// Compute threads used.
     pub threads: usize,
 }

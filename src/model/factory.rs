@@ -6,9 +6,11 @@ use std::path::Path;
 use super::baselines::{IdTower, TunedTower, file_params};
 use super::config::{Kernels, Method, ModelConfig};
 use super::iisan::IisanTower;
-use super::iisan::states::{self, HiddenStates};
+use super::iisan::states::{self, DeviceStates, HiddenStates};
 use super::tower::ItemTower;
+use crate::backbone::bert::Bert;
 use crate::backbone::inputs;
+use crate::backbone::vit::Vit;
 use crate::cache::{HiddenStateCache, items_fingerprint};
 use crate::data::Dataset;
 use crate::error::{Error, Result};
@@ -61,11 +63,50 @@ fn build_cached_iisan(
             &fp,
         )?)))
     };
-    let text = open("text.hsc", ic.modality.needs_text())?;
-    let image = open("image.hsc", ic.modality.needs_image())?;
+    let taps = ic.tap_plan();
+    let text = on_device(
+        open("text.hsc", ic.modality.needs_text())?,
+        &taps.text,
+        data,
+        store,
+    )?;
+    let image = on_device(
+        open("image.hsc", ic.modality.needs_image())?,
+        &taps.image,
+        data,
+        store,
+    )?;
     Ok(Box::new(IisanTower::new(
         store, ic, kernels, text, image, dim,
     )?))
+}
+
+/// On a device other than the CPU, the cache's states of `taps` uploaded there once
+/// ([`DeviceStates`]); when the device cannot hold them, the memory-mapped cache, each batch's
+/// states copied to the device as it is embedded (docs/GPU.md). On the CPU the cache itself.
+fn on_device(
+    states: Option<Box<dyn HiddenStates>>,
+    taps: &[usize],
+    data: &Dataset,
+    store: &ParamStore,
+) -> Result<Option<Box<dyn HiddenStates>>> {
+    let dev = store.device();
+    match states {
+        Some(s) if !dev.is_cpu() && !taps.is_empty() && taps.iter().all(|&t| t < s.states()) => {
+            match DeviceStates::upload(s, data.num_items(), taps, dev) {
+                Ok(up) => Ok(Some(Box::new(up))),
+                Err((s, e)) => {
+                    eprintln!(
+                        "note: the hidden states do not fit on the device ({}); each batch's \
+                         states are copied there as it is embedded",
+                        e.one_line()
+                    );
+                    Ok(Some(s))
+                }
+            }
+        }
+        s => Ok(s),
+    }
 }
 
 /// The IISAN tower of `method = "iisan_uncached"`: the frozen towers of `model.towers` run in
@@ -79,6 +120,7 @@ fn build_uncached_iisan(
     let dim = mc.user.dim;
     let (ic, tc) = (&mc.iisan, &mc.towers);
     let dev = store.device().clone();
+    let dtype = tc.dtype.dtype();
     let missing = |what: &str| {
         Error::Config(format!(
             "iisan_uncached with modality {} needs model.towers.{what}",
@@ -91,7 +133,7 @@ fn build_uncached_iisan(
             .as_ref()
             .ok_or_else(|| missing("text_model"))?;
         Some(Box::new(states::LiveText {
-            bert: std::sync::Arc::new(crate::backbone::bert::Bert::load(dir, &dev)?),
+            bert: std::sync::Arc::new(Bert::load_as(dir, &dev, dtype)?),
             tokens: inputs::ItemTokens::new(data, dir, tc.max_tokens)?,
             chunk: tc.eval_chunk,
         }))
@@ -104,7 +146,7 @@ fn build_uncached_iisan(
             .as_ref()
             .ok_or_else(|| missing("image_model"))?;
         Some(Box::new(states::LiveImage {
-            vit: std::sync::Arc::new(crate::backbone::vit::Vit::load(dir, tc.image_size, &dev)?),
+            vit: std::sync::Arc::new(Vit::load_as(dir, tc.image_size, &dev, dtype)?),
             images: inputs::ItemImages::new(data, dir, tc.image_size, tc.missing_images)?,
             chunk: tc.eval_chunk,
         }))

@@ -27,17 +27,23 @@ pub struct TrainedModel {
 }
 
 impl TrainedModel {
-    /// A freshly initialised model of `mc` for `data` (initial values from `seed`); `cache` is
-    /// the hidden-state cache directory IISAN reads, `kernels` whether the tower may use its CPU
-    /// kernels.
+    /// A freshly initialised model of `mc` for `data` on `device` (initial values from `seed`,
+    /// drawn on the CPU whatever the device); `cache` is the hidden-state cache directory IISAN
+    /// reads, `kernels` whether the tower may use its CPU kernels (only on the CPU: on another
+    /// device every part runs on candle ops).
     pub fn build(
         mc: &ModelConfig,
         cache: Option<&Path>,
         kernels: Kernels,
         data: &Dataset,
-        seed: u64,
+        (seed, device): (u64, &Device),
     ) -> Result<TrainedModel> {
-        let mut store = ParamStore::new(seed, Device::Cpu);
+        let kernels = if device.is_cpu() {
+            kernels
+        } else {
+            Kernels::Autograd
+        };
+        let mut store = ParamStore::new(seed, device.clone());
         let tower = build_tower(mc, cache, kernels, data, &mut store)?;
         let user = UserEncoder::new(&mut store, &mc.user, data.max_seq_len)?;
         Ok(TrainedModel {

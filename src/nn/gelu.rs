@@ -104,9 +104,10 @@ impl CustomOp1 for GeluErfGrad {
     }
 }
 
-/// Exact GELU of `x` (f32): the fast kernel on CPU, candle's `gelu_erf` on other devices.
+/// Exact GELU of `x`: the fast kernel for f32 on the CPU, candle's `gelu_erf` on other devices
+/// and in half precision.
 pub fn gelu_erf(x: &Tensor) -> Result<Tensor> {
-    if !x.device().is_cpu() {
+    if !x.device().is_cpu() || x.dtype() != candle_core::DType::F32 {
         return Ok(x.gelu_erf()?);
     }
     Ok(x.contiguous()?.apply_op1(GeluErf)?)

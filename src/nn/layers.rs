@@ -54,10 +54,24 @@ impl Ctx {
         if !self.train || p <= 0.0 {
             return Ok(x.clone());
         }
+        if !x.device().is_cpu() {
+            return self.dropout_on_device(x, p);
+        }
         let mask = self
             .dropout_mask(x.elem_count(), p)
             .expect("training with p > 0");
         let mask = Tensor::from_vec(mask, x.shape(), x.device())?;
+        Ok(x.mul(&mask)?)
+    }
+
+    /// [`Ctx::dropout`] on a GPU: the mask is drawn there by the device's generator, seeded from
+    /// this context's stream (one draw per call), so a seed still fixes every mask, but they
+    /// are not the CPU's masks (docs/GPU.md: the device check compares with dropout off).
+    fn dropout_on_device(&self, x: &Tensor, p: f32) -> Result<Tensor> {
+        let seed = self.rng.borrow_mut().next_u64();
+        x.device().set_seed(seed)?;
+        let keep = Tensor::rand(0f32, 1f32, x.shape(), x.device())?.ge(p as f64)?;
+        let mask = (keep.to_dtype(x.dtype())? * (1.0 / (1.0 - p as f64)))?;
         Ok(x.mul(&mask)?)
     }
 

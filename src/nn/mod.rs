@@ -1,13 +1,16 @@
 //! The floor every model is built on: the parameter store ([`params`]), candle layers with a
 //! train/eval context ([`layers`]), the exact-GELU op ([`gelu`]), the dense CPU kernels of
-//! the hand-differentiated parts ([`cpu`]) and their common seam ([`kernel`]). It knows no model, dataset or configuration.
+//! the hand-differentiated parts ([`cpu`]) and their common seam ([`kernel`]), the compute
+//! device and the frozen towers' precision ([`device`]). It knows no model, dataset or configuration.
 
 pub mod cpu;
+pub mod device;
 pub mod gelu;
 pub mod kernel;
 pub mod layers;
 pub mod params;
 
+pub use device::{DeviceSpec, TowerDType};
 pub use kernel::{GradSink, Kernel};
 pub use layers::{Ctx, LayerNorm};
 pub use params::{GROUP_DEFAULT, Init, Param, ParamScope, ParamStore};

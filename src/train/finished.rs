@@ -9,6 +9,7 @@ use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::model::item_index::ItemIndex;
 use crate::model::{ServedModel, TrainedModel};
+use crate::nn::DeviceSpec;
 
 /// A finished run opened for use: its checked configuration, its dataset, its summary and its
 /// model with the best epoch's parameters.
@@ -60,10 +61,14 @@ pub fn best_checkpoint(dir: &Path) -> Result<&'static str> {
 }
 
 /// Open the finished run directory `dir`: config, dataset, summary, and the model with its best
-/// parameters (a dataset whose fingerprint differs from the one trained on is an error).
-pub fn open_finished(dir: &Path) -> Result<FinishedRun> {
+/// parameters on `device` (default: the run's `train.device`); a dataset whose fingerprint
+/// differs from the one trained on is an error.
+pub fn open_finished(dir: &Path, device: Option<DeviceSpec>) -> Result<FinishedRun> {
     let summary = read_summary(dir)?;
-    let plan = read_plan(dir)?;
+    let mut plan = read_plan(dir)?;
+    if let Some(d) = device {
+        plan.cfg.train.device = d;
+    }
     let best = dir.join("best.safetensors");
     if !best.exists() {
         return Err(Error::file(

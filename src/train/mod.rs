@@ -1,7 +1,9 @@
 //! Training: the loss ([`loss`]), one step ([`trainer`]), the loop over epochs with early
 //! stopping ([`fit`]), grouped Adam ([`optim`]), the run directory it writes ([`run_dir`]) with its records
-//! ([`summary`]), and finished runs opened for use ([`finished`]).
+//! ([`summary`]), finished runs opened for use ([`finished`]), and the device path checked
+//! against the CPU path ([`device_check`]).
 
+pub mod device_check;
 pub mod finished;
 pub mod fit;
 pub mod loss;

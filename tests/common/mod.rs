@@ -121,7 +121,7 @@ pub fn build_model_with(
         c.data.cache.as_deref(),
         tower_kernels,
         data,
-        c.train.seed,
+        (c.train.seed, &candle_core::Device::Cpu),
     )
     .expect("model builds");
     (plan, model)

@@ -20,6 +20,7 @@ use crate::data::Dataset;
 use crate::data::image::MissingImage;
 use crate::error::{Error, Result};
 use crate::model::{ItemTower, Method};
+use crate::nn::TowerDType;
 use crate::nn::gelu::gelu_erf;
 use crate::nn::layers::Ctx;
 use crate::nn::params::{GROUP_DEFAULT, Init, ParamStore};
@@ -47,6 +48,9 @@ pub struct TowersConfig {
     pub lora_alpha: f64,
     /// Items per tower forward during evaluation (bounds activation memory).
     pub eval_chunk: usize,
+    /// Precision of frozen towers (`iisan_uncached`; `iisan encode` has `--dtype`): `f32`,
+    /// `bf16` or `f16`. The towers' outputs are handed on as f32; what trains stays f32.
+    pub dtype: TowerDType,
 }
 
 impl Default for TowersConfig {
@@ -61,6 +65,7 @@ impl Default for TowersConfig {
             lora_rank: 8,
             lora_alpha: 1.0,
             eval_chunk: 128,
+            dtype: TowerDType::F32,
         }
     }
 }
@@ -88,8 +93,17 @@ impl TowersConfig {
         })
     }
 
-    /// Check that at least one tower is configured.
+    /// Check that at least one tower is configured, and that a half-precision `dtype` is asked
+    /// only of towers that stay frozen.
     pub fn validate(&self, method: Method) -> Result<()> {
+        if self.dtype != TowerDType::F32 && method != Method::IisanUncached {
+            return Err(Error::Config(format!(
+                "model.towers.dtype = {:?} applies to frozen towers (iisan_uncached; `iisan \
+                 encode --dtype` for the cache); method {} trains its towers in f32",
+                self.dtype.name(),
+                method.name()
+            )));
+        }
         if self.text_model.is_none() && self.image_model.is_none() {
             return Err(Error::Config(format!(
                 "method {} runs the towers: set model.towers.text_model and/or \

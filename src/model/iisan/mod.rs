@@ -29,7 +29,7 @@ use candle_nn::{Linear, Module};
 use self::config::TapPlan;
 use self::reference::{Head, InterPath, IntraPath};
 use self::san::{Gates, SanBlock};
-use self::states::{HiddenStates, item_major};
+use self::states::HiddenStates;
 use super::config::{Kernels, Method};
 use super::tower::{ItemTower, KernelEmbedding};
 use crate::efficiency::Profile;
@@ -248,14 +248,14 @@ impl ItemTower for IisanTower {
     }
 
     fn embed(&self, ids: &[u32], _ctx: &Ctx) -> Result<Tensor> {
-        let (ht, hi) = self.gather(ids)?;
-        let tensor = |v: Option<Vec<f32>>, taps: &[usize], h: &Option<Box<dyn HiddenStates>>| {
-            v.zip(h.as_ref())
-                .map(|(v, h)| item_major(v, taps.len(), ids.len(), h.width(), &self.device))
+        let tensor = |h: &Option<Box<dyn HiddenStates>>, taps: &[usize]| {
+            h.as_ref()
+                .filter(|_| !taps.is_empty())
+                .map(|h| h.gather_item_major(ids, taps, &self.device))
                 .transpose()
         };
-        let ht = tensor(ht, &self.taps.text, &self.text)?;
-        let hi = tensor(hi, &self.taps.image, &self.image)?;
+        let ht = tensor(&self.text, &self.taps.text)?;
+        let hi = tensor(&self.image, &self.taps.image)?;
         let mut parts = Vec::with_capacity(3);
         if let (Some((p, head)), Some(h)) = (&self.intra_image, &hi) {
             parts.push(head.forward(&p.forward(h)?)?);

@@ -10,7 +10,7 @@ use crate::backbone::bert::Bert;
 use crate::backbone::inputs::{ItemImages, ItemTokens};
 use crate::backbone::vit::Vit;
 use crate::cache::HiddenStateCache;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::nn::layers::Ctx;
 
 /// Items' hidden states, `states` per item of `width` values (shared by the threads that
@@ -24,6 +24,104 @@ pub trait HiddenStates: Send + Sync {
 
     /// States `taps` of items `ids`, tap-major `[taps.len(), ids.len(), width]`.
     fn gather_tap_major(&self, ids: &[u32], taps: &[usize]) -> Result<Vec<f32>>;
+
+    /// States `taps` of items `ids` as an item-major `[ids.len(), taps.len(), width]` f32 tensor
+    /// on `device` (what the candle-ops path reads); sources that already live on a device
+    /// override it to stay there.
+    fn gather_item_major(&self, ids: &[u32], taps: &[usize], device: &Device) -> Result<Tensor> {
+        let v = self.gather_tap_major(ids, taps)?;
+        item_major(v, taps.len(), ids.len(), self.width(), device)
+    }
+}
+
+/// A hidden-state cache uploaded once to a device (docs/GPU.md): the states of the taps the
+/// tower reads, for every item, as one `[N + 1, taps, width]` tensor there; a batch is an
+/// index-select on the device instead of a copy from the memory-mapped file every step.
+pub struct DeviceStates {
+    states: usize,
+    width: usize,
+    /// The uploaded taps, in upload order.
+    taps: Vec<usize>,
+    all: Tensor,
+    /// The source, for the CPU-side `gather_tap_major` (new items, tests).
+    source: Box<dyn HiddenStates>,
+}
+
+impl DeviceStates {
+    /// Upload taps `taps` of every item `0..=items` of `source` to `device`, 4,096 items per
+    /// copy (so the host side never holds more than one chunk). When the device cannot hold
+    /// them (an allocation fails), the source comes back with the error: the caller streams
+    /// each batch from it instead.
+    pub fn upload(
+        source: Box<dyn HiddenStates>,
+        items: usize,
+        taps: &[usize],
+        device: &Device,
+    ) -> std::result::Result<DeviceStates, (Box<dyn HiddenStates>, Error)> {
+        const CHUNK: u32 = 4096;
+        let n = items as u32 + 1;
+        let all = (0..n)
+            .step_by(CHUNK as usize)
+            .map(|start| {
+                let ids: Vec<u32> = (start..(start + CHUNK).min(n)).collect();
+                source.gather_item_major(&ids, taps, device)
+            })
+            .collect::<Result<Vec<_>>>()
+            .and_then(|parts| Ok(Tensor::cat(&parts, 0)?));
+        match all {
+            Ok(all) => Ok(DeviceStates {
+                states: source.states(),
+                width: source.width(),
+                taps: taps.to_vec(),
+                all,
+                source,
+            }),
+            Err(e) => Err((source, e)),
+        }
+    }
+
+    /// Bytes the uploaded states take on the device.
+    pub fn bytes(&self) -> usize {
+        self.all.elem_count() * 4
+    }
+}
+
+impl HiddenStates for DeviceStates {
+    fn states(&self) -> usize {
+        self.states
+    }
+
+    fn width(&self) -> usize {
+        self.width
+    }
+
+    fn gather_tap_major(&self, ids: &[u32], taps: &[usize]) -> Result<Vec<f32>> {
+        self.source.gather_tap_major(ids, taps)
+    }
+
+    fn gather_item_major(&self, ids: &[u32], taps: &[usize], device: &Device) -> Result<Tensor> {
+        let dev = self.all.device();
+        let rows = self
+            .all
+            .index_select(&Tensor::from_slice(ids, ids.len(), dev)?, 0)?;
+        let at: Vec<u32> = taps
+            .iter()
+            .map(|t| {
+                self.taps
+                    .iter()
+                    .position(|u| u == t)
+                    .map(|p| p as u32)
+                    .ok_or_else(|| Error::Internal(format!("tap {t} was not uploaded")))
+            })
+            .collect::<Result<_>>()?;
+        let out =
+            if at.iter().enumerate().all(|(i, &p)| i as u32 == p) && at.len() == self.taps.len() {
+                rows
+            } else {
+                rows.index_select(&Tensor::from_vec(at, taps.len(), dev)?, 1)?
+            };
+        Ok(out.to_device(device)?)
+    }
 }
 
 /// Tap-major states `[taps, n, width]` (flattened) as an item-major `[n, taps, width]` tensor.
@@ -81,6 +179,25 @@ fn run_chunked(
     Ok(tap_major(&all, ids.len(), states, width, taps))
 }
 
+/// Run a frozen tower `chunk` items at a time and pick `taps`, staying on the tower's device:
+/// an item-major `[ids.len(), taps.len(), D]` tensor moved to `device`.
+fn select_on_device(
+    ids: &[u32],
+    taps: &[usize],
+    chunk: usize,
+    device: &Device,
+    run: impl Fn(&[u32]) -> Result<Tensor>,
+) -> Result<Tensor> {
+    let parts = ids
+        .chunks(chunk.max(1))
+        .map(run)
+        .collect::<Result<Vec<_>>>()?;
+    let all = Tensor::cat(&parts, 0)?.contiguous()?;
+    let at: Vec<u32> = taps.iter().map(|&t| t as u32).collect();
+    let idx = Tensor::from_vec(at, taps.len(), all.device())?;
+    Ok(all.index_select(&idx, 1)?.to_device(device)?)
+}
+
 /// The frozen text tower computing states on demand.
 pub struct LiveText {
     /// The tower (shared: a server embedding new items keeps one loaded).
@@ -101,10 +218,19 @@ impl HiddenStates for LiveText {
     }
 
     fn gather_tap_major(&self, ids: &[u32], taps: &[usize]) -> Result<Vec<f32>> {
-        run_chunked(self, ids, taps, self.chunk, |c| {
-            let (tid, mask) = self.tokens.batch(c, self.bert.device())?;
-            self.bert.cls_states(&tid, &mask, &Ctx::eval())
-        })
+        run_chunked(self, ids, taps, self.chunk, |c| self.run(c))
+    }
+
+    fn gather_item_major(&self, ids: &[u32], taps: &[usize], device: &Device) -> Result<Tensor> {
+        select_on_device(ids, taps, self.chunk, device, |c| self.run(c))
+    }
+}
+
+impl LiveText {
+    /// The f32 [CLS] states `[n, S, D]` of items `c`, on the tower's device.
+    fn run(&self, c: &[u32]) -> Result<Tensor> {
+        let (tid, mask) = self.tokens.batch(c, self.bert.device())?;
+        self.bert.cls_states(&tid, &mask, &Ctx::eval())
     }
 }
 
@@ -128,10 +254,19 @@ impl HiddenStates for LiveImage {
     }
 
     fn gather_tap_major(&self, ids: &[u32], taps: &[usize]) -> Result<Vec<f32>> {
-        run_chunked(self, ids, taps, self.chunk, |c| {
-            let px = self.images.batch(c, self.vit.device())?;
-            self.vit.cls_states(&px, &Ctx::eval())
-        })
+        run_chunked(self, ids, taps, self.chunk, |c| self.run(c))
+    }
+
+    fn gather_item_major(&self, ids: &[u32], taps: &[usize], device: &Device) -> Result<Tensor> {
+        select_on_device(ids, taps, self.chunk, device, |c| self.run(c))
+    }
+}
+
+impl LiveImage {
+    /// The f32 [CLS] states `[n, S, D]` of items `c`, on the tower's device.
+    fn run(&self, c: &[u32]) -> Result<Tensor> {
+        let px = self.images.batch(c, self.vit.device())?;
+        self.vit.cls_states(&px, &Ctx::eval())
     }
 }
 

@@ -17,7 +17,7 @@ use super::summary::{DatasetInfo, EpochRecord, GIT_REV, Summary};
 use super::trainer::Trainer;
 use crate::config::Schedule;
 use crate::data::Split;
-use crate::efficiency::{Efficiency, peak_rss_mib};
+use crate::efficiency::{Efficiency, peak_device_mib, peak_rss_mib};
 use crate::error::{Error, Result};
 use crate::eval::{Metrics, PerMask};
 
@@ -110,6 +110,8 @@ struct FitState {
     stopped_early: bool,
     /// Peak memory when the first epoch's training ended.
     train_peak: Option<f64>,
+    /// The device's peak then.
+    train_peak_device: Option<f64>,
 }
 
 impl FitState {
@@ -121,6 +123,7 @@ impl FitState {
             epochs_run: 0,
             stopped_early: false,
             train_peak: None,
+            train_peak_device: None,
         }
     }
 }
@@ -286,6 +289,7 @@ impl Trainer<'_> {
         let tr = self.train_epoch(epoch, run, order, sched, &mut st.timer)?;
         if epoch == 1 {
             st.train_peak = peak_rss_mib();
+            st.train_peak_device = peak_device_mib(self.model.params().device());
         }
         st.epochs_run = epoch;
         let valid = if self.plan.cfg.eval.skip {
@@ -354,6 +358,9 @@ impl Trainer<'_> {
             },
             peak_rss_mib: peak_rss_mib(),
             train_peak_rss_mib: st.train_peak,
+            peak_device_mib: peak_device_mib(params.device()),
+            train_peak_device_mib: st.train_peak_device,
+            device: Some(self.plan.cfg.train.device.to_string()),
             threads: rayon::current_num_threads(),
         };
         Ok(Summary {

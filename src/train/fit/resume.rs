@@ -22,7 +22,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use candle_core::{Device, Tensor};
+use candle_core::Tensor;
 use rand::rngs::Xoshiro256PlusPlus;
 use serde::{Deserialize, Serialize};
 
@@ -47,6 +47,8 @@ struct LoopState {
     timer_seconds: f64,
     eval_seconds: f64,
     train_peak: Option<f64>,
+    #[serde(default)]
+    train_peak_device: Option<f64>,
     dropout: Xoshiro256PlusPlus,
     adam_steps: BTreeMap<String, i32>,
     tensors: String,
@@ -88,6 +90,7 @@ pub(super) fn write(trainer: &Trainer, st: &FitState, run: &RunDir, epoch: usize
         timer_seconds: st.timer.seconds,
         eval_seconds: st.eval_seconds,
         train_peak: st.train_peak,
+        train_peak_device: st.train_peak_device,
         dropout: trainer.dropout_ctx.rng_state(),
         adam_steps,
         tensors: name,
@@ -130,7 +133,7 @@ pub(super) fn read(
     let s: LoopState = serde_json::from_str(&text)
         .map_err(|e| Error::file(&path, format!("not a resume checkpoint: {e}")))?;
     let tpath = run.file(&s.tensors);
-    let map = candle_core::safetensors::load(&tpath, &Device::Cpu)
+    let map = candle_core::safetensors::load(&tpath, trainer.params().device())
         .map_err(|e| Error::file(&tpath, format!("cannot read the checkpoint: {e}")))?;
     let get = |k: &str| {
         map.get(k)
@@ -161,6 +164,7 @@ pub(super) fn read(
         epochs_run: s.epoch,
         stopped_early: s.stopped,
         train_peak: s.train_peak,
+        train_peak_device: s.train_peak_device,
     };
     truncate_metrics(run, s.epoch)?;
     Ok((st, s.epoch))

@@ -1,0 +1,156 @@
+#!/usr/bin/env bash
+# One prepared GPU check (docs/GPU.md), <= 10 minutes on one GPU; everything it measures lands in
+# one output folder (at most 8 files: the device tool brings back no more):
+#   gpu-check.log          every command and its output
+#   device-check.json      a. the device path against the CPU path (Scientific batches) and the
+#                             text tower on the device (f32 held to 1e-3; bf16 reported)
+#   scientific.json        b. cached IISAN on Scientific on the GPU: summary (s/epoch, eval s,
+#                             test HR@10 / NDCG@10), the bf16-states evaluation
+#   scientific-metrics.jsonl   its epochs
+#   efficiency.md / .json  c. the paper's efficiency table at its scale: bert-base + ViT-B/16
+#                             (random weights), batch 32, text + 224 px images, per method
+#                             s/epoch (extrapolated from timed steps) and peak device memory
+#
+# Usage (on the GPU machine, from the repository root):
+#   IISAN_BIN=path/to/iisan MINILM=models/minilm SCIENTIFIC=path/to/amazon-scientific \
+#     bash scripts/gpu-check.sh OUT
+# Knobs: EPOCHS (b, default 40), EFF_STEPS (c, steps per method, default 6; WARMUP of them
+# untimed, default 2), THREADS (8); DEVICE (cuda) and IMAGE_SIZE (224) exist for a dry run of
+# the script on a CPU build with a small dataset (DEVICE=cpu IMAGE_SIZE=32).
+set -uo pipefail
+OUT="${1:-gpu-check}"
+BIN="${IISAN_BIN:-target/release/iisan}"
+MINILM="${MINILM:-models/minilm}"
+SCI="${SCIENTIFIC:-../shared/data/amazon-scientific}"
+EPOCHS="${EPOCHS:-40}"
+EFF_STEPS="${EFF_STEPS:-6}"
+THREADS="${THREADS:-8}"
+DEVICE="${DEVICE:-cuda}"
+IMAGE_SIZE="${IMAGE_SIZE:-224}"
+WARMUP="${WARMUP:-2}"
+PARTS="${PARTS:-a c b}"  # which parts, in this order of priority
+DEADLINE="${DEADLINE:-540}"  # seconds: b is cut (its partial epochs kept) to end by then
+STEP_LIMIT="${STEP_LIMIT:-100}"  # seconds at most per method in c
+W="${WORK:-/tmp/iisan-gpu-check}"
+mkdir -p "$OUT" "$W"
+LOG="$OUT/gpu-check.log"
+: >"$LOG"
+
+# The CUDA runtime libraries (cuBLAS, cuRAND, cudart 13) of the machine's PyTorch wheels.
+if [ -z "${CUDA_LIBS:-}" ]; then
+  CUDA_LIBS=$(python3 -c 'import nvidia, os; print(os.path.join(list(nvidia.__path__)[0], "cu13", "lib"))' 2>/dev/null || true)
+fi
+[ -n "$CUDA_LIBS" ] && export LD_LIBRARY_PATH="$CUDA_LIBS:${LD_LIBRARY_PATH:-}"
+
+say() { echo "== $(date +%T) $*" | tee -a "$LOG"; }
+run() { echo "\$ $*" >>"$LOG"; "$@" >>"$LOG" 2>&1; }
+elapsed() { echo $(( $(date +%s) - T0 )); }
+want() { [[ " $PARTS " == *" $1 "* ]]; }
+T0=$(date +%s)
+
+say "machine"
+run nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
+run "$BIN" --version
+
+SCI_SETS=(--set "data.dir=$SCI" --set "data.cache=$W/cache-sci" --set "train.threads=$THREADS"
+  --set "model.towers.text_model=$MINILM")
+
+# a. The device path against the CPU path, and the text tower on the device.
+if want a; then
+say "a. encode Scientific titles on the GPU (MiniLM, f32 and bf16)"
+run "$BIN" encode --dataset "$SCI" --text-model "$MINILM" --out "$W/cache-sci" \
+  --device "$DEVICE" --batch 256 --quiet
+run "$BIN" encode --dataset "$SCI" --text-model "$MINILM" --out "$W/cache-sci-bf16" \
+  --device "$DEVICE" --tower-dtype bf16 --batch 256 --quiet
+say "a. check-device (3 batches, f32 tower) and the bf16 tower"
+run "$BIN" check-device --config configs/iisan-scientific.toml "${SCI_SETS[@]}" \
+  --device "$DEVICE" --batches 3 --tower-items 256 --json "$W/check-f32.json"
+run "$BIN" check-device --config configs/iisan-scientific.toml "${SCI_SETS[@]}" \
+  --device "$DEVICE" --batches 1 --tower-items 256 --tower-dtype bf16 --json "$W/check-bf16.json"
+python3 - "$W/check-f32.json" "$W/check-bf16.json" >"$OUT/device-check.json" <<'PY'
+import json, sys
+def load(p):
+    try: return json.load(open(p))
+    except Exception as e: return {"error": str(e)}
+print(json.dumps({"f32": load(sys.argv[1]), "bf16_towers": load(sys.argv[2])}, indent=1))
+PY
+say "a done at $(elapsed) s"
+fi
+
+# c. The paper's efficiency table at its scale.
+if want c; then
+say "c. random bert-base and ViT-B/16 folders"
+run "$BIN" models random --layout bert-base --out "$W/bert-base" --tokenizer-from "$MINILM"
+run "$BIN" models random --layout vit-b16 --out "$W/vit-b16"
+run "$BIN" encode --dataset "$SCI" --text-model "$W/bert-base" --image-model "$W/vit-b16" \
+  --image-size "$IMAGE_SIZE" --missing-images zero --out "$W/cache-paper" --device "$DEVICE" --batch 256 --quiet
+EFF=(--set "data.dir=$SCI" --set "model.towers.text_model=$W/bert-base"
+  --set "model.towers.image_model=$W/vit-b16" --set "model.towers.image_size=$IMAGE_SIZE"
+  --set model.towers.missing_images=zero --set train.batch=32 --set "train.device=$DEVICE"
+  --set train.epochs=1 --set "train.max_steps_per_epoch=$EFF_STEPS" --set "train.warmup_steps=$WARMUP"
+  --set eval.skip=true --set "run.dir=$W/runs-eff" --set "train.threads=$THREADS"
+  --set model.iisan.modality=intra_inter --set "model.iisan.text_taps=[0,2,4,6,8,10,12]"
+  --set "model.iisan.image_taps=[0,2,4,6,8,10,12]" --set "data.cache=$W/cache-paper")
+for m in iisan iisan_uncached bitfit lora adapter fft; do
+  say "c. $m"
+  run timeout "$STEP_LIMIT" "$BIN" train --quiet "${EFF[@]}" --set "model.method=$m" --set "run.name=$m"
+done
+python3 - "$W/runs-eff" "$OUT" <<'PY'
+import json, os, sys
+root, out = sys.argv[1:]
+paper = {"fft": (443, 47), "adapter": (380, 39), "lora": (350, 37), "bitfit": (None, None),
+         "iisan_uncached": (None, None), "iisan": (22, 3)}
+rows, lines = [], ["| method | trainable | s/step | s/epoch (Scientific, batch 32) | peak device GiB | paper s/epoch | paper GB |",
+                   "|---|---|---|---|---|---|---|"]
+for m in ["fft", "adapter", "lora", "bitfit", "iisan_uncached", "iisan"]:
+    p = os.path.join(root, m, "summary.json")
+    if not os.path.exists(p):
+        lines.append(f"| {m} | (no run) | | | | | |"); continue
+    s = json.load(open(p)); e = s["efficiency"]
+    users = s["dataset"]["stats"]["users"]
+    steps = -(-users // 32)
+    spe = e["seconds_per_epoch"]; peak = e.get("train_peak_device_mib")
+    rows.append({"method": m, "summary": s})
+    ps, pg = paper[m]
+    lines.append(f"| {m} | {e['trainable_params']:,} | {spe/steps:.3f} | {spe:.1f} | "
+                 f"{(peak or 0)/1024:.2f} | {ps or '-'} | {pg or '-'} |")
+open(os.path.join(out, "efficiency.md"), "w").write("\n".join(lines) + "\n")
+json.dump(rows, open(os.path.join(out, "efficiency.json"), "w"), indent=1)
+print("\n".join(lines))
+PY
+cat "$OUT/efficiency.md" >>"$LOG"
+say "c done at $(elapsed) s"
+fi
+
+# b. Cached IISAN on Scientific on the GPU, to early stopping or EPOCHS.
+if want b; then
+# the caches of a (an up-to-date cache is left as it is)
+for c in "cache-sci f32" "cache-sci-bf16 bf16"; do
+  set -- $c
+  run "$BIN" encode --dataset "$SCI" --text-model "$MINILM" --out "$W/$1" \
+    --device "$DEVICE" --tower-dtype "$2" --batch 256 --quiet
+done
+say "b. cached IISAN, Scientific, text (MiniLM), up to $EPOCHS epochs"
+LEFT=$(( DEADLINE - $(elapsed) - 20 ))
+say "b. $LEFT s left for training"
+run timeout "$LEFT" "$BIN" train --quiet --config configs/iisan-scientific.toml "${SCI_SETS[@]}" \
+  --set "train.device=$DEVICE" --set "train.epochs=$EPOCHS" --set "run.dir=$W/runs" \
+  --set run.name=sci-iisan
+cp "$W/runs/sci-iisan/metrics.jsonl" "$OUT/scientific-metrics.jsonl" 2>/dev/null ||
+  cp "$W/runs/.sci-iisan.partial/metrics.jsonl" "$OUT/scientific-metrics.jsonl" 2>/dev/null
+# the trained model on states its towers computed in bf16 (same items, same taps)
+cp -r "$W/runs/sci-iisan" "$W/runs/sci-iisan-bf16-states"
+sed -i "s#cache-sci\"#cache-sci-bf16\"#" "$W/runs/sci-iisan-bf16-states/config.toml"
+echo "\$ $BIN eval $W/runs/sci-iisan-bf16-states --json" >>"$LOG"
+"$BIN" eval "$W/runs/sci-iisan-bf16-states" --json 2>>"$LOG" | tee -a "$LOG" >"$W/bf16-eval.json"
+python3 - "$W/runs/sci-iisan/summary.json" "$W/bf16-eval.json" >"$OUT/scientific.json" <<'PY'
+import json, sys
+try: s = json.load(open(sys.argv[1]))
+except Exception as e: s = {"error": str(e)}
+try: b = json.load(open(sys.argv[2]))
+except Exception as e: b = {"error": str(e)}
+print(json.dumps({"summary": s, "test_on_bf16_states": b}, indent=1))
+PY
+say "b done at $(elapsed) s"
+fi
+

@@ -1,0 +1,279 @@
+//! The device path checked against the CPU path (docs/GPU.md): one configuration built twice
+//! from one seed, once as the CPU trains it (`train.kernels` as configured, on the CPU: the
+//! hand-written kernels and the in-place Adam) and once as another device trains it (candle
+//! ops, autograd and the tensor Adam on `device`; with `device` the CPU, this is the same code
+//! a GPU runs, on the CPU backend). Both take the same batches; after each, the loss and every
+//! parameter's gradient are compared, then both take their Adam step, so later batches compare
+//! models that have moved. [`compare_towers`] runs the frozen towers on both.
+//! `iisan check-device` prints the results; the CPU-side tests run it for every method.
+
+use candle_core::backprop::GradStore;
+use candle_core::{Device, Tensor};
+use serde::Serialize;
+
+use super::Trainer;
+use crate::backbone::bert::Bert;
+use crate::backbone::inputs::{ItemImages, ItemTokens};
+use crate::backbone::vit::Vit;
+use crate::config::Plan;
+use crate::data::Dataset;
+use crate::efficiency::Profile;
+use crate::error::{Error, Result};
+use crate::model::{Kernels, TrainedModel};
+use crate::nn::{Ctx, TowerDType};
+
+/// The largest disagreement found between the two paths.
+#[derive(Debug, Clone, Serialize)]
+pub struct GradientCheck {
+    /// Batches compared (each followed by one Adam step on both sides).
+    pub batches: usize,
+    /// Largest `|loss_a - loss_b| / |loss_a|` over the batches.
+    pub loss_rel: f64,
+    /// Largest over parameters and batches of `max |g_a - g_b| / max |g_a|` (gradients), the
+    /// denominator at least [`ZERO_GRADIENT`] of the batch's largest gradient value.
+    pub grad_rel: f64,
+    /// The parameter (and batch) where `grad_rel` was found.
+    pub worst_grad: String,
+    /// Largest `|p_a - p_b|` of a parameter value after the last step. Adam's step is
+    /// `lr m / (sqrt(v) + eps)`, about `lr` in size whatever the gradient's: a gradient value
+    /// that is zero up to rounding can step `+lr` on one path and `-lr` on the other, so this
+    /// is bounded by `2 lr` per step, not by the gradients' agreement.
+    pub param_abs: f64,
+    /// The share of parameter values that differ by more than a tenth of the smallest
+    /// learning rate after the last step: the values where the two Adam steps went different
+    /// ways (near-zero gradients only, when the gradients agree). Parameters whose gradient was
+    /// zero up to rounding in every batch (see [`ZERO_GRADIENT`]) are left out: Adam steps
+    /// their noise by about `lr` either way.
+    pub param_split: f64,
+    /// Parameters compared.
+    pub params: usize,
+}
+
+/// Gradients smaller than this share of the largest gradient value of the batch are compared
+/// against that floor, not against themselves: a gradient that is zero in exact arithmetic
+/// (an attention key's bias: softmax ignores a shift shared by all keys) is rounding noise on
+/// both paths, and noise over noise is not a relative error.
+pub const ZERO_GRADIENT: f64 = 1e-4;
+
+/// `max |a|`.
+fn max_abs(a: &[f32]) -> f64 {
+    a.iter().fold(0f64, |m, x| m.max(x.abs() as f64))
+}
+
+/// `max |a - b|`.
+fn max_abs_diff(a: &[f32], b: &[f32]) -> f64 {
+    a.iter()
+        .zip(b)
+        .fold(0f64, |m, (x, y)| m.max((x - y).abs() as f64))
+}
+
+/// A tensor's values as f32 on the host.
+fn host(t: &Tensor) -> Result<Vec<f32>> {
+    Ok(t.to_device(&Device::Cpu)?
+        .to_dtype(candle_core::DType::F32)?
+        .flatten_all()?
+        .to_vec1::<f32>()?)
+}
+
+/// `max |a - b| / max |a|` of two tensors of one shape (copied to the host); 0 when both are
+/// zero.
+pub fn max_rel(a: &Tensor, b: &Tensor) -> Result<f64> {
+    let (a, b) = (host(a)?, host(b)?);
+    if a.len() != b.len() {
+        return Err(Error::Internal(format!(
+            "compared tensors of {} and {} values",
+            a.len(),
+            b.len()
+        )));
+    }
+    let (scale, diff) = (max_abs(&a), max_abs_diff(&a, &b));
+    Ok(if diff == 0.0 {
+        0.0
+    } else {
+        diff / scale.max(1e-30)
+    })
+}
+
+/// Compare the CPU path of `plan` with the device path on `device` over the first `batches`
+/// batches of users (in user order, `train.batch` each).
+pub fn compare_paths(
+    plan: &Plan,
+    data: &Dataset,
+    device: &Device,
+    batches: usize,
+) -> Result<GradientCheck> {
+    let mut plan_b = plan.clone();
+    plan_b.cfg.train.kernels = Kernels::Autograd;
+    let model_a = plan.build_model_on(data, &Device::Cpu)?;
+    let model_b = plan_b.build_model_on(data, device)?;
+    let mut ta = Trainer::new(plan, data, &model_a)?;
+    let mut tb = Trainer::new(&plan_b, data, &model_b)?;
+    let b = plan.cfg.train.batch;
+    let mut out = GradientCheck {
+        batches: 0,
+        loss_rel: 0.0,
+        grad_rel: 0.0,
+        worst_grad: String::new(),
+        param_abs: 0.0,
+        param_split: 0.0,
+        params: model_a.params().params().len(),
+    };
+    // per parameter: was its gradient below the zero floor in every batch?
+    let mut noise: Option<Vec<bool>> = None;
+    for k in 0..batches {
+        let users: Vec<usize> = (k * b..((k + 1) * b).min(data.num_users())).collect();
+        if users.is_empty() {
+            break;
+        }
+        let (la, ga) = ta.gradients(&users, &mut Profile::default())?;
+        let (lb, gb) = tb.gradients(&users, &mut Profile::default())?;
+        out.loss_rel = out
+            .loss_rel
+            .max(((la - lb).abs() / la.abs().max(1e-30)) as f64);
+        let (r, name, zero) = gradient_disagreement(&model_a, &model_b, &ga, &gb)?;
+        noise = match noise {
+            None => Some(zero),
+            Some(n) => Some(n.iter().zip(&zero).map(|(a, b)| *a && *b).collect()),
+        };
+        if r > out.grad_rel {
+            (out.grad_rel, out.worst_grad) = (r, format!("{name} (batch {})", k + 1));
+        }
+        ta.opt.step(&ga)?;
+        tb.opt.step(&gb)?;
+        out.batches += 1;
+    }
+    let noise = noise.unwrap_or_default();
+    (out.param_abs, out.param_split) = stepped_apart(plan, &model_a, &model_b, &noise)?;
+    Ok(out)
+}
+
+/// After the steps: the largest difference of a parameter value, and the share of values (of
+/// parameters whose gradient was not zero up to rounding, `noise`, in every batch) that differ
+/// by more than a tenth of the smallest learning rate.
+fn stepped_apart(
+    plan: &Plan,
+    a: &TrainedModel,
+    b: &TrainedModel,
+    noise: &[bool],
+) -> Result<(f64, f64)> {
+    let t = &plan.cfg.train;
+    let lr_min = t.lr_groups.values().fold(t.lr, |m, &v| m.min(v));
+    let (mut abs, mut split, mut total) = (0f64, 0usize, 0usize);
+    for (i, (pa, pb)) in a
+        .params()
+        .params()
+        .iter()
+        .zip(b.params().params())
+        .enumerate()
+    {
+        let (x, y) = (host(pa.var.as_tensor())?, host(pb.var.as_tensor())?);
+        abs = abs.max(max_abs_diff(&x, &y));
+        if noise.get(i).copied().unwrap_or(false) {
+            continue;
+        }
+        split += x
+            .iter()
+            .zip(&y)
+            .filter(|(p, q)| (*p - *q).abs() as f64 > lr_min / 10.0)
+            .count();
+        total += x.len();
+    }
+    Ok((abs, split as f64 / total.max(1) as f64))
+}
+
+/// The largest relative disagreement between two models' gradients (parameters in the same
+/// order), the parameter where it is, and which parameters' gradients are zero up to rounding:
+/// `max |g_a - g_b|` over `max |g_a|`, the denominator at least [`ZERO_GRADIENT`] of the
+/// largest gradient value.
+fn gradient_disagreement(
+    a: &TrainedModel,
+    b: &TrainedModel,
+    ga: &GradStore,
+    gb: &GradStore,
+) -> Result<(f64, String, Vec<bool>)> {
+    let mut per = Vec::new(); // (name, max |g_a - g_b|, max |g_a|)
+    for (pa, pb) in a.params().params().iter().zip(b.params().params()) {
+        let (Some(x), Some(y)) = (ga.get(pa.var.as_tensor()), gb.get(pb.var.as_tensor())) else {
+            return Err(Error::Internal(format!(
+                "{} has a gradient on one path only",
+                pa.name
+            )));
+        };
+        let (x, y) = (host(x)?, host(y)?);
+        per.push((pa.name.clone(), max_abs_diff(&x, &y), max_abs(&x)));
+    }
+    let floor = per.iter().fold(0f64, |m, p| m.max(p.2)) * ZERO_GRADIENT;
+    let zero = per.iter().map(|p| p.2 < floor).collect();
+    let (r, name) = per
+        .into_iter()
+        .map(|(name, diff, scale)| (diff / scale.max(floor).max(1e-30), name))
+        .fold((0.0, String::new()), |m, p| if p.0 > m.0 { p } else { m });
+    Ok((r, name, zero))
+}
+
+/// One frozen tower run on the CPU in f32 and on a device in a given precision.
+#[derive(Debug, Clone, Serialize)]
+pub struct TowerCheck {
+    /// `text` or `image`.
+    pub tower: String,
+    /// The precision on the device.
+    pub dtype: String,
+    /// Items compared.
+    pub items: usize,
+    /// Largest absolute difference of a [CLS] state value.
+    pub max_abs: f64,
+    /// `max_abs` over the largest CPU value.
+    pub rel: f64,
+}
+
+/// Run the frozen towers of `plan`'s `model.towers` over the first `n` items of `data` on the
+/// CPU (f32) and on `device` (in `dtype`), and compare every [CLS] state.
+pub fn compare_towers(
+    plan: &Plan,
+    data: &Dataset,
+    device: &Device,
+    dtype: TowerDType,
+    n: usize,
+) -> Result<Vec<TowerCheck>> {
+    let tc = &plan.cfg.model.towers;
+    let ids: Vec<u32> = (1..=n.min(data.num_items()) as u32).collect();
+    let mut out = Vec::new();
+    let mut push = |tower: &str, a: Tensor, b: Tensor| -> Result<()> {
+        let rel = max_rel(&a, &b)?;
+        let scale = a.abs()?.max_all()?.to_scalar::<f32>()? as f64;
+        out.push(TowerCheck {
+            tower: tower.into(),
+            dtype: dtype.name().into(),
+            items: ids.len(),
+            max_abs: rel * scale,
+            rel,
+        });
+        Ok(())
+    };
+    if let Some(dir) = &tc.text_model {
+        let tokens = ItemTokens::new(data, dir, tc.max_tokens)?;
+        let run = |dev: &Device, dt: TowerDType| -> Result<Tensor> {
+            let bert = Bert::load_as(dir, dev, dt.dtype())?;
+            let (t, m) = tokens.batch(&ids, dev)?;
+            bert.cls_states(&t, &m, &Ctx::eval())
+        };
+        push(
+            "text",
+            run(&Device::Cpu, TowerDType::F32)?,
+            run(device, dtype)?,
+        )?;
+    }
+    if let Some(dir) = &tc.image_model {
+        let images = ItemImages::new(data, dir, tc.image_size, tc.missing_images)?;
+        let run = |dev: &Device, dt: TowerDType| -> Result<Tensor> {
+            let vit = Vit::load_as(dir, tc.image_size, dev, dt.dtype())?;
+            vit.cls_states(&images.batch(&ids, dev)?, &Ctx::eval())
+        };
+        push(
+            "image",
+            run(&Device::Cpu, TowerDType::F32)?,
+            run(device, dtype)?,
+        )?;
+    }
+    Ok(out)
+}

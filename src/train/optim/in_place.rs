@@ -1,0 +1,136 @@
+//! The CPU update: one in-place pass per parameter (candle `InplaceOp2`: moments kept as
+//! plain vectors, the parameter's storage updated where it lies), for the CPU kernels' runs.
+
+use std::sync::Mutex;
+
+use candle_core::backprop::GradStore;
+use candle_core::{CpuStorage, InplaceOp2, Layout, Var};
+use candle_nn::ParamsAdamW;
+
+use crate::error::{Error, Result};
+
+/// One parameter's Adam moments.
+pub(super) struct Moments {
+    m: Vec<f32>,
+    v: Vec<f32>,
+}
+
+/// The in-place update of one parameter, applied in place with the gradient as second operand.
+struct AdamUpdate<'a> {
+    moments: Mutex<&'a mut Moments>,
+    lr: f32,
+    beta1: f32,
+    beta2: f32,
+    eps: f32,
+    scale_m: f32,
+    scale_v: f32,
+}
+
+impl InplaceOp2 for AdamUpdate<'_> {
+    fn name(&self) -> &'static str {
+        "in-place-adam"
+    }
+
+    fn cpu_fwd(
+        &self,
+        p: &mut CpuStorage,
+        lp: &Layout,
+        g: &CpuStorage,
+        lg: &Layout,
+    ) -> candle_core::Result<()> {
+        let (Some((p0, p1)), Some((g0, g1))) = (lp.contiguous_offsets(), lg.contiguous_offsets())
+        else {
+            candle_core::bail!("in-place-adam: non-contiguous parameter or gradient")
+        };
+        let (CpuStorage::F32(p), CpuStorage::F32(g)) = (p, g) else {
+            candle_core::bail!("in-place-adam: f32 only")
+        };
+        let (p, g) = (&mut p[p0..p1], &g[g0..g1]);
+        let mut mo = self.moments.lock().expect("not poisoned");
+        let Moments { m, v } = &mut **mo;
+        if p.len() != g.len() || m.len() != p.len() {
+            candle_core::bail!("in-place-adam: length mismatch")
+        }
+        let (b1, b2) = (self.beta1, self.beta2);
+        let (sm, sv, eps, lr) = (self.scale_m, self.scale_v, self.eps, self.lr);
+        for (((p, g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
+            *m = *m * b1 + g * (1.0 - b1);
+            *v = *v * b2 + g * g * (1.0 - b2);
+            *p -= *m * sm / ((*v * sv).sqrt() + eps) * lr;
+        }
+        Ok(())
+    }
+}
+
+/// In-place Adam over one group's variables.
+pub(super) struct InPlaceAdam {
+    vars: Vec<Var>,
+    moments: Vec<Moments>,
+    params: ParamsAdamW,
+    pub(super) t: i32,
+}
+
+impl InPlaceAdam {
+    pub(super) fn new(vars: Vec<Var>, params: ParamsAdamW) -> Self {
+        let moments = vars
+            .iter()
+            .map(|v| Moments {
+                m: vec![0.0; v.elem_count()],
+                v: vec![0.0; v.elem_count()],
+            })
+            .collect();
+        InPlaceAdam {
+            vars,
+            moments,
+            params,
+            t: 0,
+        }
+    }
+
+    pub(super) fn step(&mut self, grads: &GradStore) -> Result<()> {
+        self.t += 1;
+        let p = &self.params;
+        for (var, mo) in self.vars.iter().zip(&mut self.moments) {
+            let Some(g) = grads.get(var.as_tensor()) else {
+                continue;
+            };
+            let g = g.contiguous()?;
+            let op = AdamUpdate {
+                moments: Mutex::new(mo),
+                lr: p.lr as f32,
+                beta1: p.beta1 as f32,
+                beta2: p.beta2 as f32,
+                eps: p.eps as f32,
+                scale_m: (1.0 / (1.0 - p.beta1.powi(self.t))) as f32,
+                scale_v: (1.0 / (1.0 - p.beta2.powi(self.t))) as f32,
+            };
+            var.as_tensor().inplace_op2(&g, &op)?;
+        }
+        Ok(())
+    }
+
+    /// Each parameter's moments, in parameter order.
+    pub(super) fn moments(&self) -> Vec<(Vec<f32>, Vec<f32>)> {
+        self.moments
+            .iter()
+            .map(|m| (m.m.clone(), m.v.clone()))
+            .collect()
+    }
+
+    /// Each parameter's length.
+    pub(super) fn lens(&self) -> Vec<usize> {
+        self.moments.iter().map(|m| m.m.len()).collect()
+    }
+
+    /// Replace the moments (checked lengths) and the step count.
+    pub(super) fn restore(&mut self, moments: Vec<(Vec<f32>, Vec<f32>)>, t: i32) -> Result<()> {
+        if moments.len() != self.moments.len() {
+            return Err(Error::Internal("Adam moments of another model".into()));
+        }
+        for (dst, (m, v)) in self.moments.iter_mut().zip(moments) {
+            *dst = Moments { m, v };
+        }
+        self.t = t;
+        Ok(())
+    }
+}
