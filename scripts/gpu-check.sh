@@ -7,6 +7,8 @@
 #   scientific.json        b. cached IISAN on Scientific on the GPU: summary (s/epoch, eval s,
 #                             test HR@10 / NDCG@10), the bf16-states evaluation
 #   scientific-metrics.jsonl   its epochs
+#   methods-check.log      e. (PARTS="e") every method's device path against its CPU path,
+#                             MiniLM text tower with dropout off, 2 Scientific batches of 32
 #   efficiency.md / .json  c. the paper's efficiency table at its scale: bert-base + ViT-B/16
 #                             (random weights), batch 32, text + 224 px images, per method
 #                             s/epoch (extrapolated from timed steps) and peak device memory
@@ -154,3 +156,26 @@ PY
 say "b done at $(elapsed) s"
 fi
 
+# e. Every method's device path against its CPU path (the towers' dropout off: the device draws
+# its own masks), MiniLM as the text tower. Not in the default PARTS: a separate short run.
+if want e; then
+say "e. every method on the device against the CPU path"
+python3 - "$MINILM" "$W/minilm-nodrop" <<'PY'
+import json, os, shutil, sys
+src, dst = sys.argv[1:]
+shutil.copytree(src, dst, dirs_exist_ok=True)
+c = json.load(open(os.path.join(src, "config.json")))
+c["hidden_dropout_prob"] = c["attention_probs_dropout_prob"] = 0.0
+json.dump(c, open(os.path.join(dst, "config.json"), "w"), indent=1)
+PY
+for m in fft adapter lora bitfit iisan_uncached id; do
+  echo "== $m" >>"$OUT/methods-check.log"
+  timeout 45 "$BIN" check-device --device "$DEVICE" --batches 2 --tolerance 2e-3 --tower-items 0 \
+    --set "data.dir=$SCI" --set "model.method=$m" --set train.batch=32 --set "train.threads=$THREADS" \
+    --set "model.towers.text_model=$W/minilm-nodrop" --set model.iisan.modality=text \
+    --set "model.iisan.text_taps=[0,1,2,3,4,5,6]" >>"$OUT/methods-check.log" 2>&1
+  echo "exit $?" >>"$OUT/methods-check.log"
+done
+cat "$OUT/methods-check.log" >>"$LOG"
+say "e done at $(elapsed) s"
+fi

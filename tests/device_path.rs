@@ -12,8 +12,8 @@ use std::path::Path;
 use candle_core::Device;
 use common::{iisan, model_dir, stderr};
 use iisan::Config;
-use iisan::data::synth::{self, SynthConfig};
 use iisan::data::Dataset;
+use iisan::data::synth::{self, SynthConfig};
 use iisan::train::device_check::compare_paths;
 
 /// Tolerances: the loss and each gradient relative to their largest magnitude (f32 sums in

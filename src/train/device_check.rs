@@ -3,8 +3,14 @@
 //! hand-written kernels and the in-place Adam) and once as another device trains it (candle
 //! ops, autograd and the tensor Adam on `device`; with `device` the CPU, this is the same code
 //! a GPU runs, on the CPU backend). Both take the same batches; after each, the loss and every
-//! parameter's gradient are compared, then both take their Adam step, so later batches compare
-//! models that have moved. [`compare_towers`] runs the frozen towers on both.
+//! parameter's gradient are compared, then both take their Adam step. Before the next batch the
+//! device model takes the CPU model's parameters, so every batch compares the two paths at the
+//! same weights, along the CPU path's trajectory: Adam's first steps are about `lr` whatever a
+//! gradient's size, so a gradient value that is zero up to rounding steps `+lr` on one path and
+//! `-lr` on the other, and from a zero-initialised adapter up-projection such steps change the
+//! next gradients by percents (measured on the H200: 3.3e-2 on an adapter's down-projection when
+//! the models were left to drift). The parameters are compared after the last step: one step's
+//! divergence. [`compare_towers`] runs the frozen towers on both.
 //! `iisan check-device` prints the results; the CPU-side tests run it for every method.
 
 use candle_core::backprop::GradStore;
@@ -50,10 +56,14 @@ pub struct GradientCheck {
 }
 
 /// Gradients smaller than this share of the largest gradient value of the batch are compared
-/// against that floor, not against themselves: a gradient that is zero in exact arithmetic
-/// (an attention key's bias: softmax ignores a shift shared by all keys) is rounding noise on
-/// both paths, and noise over noise is not a relative error.
-pub const ZERO_GRADIENT: f64 = 1e-4;
+/// against that floor, not against themselves. A gradient that is zero in exact arithmetic (an
+/// attention key's bias: softmax ignores a shift shared by all keys) is rounding noise on both
+/// paths, and noise over noise is not a relative error; a small gradient deep in a tower carries
+/// the rounding of everything above it, which on a GPU (another summation order in every
+/// product) reached 4.8e-7 of the largest gradient value (an adapter's down-projection, whose
+/// own values were below 1e-4 of the largest). Against this floor a tolerance of 1e-3 still
+/// catches a wrong gradient as small as 1e-6 of the largest.
+pub const ZERO_GRADIENT: f64 = 1e-3;
 
 /// `max |a|`.
 fn max_abs(a: &[f32]) -> f64 {
@@ -118,12 +128,15 @@ pub fn compare_paths(
         param_split: 0.0,
         params: model_a.params().params().len(),
     };
-    // per parameter: was its gradient below the zero floor in every batch?
-    let mut noise: Option<Vec<bool>> = None;
+    // per parameter: was its gradient below the zero floor in the last batch?
+    let mut noise = Vec::new();
     for k in 0..batches {
         let users: Vec<usize> = (k * b..((k + 1) * b).min(data.num_users())).collect();
         if users.is_empty() {
             break;
+        }
+        if k > 0 {
+            take_parameters(&model_a, &model_b)?;
         }
         let (la, ga) = ta.gradients(&users, &mut Profile::default())?;
         let (lb, gb) = tb.gradients(&users, &mut Profile::default())?;
@@ -131,10 +144,7 @@ pub fn compare_paths(
             .loss_rel
             .max(((la - lb).abs() / la.abs().max(1e-30)) as f64);
         let (r, name, zero) = gradient_disagreement(&model_a, &model_b, &ga, &gb)?;
-        noise = match noise {
-            None => Some(zero),
-            Some(n) => Some(n.iter().zip(&zero).map(|(a, b)| *a && *b).collect()),
-        };
+        noise = zero;
         if r > out.grad_rel {
             (out.grad_rel, out.worst_grad) = (r, format!("{name} (batch {})", k + 1));
         }
@@ -142,14 +152,22 @@ pub fn compare_paths(
         tb.opt.step(&gb)?;
         out.batches += 1;
     }
-    let noise = noise.unwrap_or_default();
     (out.param_abs, out.param_split) = stepped_apart(plan, &model_a, &model_b, &noise)?;
     Ok(out)
 }
 
-/// After the steps: the largest difference of a parameter value, and the share of values (of
-/// parameters whose gradient was not zero up to rounding, `noise`, in every batch) that differ
-/// by more than a tenth of the smallest learning rate.
+/// Set every parameter of `b` to `a`'s value.
+fn take_parameters(a: &TrainedModel, b: &TrainedModel) -> Result<()> {
+    for (pa, pb) in a.params().params().iter().zip(b.params().params()) {
+        pb.var
+            .set(&pa.var.as_tensor().to_device(pb.var.as_tensor().device())?)?;
+    }
+    Ok(())
+}
+
+/// After the last step: the largest difference of a parameter value, and the share of values
+/// (of parameters whose last gradient was not zero up to rounding, `noise`) that differ by more
+/// than a tenth of the smallest learning rate.
 fn stepped_apart(
     plan: &Plan,
     a: &TrainedModel,
