@@ -14,7 +14,6 @@ use iisan::Config;
 use iisan::backbone::peft::{PeftBuilder, TowerTuning};
 use iisan::backbone::{bert::Bert, vit::Vit};
 use iisan::data::image::ImagePrep;
-use iisan::data::synth::{self, SynthConfig};
 use iisan::data::text::TextPrep;
 use iisan::data::{DataOptions, Dataset};
 use iisan::efficiency::Profile;
@@ -134,14 +133,7 @@ fn config(data_dir: &Path, method: &str) -> Config {
 #[test]
 fn each_method_trains_exactly_its_intended_parameters() {
     let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("d");
-    let sc = SynthConfig {
-        users: 40,
-        items: 30,
-        image_size: 28,
-        ..Default::default()
-    };
-    synth::write(&sc, &dir, false).unwrap();
+    let dir = common::synth_at(&tmp.path().join("d"), 40, 30, 28);
     let data = Dataset::load(&dir, &DataOptions::default()).unwrap();
     let (text, image) = (
         file_tensors(&model_dir("minilm")),

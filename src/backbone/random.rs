@@ -14,6 +14,7 @@ use rand_distr::{Distribution, Normal};
 
 use super::bert::{Bert, BertConfig};
 use super::vit::{Vit, VitConfig};
+use crate::data::output::scratch_beside;
 use crate::error::{Error, Result};
 
 /// A published tower layout.
@@ -39,25 +40,14 @@ pub fn write_random(
     if out.exists() {
         return Err(Error::file(out, "exists: choose a new folder"));
     }
-    let name = out
-        .file_name()
-        .ok_or_else(|| Error::file(out, "not a folder name"))?;
-    let tmp = out.with_file_name(format!(".{}.partial", name.to_string_lossy()));
-    if tmp.exists() {
-        return Err(Error::file(
-            &tmp,
-            "exists: a write to this folder was interrupted; remove it",
-        ));
-    }
-    std::fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
-    let written = fill(layout, &tmp, seed, tokenizer_from);
-    match written {
+    let tmp = scratch_beside(out)?;
+    match fill(layout, &tmp, seed, tokenizer_from) {
         Ok(n) => {
             std::fs::rename(&tmp, out).map_err(|e| Error::io(out, e))?;
             Ok(n)
         }
         Err(e) => {
-            // the folder is this call's own: nothing else was ever in it
+            // the scratch folder is this call's own: nothing else was ever in it
             let _ = std::fs::remove_dir_all(&tmp);
             Err(e)
         }
@@ -131,6 +121,7 @@ mod tests {
         assert_eq!(vit.num_states(), 13);
         let again = write_random(Layout::VitB16, &out, 7, None).unwrap_err();
         assert!(again.to_string().contains("exists"), "{again}");
-        assert!(!tmp.path().join(".vit-b16.partial").exists());
+        let names: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().flatten().collect();
+        assert_eq!(names.len(), 1, "no scratch folder left beside it");
     }
 }

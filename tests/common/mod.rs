@@ -59,6 +59,19 @@ pub fn small_synth(dir: &Path, name: &str, users: usize, items: usize) -> PathBu
     out
 }
 
+/// A synthetic dataset written in-process at `dir` (`users` users, `items` items, images of
+/// `image_size` px; the generator's default seed).
+pub fn synth_at(dir: &Path, users: usize, items: usize, image_size: u32) -> PathBuf {
+    let sc = iisan::data::synth::SynthConfig {
+        users,
+        items,
+        image_size,
+        ..Default::default()
+    };
+    iisan::data::synth::write(&sc, dir, false).expect("synthetic data");
+    dir.to_path_buf()
+}
+
 /// Assert that every trainable parameter of `params` has a non-zero gradient in `grads`
 /// (`what` labels the failure).
 pub fn assert_every_param_has_gradient(

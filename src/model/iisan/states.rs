@@ -79,11 +79,6 @@ impl DeviceStates {
             Err(e) => Err((source, e)),
         }
     }
-
-    /// Bytes the uploaded states take on the device.
-    pub fn bytes(&self) -> usize {
-        self.all.elem_count() * 4
-    }
 }
 
 impl HiddenStates for DeviceStates {
@@ -114,12 +109,13 @@ impl HiddenStates for DeviceStates {
                     .ok_or_else(|| Error::Internal(format!("tap {t} was not uploaded")))
             })
             .collect::<Result<_>>()?;
-        let out =
-            if at.iter().enumerate().all(|(i, &p)| i as u32 == p) && at.len() == self.taps.len() {
-                rows
-            } else {
-                rows.index_select(&Tensor::from_vec(at, taps.len(), dev)?, 1)?
-            };
+        let in_order =
+            at.len() == self.taps.len() && at.iter().enumerate().all(|(i, &p)| i == p as usize);
+        let out = if in_order {
+            rows
+        } else {
+            rows.index_select(&Tensor::from_vec(at, taps.len(), dev)?, 1)?
+        };
         Ok(out.to_device(device)?)
     }
 }
@@ -273,6 +269,55 @@ impl LiveImage {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Item `i`'s state `t` is the width-2 vector `[10 i + t, -(10 i + t)]`.
+    struct Toy;
+
+    impl HiddenStates for Toy {
+        fn states(&self) -> usize {
+            3
+        }
+
+        fn width(&self) -> usize {
+            2
+        }
+
+        fn gather_tap_major(&self, ids: &[u32], taps: &[usize]) -> Result<Vec<f32>> {
+            let v = |i: u32, t: usize| (10 * i as usize + t) as f32;
+            Ok(taps
+                .iter()
+                .flat_map(|&t| ids.iter().flat_map(move |&i| [v(i, t), -v(i, t)]))
+                .collect())
+        }
+    }
+
+    #[test]
+    fn uploaded_states_gather_what_the_source_gathers() {
+        // taps [2, 0] of items 0..=4 uploaded; items [3, 1] at taps [0, 2] and [2]:
+        // item 3 tap 0 = [30, -30], tap 2 = [32, -32]; item 1 tap 0 = [10, -10], tap 2 = [12, -12]
+        let dev = Device::Cpu;
+        let up = DeviceStates::upload(Box::new(Toy), 4, &[2, 0], &dev)
+            .map_err(|(_, e)| e)
+            .unwrap();
+        let got: Vec<f32> = up
+            .gather_item_major(&[3, 1], &[0, 2], &dev)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        assert_eq!(got, [30., -30., 32., -32., 10., -10., 12., -12.]);
+        let want = Toy.gather_item_major(&[4], &[2], &dev).unwrap();
+        let got = up.gather_item_major(&[4], &[2], &dev).unwrap();
+        assert_eq!(
+            got.to_vec3::<f32>().unwrap(),
+            want.to_vec3::<f32>().unwrap()
+        );
+        assert!(
+            up.gather_item_major(&[1], &[1], &dev).is_err(),
+            "tap 1 was not uploaded"
+        );
+    }
 
     #[test]
     fn tap_major_reorders_item_major_states() {
