@@ -121,6 +121,12 @@ fn main() -> ExitCode {
                     out,
                 },
         } => cli::data::split_cold(dataset, frac, seed, out),
+        Cmd::Data {
+            cmd: DataCmd::Import { cmd },
+        } => cli::import::import(cmd),
+        Cmd::Data {
+            cmd: DataCmd::Export { cmd },
+        } => cli::import::export(cmd),
         Cmd::Train(a) => cli::train::train(a),
         Cmd::Models {
             cmd: ModelsCmd::ImportOnnx { onnx, out, heads },

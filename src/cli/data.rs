@@ -30,6 +30,17 @@ pub(crate) enum DataCmd {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Read a dataset in a public format (RecBole atomic files) into IISAN's TSV directory, with
+    /// a manifest.json of sources, counts and options.
+    Import {
+        #[command(subcommand)]
+        cmd: super::import::ImportCmd,
+    },
+    /// Write a dataset in a public format (RecBole atomic files), preprocessed as IISAN uses it.
+    Export {
+        #[command(subcommand)]
+        cmd: super::import::ExportCmd,
+    },
     /// Write the cold-start version of a dataset: a random fraction of the items never appears
     /// in any training input or target (docs/COLD-START.md); evaluate with
     /// `iisan eval RUN --cold-items OUT/cold_items.txt`.

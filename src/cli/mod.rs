@@ -4,6 +4,7 @@ pub(crate) mod check_device;
 pub(crate) mod data;
 pub(crate) mod encode;
 pub(crate) mod eval;
+pub(crate) mod import;
 pub(crate) mod items;
 pub(crate) mod recommend;
 pub(crate) mod report;

@@ -8,6 +8,7 @@ pub mod batch;
 pub mod cold;
 pub mod draw;
 pub mod image;
+pub mod import;
 pub mod output;
 pub mod split;
 pub mod subset;
