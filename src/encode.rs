@@ -9,7 +9,7 @@
 use std::path::Path;
 use std::time::Instant;
 
-use candle_core::Tensor;
+use candle_core::{Device, Tensor};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -20,7 +20,7 @@ use crate::data::Dataset;
 use crate::data::image::{ImagePrep, MissingImage, find_image};
 use crate::data::text::{TextPrep, TokenBatch};
 use crate::error::{Error, Result};
-use crate::nn::{Ctx, DeviceSpec, TowerDType};
+use crate::nn::{Ctx, TowerDType};
 use crate::provenance::TowerRecord;
 
 /// Encoding options.
@@ -38,8 +38,8 @@ pub struct EncodeOptions {
     pub missing_images: MissingImage,
     /// Draw a progress bar.
     pub progress: bool,
-    /// Where the towers run (docs/GPU.md).
-    pub device: DeviceSpec,
+    /// Where the towers run (docs/GPU.md), opened once for every modality of a command.
+    pub device: Device,
     /// The towers' precision; the stored states are `dtype` whatever it is.
     pub tower_dtype: TowerDType,
 }
@@ -166,8 +166,8 @@ pub fn encode_text(
     out: &Path,
     o: &EncodeOptions,
 ) -> Result<EncodeReport> {
-    let dev = o.device.open()?;
-    let bert = Bert::load_as(model, &dev, o.tower_dtype.dtype())?;
+    let dev = &o.device;
+    let bert = Bert::load_as(model, dev, o.tower_dtype.dtype())?;
     let prep = TextPrep::from_model_dir(model, o.max_tokens)?;
     let c = &bert.config;
     let header = CacheHeader {
@@ -212,8 +212,8 @@ pub fn encode_text(
         for chunk in order.chunks(o.batch) {
             let rows: Vec<&[u32]> = chunk.iter().map(|&k| toks[k].as_slice()).collect();
             let tb = TokenBatch::pad(&rows);
-            let tid = Tensor::from_vec(tb.ids, (tb.batch, tb.len), &dev)?;
-            let mask = Tensor::from_vec(tb.mask, (tb.batch, tb.len), &dev)?;
+            let tid = Tensor::from_vec(tb.ids, (tb.batch, tb.len), dev)?;
+            let mask = Tensor::from_vec(tb.mask, (tb.batch, tb.len), dev)?;
             let states: Vec<f32> = bert
                 .cls_states(&tid, &mask, &ctx)?
                 .flatten_all()?
@@ -255,12 +255,12 @@ pub fn encode_images(
     out: &Path,
     o: &EncodeOptions,
 ) -> Result<EncodeReport> {
-    let dev = o.device.open()?;
+    let dev = &o.device;
     let root = data
         .root
         .clone()
         .ok_or_else(|| Error::Config("the dataset has no directory for images".into()))?;
-    let vit = Vit::load_as(model, o.image_size, &dev, o.tower_dtype.dtype())?;
+    let vit = Vit::load_as(model, o.image_size, dev, o.tower_dtype.dtype())?;
     let prep = ImagePrep::from_model_dir(model, o.image_size as u32)?;
     let c = &vit.config;
     let header = CacheHeader {
@@ -318,7 +318,7 @@ pub fn encode_images(
                 (Err(e), MissingImage::Error) => return Err(e),
             }
         }
-        let pixels = Tensor::from_vec(px, (end - id, 3, s, s), &dev)?;
+        let pixels = Tensor::from_vec(px, (end - id, 3, s, s), dev)?;
         let states: Vec<f32> = vit.cls_states(&pixels, &ctx)?.flatten_all()?.to_vec1()?;
         w.append(&states)?;
         pb.inc((end - id) as u64);

@@ -148,7 +148,7 @@ pub(crate) fn encode(a: EncodeArgs) -> Result<()> {
         image_size: a.image_size,
         missing_images: a.missing_images,
         progress: !a.quiet,
-        device: a.device,
+        device: a.device.open()?,
         tower_dtype: a.tower_dtype,
     };
     let mut reports = Vec::new();
