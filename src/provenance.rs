@@ -89,6 +89,20 @@ fn short(h: &str) -> &str {
     &h[..h.len().min(16)]
 }
 
+/// Feed everything `f` (the file `path`, for errors) yields into `h`, through `buf`; returns
+/// the bytes read.
+pub fn hash_stream(h: &mut Sha256, f: &mut impl Read, path: &Path, buf: &mut [u8]) -> Result<u64> {
+    let mut bytes = 0u64;
+    loop {
+        let n = f.read(buf).map_err(|e| Error::io(path, e))?;
+        if n == 0 {
+            return Ok(bytes);
+        }
+        h.update(&buf[..n]);
+        bytes += n as u64;
+    }
+}
+
 /// SHA-256 (hex) of the [`MODEL_FILES`] of tower folder `dir` (see the module doc); a folder
 /// with none of them is an error.
 pub fn hash_model_dir(dir: &Path) -> Result<String> {
@@ -105,13 +119,7 @@ pub fn hash_model_dir(dir: &Path) -> Result<String> {
         h.update(name.as_bytes());
         h.update([0u8]);
         h.update(len.to_le_bytes());
-        loop {
-            let n = f.read(&mut buf).map_err(|e| Error::io(&path, e))?;
-            if n == 0 {
-                break;
-            }
-            h.update(&buf[..n]);
-        }
+        hash_stream(&mut h, &mut f, &path, &mut buf)?;
     }
     if found == 0 {
         return Err(Error::file(

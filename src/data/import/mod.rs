@@ -8,7 +8,7 @@
 
 pub mod recbole;
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -16,6 +16,7 @@ use sha2::{Digest, Sha256};
 
 use super::output::{check_out, replace_with, scratch_beside};
 use crate::error::{Error, Result};
+use crate::provenance::hash_stream;
 
 /// The marker of an import's output directory.
 pub const MANIFEST: &str = "manifest.json";
@@ -36,16 +37,7 @@ impl Source {
     pub fn of(path: &Path) -> Result<Source> {
         let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
         let mut h = Sha256::new();
-        let mut buf = vec![0u8; 1 << 20];
-        let mut bytes = 0u64;
-        loop {
-            let n = f.read(&mut buf).map_err(|e| Error::io(path, e))?;
-            if n == 0 {
-                break;
-            }
-            h.update(&buf[..n]);
-            bytes += n as u64;
-        }
+        let bytes = hash_stream(&mut h, &mut f, path, &mut vec![0u8; 1 << 20])?;
         Ok(Source {
             path: path.to_path_buf(),
             sha256: h.finalize().iter().map(|b| format!("{b:02x}")).collect(),
@@ -155,9 +147,4 @@ pub fn check_field(path: &Path, line: usize, what: &str, v: &str, id: bool) -> R
 /// This tool's name and version, for manifests.
 pub fn tool() -> String {
     format!("iisan {}", env!("CARGO_PKG_VERSION"))
-}
-
-/// A path for messages and manifests.
-pub fn shown(p: &Path) -> String {
-    p.display().to_string()
 }
