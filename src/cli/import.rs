@@ -4,16 +4,59 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use clap::Subcommand;
+use clap::{Args, Subcommand};
 
 use super::data::PrepArgs;
+use iisan::data::import::amazon::{self, AmazonOptions};
+use iisan::data::import::amazon_lines::Edition;
 use iisan::data::import::recbole::{self, RecboleOptions};
-use iisan::data::import::write_dataset;
+use iisan::data::import::{Imported, Manifest, write_dataset};
 use iisan::error::Result;
+
+/// The options of both Amazon editions.
+#[derive(Args)]
+pub(crate) struct AmazonArgs {
+    /// The reviews file (`Cat.jsonl`, gzip or plain).
+    #[arg(long)]
+    reviews: PathBuf,
+    /// The metadata file (`meta_Cat.jsonl`, gzip or plain).
+    #[arg(long)]
+    meta: PathBuf,
+    /// Folder of downloaded images, looked up by the main image URL's file name.
+    #[arg(long)]
+    images: Option<PathBuf>,
+    /// Users with fewer interactions (after duplicates are removed) are dropped.
+    #[arg(long, default_value_t = 5)]
+    min_interactions: usize,
+    /// Keep this many users, drawn with --seed (the paper's samples: 10000).
+    #[arg(long)]
+    max_users: Option<usize>,
+    /// Seed of the --max-users draw.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Count and leave out malformed lines instead of stopping at the first.
+    #[arg(long)]
+    skip_bad_lines: bool,
+    /// A review of an item that has no metadata line is an error instead of a count.
+    #[arg(long)]
+    require_meta: bool,
+    /// No progress bars.
+    #[arg(long)]
+    quiet: bool,
+    /// Output dataset directory (new, or an earlier import's).
+    #[arg(long)]
+    out: PathBuf,
+}
 
 /// `iisan data import` formats.
 #[derive(Subcommand)]
 pub(crate) enum ImportCmd {
+    /// Amazon Reviews 2023 (McAuley Lab) JSON lines: reviews (`user_id`, `parent_asin`,
+    /// `timestamp` in ms) joined with metadata (`parent_asin`, `title`, `images`).
+    Amazon2023(AmazonArgs),
+    /// Amazon 2018 JSON lines: reviews (`reviewerID`, `asin`, `unixReviewTime`) joined with
+    /// metadata (`asin`, `title`, `imageURLHighRes`).
+    Amazon2018(AmazonArgs),
     /// RecBole atomic files: `.inter` (user_id, item_id, optional timestamp) and an optional
     /// `.item` (item_id and a title field); gzip or plain.
     Recbole {
@@ -29,6 +72,9 @@ pub(crate) enum ImportCmd {
         /// Count and leave out malformed lines instead of stopping at the first.
         #[arg(long)]
         skip_bad_lines: bool,
+        /// No progress bars.
+        #[arg(long)]
+        quiet: bool,
         /// Output dataset directory (new, or an earlier import's).
         #[arg(long)]
         out: PathBuf,
@@ -55,29 +101,61 @@ pub(crate) enum ExportCmd {
 /// `iisan data import`.
 pub(crate) fn import(cmd: ImportCmd) -> Result<()> {
     let t0 = Instant::now();
-    let ImportCmd::Recbole {
-        inter,
-        item,
-        title_field,
-        skip_bad_lines,
-        out,
-    } = cmd;
-    let o = RecboleOptions {
-        title_field,
-        skip_bad_lines,
+    let (data, manifest, out) = match cmd {
+        ImportCmd::Amazon2023(a) => import_amazon(Edition::Amazon2023, a)?,
+        ImportCmd::Amazon2018(a) => import_amazon(Edition::Amazon2018, a)?,
+        ImportCmd::Recbole {
+            inter,
+            item,
+            title_field,
+            skip_bad_lines,
+            quiet,
+            out,
+        } => {
+            let o = RecboleOptions {
+                title_field,
+                skip_bad_lines,
+                progress: !quiet,
+            };
+            let (data, manifest) = recbole::import(&inter, item.as_deref(), &o)?;
+            write_dataset(&out, &data, &manifest, &[])?;
+            (data, manifest, out)
+        }
     };
-    let (data, manifest) = recbole::import(&inter, item.as_deref(), &o)?;
-    write_dataset(&out, &data, &manifest)?;
+    for c in &manifest.counts {
+        println!(
+            "{:>40}: {} interactions, {} users, {} items",
+            c.step, c.interactions, c.users, c.items
+        );
+    }
     println!(
-        "imported {} interactions of {} users over {} items into {} in {:.1} s ({} bad lines skipped)",
-        manifest.counts[0].interactions,
+        "imported {} interactions of {} users over {} items ({} images) into {} in {:.1} s; bad lines skipped: {}",
+        data.interactions(),
         data.users.len(),
         data.items.len(),
+        data.images.len(),
         out.display(),
         t0.elapsed().as_secs_f64(),
         manifest.notes["bad_lines_skipped"]
     );
     Ok(())
+}
+
+fn import_amazon(edition: Edition, a: AmazonArgs) -> Result<(Imported, Manifest, PathBuf)> {
+    let o = AmazonOptions {
+        edition,
+        images: a.images,
+        min_interactions: a.min_interactions,
+        max_users: a.max_users,
+        seed: a.seed,
+        skip_bad_lines: a.skip_bad_lines,
+        require_meta: a.require_meta,
+        progress: !a.quiet,
+    };
+    let (data, manifest) = amazon::import(&a.reviews, &a.meta, &o)?;
+    let folders: Vec<&std::path::Path> = o.images.iter().map(|p| p.as_path()).collect();
+    write_dataset(&a.out, &data, &manifest, &folders)?;
+    Ok((data, manifest, a.out))
 }
 
 /// `iisan data export`.

@@ -1,22 +1,27 @@
 //! Datasets in the field's public formats, read into IISAN's TSV format (`data import`) and
-//! written out of it (`data export`): RecBole atomic files ([`recbole`]). Every import writes a
+//! written out of it (`data export`): Amazon Reviews 2023 and 2018 ([`amazon`], their lines in
+//! [`amazon_lines`]) and RecBole atomic files ([`recbole`]). Every import writes a
 //! `manifest.json` beside the TSV files: the source files with their SHA-256, the counts before
 //! and after each step, the options and the tool version; the output directory is written beside
 //! and renamed, and an existing directory without a manifest is never replaced
-//! ([`super::output`]). Inputs are read line by line (gzip or plain, recognised by content), so
-//! memory follows the interactions kept, not the file size.
+//! ([`super::output`]). Inputs are read line by line ([`lines`]: gzip or plain, recognised by
+//! content), so memory follows the distinct users and items and the interactions, not the file
+//! size.
 
+pub mod amazon;
+pub mod amazon_lines;
+pub mod lines;
 pub mod recbole;
 
-use std::io::{BufRead, BufReader};
+use std::collections::HashMap;
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
 use super::output::{check_out, replace_with, scratch_beside};
 use crate::error::{Error, Result};
-use crate::provenance::hash_stream;
 
 /// The marker of an import's output directory.
 pub const MANIFEST: &str = "manifest.json";
@@ -30,20 +35,6 @@ pub struct Source {
     pub sha256: String,
     /// Its size in bytes.
     pub bytes: u64,
-}
-
-impl Source {
-    /// Hash `path` (read in 1 MiB blocks).
-    pub fn of(path: &Path) -> Result<Source> {
-        let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-        let mut h = Sha256::new();
-        let bytes = hash_stream(&mut h, &mut f, path, &mut vec![0u8; 1 << 20])?;
-        Ok(Source {
-            path: path.to_path_buf(),
-            sha256: h.finalize().iter().map(|b| format!("{b:02x}")).collect(),
-            bytes,
-        })
-    }
 }
 
 /// One step of an import and what was left after it.
@@ -76,54 +67,126 @@ pub struct Manifest {
     pub tool: String,
 }
 
-/// An imported dataset in IISAN's format: items in id order, each user's items oldest first.
+/// An imported dataset in IISAN's format.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Imported {
-    /// `(item id, title)`.
+    /// `(item id, title)`, in the order items.tsv lists them.
     pub items: Vec<(String, String)>,
-    /// `(user id, items oldest first)`.
-    pub users: Vec<(String, Vec<String>)>,
+    /// `(user id, indices into items, oldest first)`.
+    pub users: Vec<(String, Vec<u32>)>,
+    /// `(index into items, image file)`: copied (hard-linked where the file system allows) to
+    /// `images/<item id>.<extension of the file>`.
+    pub images: Vec<(u32, PathBuf)>,
 }
 
-/// The lines of `path`, gunzipped when the file starts with gzip's magic bytes.
-pub fn open_lines(path: &Path) -> Result<Box<dyn BufRead>> {
-    let mut f = BufReader::with_capacity(
-        1 << 20,
-        std::fs::File::open(path).map_err(|e| Error::io(path, e))?,
-    );
-    let gz = f
-        .fill_buf()
-        .map_err(|e| Error::io(path, e))?
-        .starts_with(&[0x1f, 0x8b]);
-    Ok(if gz {
-        Box::new(BufReader::with_capacity(
-            1 << 20,
-            flate2::bufread::MultiGzDecoder::new(f),
-        ))
-    } else {
-        Box::new(f)
-    })
+impl Imported {
+    /// The interactions (sum of the sequence lengths).
+    pub fn interactions(&self) -> usize {
+        self.users.iter().map(|(_, s)| s.len()).sum()
+    }
 }
 
-/// Write `data` and `manifest` as the dataset directory `out` (items.tsv, users.tsv,
-/// manifest.json), beside it first and renamed into place; `sources` may not contain `out`.
-pub fn write_dataset(out: &Path, data: &Imported, manifest: &Manifest) -> Result<()> {
-    let sources: Vec<&Path> = manifest.sources.iter().map(|s| s.path.as_path()).collect();
+/// Ids interned in order of first appearance (each key stored once; hashed with foldhash,
+/// several times faster than the standard SipHash on these short ids).
+#[derive(Debug, Default)]
+pub struct Interner {
+    index: HashMap<Rc<str>, u32, foldhash::fast::RandomState>,
+    keys: Vec<Rc<str>>,
+}
+
+impl Interner {
+    /// The id of `k`, a new one (the next integer) if unseen.
+    pub fn id(&mut self, k: &str) -> u32 {
+        if let Some(&i) = self.index.get(k) {
+            return i;
+        }
+        let i = self.keys.len() as u32;
+        let key: Rc<str> = Rc::from(k);
+        self.index.insert(key.clone(), i);
+        self.keys.push(key);
+        i
+    }
+
+    /// The id of `k` if seen.
+    pub fn get(&self, k: &str) -> Option<u32> {
+        self.index.get(k).copied()
+    }
+
+    /// The key of id `i`.
+    pub fn key(&self, i: u32) -> &str {
+        &self.keys[i as usize]
+    }
+
+    /// How many keys.
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// No keys yet.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+}
+
+/// Write `rows` to `path` through a buffer.
+fn write_lines(path: &Path, rows: impl Iterator<Item = String>) -> Result<()> {
+    let f = std::fs::File::create(path).map_err(|e| Error::io(path, e))?;
+    let mut w = BufWriter::with_capacity(1 << 20, f);
+    for r in rows {
+        w.write_all(r.as_bytes()).map_err(|e| Error::io(path, e))?;
+    }
+    w.into_inner()
+        .map_err(|e| Error::io(path, e.into_error()))?
+        .sync_all()
+        .map_err(|e| Error::io(path, e))
+}
+
+/// Hard-link `src` to `dst`, or copy it where linking is refused (another file system).
+fn link_or_copy(src: &Path, dst: &Path) -> Result<()> {
+    if std::fs::hard_link(src, dst).is_ok() {
+        return Ok(());
+    }
+    std::fs::copy(src, dst).map_err(|e| Error::io(src, e))?;
+    Ok(())
+}
+
+/// Write `data` and `manifest` as the dataset directory `out` (items.tsv, users.tsv, images/,
+/// manifest.json), beside it first and renamed into place; `out` may not be or lie in a source
+/// file or one of the `folders` the import read (an images folder).
+pub fn write_dataset(
+    out: &Path,
+    data: &Imported,
+    manifest: &Manifest,
+    folders: &[&Path],
+) -> Result<()> {
+    let mut sources: Vec<&Path> = manifest.sources.iter().map(|s| s.path.as_path()).collect();
+    sources.extend(folders);
     let existing = check_out(out, MANIFEST, &sources)?;
     let tmp = scratch_beside(out)?;
-    let mut items = String::new();
-    for (k, t) in &data.items {
-        items.push_str(&format!("{k}\t{t}\n"));
+    let items = data.items.iter().map(|(k, t)| format!("{k}\t{t}\n"));
+    write_lines(&tmp.join("items.tsv"), items)?;
+    let users = data.users.iter().map(|(u, seq)| {
+        let keys: Vec<&str> = seq
+            .iter()
+            .map(|&i| data.items[i as usize].0.as_str())
+            .collect();
+        format!("{u}\t{}\n", keys.join(" "))
+    });
+    write_lines(&tmp.join("users.tsv"), users)?;
+    if !data.images.is_empty() {
+        let dir = tmp.join("images");
+        std::fs::create_dir(&dir).map_err(|e| Error::io(&dir, e))?;
+        for (i, src) in &data.images {
+            let ext = src.extension().unwrap_or_default().to_string_lossy();
+            link_or_copy(
+                src,
+                &dir.join(format!("{}.{ext}", data.items[*i as usize].0)),
+            )?;
+        }
     }
-    let mut users = String::new();
-    for (u, seq) in &data.users {
-        users.push_str(&format!("{u}\t{}\n", seq.join(" ")));
-    }
-    let json = serde_json::to_string_pretty(manifest).expect("serialisable");
-    for (name, text) in [("items.tsv", items), ("users.tsv", users), (MANIFEST, json)] {
-        let p = tmp.join(name);
-        std::fs::write(&p, text).map_err(|e| Error::io(&p, e))?;
-    }
+    let json = serde_json::to_string_pretty(manifest).expect("serialisable") + "\n";
+    let p = tmp.join(MANIFEST);
+    std::fs::write(&p, json).map_err(|e| Error::io(&p, e))?;
     replace_with(&tmp, out, existing)
 }
 

@@ -14,13 +14,13 @@
 //! `item_id:token`, `title:token_seq`. Exporting an import of an export gives the same bytes.
 
 use std::collections::HashMap;
-use std::io::BufRead;
 use std::path::Path;
 
 use serde::Serialize;
 use serde_json::json;
 
-use super::{Count, Imported, MANIFEST, Manifest, Source, check_field, open_lines, tool};
+use super::lines::{BadLines, for_each_line, utf8};
+use super::{Count, Imported, Interner, MANIFEST, Manifest, Source, check_field, tool};
 use crate::data::output::{check_out, replace_with, scratch_beside};
 use crate::data::{DataOptions, Dataset};
 use crate::error::{Error, Result};
@@ -32,6 +32,8 @@ pub struct RecboleOptions {
     pub title_field: String,
     /// Count and leave out malformed lines instead of stopping at the first.
     pub skip_bad_lines: bool,
+    /// Progress bars on stderr.
+    pub progress: bool,
 }
 
 /// The columns of an atomic file's header.
@@ -73,68 +75,70 @@ impl Header {
     }
 }
 
-/// Interned ids in order of first appearance.
-#[derive(Default)]
-struct Interner {
-    index: HashMap<String, u32>,
-    keys: Vec<String>,
-}
-
-impl Interner {
-    fn id(&mut self, k: &str) -> u32 {
-        if let Some(&i) = self.index.get(k) {
-            return i;
-        }
-        let i = self.keys.len() as u32;
-        self.index.insert(k.to_string(), i);
-        self.keys.push(k.to_string());
-        i
-    }
-}
-
 /// Call `each` with `(1-based line number, fields, header)` for every non-blank line after the
 /// header of atomic file `path`; a line with another field count, or one `each` refuses, is an
-/// error, or with `skip` counted in `bad` and left out. Returns the header.
+/// error, or with `bad.skip` counted and left out. Returns the file with its hash.
 fn for_records(
     path: &Path,
-    skip: bool,
-    bad: &mut usize,
+    progress: bool,
+    bad: &mut BadLines,
     mut each: impl FnMut(usize, &[&str], &Header) -> Result<()>,
-) -> Result<Header> {
-    let mut lines = open_lines(path)?;
-    let mut buf = String::new();
-    let mut n = 0usize;
+) -> Result<Source> {
     let mut header: Option<Header> = None;
-    loop {
-        buf.clear();
-        if lines.read_line(&mut buf).map_err(|e| Error::io(path, e))? == 0 {
-            break;
-        }
-        n += 1;
-        let line = buf.trim_end_matches(['\n', '\r']);
-        if line.trim().is_empty() {
-            continue;
-        }
+    let label = path.file_name().unwrap_or_default().to_string_lossy();
+    let read = for_each_line(path, &label, progress, |n, bytes| {
+        let n = n as usize;
+        let line = utf8(path, n as u64, bytes);
         let Some(h) = &header else {
-            header = Some(Header::parse(path, line)?);
-            continue;
+            header = Some(Header::parse(path, line?)?);
+            return Ok(());
         };
-        let fields: Vec<&str> = line.split('\t').collect();
-        let r = if fields.len() == h.names.len() {
+        let r = line.and_then(|line| {
+            let fields: Vec<&str> = line.split('\t').collect();
+            if fields.len() != h.names.len() {
+                return Err(Error::line(
+                    path,
+                    n,
+                    format!("{} fields, the header has {}", fields.len(), h.names.len()),
+                ));
+            }
             each(n, &fields, h)
-        } else {
-            Err(Error::line(
-                path,
-                n,
-                format!("{} fields, the header has {}", fields.len(), h.names.len()),
-            ))
-        };
-        match r {
-            Err(_) if skip => *bad += 1,
-            r => r?,
-        }
+        });
+        bad.handle(r).map(|_| ())
+    })?;
+    header
+        .map(|_| read.source)
+        .ok_or_else(|| Error::file(path, "empty: no header line"))
+}
+
+/// Rows `(user, timestamp, line, item)` and titles as IISAN's dataset: each user's items by
+/// time, ties in file order; users and items in their interned order.
+fn assemble(
+    mut rows: Vec<(u32, f64, usize, u32)>,
+    users: &Interner,
+    items: &Interner,
+    mut titles: HashMap<u32, String>,
+) -> Imported {
+    rows.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)).then(a.2.cmp(&b.2)));
+    let mut seqs: Vec<Vec<u32>> = vec![Vec::new(); users.len()];
+    for &(u, _, _, i) in &rows {
+        seqs[u as usize].push(i);
     }
-    header.ok_or_else(|| Error::file(path, "empty: no header line"))
+    Imported {
+        items: (0..items.len() as u32)
+            .map(|i| {
+                (
+                    items.key(i).to_string(),
+                    titles.remove(&i).unwrap_or_default(),
+                )
+            })
+            .collect(),
+        users: (0..users.len() as u32)
+            .map(|u| users.key(u).to_string())
+            .zip(seqs)
+            .collect(),
+        images: Vec::new(),
+    }
 }
 
 /// Import `.inter` (and `.item`) files.
@@ -145,9 +149,10 @@ pub fn import(
 ) -> Result<(Imported, Manifest)> {
     let (mut users, mut items) = (Interner::default(), Interner::default());
     let mut titles: HashMap<u32, String> = HashMap::new();
-    let mut bad = 0usize;
+    let mut bad = BadLines::new(o.skip_bad_lines);
+    let mut sources = Vec::new();
     if let Some(path) = item {
-        for_records(path, o.skip_bad_lines, &mut bad, |n, f, h| {
+        let item_file = for_records(path, o.progress, &mut bad, |n, f, h| {
             let (ic, tc) = (h.col(path, "item_id")?, h.col(path, &o.title_field)?);
             check_field(path, n, "item_id", f[ic], true)?;
             let id = items.id(f[ic]);
@@ -160,11 +165,12 @@ pub fn import(
             }
             Ok(())
         })?;
+        sources.push(item_file);
     }
-    let catalogue = items.keys.len();
+    let catalogue = items.len();
     // (user, timestamp, line, item)
     let mut rows: Vec<(u32, f64, usize, u32)> = Vec::new();
-    for_records(inter, o.skip_bad_lines, &mut bad, |n, f, h| {
+    let inter_file = for_records(inter, o.progress, &mut bad, |n, f, h| {
         let (uc, ic) = (h.col(inter, "user_id")?, h.col(inter, "item_id")?);
         check_field(inter, n, "user_id", f[uc], true)?;
         check_field(inter, n, "item_id", f[ic], true)?;
@@ -186,28 +192,9 @@ pub fn import(
         return Err(Error::file(inter, "no interactions"));
     }
     let read = rows.len();
-    // by user (first appearance), then time, then file order
-    rows.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)).then(a.2.cmp(&b.2)));
-    let mut seqs: Vec<Vec<String>> = vec![Vec::new(); users.keys.len()];
-    for (u, _, _, i) in &rows {
-        seqs[*u as usize].push(items.keys[*i as usize].clone());
-    }
-    let untitled = (0..items.keys.len() as u32)
-        .filter(|i| titles.get(i).is_none_or(|t| t.is_empty()))
-        .count();
-    let data = Imported {
-        items: items
-            .keys
-            .iter()
-            .enumerate()
-            .map(|(i, k)| (k.clone(), titles.remove(&(i as u32)).unwrap_or_default()))
-            .collect(),
-        users: users.keys.into_iter().zip(seqs).collect(),
-    };
-    let mut sources = vec![Source::of(inter)?];
-    if let Some(p) = item {
-        sources.push(Source::of(p)?);
-    }
+    let data = assemble(rows, &users, &items, titles);
+    let untitled = data.items.iter().filter(|(_, t)| t.is_empty()).count();
+    sources.insert(0, inter_file);
     let manifest = Manifest {
         format: "recbole".into(),
         sources,
@@ -219,7 +206,7 @@ pub fn import(
             users: data.users.len(),
             items: data.items.len(),
         }],
-        notes: json!({"bad_lines_skipped": bad, "items_in_item_file": catalogue,
+        notes: json!({"bad_lines_skipped": bad.count, "items_in_item_file": catalogue,
             "items_only_in_inter": data.items.len() - catalogue, "items_without_title": untitled}),
         tool: tool(),
     };
@@ -291,6 +278,7 @@ mod tests {
         RecboleOptions {
             title_field: "title".into(),
             skip_bad_lines: false,
+            progress: false,
         }
     }
 
@@ -314,14 +302,12 @@ mod tests {
         )
         .unwrap();
         let (d, m) = import(&inter, Some(&item), &opts()).unwrap();
+        // item indices: d 0, a 1, b 2, c 3
         assert_eq!(
             d.users,
             [
-                (
-                    "u1".to_string(),
-                    vec!["a".to_string(), "b".into(), "c".into()]
-                ),
-                ("u2".to_string(), vec!["a".to_string()]),
+                ("u1".to_string(), vec![1, 2, 3]),
+                ("u2".to_string(), vec![1])
             ]
         );
         let items: Vec<(&str, &str)> = d
@@ -357,7 +343,7 @@ mod tests {
             ..opts()
         };
         let (d, m) = import(&inter, None, &skip).unwrap();
-        assert_eq!(d.users[0].1, ["a"]);
+        assert_eq!(d.users[0].1, [0], "only item a");
         assert_eq!(m.notes["bad_lines_skipped"], 2);
         std::fs::write(&inter, "user:token\titem_id:token\nu\ta\n").unwrap();
         let e = import(&inter, None, &opts()).unwrap_err().to_string();
