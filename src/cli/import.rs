@@ -10,7 +10,8 @@ use super::data::PrepArgs;
 use iisan::data::import::amazon::{self, AmazonOptions};
 use iisan::data::import::amazon_lines::Edition;
 use iisan::data::import::recbole::{self, RecboleOptions};
-use iisan::data::import::{Imported, Manifest, write_dataset};
+use iisan::data::import::{Imported, MANIFEST, Manifest, write_dataset};
+use iisan::data::output::check_out;
 use iisan::error::Result;
 
 /// The options of both Amazon editions.
@@ -117,6 +118,9 @@ pub(crate) fn import(cmd: ImportCmd) -> Result<()> {
                 skip_bad_lines,
                 progress: !quiet,
             };
+            let mut inputs = vec![inter.as_path()];
+            inputs.extend(item.as_deref());
+            check_out(&out, MANIFEST, &inputs)?;
             let (data, manifest) = recbole::import(&inter, item.as_deref(), &o)?;
             write_dataset(&out, &data, &manifest, &[])?;
             (data, manifest, out)
@@ -152,6 +156,10 @@ fn import_amazon(edition: Edition, a: AmazonArgs) -> Result<(Imported, Manifest,
         require_meta: a.require_meta,
         progress: !a.quiet,
     };
+    // refuse a foreign --out before the read, not after it
+    let mut inputs = vec![a.reviews.as_path(), a.meta.as_path()];
+    inputs.extend(o.images.as_deref());
+    check_out(&a.out, MANIFEST, &inputs)?;
     let (data, manifest) = amazon::import(&a.reviews, &a.meta, &o)?;
     let folders: Vec<&std::path::Path> = o.images.iter().map(|p| p.as_path()).collect();
     write_dataset(&a.out, &data, &manifest, &folders)?;

@@ -213,7 +213,7 @@ pub fn map_lines<T: Send>(
     let workers = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(8);
-    std::thread::scope(|s| {
+    let r = std::thread::scope(|s| {
         let (block_tx, block_rx) = sync_channel(4);
         let reader = {
             let pb = pb.clone();
@@ -245,7 +245,9 @@ pub fn map_lines<T: Send>(
                 }
             });
         }
-        drop(out_tx);
+        // only the workers may hold the chunk receiver and the result sender: when `each`
+        // fails, the workers' sends fail, they stop, and the splitter's send fails in turn
+        drop((chunk_rx, out_tx));
         let r = consume(out_rx, &pb, t0, &mut each);
         let lines = splitter.join().expect("splitter");
         if let Ok((seq, Err(e))) = err_rx.try_recv()
@@ -258,13 +260,14 @@ pub fn map_lines<T: Send>(
             .join()
             .expect("reader")
             .ok_or_else(|| Error::file(path, "the file could not be read to its end"))?;
-        pb.finish_and_clear();
         Ok(LinesRead {
             lines,
             seconds: t0.elapsed().as_secs_f64(),
             source,
         })
-    })
+    });
+    pb.finish_and_clear();
+    r
 }
 
 /// Take parsed chunks back in order and hand their lines to `each`; returns the number of
@@ -377,6 +380,60 @@ mod tests {
         })
         .unwrap_err();
         assert!(e.to_string().contains("x.txt:2: bad"), "{e}");
+    }
+
+    /// A file of many chunks: an error from `each` on an early line, and a gzip stream cut
+    /// short, each end the read with that error (every thread of the pipeline stops) instead
+    /// of hanging on a full channel; a whole read sees every line once, in order.
+    #[test]
+    fn errors_stop_a_long_read_and_a_whole_read_keeps_the_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let plain = dir.path().join("long.txt");
+        let text: String = (1..=200_000).map(|i| format!("line {i:>20}\n")).collect();
+        assert!(text.len() > 16 * CHUNK);
+        std::fs::write(&plain, &text).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let p = plain.clone();
+        std::thread::spawn(move || {
+            let r = map_lines(
+                &p,
+                "x",
+                false,
+                |n, _| n,
+                |n, _| {
+                    if n == 10 {
+                        Err(Error::line(&p, 10, "stop"))
+                    } else {
+                        Ok(())
+                    }
+                },
+            );
+            tx.send(r.map(|_| ())).unwrap();
+        });
+        let r = rx.recv_timeout(std::time::Duration::from_secs(20));
+        let e = r.expect("the read hung after an error").unwrap_err();
+        assert!(e.to_string().ends_with("long.txt:10: stop"), "{e}");
+        let mut next = 1;
+        let read = map_lines(
+            &plain,
+            "x",
+            false,
+            |n, l| (n, l.len()),
+            |n, (m, len)| {
+                assert_eq!((n, m, len), (next, next, 25));
+                next += 1;
+                Ok(())
+            },
+        )
+        .unwrap();
+        assert_eq!((read.lines, next), (200_000, 200_001));
+        let gz = dir.path().join("cut.gz");
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        enc.write_all(text.as_bytes()).unwrap();
+        let bytes = enc.finish().unwrap();
+        std::fs::write(&gz, &bytes[..bytes.len() / 2]).unwrap();
+        let e = for_each_line(&gz, "x", false, |_, _| Ok(())).unwrap_err();
+        assert!(e.to_string().contains("cut.gz: after line "), "{e}");
     }
 
     #[test]
