@@ -273,6 +273,20 @@ fn bad_lines_name_file_and_line_or_are_counted_and_missing_metadata_can_be_an_er
     fs::write(&reviews, lines.join("\n") + "\n").unwrap();
     let o = import_2023(d, &reviews, &meta, &["--out", "out"]);
     expect_bad(&o, &out, &["bad.jsonl:7:", "user id \"u 3\""]);
+    let o = import_2023(
+        d,
+        &fx.join("Fixture.jsonl"),
+        &meta,
+        &["--min-interactions", "9", "--out", "out"],
+    );
+    expect_bad(
+        &o,
+        &out,
+        &[
+            "Fixture.jsonl: no interactions left",
+            "users with >= 9 interactions 0",
+        ],
+    );
     let o = import_2023(d, &d.join("nope.jsonl"), &meta, &["--out", "out"]);
     expect_bad(&o, &out, &["nope.jsonl"]);
 }

@@ -357,8 +357,21 @@ pub fn import(reviews: &Path, meta: &Path, o: &AmazonOptions) -> Result<(Importe
     {
         return Err(Error::file(dir, "--images is not a folder"));
     }
+    if o.max_users == Some(0) {
+        return Err(Error::Config("--max-users must be at least 1".into()));
+    }
     let mut r = read(reviews, meta, o)?;
     let counts = filter(&mut r, reviews, meta, o)?;
+    if r.rows.is_empty() {
+        let steps: Vec<String> = counts
+            .iter()
+            .map(|c| format!("{} {}", c.step, c.interactions))
+            .collect();
+        return Err(Error::file(
+            reviews,
+            format!("no interactions left ({})", steps.join(", ")),
+        ));
+    }
     let mut image_notes = ImageNotes::default();
     let data = assemble(&r, o, &mut image_notes);
     let untitled = data.items.iter().filter(|(_, t)| t.is_empty()).count();

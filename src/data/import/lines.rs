@@ -108,16 +108,17 @@ struct Chunk {
     bytes: Vec<u8>,
 }
 
-/// A parsed chunk (or the error that ended the stream), by chunk number.
-type Parsed<T> = (u64, Result<Vec<(u64, T)>>);
+/// A parsed chunk: its number and its lines' `(number, result of parse)`.
+type Parsed<T> = (u64, Vec<(u64, T)>);
 
 /// The splitter thread: gunzip when the stream starts with gzip's magic bytes, cut into chunks.
-/// Returns the number of lines.
+/// Returns the number of lines; a read or gunzip error goes to `errors` with the number of the
+/// chunk it cut short.
 fn split(
     path: &Path,
     blocks: Blocks,
     chunks: SyncSender<Chunk>,
-    errors: SyncSender<Parsed<()>>,
+    errors: SyncSender<(u64, Error)>,
 ) -> u64 {
     let mut raw = BufReader::with_capacity(BLOCK, blocks);
     let gz = raw.fill_buf().map(|b| b.starts_with(&[0x1f, 0x8b]));
@@ -141,7 +142,7 @@ fn split(
             }
             Err(e) => {
                 let e = Error::file(path, format!("after line {n}: {e}"));
-                let _ = errors.send((seq, Err(e)));
+                let _ = errors.send((seq, e));
                 return n;
             }
         };
@@ -221,7 +222,7 @@ pub fn map_lines<T: Send>(
         };
         let (chunk_tx, chunk_rx) = sync_channel::<Chunk>(2 * workers);
         let (out_tx, out_rx) = sync_channel::<Parsed<T>>(2 * workers);
-        let (err_tx, err_rx) = sync_channel::<Parsed<()>>(1);
+        let (err_tx, err_rx) = sync_channel::<(u64, Error)>(1);
         let blocks = Blocks {
             rx: block_rx,
             cur: Vec::new(),
@@ -236,10 +237,7 @@ pub fn map_lines<T: Send>(
                     // the lock is held for the wait only, not the parse
                     let next = rx.lock().expect("lock").recv();
                     let Ok(chunk) = next else { return };
-                    if tx
-                        .send((chunk.seq, Ok(parse_chunk(&chunk, parse))))
-                        .is_err()
-                    {
+                    if tx.send((chunk.seq, parse_chunk(&chunk, parse))).is_err() {
                         return;
                     }
                 }
@@ -250,7 +248,8 @@ pub fn map_lines<T: Send>(
         drop((chunk_rx, out_tx));
         let r = consume(out_rx, &pb, t0, &mut each);
         let lines = splitter.join().expect("splitter");
-        if let Ok((seq, Err(e))) = err_rx.try_recv()
+        // a stream cut short ends the read once every chunk before the cut was handled
+        if let Ok((seq, e)) = err_rx.try_recv()
             && r.as_ref().is_ok_and(|&next| next >= seq)
         {
             return Err(e);
@@ -284,7 +283,7 @@ fn consume<T>(
         while let Some(chunk) = pending.remove(&next) {
             next += 1;
             let mut last = 0;
-            for (n, t) in chunk? {
+            for (n, t) in chunk {
                 each(n, t)?;
                 last = n;
             }
