@@ -170,19 +170,6 @@ fn cache_rows_equal_direct_tower_outputs_and_reruns_are_noops() {
     assert!(max_diff(&a, &b) < 1e-2);
 }
 
-fn expect_one_line_error(o: &std::process::Output, want: &str) {
-    assert_eq!(
-        o.status.code(),
-        Some(2),
-        "stdout {} stderr {}",
-        stdout(o),
-        stderr(o)
-    );
-    let e = stderr(o);
-    assert_eq!(e.trim_end().lines().count(), 1, "{e}");
-    assert!(e.contains(want), "{e:?} lacks {want:?}");
-}
-
 #[test]
 fn wrong_model_corrupt_image_and_truncated_cache_are_one_line_errors() {
     let tmp = tempfile::tempdir().unwrap();
@@ -204,7 +191,7 @@ fn wrong_model_corrupt_image_and_truncated_cache_are_one_line_errors() {
             "--quiet",
         ],
     );
-    expect_one_line_error(&o, "model_type \"dinov2\" is not bert");
+    one_line_exit_2(&o, &["model_type \"dinov2\" is not bert"]);
     let o = iisan(
         tmp.path(),
         &[
@@ -218,7 +205,7 @@ fn wrong_model_corrupt_image_and_truncated_cache_are_one_line_errors() {
             "--quiet",
         ],
     );
-    expect_one_line_error(&o, "nowhere: not a model folder");
+    one_line_exit_2(&o, &["nowhere: not a model folder"]);
     // corrupt image: error by default, zero image with a count on request
     fs::write(
         tmp.path().join("d/images/S0003.png"),
@@ -246,7 +233,7 @@ fn wrong_model_corrupt_image_and_truncated_cache_are_one_line_errors() {
         tmp.path(),
         &a.iter().map(String::as_str).collect::<Vec<_>>(),
     );
-    expect_one_line_error(&o, "S0003.png: cannot decode image");
+    one_line_exit_2(&o, &["S0003.png: cannot decode image"]);
     assert!(
         !tmp.path().join("c/image.hsc").exists(),
         "no half-written cache under the final name"
@@ -286,5 +273,5 @@ fn wrong_model_corrupt_image_and_truncated_cache_are_one_line_errors() {
         .set_len(len - 100)
         .unwrap();
     let o = iisan(tmp.path(), &["cache-info", "c/text.hsc"]);
-    expect_one_line_error(&o, "c/text.hsc: truncated or oversized cache");
+    one_line_exit_2(&o, &["c/text.hsc: truncated or oversized cache"]);
 }

@@ -86,14 +86,19 @@ fn import_fixture(d: &Path, reviews: &Path, meta: &Path, img: &Path, out: &str) 
     d.join(out)
 }
 
-#[test]
-fn amazon2023_fixture_imports_as_derived_by_hand() {
-    let tmp = tempfile::tempdir().unwrap();
-    let d = tmp.path();
+/// The 2023 fixture's folder, its images folder, reviews, metadata, and its import `d/plain`.
+fn plain_import(d: &Path) -> (PathBuf, PathBuf, PathBuf, PathBuf, PathBuf) {
     let fx = fixture("amazon2023");
     let img = images_folder(d);
     let (reviews, meta) = (fx.join("Fixture.jsonl"), fx.join("meta_Fixture.jsonl"));
     let out = import_fixture(d, &reviews, &meta, &img, "plain");
+    (fx, img, reviews, meta, out)
+}
+
+#[test]
+fn amazon2023_fixture_imports_as_derived_by_hand() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (fx, img, reviews, _, out) = plain_import(tmp.path());
     for f in ["items.tsv", "users.tsv"] {
         let want = fs::read_to_string(fx.join(format!("expected-{f}"))).unwrap();
         assert_eq!(fs::read_to_string(out.join(f)).unwrap(), want, "{f}");
@@ -135,10 +140,7 @@ fn amazon2023_fixture_imports_as_derived_by_hand() {
 fn data_stats_on_the_2023_import_and_a_gzipped_copy_imports_the_same() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
-    let fx = fixture("amazon2023");
-    let img = images_folder(d);
-    let (reviews, meta) = (fx.join("Fixture.jsonl"), fx.join("meta_Fixture.jsonl"));
-    let out = import_fixture(d, &reviews, &meta, &img, "plain");
+    let (_, img, reviews, meta, out) = plain_import(d);
     // P3's empty title needs --keep-missing-titles
     let stats = |extra: &[&str]| {
         let mut a = vec!["data", "stats", "--dataset", "plain", "--min-seq-len", "3"];
@@ -206,18 +208,7 @@ fn amazon2018_fixture_imports_as_derived_by_hand() {
 
 /// Expect exit 2, one stderr line containing every one of `want`, and no `out` directory.
 fn expect_bad(o: &std::process::Output, out: &Path, want: &[&str]) {
-    assert_eq!(
-        o.status.code(),
-        Some(2),
-        "stdout {} stderr {}",
-        stdout(o),
-        stderr(o)
-    );
-    let err = stderr(o);
-    assert_eq!(err.trim_end().lines().count(), 1, "not one line: {err}");
-    for w in want {
-        assert!(err.contains(w), "{err} lacks {w}");
-    }
+    one_line_exit_2(o, want);
     assert!(!out.exists(), "{} was written", out.display());
 }
 
@@ -451,26 +442,7 @@ fn an_imported_catalogue_with_images_encodes_trains_and_reports() {
     assert!(o.status.success(), "{}", stderr(&o));
     println!("{}", stdout(&o));
     assert_eq!(fs::read_dir(d.join("cat/images")).unwrap().count(), items);
-    let (text, image_model) = (model_dir("minilm"), model_dir("dinov2-small"));
-    let o = iisan(
-        d,
-        &[
-            "encode",
-            "--dataset",
-            "cat",
-            "--quiet",
-            "--image-size",
-            "112",
-            "--out",
-            "cache",
-            "--text-model",
-            s(&text),
-            "--image-model",
-            s(&image_model),
-        ],
-    );
-    assert!(o.status.success(), "{}", stderr(&o));
-    println!("{}", stdout(&o));
+    println!("{}", encode_both(d, "cat"));
     train_run(d, &run_sets(&d.join("cat"), "imported", "iisan"));
     let summary = fs::read_to_string(d.join("runs/imported/summary.json")).unwrap();
     let summary: serde_json::Value = serde_json::from_str(&summary).unwrap();

@@ -144,13 +144,20 @@ pub fn build_model_with(
 /// hidden-state caches in `dir/cache` (MiniLM titles, DINOv2-S images at 112 px).
 pub fn encoded_synth(dir: &Path, users: usize, items: usize) -> PathBuf {
     let data = small_synth(dir, "d", users, items);
+    encode_both(dir, "d");
+    data
+}
+
+/// `iisan encode` of dataset `dir/dataset` into `dir/cache` with MiniLM (titles) and DINOv2-S
+/// (images at 112 px), asserting success; returns its stdout.
+pub fn encode_both(dir: &Path, dataset: &str) -> String {
     let (text, image) = (model_dir("minilm"), model_dir("dinov2-small"));
     let o = iisan(
         dir,
         &[
             "encode",
             "--dataset",
-            "d",
+            dataset,
             "--quiet",
             "--image-size",
             "112",
@@ -163,7 +170,23 @@ pub fn encoded_synth(dir: &Path, users: usize, items: usize) -> PathBuf {
         ],
     );
     assert!(o.status.success(), "{}", stderr(&o));
-    data
+    stdout(&o)
+}
+
+/// Assert exit code 2 and a one-line stderr holding each of `want`.
+pub fn one_line_exit_2(o: &Output, want: &[&str]) {
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "stdout {} stderr {}",
+        stdout(o),
+        stderr(o)
+    );
+    let e = stderr(o);
+    assert_eq!(e.trim_end().lines().count(), 1, "not one line: {e}");
+    for w in want {
+        assert!(e.contains(w), "{e:?} lacks {w:?}");
+    }
 }
 
 /// `--set` overrides for a 2-epoch run `name` of `method` on `data` with the caches of
