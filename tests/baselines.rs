@@ -211,6 +211,15 @@ fn each_method_trains_exactly_its_intended_parameters() {
                 );
                 let pooler = 384; // MiniLM pooler.dense.bias, in the file but unused
                 assert_eq!(in_tower, biases - pooler, "bitfit");
+                // at each tower's own rate, as the authors (text 5e-5, image 1e-4)
+                for p in params.iter().filter(tower) {
+                    let want = if p.name.starts_with("text.") {
+                        "text_tower"
+                    } else {
+                        "image_tower"
+                    };
+                    assert_eq!(p.group, want, "{}", p.name);
+                }
             }
             // the side network only, same count as cached IISAN on 384-wide towers
             _ => {

@@ -444,6 +444,15 @@ fn an_imported_catalogue_with_images_encodes_trains_and_reports() {
     assert_eq!(fs::read_dir(d.join("cat/images")).unwrap().count(), items);
     println!("{}", encode_both(d, "cat"));
     train_run(d, &run_sets(&d.join("cat"), "imported", "iisan"));
+    // the text taps were left out: derived from MiniLM's 6 layers and saved with the run
+    let cfg = fs::read_to_string(d.join("runs/imported/config.toml")).unwrap();
+    let cfg: toml::Value = toml::from_str(&cfg).unwrap();
+    let taps = |k: &str| -> Vec<i64> {
+        let v = cfg["model"]["iisan"][k].as_array().unwrap();
+        v.iter().map(|t| t.as_integer().unwrap()).collect()
+    };
+    assert_eq!(taps("text_taps"), [0, 1, 2, 3, 4, 5, 6]);
+    assert_eq!(taps("image_taps"), [0, 4, 8, 12]);
     let summary = fs::read_to_string(d.join("runs/imported/summary.json")).unwrap();
     let summary: serde_json::Value = serde_json::from_str(&summary).unwrap();
     assert_eq!(summary["dataset"]["stats"]["users"], 12);

@@ -273,11 +273,12 @@ impl Bert {
             let a = l
                 .attn_out
                 .forward(&l.attn.forward(&x, Some(&add_mask), ctx)?)?;
-            let a = adapt(&l.adapter_attn, a)?;
-            x = l.attn_ln.forward_t(&(ctx.dropout(&a, p)? + &x)?, ctx)?;
+            // dense -> dropout -> adapter -> residual + LayerNorm (the authors' order)
+            let a = adapt(&l.adapter_attn, ctx.dropout(&a, p)?)?;
+            x = l.attn_ln.forward_t(&(a + &x)?, ctx)?;
             let h = gelu_erf(&l.inter.forward(&x)?)?;
-            let o = adapt(&l.adapter_ffn, l.out.forward(&h)?)?;
-            x = l.out_ln.forward_t(&(ctx.dropout(&o, p)? + &x)?, ctx)?;
+            let o = adapt(&l.adapter_ffn, ctx.dropout(&l.out.forward(&h)?, p)?)?;
+            x = l.out_ln.forward_t(&(o + &x)?, ctx)?;
             cls.push(x.narrow(1, 0, 1)?.squeeze(1)?);
         }
         stack_cls(&cls)

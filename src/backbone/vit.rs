@@ -278,21 +278,23 @@ impl Vit {
             let a =
                 l.attn_out
                     .forward(&l.attn.forward(&l.norm1.forward_t(&x, ctx)?, None, ctx)?)?;
-            let a = adapt(&l.adapter_attn, a)?;
+            // dense -> dropout -> adapter -> (layer scale) -> residual (the authors' order;
+            // dropout commutes with the per-channel scale)
+            let a = adapt(&l.adapter_attn, ctx.dropout(&a, p)?)?;
             let a = match &l.scale1 {
                 Some(g) => a.broadcast_mul(g)?,
                 None => a,
             };
-            x = (ctx.dropout(&a, p)? + &x)?;
+            x = (a + &x)?;
             let m = l
                 .fc2
                 .forward(&gelu_erf(&l.fc1.forward(&l.norm2.forward_t(&x, ctx)?)?)?)?;
-            let m = adapt(&l.adapter_ffn, m)?;
+            let m = adapt(&l.adapter_ffn, ctx.dropout(&m, p)?)?;
             let m = match &l.scale2 {
                 Some(g) => m.broadcast_mul(g)?,
                 None => m,
             };
-            x = (ctx.dropout(&m, p)? + &x)?;
+            x = (m + &x)?;
             states.push(x.narrow(1, 0, 1)?.squeeze(1)?);
         }
         Ok((stack_cls(&states)?, x))

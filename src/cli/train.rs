@@ -9,6 +9,7 @@ use iisan::config::{Config, Plan};
 use iisan::data::Dataset;
 use iisan::error::{Error, Result};
 use iisan::eval::Mask;
+use iisan::model::config::Method;
 use iisan::train::run_dir::Interrupted;
 use iisan::train::summary::DatasetInfo;
 use iisan::train::{RunDir, Start, Trainer};
@@ -119,6 +120,7 @@ fn finish(summary: iisan::train::Summary, cfg: &iisan::config::Config) -> Result
 }
 
 fn train_with(plan: &Plan, quiet: bool, interrupted: Interrupted) -> Result<()> {
+    let plan = &plan.with_resolved_taps()?;
     let cfg = &plan.cfg;
     let data = Dataset::load(&cfg.data.dir, &cfg.data.options)?;
     let sched = plan.schedule(&data)?;
@@ -138,6 +140,10 @@ fn train_with(plan: &Plan, quiet: bool, interrupted: Interrupted) -> Result<()> 
             model.params().num_trainable(),
             rayon::current_num_threads()
         );
+        if matches!(cfg.model.method, Method::Iisan | Method::IisanUncached) {
+            let t = cfg.model.iisan.tap_plan();
+            eprintln!("IISAN taps: text {:?}, image {:?}", t.text, t.image);
+        }
     }
     finish(trainer.fit(run, sched, Start::Fresh)?, cfg)
 }

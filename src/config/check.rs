@@ -174,6 +174,19 @@ impl Plan {
         )
     }
 
+    /// The plan with every IISAN tap list left out derived from its tower's depth (the caches'
+    /// headers, or the tower folders for `iisan_uncached`), as training uses, prints and saves
+    /// it (docs/MODEL.md section 3).
+    pub fn with_resolved_taps(&self) -> Result<Plan> {
+        let mut p = self.clone();
+        let c = &mut p.cfg;
+        if matches!(c.model.method, Method::Iisan | Method::IisanUncached) {
+            let (t, i) = crate::model::factory::tower_states(&c.model, c.data.cache.as_deref())?;
+            c.model.iisan = c.model.iisan.with_depths(t, i);
+        }
+        Ok(p)
+    }
+
     /// The frozen towers the plan's model depends on (path and content hash; see
     /// [`crate::model::factory::tower_records`]).
     pub fn tower_records(&self) -> Result<Vec<TowerRecord>> {

@@ -97,6 +97,9 @@ impl Default for TrainConfig {
                 ("lora".to_string(), 4e-4),
                 ("text_tower".to_string(), 5e-5),
                 ("image_tower".to_string(), 1e-4),
+                ("text_head".to_string(), 5e-5),
+                ("image_head".to_string(), 1e-4),
+                ("image_gates".to_string(), 1e-4),
             ]),
             beta1: 0.9,
             beta2: 0.999,
@@ -278,6 +281,12 @@ mod tests {
         );
         assert_eq!(c.lr_of("san"), 1e-4);
         assert_eq!(c.lr_of("default"), 2e-4);
+        // the authors' per-head rates (docs/MODEL.md section 5)
+        assert_eq!(c.lr_of("text_head"), 5e-5);
+        assert_eq!(
+            (c.lr_of("image_head"), c.lr_of("image_gates")),
+            (1e-4, 1e-4)
+        );
         assert_eq!(c.model.user, UserEncoderConfig::default());
         assert_eq!(c.data.options.max_seq_len, 10);
         assert_eq!(c.eval.mask, Mask::History);

@@ -1,7 +1,9 @@
 //! TPME (training-time, parameter and memory efficiency; docs/MODEL.md section 8): over the
 //! compared set, min-max normalise time t, trainable parameters p and peak memory m to [0, 1]
 //! (a column where every run is equal normalises to 0), then `TPME = w_t t' + w_p p' + w_m m'`
-//! (lower is better; the paper's weights are 0.45 / 0.1 / 0.45).
+//! (lower is better; the paper's weights are 0.45 / 0.1 / 0.45, and weights must sum to 1, as
+//! the paper defines it). Runs of several datasets are normalised within their own dataset
+//! ([`tpme_by_group`]): seconds on one dataset are not comparable with seconds on another.
 
 use serde::{Deserialize, Serialize};
 
@@ -38,6 +40,12 @@ impl TpmeWeights {
             .map_err(|e| Error::Config(format!("TPME weights {s:?}: {e}")))?;
         match v[..] {
             [time, params, memory] if v.iter().all(|w| w.is_finite() && *w >= 0.0) => {
+                let sum = time + params + memory;
+                if (sum - 1.0).abs() > 1e-9 {
+                    return Err(Error::Config(format!(
+                        "TPME weights {s:?} sum to {sum}: they must sum to 1 (the paper's definition)"
+                    )));
+                }
                 Ok(TpmeWeights {
                     time,
                     params,
@@ -69,6 +77,24 @@ pub fn tpme(triples: &[(f64, f64, f64)], w: TpmeWeights) -> Vec<f64> {
         .collect()
 }
 
+/// TPME of each triple, normalised within the runs that share its `group` (the dataset).
+pub fn tpme_by_group(triples: &[(f64, f64, f64)], groups: &[&str], w: TpmeWeights) -> Vec<f64> {
+    let mut out = vec![0.0; triples.len()];
+    let mut seen: Vec<&str> = Vec::new();
+    for &g in groups {
+        if seen.contains(&g) {
+            continue;
+        }
+        seen.push(g);
+        let idx: Vec<usize> = (0..groups.len()).filter(|&i| groups[i] == g).collect();
+        let sub: Vec<(f64, f64, f64)> = idx.iter().map(|&i| triples[i]).collect();
+        for (&i, t) in idx.iter().zip(tpme(&sub, w)) {
+            out[i] = t;
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -97,5 +123,22 @@ mod tests {
         assert_eq!(min_max(&[2.0, 2.0]), [0.0, 0.0]);
         assert!(TpmeWeights::parse("1,2").is_err());
         assert!(TpmeWeights::parse("1,-2,0").is_err());
+        let e = TpmeWeights::parse("0.5,0.5,0.5").unwrap_err().to_string();
+        assert!(e.contains("must sum to 1"), "{e}");
+    }
+
+    /// Two datasets, normalised apart: on "a" times [10, 30] -> [0, 1]; on "b" the single run
+    /// normalises to 0 whatever its figures. Pooled, the "b" run's 1000 s would have pushed
+    /// both "a" runs to t' near 0.
+    #[test]
+    fn each_dataset_is_normalised_on_its_own() {
+        let w = TpmeWeights::parse("1,0,0").unwrap();
+        let triples = [(10.0, 1.0, 1.0), (1000.0, 1.0, 1.0), (30.0, 1.0, 1.0)];
+        assert_eq!(
+            tpme_by_group(&triples, &["a", "b", "a"], w),
+            [0.0, 0.0, 1.0]
+        );
+        let pooled = tpme(&triples, w);
+        assert!(pooled[2] < 0.03, "{pooled:?}");
     }
 }

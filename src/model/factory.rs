@@ -63,22 +63,57 @@ fn build_cached_iisan(
             &fp,
         )?)))
     };
-    let taps = ic.tap_plan();
-    let text = on_device(
+    let (text, image) = (
         open("text.hsc", ic.modality.needs_text())?,
-        &taps.text,
-        data,
-        store,
-    )?;
-    let image = on_device(
         open("image.hsc", ic.modality.needs_image())?,
-        &taps.image,
-        data,
-        store,
-    )?;
+    );
+    let states = |h: &Option<Box<dyn HiddenStates>>| h.as_ref().map(|h| h.states());
+    let ic = &ic.with_depths(states(&text), states(&image));
+    let taps = ic.tap_plan();
+    let text = on_device(text, &taps.text, data, store)?;
+    let image = on_device(image, &taps.image, data, store)?;
     Ok(Box::new(IisanTower::new(
         store, ic, kernels, text, image, dim,
     )?))
+}
+
+/// The number of hidden states of each tower an IISAN model of `mc` reads (`None` for a tower
+/// it does not read, and for other methods): from the caches' headers in `cache` for `iisan`,
+/// from the tower folders' `config.json` (`num_hidden_layers + 1`) for `iisan_uncached`.
+pub fn tower_states(
+    mc: &ModelConfig,
+    cache: Option<&Path>,
+) -> Result<(Option<usize>, Option<usize>)> {
+    let m = mc.iisan.modality;
+    let needs = [m.needs_text(), m.needs_image()];
+    let states = |k: usize| -> Result<Option<usize>> {
+        if !needs[k] {
+            return Ok(None);
+        }
+        match mc.method {
+            Method::Iisan => {
+                let Some(dir) = cache else { return Ok(None) };
+                let path = dir.join(["text.hsc", "image.hsc"][k]);
+                Ok(Some(HiddenStateCache::open(&path)?.header().states))
+            }
+            Method::IisanUncached => {
+                let folder = [&mc.towers.text_model, &mc.towers.image_model][k];
+                let Some(folder) = folder else {
+                    return Ok(None);
+                };
+                let path = folder.join("config.json");
+                let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+                let v: serde_json::Value = serde_json::from_str(&text)
+                    .map_err(|e| Error::file(&path, format!("invalid model config: {e}")))?;
+                let layers = v["num_hidden_layers"]
+                    .as_u64()
+                    .ok_or_else(|| Error::file(&path, "no num_hidden_layers"))?;
+                Ok(Some(layers as usize + 1))
+            }
+            _ => Ok(None),
+        }
+    };
+    Ok((states(0)?, states(1)?))
 }
 
 /// On a device other than the CPU, the cache's states of `taps` uploaded there once

@@ -7,7 +7,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::plots::BarChart;
-use crate::efficiency::tpme::{TpmeWeights, tpme};
+use crate::efficiency::tpme::{TpmeWeights, tpme_by_group};
 use crate::error::{Error, Result};
 use crate::eval::{Mask, Metric};
 use crate::train::Summary;
@@ -84,7 +84,9 @@ pub fn compare(runs: &[Summary], mask: Mask, w: TpmeWeights) -> Result<Vec<Compa
             )
         })
         .collect();
-    for (r, t) in rows.iter_mut().zip(tpme(&triples, w)) {
+    let datasets: Vec<String> = rows.iter().map(|r| r.dataset.clone()).collect();
+    let groups: Vec<&str> = datasets.iter().map(String::as_str).collect();
+    for (r, t) in rows.iter_mut().zip(tpme_by_group(&triples, &groups, w)) {
         r.tpme = t;
     }
     Ok(rows)

@@ -1,5 +1,8 @@
 //! IISAN's options (docs/MODEL.md section 3): which paths, gated or additive mixing, the
 //! hidden-state taps of each tower, the SAN bottleneck and the gate temperature.
+//!
+//! A tap list left out is derived from its tower's depth ([`default_taps`]): the paper's
+//! LayerDrop rule on 12 layers, every state on towers of at most 6 layers.
 
 use serde::{Deserialize, Serialize};
 
@@ -66,7 +69,7 @@ pub enum Fusion {
     Add,
 }
 
-/// IISAN options; defaults are the paper's (with MiniLM + DINOv2-S tap lists).
+/// IISAN options; defaults are the paper's (tap lists derived from each tower's depth).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct IisanConfig {
@@ -74,10 +77,10 @@ pub struct IisanConfig {
     pub modality: Modality,
     /// Gated or additive mixing.
     pub fusion: Fusion,
-    /// Hidden-state indices read from the text cache.
-    pub text_taps: Vec<usize>,
-    /// Hidden-state indices read from the image cache.
-    pub image_taps: Vec<usize>,
+    /// Hidden-state indices read from the text states; `None`: [`default_taps`] of the tower.
+    pub text_taps: Option<Vec<usize>>,
+    /// Hidden-state indices read from the image states; `None`: [`default_taps`] of the tower.
+    pub image_taps: Option<Vec<usize>>,
     /// Drop the first tap of each list (the embedding output).
     pub remove_first: bool,
     /// SAN bottleneck width r.
@@ -91,8 +94,8 @@ impl Default for IisanConfig {
         IisanConfig {
             modality: Modality::IntraInter,
             fusion: Fusion::Gate,
-            text_taps: (0..=6).collect(),
-            image_taps: (0..=12).step_by(2).collect(),
+            text_taps: None,
+            image_taps: None,
             remove_first: false,
             bottleneck: 64,
             gate_temperature: 0.1,
@@ -100,16 +103,38 @@ impl Default for IisanConfig {
     }
 }
 
+/// The tap list of a tower with `states` hidden states (L = states - 1 layers): state 0 and
+/// every `ceil(L / 6)`-th state, at most 7 taps. 12 layers: `[0, 2, ..., 12]` (the paper's
+/// LayerDrop); at most 6 layers: every state (MiniLM: `[0, ..., 6]`); 24 layers:
+/// `[0, 4, ..., 24]`.
+pub fn default_taps(states: usize) -> Vec<usize> {
+    let layers = states.saturating_sub(1);
+    let step = layers.div_ceil(6).max(1);
+    (0..=layers).step_by(step).collect()
+}
+
 impl IisanConfig {
-    /// The taps each path reads: the configured lists with `remove_first` applied (the one
-    /// place it is applied).
+    /// These options with every tap list left out derived from its tower's number of hidden
+    /// states (`None`: that tower is not read, its list stays as it is).
+    pub fn with_depths(&self, text_states: Option<usize>, image_states: Option<usize>) -> Self {
+        let fill = |taps: &Option<Vec<usize>>, states: Option<usize>| match (taps, states) {
+            (None, Some(n)) => Some(default_taps(n)),
+            _ => taps.clone(),
+        };
+        IisanConfig {
+            text_taps: fill(&self.text_taps, text_states),
+            image_taps: fill(&self.image_taps, image_states),
+            ..self.clone()
+        }
+    }
+
+    /// The taps each path reads: the lists with `remove_first` applied (the one place it is
+    /// applied); a list still left out reads nothing (resolve it with [`Self::with_depths`]).
     pub fn tap_plan(&self) -> TapPlan {
-        let cut = |v: &Vec<usize>| {
-            if self.remove_first {
-                v.iter().skip(1).copied().collect()
-            } else {
-                v.clone()
-            }
+        let cut = |v: &Option<Vec<usize>>| {
+            let v = v.as_deref().unwrap_or_default();
+            let skip = usize::from(self.remove_first);
+            v.iter().skip(skip).copied().collect()
         };
         TapPlan {
             text: cut(&self.text_taps),
@@ -117,12 +142,13 @@ impl IisanConfig {
         }
     }
 
-    /// Check the options.
+    /// Check the options (a tap list left out is fine: it is derived when the towers are known).
     pub fn validate(&self) -> Result<()> {
         let taps = self.tap_plan();
         let (ut, ui, _) = self.modality.uses();
-        if (ut || self.modality.needs_text()) && taps.text.is_empty()
-            || (ui || self.modality.needs_image()) && taps.image.is_empty()
+        let empty = |list: &Option<Vec<usize>>, plan: &[usize]| list.is_some() && plan.is_empty();
+        if (ut || self.modality.needs_text()) && empty(&self.text_taps, &taps.text)
+            || (ui || self.modality.needs_image()) && empty(&self.image_taps, &taps.image)
         {
             return Err(Error::Config(
                 "model.iisan tap lists must not be empty for the modalities used".into(),
@@ -175,17 +201,39 @@ mod tests {
         let c = IisanConfig {
             remove_first: true,
             ..Default::default()
-        };
+        }
+        .with_depths(Some(7), Some(13));
         let p = c.tap_plan();
         assert_eq!(p.text, [1, 2, 3, 4, 5, 6]);
         assert_eq!(p.image, [2, 4, 6, 8, 10, 12]);
         assert_eq!((p.inter(), p.inter_start()), (6, (0, 0)));
         // text 4 taps, image 7: K = 4, the image path's inter taps start at its 4th (7 - 4 = 3).
         let c = IisanConfig {
-            text_taps: vec![3, 4, 5, 6],
+            text_taps: Some(vec![3, 4, 5, 6]),
             ..Default::default()
-        };
+        }
+        .with_depths(Some(7), Some(13));
         let p = c.tap_plan();
         assert_eq!((p.inter(), p.inter_start()), (4, (0, 3)));
+    }
+
+    /// Hand-derived from the rule (state 0 and every ceil(L / 6)-th state): L = 12 -> step 2,
+    /// 7 taps; L = 6 -> step 1, 7 taps; L = 3 -> every state; L = 24 -> step 4; L = 8 -> step 2,
+    /// 5 taps. An explicit list is kept whatever the depth.
+    #[test]
+    fn default_taps_follow_the_towers_depth_and_explicit_lists_stay() {
+        assert_eq!(default_taps(13), [0, 2, 4, 6, 8, 10, 12]);
+        assert_eq!(default_taps(7), [0, 1, 2, 3, 4, 5, 6]);
+        assert_eq!(default_taps(4), [0, 1, 2, 3]);
+        assert_eq!(default_taps(25), [0, 4, 8, 12, 16, 20, 24]);
+        assert_eq!(default_taps(9), [0, 2, 4, 6, 8]);
+        let c = IisanConfig {
+            text_taps: Some(vec![1, 3]),
+            ..Default::default()
+        };
+        let r = c.with_depths(Some(13), Some(13));
+        assert_eq!(r.text_taps, Some(vec![1, 3]));
+        assert_eq!(r.image_taps, Some(vec![0, 2, 4, 6, 8, 10, 12]));
+        assert_eq!(c.with_depths(None, None).image_taps, None);
     }
 }

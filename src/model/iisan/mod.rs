@@ -27,7 +27,7 @@ use candle_core::{Device, Tensor};
 use candle_nn::{Linear, Module};
 
 use self::config::TapPlan;
-use self::reference::{Head, InterPath, IntraPath};
+use self::reference::{Head, HeadSpec, InterPath, IntraPath};
 use self::san::{Gates, SanBlock};
 use self::states::HiddenStates;
 use super::config::{Kernels, Method};
@@ -35,6 +35,29 @@ use super::tower::{ItemTower, KernelEmbedding};
 use crate::efficiency::Profile;
 use crate::error::{Error, Result};
 use crate::nn::{Ctx, GROUP_DEFAULT, Init, ParamStore};
+
+/// Learning-rate group of the text head's `F` (the authors' 5e-5; docs/MODEL.md section 5).
+pub const GROUP_TEXT_HEAD: &str = "text_head";
+/// Learning-rate group of the image head's `F` (the authors' 1e-4).
+pub const GROUP_IMAGE_HEAD: &str = "image_head";
+/// Learning-rate group of the image intra path's gates (the authors' 1e-4).
+pub const GROUP_IMAGE_GATES: &str = "image_gates";
+
+/// The text head: `F` in its own group, `P` as PyTorch's `nn.Linear` initialises it.
+const TEXT_HEAD: HeadSpec = HeadSpec {
+    f_group: GROUP_TEXT_HEAD,
+    p_init: Init::TorchLinear,
+};
+/// The image head: `F` in its own group, `P` xavier-normal with a zero bias (the authors').
+const IMAGE_HEAD: HeadSpec = HeadSpec {
+    f_group: GROUP_IMAGE_HEAD,
+    p_init: Init::XavierNormal,
+};
+/// The inter head: the default group, PyTorch's initialiser.
+const INTER_HEAD: HeadSpec = HeadSpec {
+    f_group: GROUP_DEFAULT,
+    p_init: Init::TorchLinear,
+};
 
 /// The IISAN item tower over hidden-state caches.
 pub struct IisanTower {
@@ -86,22 +109,26 @@ impl IisanTower {
         dim: usize,
     ) -> Result<Self> {
         c.validate()?;
+        let c = &c.with_depths(
+            text.as_ref().map(|h| h.states()),
+            image.as_ref().map(|h| h.states()),
+        );
         let (ut, ui, um) = c.modality.uses();
         let taps = c.tap_plan();
         let (dt, kt) = needed_states(c.modality.needs_text(), &text, "text", &taps.text)?;
         let (di, ki) = needed_states(c.modality.needs_image(), &image, "image", &taps.image)?;
         let intra_text = if ut {
             Some((
-                IntraPath::new(store, "item.text", dt, kt, c)?,
-                Head::new(store, "item.head_text", dt, dim)?,
+                IntraPath::new(store, "item.text", (dt, kt), c, GROUP_DEFAULT)?,
+                Head::new(store, "item.head_text", (dt, dim), TEXT_HEAD)?,
             ))
         } else {
             None
         };
         let intra_image = if ui {
             Some((
-                IntraPath::new(store, "item.image", di, ki, c)?,
-                Head::new(store, "item.head_image", di, dim)?,
+                IntraPath::new(store, "item.image", (di, ki), c, GROUP_IMAGE_GATES)?,
+                Head::new(store, "item.head_image", (di, dim), IMAGE_HEAD)?,
             ))
         } else {
             None
@@ -110,7 +137,10 @@ impl IisanTower {
             debug_assert_eq!(kt.min(ki), taps.inter());
             let p = InterPath::new(store, dt, di, taps.inter(), c)?;
             let w = p.width;
-            Some((p, Head::new(store, "item.head_inter", w, dim)?))
+            Some((
+                p,
+                Head::new(store, "item.head_inter", (w, dim), INTER_HEAD)?,
+            ))
         } else {
             None
         };
@@ -279,5 +309,74 @@ impl ItemTower for IisanTower {
 
     fn device(&self) -> Device {
         self.device.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 7 states of width 128, all zeros (only the parameters are looked at).
+    struct Blank;
+
+    impl HiddenStates for Blank {
+        fn states(&self) -> usize {
+            7
+        }
+
+        fn width(&self) -> usize {
+            128
+        }
+
+        fn gather_tap_major(&self, ids: &[u32], taps: &[usize]) -> Result<Vec<f32>> {
+            Ok(vec![0.0; ids.len() * taps.len() * 128])
+        }
+    }
+
+    /// The authors' per-head settings: F_text in `text_head`, F_img in `image_head`, the image
+    /// gates in `image_gates`, everything else of the heads and the other gates in `default`;
+    /// the image head's P xavier-normal (std sqrt(2 / (128 + 64)) = 0.102) with a zero bias.
+    #[test]
+    fn heads_and_gates_take_the_authors_groups_and_the_image_p_its_init() {
+        let mut store = ParamStore::new(1, Device::Cpu);
+        let c = IisanConfig {
+            image_taps: Some((0..=6).collect()),
+            ..Default::default()
+        };
+        IisanTower::new(
+            &mut store,
+            &c,
+            Kernels::Cpu,
+            Some(Box::new(Blank)),
+            Some(Box::new(Blank)),
+            64,
+        )
+        .unwrap();
+        let group = |name: &str| {
+            let p = store.params().iter().find(|p| p.name == name);
+            p.unwrap_or_else(|| panic!("no {name}")).group
+        };
+        for (name, want) in [
+            ("item.head_text.f.weight", GROUP_TEXT_HEAD),
+            ("item.head_text.f.bias", GROUP_TEXT_HEAD),
+            ("item.head_image.f.weight", GROUP_IMAGE_HEAD),
+            ("item.image.gates.theta", GROUP_IMAGE_GATES),
+            ("item.head_text.p.weight", GROUP_DEFAULT),
+            ("item.head_image.p.weight", GROUP_DEFAULT),
+            ("item.head_inter.f.weight", GROUP_DEFAULT),
+            ("item.text.gates.theta", GROUP_DEFAULT),
+            ("item.inter.gates.theta", GROUP_DEFAULT),
+        ] {
+            assert_eq!(group(name), want, "{name}");
+        }
+        let values = |name: &str| -> Vec<f32> {
+            let p = store.params().iter().find(|p| p.name == name).unwrap();
+            p.var.as_tensor().flatten_all().unwrap().to_vec1().unwrap()
+        };
+        assert!(values("item.head_image.p.bias").iter().all(|&b| b == 0.0));
+        let w = values("item.head_image.p.weight");
+        let std = (w.iter().map(|v| v * v).sum::<f32>() / w.len() as f32).sqrt();
+        assert!((std - 0.102).abs() < 0.01, "std {std}");
+        assert!(values("item.head_text.p.bias").iter().any(|&b| b != 0.0));
     }
 }

@@ -20,9 +20,9 @@ impl IntraPath {
     pub(crate) fn new(
         store: &mut ParamStore,
         name: &str,
-        dim: usize,
-        k: usize,
+        (dim, k): (usize, usize),
         c: &IisanConfig,
+        gate_group: &'static str,
     ) -> Result<Self> {
         let blocks = (0..k)
             .map(|j| SanBlock::new(store, &format!("{name}.block{j}"), dim, c.bottleneck))
@@ -33,6 +33,7 @@ impl IntraPath {
                 &format!("{name}.gates"),
                 k,
                 c.gate_temperature,
+                gate_group,
             )?),
             Fusion::Add => None,
         };
@@ -104,6 +105,7 @@ impl InterPath {
                 "item.inter.gates",
                 k,
                 c.gate_temperature,
+                GROUP_DEFAULT,
             )?),
             Fusion::Add => None,
         };
@@ -150,8 +152,21 @@ pub(crate) struct Head {
     pub(crate) p: Linear,
 }
 
+/// How a head is made: the learning-rate group of its `F`, and the initialiser of its `P`
+/// (docs/MODEL.md section 3: the authors' per-head settings).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct HeadSpec {
+    pub(crate) f_group: &'static str,
+    pub(crate) p_init: Init,
+}
+
 impl Head {
-    pub(crate) fn new(store: &mut ParamStore, name: &str, dim: usize, d: usize) -> Result<Self> {
+    pub(crate) fn new(
+        store: &mut ParamStore,
+        name: &str,
+        (dim, d): (usize, usize),
+        spec: HeadSpec,
+    ) -> Result<Self> {
         Ok(Head {
             f: store.linear(
                 &format!("{name}.f"),
@@ -159,14 +174,14 @@ impl Head {
                 dim,
                 true,
                 Init::TorchLinear,
-                GROUP_DEFAULT,
+                spec.f_group,
             )?,
             p: store.linear(
                 &format!("{name}.p"),
                 dim,
                 d,
                 true,
-                Init::TorchLinear,
+                spec.p_init,
                 GROUP_DEFAULT,
             )?,
         })

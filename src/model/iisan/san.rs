@@ -7,7 +7,7 @@ use candle_core::Tensor;
 use candle_nn::{Linear, Module};
 
 use crate::error::Result;
-use crate::nn::params::{GROUP_DEFAULT, Init, ParamStore};
+use crate::nn::params::{Init, ParamStore};
 
 /// Learning-rate group of SAN blocks (docs/MODEL.md section 5: 1e-4).
 pub const GROUP_SAN: &str = "san";
@@ -74,9 +74,15 @@ pub struct Gates {
 }
 
 impl Gates {
-    /// `k` gates named `name.theta`, theta = 0, in the default learning-rate group.
-    pub fn new(store: &mut ParamStore, name: &str, k: usize, temperature: f64) -> Result<Gates> {
-        let theta = store.add(&format!("{name}.theta"), &[k], Init::Zeros, GROUP_DEFAULT)?;
+    /// `k` gates named `name.theta`, theta = 0, in learning-rate group `group`.
+    pub fn new(
+        store: &mut ParamStore,
+        name: &str,
+        k: usize,
+        temperature: f64,
+        group: &'static str,
+    ) -> Result<Gates> {
+        let theta = store.add(&format!("{name}.theta"), &[k], Init::Zeros, group)?;
         Ok(Gates { theta, temperature })
     }
 
@@ -106,12 +112,13 @@ impl Gates {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::nn::params::GROUP_DEFAULT;
     use candle_core::{Device, Var};
 
     #[test]
     fn gate_starts_at_one_half_and_mixes() {
         let mut s = ParamStore::new(0, Device::Cpu);
-        let g = Gates::new(&mut s, "g", 3, 0.1).unwrap();
+        let g = Gates::new(&mut s, "g", 3, 0.1, GROUP_DEFAULT).unwrap();
         assert_eq!(
             g.values().unwrap().to_vec1::<f32>().unwrap(),
             [0.5, 0.5, 0.5]
@@ -149,7 +156,7 @@ mod tests {
         let dev = Device::Cpu;
         let mut s = ParamStore::new(7, dev.clone());
         let b = SanBlock::new(&mut s, "b", 3, 2).unwrap();
-        let g = Gates::new(&mut s, "g", 1, 0.1).unwrap();
+        let g = Gates::new(&mut s, "g", 1, 0.1, GROUP_DEFAULT).unwrap();
         // larger weights than the init so ReLU switches and the gradient is not trivially tiny
         for p in s.params() {
             let t = (p.var.as_tensor() * 50.0)

@@ -276,9 +276,7 @@ impl UserEncoder {
                 .index_select(&gather, 0)?;
             let a = blk.out.forward(&a)?;
             x = blk.ln1.forward_t(&(x + ctx.dropout(&a, p)?)?, ctx)?;
-            let f = blk
-                .ff2
-                .forward(&ctx.dropout(&blk.ff1.forward(&x)?.relu()?, p)?)?;
+            let f = blk.ff2.forward(&blk.ff1.forward(&x)?.relu()?)?;
             x = blk.ln2.forward_t(&(x + ctx.dropout(&f, p)?)?, ctx)?;
         }
         Ok(x)
@@ -310,6 +308,26 @@ mod tests {
         let want = dense.index_select(&idx, 0).unwrap();
         let diff = (packed - want).unwrap().abs().unwrap().max_all().unwrap();
         assert!(diff.to_scalar::<f32>().unwrap() < 1e-5);
+    }
+
+    /// The authors' dropout placement, checked by what a training forward draws from the
+    /// context's stream: B = 2 users of L = 3 slots (R = 6 rows), d = 64, 2 heads, 2 blocks:
+    /// the input (R d = 384), then per block the attention probabilities (B h L L = 36), the
+    /// attention output (384) and the FFN output (384): 1,992 mask elements. A dropout on the
+    /// FFN hidden layer (R x 256 = 1,536 per block) would draw 3,072 more. Each 64-bit draw
+    /// decides two elements and every count is even, so the stream after the forward equals
+    /// a fresh stream after one 1,992-element mask.
+    #[test]
+    fn a_training_forward_draws_exactly_the_authors_dropout_masks() {
+        let mut s = ParamStore::new(5, Device::Cpu);
+        let enc = UserEncoder::new(&mut s, &UserEncoderConfig::default(), 3).unwrap();
+        let mask = UserEncoder::attention_mask(&[0u32, 1, 2, 3, 4, 5], 2, 3, &Device::Cpu).unwrap();
+        let e = Tensor::randn(0f32, 1.0, (2, 3, 64), &Device::Cpu).unwrap();
+        let ctx = Ctx::train(9);
+        enc.forward(&e, &mask, &ctx).unwrap();
+        let fresh = Ctx::train(9);
+        fresh.dropout_mask(384 + 2 * (36 + 384 + 384), 0.1);
+        assert_eq!(ctx.dropout_mask(64, 0.5), fresh.dropout_mask(64, 0.5));
     }
 
     #[test]

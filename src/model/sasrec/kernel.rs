@@ -35,14 +35,12 @@ struct BlockMasks {
     att: Option<Vec<f32>>,
     /// Attention output `[R, d]`.
     a: Option<Vec<f32>>,
-    /// FFN hidden `[R, ffn]`.
-    h: Option<Vec<f32>>,
-    /// FFN output `[R, d]`.
+    /// FFN output `[R, d]` (the FFN's only dropout: docs/MODEL.md section 4).
     f: Option<Vec<f32>>,
 }
 
 /// Every dropout mask of a forward pass, drawn up front in the order the tensor version
-/// applies them (input, then per block attention, attention output, FFN hidden, FFN output),
+/// applies them (input, then per block attention, attention output, FFN output),
 /// so both see the same masks and the two halves of a batch can run at once.
 #[derive(Debug)]
 struct Masks {
@@ -156,7 +154,6 @@ impl UserKernel {
                 .map(|_| BlockMasks {
                     att: ctx.dropout_mask(rows.batch * self.heads * rows.len * rows.len, p),
                     a: ctx.dropout_mask(r * d, p),
-                    h: ctx.dropout_mask(r * self.ffn, p),
                     f: ctx.dropout_mask(r * d, p),
                 })
                 .collect(),
@@ -232,10 +229,8 @@ impl UserKernel {
             let mut h = vec![0f32; r * ffn];
             matmul(&mut h, &x1, Op::N, &w.ff1_w, Op::T, (r, ffn, d), false);
             add_bias_relu(&mut h, &w.ff1_b);
-            let mut hd = h.clone();
-            apply_mask(&mut hd, rows_of(&m.h, lo, hi, ffn));
             let mut x2 = vec![0f32; r * d];
-            matmul(&mut x2, &hd, Op::N, &w.ff2_w, Op::T, (r, d, ffn), false);
+            matmul(&mut x2, &h, Op::N, &w.ff2_w, Op::T, (r, d, ffn), false);
             add_bias(&mut x2, &w.ff2_b);
             apply_mask(&mut x2, rows_of(&m.f, lo, hi, d));
             axpy(&mut x2, 1.0, &x1);
@@ -303,13 +298,10 @@ impl UserKernel {
             // FFN branch: dx is d loss / d (x1 + drop(f)).
             let mut df = dx.clone();
             apply_mask(&mut df, rows_of(&m.f, lo, hi, d));
-            let mut hd = s.h.clone();
-            apply_mask(&mut hd, rows_of(&m.h, lo, hi, ffn));
-            matmul(&mut g.ff2_w, &df, Op::T, &hd, Op::N, (d, ffn, r), false);
+            matmul(&mut g.ff2_w, &df, Op::T, &s.h, Op::N, (d, ffn, r), false);
             add_column_sums(&mut g.ff2_b, &df);
             let mut dh = vec![0f32; r * ffn];
             matmul(&mut dh, &df, Op::N, &w.ff2_w, Op::N, (r, ffn, d), false);
-            apply_mask(&mut dh, rows_of(&m.h, lo, hi, ffn));
             dh.iter_mut()
                 .zip(&s.h)
                 .for_each(|(v, h)| *v = if *h > 0.0 { *v } else { 0.0 });
