@@ -180,7 +180,9 @@ impl Plan {
     pub fn with_resolved_taps(&self) -> Result<Plan> {
         let mut p = self.clone();
         let c = &mut p.cfg;
-        if matches!(c.model.method, Method::Iisan | Method::IisanUncached) {
+        let ic = &c.model.iisan;
+        let left_out = ic.text_taps.is_none() || ic.image_taps.is_none();
+        if left_out && matches!(c.model.method, Method::Iisan | Method::IisanUncached) {
             let (t, i) = crate::model::factory::tower_states(&c.model, c.data.cache.as_deref())?;
             c.model.iisan = c.model.iisan.with_depths(t, i);
         }
