@@ -229,3 +229,14 @@ fn each_method_trains_exactly_its_intended_parameters() {
         }
     }
 }
+
+/// `iisan_uncached` with its tap lists left out takes them from the tower folders' configs:
+/// MiniLM's 6 layers -> every state; DINOv2-S's 12 -> [0, 2, ..., 12].
+#[test]
+fn uncached_iisan_derives_its_taps_from_the_tower_configs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let plan = config(tmp.path(), "iisan_uncached").check().unwrap();
+    let ic = plan.with_resolved_taps().unwrap().cfg.model.iisan;
+    assert_eq!(ic.text_taps, Some((0..=6).collect()));
+    assert_eq!(ic.image_taps, Some((0..=12).step_by(2).collect()));
+}

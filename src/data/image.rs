@@ -136,11 +136,18 @@ pub fn find_image(dir: &Path, key: &str) -> Option<PathBuf> {
     find_image_in(&dir.join("images"), key)
 }
 
+/// The image file extensions a dataset's `images/` may hold (in lower case; upper case is
+/// accepted too).
+pub const IMAGE_EXTENSIONS: [&str; 4] = ["png", "jpg", "jpeg", "webp"];
+
 /// The image file of item `key` in the folder `images` (`<key>.png`, `.jpg`, `.jpeg` or
 /// `.webp`, in lower or upper case: cameras write `.JPG`).
 pub fn find_image_in(images: &Path, key: &str) -> Option<PathBuf> {
-    ["png", "jpg", "jpeg", "webp", "PNG", "JPG", "JPEG", "WEBP"]
+    let lower = IMAGE_EXTENSIONS.map(String::from);
+    let upper = IMAGE_EXTENSIONS.map(str::to_uppercase);
+    lower
         .iter()
+        .chain(&upper)
         .map(|e| images.join(format!("{key}.{e}")))
         .find(|p| p.exists())
 }

@@ -8,9 +8,10 @@ use super::config::{Kernels, Method, ModelConfig};
 use super::iisan::IisanTower;
 use super::iisan::states::{self, DeviceStates, HiddenStates};
 use super::tower::ItemTower;
-use crate::backbone::bert::Bert;
+use crate::backbone::bert::{Bert, BertConfig};
 use crate::backbone::inputs;
-use crate::backbone::vit::Vit;
+use crate::backbone::read_config;
+use crate::backbone::vit::{Vit, VitConfig};
 use crate::cache::{HiddenStateCache, items_fingerprint};
 use crate::data::Dataset;
 use crate::error::{Error, Result};
@@ -96,20 +97,17 @@ pub fn tower_states(
                 let path = dir.join(["text.hsc", "image.hsc"][k]);
                 Ok(Some(HiddenStateCache::open(&path)?.header().states))
             }
-            Method::IisanUncached => {
-                let folder = [&mc.towers.text_model, &mc.towers.image_model][k];
-                let Some(folder) = folder else {
-                    return Ok(None);
-                };
-                let path = folder.join("config.json");
-                let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-                let v: serde_json::Value = serde_json::from_str(&text)
-                    .map_err(|e| Error::file(&path, format!("invalid model config: {e}")))?;
-                let layers = v["num_hidden_layers"]
-                    .as_u64()
-                    .ok_or_else(|| Error::file(&path, "no num_hidden_layers"))?;
-                Ok(Some(layers as usize + 1))
+            // the towers' own config readers, with the loaders' checks and messages
+            Method::IisanUncached if k == 0 => {
+                mc.towers.text_model.as_ref().map_or(Ok(None), |d| {
+                    let (c, _): (BertConfig, _) = read_config(d, &["bert"])?;
+                    Ok(Some(c.num_hidden_layers + 1))
+                })
             }
+            Method::IisanUncached => mc.towers.image_model.as_ref().map_or(Ok(None), |d| {
+                let (c, _): (VitConfig, _) = read_config(d, &["vit", "dinov2"])?;
+                Ok(Some(c.num_hidden_layers + 1))
+            }),
             _ => Ok(None),
         }
     };

@@ -31,6 +31,7 @@ use serde_json::json;
 use super::amazon_lines::Edition;
 use super::lines::{BadLines, LinesRead, map_lines};
 use super::{Count, Imported, Interner, Manifest, check_field, tool};
+use crate::data::image::IMAGE_EXTENSIONS;
 use crate::error::{Error, Result};
 
 /// Import options.
@@ -283,7 +284,7 @@ fn find_images(
             .unwrap_or_default()
             .to_string_lossy()
             .to_lowercase();
-        if !["png", "jpg", "jpeg", "webp"].contains(&ext.as_str()) {
+        if !IMAGE_EXTENSIONS.contains(&ext.as_str()) {
             notes.unsupported_extension += 1;
         } else if p.is_file() {
             notes.found += 1;
