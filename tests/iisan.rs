@@ -165,6 +165,8 @@ fn cpu_kernels_match_autograd_for_every_option() {
         ("text", "gate", false),
         ("image", "add", false),
         ("intra_inter", "add", true),
+        // the intra paths start from state 0: the gates' gradient is d x . (h_k - s_k-1)
+        ("intra_inter", "gate", true),
     ] {
         let m = format!("model.iisan.modality={modality:?}");
         let f = format!("model.iisan.fusion={fusion:?}");

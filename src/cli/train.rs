@@ -142,7 +142,11 @@ fn train_with(plan: &Plan, quiet: bool, interrupted: Interrupted) -> Result<()> 
         );
         if matches!(cfg.model.method, Method::Iisan | Method::IisanUncached) {
             let t = cfg.model.iisan.tap_plan();
-            eprintln!("IISAN taps: text {:?}, image {:?}", t.text, t.image);
+            let start = t.init.map_or("zeros".into(), |s| format!("state {s}"));
+            eprintln!(
+                "IISAN taps: text {:?}, image {:?}; intra paths start from {start}",
+                t.text, t.image
+            );
         }
     }
     finish(trainer.fit(run, sched, Start::Fresh)?, cfg)

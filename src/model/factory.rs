@@ -71,8 +71,8 @@ fn build_cached_iisan(
     let states = |h: &Option<Box<dyn HiddenStates>>| h.as_ref().map(|h| h.states());
     let ic = &ic.with_depths(states(&text), states(&image));
     let taps = ic.tap_plan();
-    let text = on_device(text, &taps.text, data, store)?;
-    let image = on_device(image, &taps.image, data, store)?;
+    let text = on_device(text, &taps.gathered(&taps.text), data, store)?;
+    let image = on_device(image, &taps.gathered(&taps.image), data, store)?;
     Ok(Box::new(IisanTower::new(
         store, ic, kernels, text, image, dim,
     )?))

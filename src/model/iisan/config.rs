@@ -81,7 +81,8 @@ pub struct IisanConfig {
     pub text_taps: Option<Vec<usize>>,
     /// Hidden-state indices read from the image states; `None`: [`default_taps`] of the tower.
     pub image_taps: Option<Vec<usize>>,
-    /// Drop the first tap of each list (the embedding output).
+    /// Drop the first tap of each list, and start each intra path from state 0 (the embedding
+    /// output) instead of zeros, as the authors' code does.
     pub remove_first: bool,
     /// SAN bottleneck width r.
     pub bottleneck: usize,
@@ -139,6 +140,7 @@ impl IisanConfig {
         TapPlan {
             text: cut(&self.text_taps),
             image: cut(&self.image_taps),
+            init: self.remove_first.then_some(0),
         }
     }
 
@@ -175,9 +177,23 @@ pub struct TapPlan {
     pub text: Vec<usize>,
     /// Image hidden-state indices.
     pub image: Vec<usize>,
+    /// The state each intra path starts from (`s_{-1}`); `None`: zeros. `remove_first` sets it
+    /// to state 0 (the authors' code).
+    pub init: Option<usize>,
 }
 
 impl TapPlan {
+    /// The states gathered from a tower whose path reads `taps`: the start state [`Self::init`]
+    /// first when there is one, then the taps (so tap `k` is at `k + self.lead()`).
+    pub fn gathered(&self, taps: &[usize]) -> Vec<usize> {
+        self.init.iter().chain(taps).copied().collect()
+    }
+
+    /// Where the taps start in [`Self::gathered`]'s list: 1 with a start state, else 0.
+    pub fn lead(&self) -> usize {
+        usize::from(self.init.is_some())
+    }
+
     /// K: the taps (and SAN blocks) of the inter path.
     pub fn inter(&self) -> usize {
         self.text.len().min(self.image.len())
@@ -207,6 +223,9 @@ mod tests {
         assert_eq!(p.text, [1, 2, 3, 4, 5, 6]);
         assert_eq!(p.image, [2, 4, 6, 8, 10, 12]);
         assert_eq!((p.inter(), p.inter_start()), (6, (0, 0)));
+        // the intra paths start from state 0, gathered ahead of the taps
+        assert_eq!((p.init, p.lead()), (Some(0), 1));
+        assert_eq!(p.gathered(&p.text), [0, 1, 2, 3, 4, 5, 6]);
         // text 4 taps, image 7: K = 4, the image path's inter taps start at its 4th (7 - 4 = 3).
         let c = IisanConfig {
             text_taps: Some(vec![3, 4, 5, 6]),
@@ -215,6 +234,10 @@ mod tests {
         .with_depths(Some(7), Some(13));
         let p = c.tap_plan();
         assert_eq!((p.inter(), p.inter_start()), (4, (0, 3)));
+        assert_eq!(
+            (p.init, p.lead(), p.gathered(&[3, 4])),
+            (None, 0, vec![3, 4])
+        );
     }
 
     /// Hand-derived from the rule (state 0 and every ceil(L / 6)-th state): L = 12 -> step 2,

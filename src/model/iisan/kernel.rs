@@ -78,8 +78,11 @@ impl PathParams {
 
 /// Which path a run belongs to, with what its backward needs.
 enum PathKind {
-    /// Tap-major states of one tower.
-    Intra { states: Vec<f32> },
+    /// Tap-major states of one tower, and the `[n, D]` start state when it is not zeros.
+    Intra {
+        states: Vec<f32>,
+        init: Option<Vec<f32>>,
+    },
     /// Mapped image and text states, and the raw ones when a width map was applied.
     Inter {
         image: Vec<f32>,
@@ -93,7 +96,10 @@ impl PathKind {
     /// The SAN chain's tap-major sources.
     fn sources(&self) -> Sources<'_> {
         match self {
-            PathKind::Intra { states } => Sources::Intra(states),
+            PathKind::Intra { states, init } => Sources::Intra {
+                states,
+                init: init.as_deref(),
+            },
             PathKind::Inter { image, text, .. } => Sources::Inter(image, text),
         }
     }
@@ -168,7 +174,8 @@ fn missing_cache() -> crate::error::Error {
     crate::error::Error::Internal("path without its cache".into())
 }
 
-/// The taps from `start` on of tap-major states `h` (`[taps, n, width]`, flattened).
+/// The taps from `start` on of tap-major states `h` (`[taps, n, width]`, flattened; `taps` is
+/// the number of taps gathered).
 fn taps_from(h: &Option<Vec<f32>>, taps: usize, start: usize) -> Result<Vec<f32>> {
     let h = h.as_ref().ok_or_else(missing_cache)?;
     let per = h.len() / taps;
@@ -295,8 +302,9 @@ impl IisanTower {
     }
 
     /// The states path `path` reads over `n` items, from the gathered tap-major text (`ht`)
-    /// and image (`hi`) states: its tower's states for an intra path; for the inter path the
-    /// last `K` taps of both, through the width maps where the path has them.
+    /// and image (`hi`) states ([`super::config::TapPlan::gathered`]: the start state, if any, then the taps):
+    /// its tower's states and start state for an intra path; for the inter path the last `K`
+    /// taps of both, through the width maps where the path has them.
     fn path_kind(
         &self,
         path: &PathHandles,
@@ -304,17 +312,20 @@ impl IisanTower {
         hi: &Option<Vec<f32>>,
         n: usize,
     ) -> Result<PathKind> {
+        let lead = self.taps.lead();
+        let intra = |h: &Option<Vec<f32>>, taps: usize| -> Result<PathKind> {
+            let mut states = taps_from(h, lead + taps, 0)?;
+            // the start state is gathered first: split it off
+            let init = (lead > 0).then(|| states.drain(..states.len() / (taps + 1)).collect());
+            Ok(PathKind::Intra { states, init })
+        };
         Ok(match path.source {
-            PathSource::Image => PathKind::Intra {
-                states: hi.clone().ok_or_else(missing_cache)?,
-            },
-            PathSource::Text => PathKind::Intra {
-                states: ht.clone().ok_or_else(missing_cache)?,
-            },
+            PathSource::Image => intra(hi, self.taps.image.len())?,
+            PathSource::Text => intra(ht, self.taps.text.len())?,
             PathSource::Inter => {
                 let (st, si) = self.taps.inter_start();
-                let rt = taps_from(ht, self.taps.text.len(), st)?;
-                let ri = taps_from(hi, self.taps.image.len(), si)?;
+                let rt = taps_from(ht, lead + self.taps.text.len(), lead + st)?;
+                let ri = taps_from(hi, lead + self.taps.image.len(), lead + si)?;
                 let (text, raw_text) = match &path.map_text {
                     Some(m) => (apply_maps(m, &rt, n)?, Some(rt)),
                     None => (rt, None),

@@ -3,7 +3,7 @@
 //! ([`crate::cache`]), then the fusion heads into the item embedding.
 //!
 //! ```text
-//! intra:  s_-1 = 0;  x_k = g_k h_S[k] + (1 - g_k) s_k-1;  s_k = SANB_k(x_k)
+//! intra:  s_-1 = 0 (h_0 with remove_first);  x_k = g_k h_S[k] + (1 - g_k) s_k-1;  s_k = SANB_k(x_k)
 //! inter:  m_-1 = 0;  m_k = SANB_k(m_k-1 + g_k T^I_k(h^I_S[k]) + (1 - g_k) T^T_k(h^T_S[k]))
 //! e = W_c [P_img F_img s^I ; P_text F_text s^T ; P_mm F_mm m] + b_c
 //! ```
@@ -195,7 +195,7 @@ fn needed_states(
 
 impl IisanTower {
     /// The tap-major states `[taps, ids.len(), width]` of `ids` that the text and the image
-    /// paths read (`None` for a tower whose modality does not read them).
+    /// paths read, [`TapPlan::gathered`] (`None` for a tower whose modality does not read them).
     fn gather(&self, ids: &[u32]) -> Result<Gathered> {
         let one = |c: &Option<Box<dyn HiddenStates>>, taps: &[usize]| {
             c.as_ref()
@@ -203,9 +203,10 @@ impl IisanTower {
                 .map(|c| c.gather_tap_major(ids, taps))
                 .transpose()
         };
+        let t = &self.taps;
         Ok((
-            one(&self.text, &self.taps.text)?,
-            one(&self.image, &self.taps.image)?,
+            one(&self.text, &t.gathered(&t.text))?,
+            one(&self.image, &t.gathered(&t.image))?,
         ))
     }
 
@@ -278,25 +279,34 @@ impl ItemTower for IisanTower {
     }
 
     fn embed(&self, ids: &[u32], _ctx: &Ctx) -> Result<Tensor> {
+        let t = &self.taps;
         let tensor = |h: &Option<Box<dyn HiddenStates>>, taps: &[usize]| {
             h.as_ref()
                 .filter(|_| !taps.is_empty())
-                .map(|h| h.gather_item_major(ids, taps, &self.device))
+                .map(|h| h.gather_item_major(ids, &t.gathered(taps), &self.device))
                 .transpose()
         };
-        let ht = tensor(&self.text, &self.taps.text)?;
-        let hi = tensor(&self.image, &self.taps.image)?;
+        let ht = tensor(&self.text, &t.text)?;
+        let hi = tensor(&self.image, &t.image)?;
+        let lead = t.lead();
+        // an intra path reads its taps, and starts from the state gathered ahead of them if any
+        let intra = |p: &IntraPath, h: &Tensor, taps: usize| -> Result<Tensor> {
+            let init = (lead > 0)
+                .then(|| h.narrow(1, 0, 1)?.squeeze(1))
+                .transpose()?;
+            p.forward(&h.narrow(1, lead, taps)?, init.as_ref())
+        };
         let mut parts = Vec::with_capacity(3);
         if let (Some((p, head)), Some(h)) = (&self.intra_image, &hi) {
-            parts.push(head.forward(&p.forward(h)?)?);
+            parts.push(head.forward(&intra(p, h, t.image.len())?)?);
         }
         if let (Some((p, head)), Some(h)) = (&self.intra_text, &ht) {
-            parts.push(head.forward(&p.forward(h)?)?);
+            parts.push(head.forward(&intra(p, h, t.text.len())?)?);
         }
-        if let (Some((p, head)), Some(t), Some(i)) = (&self.inter, &ht, &hi) {
-            let (k, (st, si)) = (self.taps.inter(), self.taps.inter_start());
-            let t = t.narrow(1, st, k)?;
-            let i = i.narrow(1, si, k)?;
+        if let (Some((p, head)), Some(ht), Some(hi)) = (&self.inter, &ht, &hi) {
+            let (k, (st, si)) = (t.inter(), t.inter_start());
+            let t = ht.narrow(1, lead + st, k)?;
+            let i = hi.narrow(1, lead + si, k)?;
             parts.push(head.forward(&p.forward(&t, &i)?)?);
         }
         let x = if parts.len() == 1 {
@@ -378,5 +388,74 @@ mod tests {
         let std = (w.iter().map(|v| v * v).sum::<f32>() / w.len() as f32).sqrt();
         assert!((std - 0.102).abs() < 0.01, "std {std}");
         assert!(values("item.head_text.p.bias").iter().any(|&b| b != 0.0));
+    }
+
+    /// 7 states of width 128: item i's state t is `0.01 (t + 1) (i + 1)` in every entry, plus
+    /// `shift` on state 0.
+    struct Ramp(f32);
+
+    impl HiddenStates for Ramp {
+        fn states(&self) -> usize {
+            7
+        }
+
+        fn width(&self) -> usize {
+            128
+        }
+
+        fn gather_tap_major(&self, ids: &[u32], taps: &[usize]) -> Result<Vec<f32>> {
+            let v = |i: u32, t: usize| {
+                0.01 * (t + 1) as f32 * (i + 1) as f32 + if t == 0 { self.0 } else { 0.0 }
+            };
+            Ok(taps
+                .iter()
+                .flat_map(|&t| ids.iter().flat_map(move |&i| [v(i, t); 128]))
+                .collect())
+        }
+    }
+
+    /// With `remove_first` the text path reads taps 1..=6 and starts from state 0, so moving
+    /// state 0 alone moves the embedding, on both kernels, and the two kernels agree. The same
+    /// seed gives every tower the same parameters.
+    #[test]
+    fn remove_first_starts_the_intra_path_from_state_0() {
+        let embed = |shift: f32, kernels: Kernels, first: bool| -> Vec<f32> {
+            let mut store = ParamStore::new(3, Device::Cpu);
+            let c = IisanConfig {
+                modality: Modality::Text,
+                remove_first: first,
+                ..Default::default()
+            };
+            let t = IisanTower::new(
+                &mut store,
+                &c,
+                kernels,
+                Some(Box::new(Ramp(shift))),
+                None,
+                8,
+            )
+            .unwrap();
+            let e = t.embed_eval(&[1, 4], &Ctx::eval()).unwrap();
+            e.flatten_all().unwrap().to_vec1().unwrap()
+        };
+        for kernels in [Kernels::Cpu, Kernels::Autograd] {
+            let (a, b) = (embed(0.0, kernels, true), embed(0.5, kernels, true));
+            let moved = a
+                .iter()
+                .zip(&b)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f32, f32::max);
+            assert!(
+                moved > 1e-4,
+                "{kernels:?}: state 0 moved the embedding by {moved}"
+            );
+            let c = embed(0.0, Kernels::Autograd, true);
+            let off = a
+                .iter()
+                .zip(&c)
+                .map(|(a, c)| (a - c).abs())
+                .fold(0f32, f32::max);
+            assert!(off < 1e-5, "{kernels:?} vs autograd: {off}");
+        }
     }
 }

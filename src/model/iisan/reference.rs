@@ -40,10 +40,11 @@ impl IntraPath {
         Ok(IntraPath { blocks, gates })
     }
 
-    /// `h` `[n, K, D]` -> last state `[n, D]`.
-    pub(crate) fn forward(&self, h: &Tensor) -> Result<Tensor> {
+    /// `h` `[n, K, D]` -> last state `[n, D]`, starting from `init` `[n, D]` (`s_{-1}`; `None`:
+    /// zeros).
+    pub(crate) fn forward(&self, h: &Tensor, init: Option<&Tensor>) -> Result<Tensor> {
         let g = self.gates.as_ref().map(Gates::values).transpose()?;
-        let mut s: Option<Tensor> = None;
+        let mut s: Option<Tensor> = init.cloned();
         for (k, blk) in self.blocks.iter().enumerate() {
             let hk = h.narrow(1, k, 1)?.squeeze(1)?;
             let x = match (&s, &g) {

@@ -4,7 +4,7 @@
 //! `reference.rs` holds the autograd version of the same path, which the tests compare
 //! against (and against finite differences).
 //!
-//! Mixes, with `s_{-1} = 0`:
+//! Mixes, with `s_{-1} = 0`, or the start state `h_0` for an intra path with `remove_first`:
 //! - intra, gated: `x_k = g_k u_k + (1 - g_k) s_{k-1}`; intra, add: `x_k = u_k + s_{k-1}`;
 //! - inter, gated: `x_k = s_{k-1} + g_k a_k + (1 - g_k) b_k`; inter, add: `x_k = s_{k-1} + a_k + b_k`,
 //!
@@ -16,6 +16,16 @@ use crate::nn::cpu::{Op, add_bias, add_bias_relu, add_column_sums, dot, matmul};
 /// Rows of tap `j` in a tap-major buffer with `nd` values per tap.
 fn tap(s: &[f32], j: usize, nd: usize) -> &[f32] {
     &s[j * nd..(j + 1) * nd]
+}
+
+impl<'a> Sources<'a> {
+    /// The start state `s_{-1}` when it is not zeros.
+    fn init(self) -> Option<&'a [f32]> {
+        match self {
+            Sources::Intra { init, .. } => init,
+            Sources::Inter(..) => None,
+        }
+    }
 }
 
 /// Weights of one SAN block, row-major like `candle_nn::Linear` (`[out, in]`).
@@ -37,8 +47,14 @@ pub type BlockGrads = BlockWeights;
 /// The path's inputs: tap-major `[K, n, D]` buffers (tap k's rows contiguous).
 #[derive(Debug, Clone, Copy)]
 pub enum Sources<'a> {
-    /// Intra-modal: one tower's states `u`.
-    Intra(&'a [f32]),
+    /// Intra-modal: one tower's states `u`, and the `[n, D]` state the path starts from
+    /// (`s_{-1}`; `None`: zeros).
+    Intra {
+        /// Tap-major `u`.
+        states: &'a [f32],
+        /// `s_{-1}`, when not zeros.
+        init: Option<&'a [f32]>,
+    },
     /// Inter-modal: image states `a` and text states `b` (already mapped to width D).
     Inter(&'a [f32], &'a [f32]),
 }
@@ -103,7 +119,7 @@ impl SanPathKernel<'_> {
         for j in 0..k {
             let (done, rest) = ys.split_at_mut(j * nd);
             let prev = if j == 0 {
-                None
+                src.init()
             } else {
                 Some(&done[(j - 1) * nd..])
             };
@@ -130,7 +146,7 @@ impl SanPathKernel<'_> {
     fn mix(&self, x: &mut [f32], src: Sources<'_>, j: usize, nd: usize, prev: Option<&[f32]>) {
         let g = self.gates.map(|g| g[j]);
         match (src, g) {
-            (Sources::Intra(u), Some(g)) => {
+            (Sources::Intra { states: u, .. }, Some(g)) => {
                 let u = tap(u, j, nd);
                 match prev {
                     Some(p) => x
@@ -140,7 +156,7 @@ impl SanPathKernel<'_> {
                     None => x.iter_mut().zip(u).for_each(|(x, u)| *x = g * u),
                 }
             }
-            (Sources::Intra(u), None) => {
+            (Sources::Intra { states: u, .. }, None) => {
                 x.copy_from_slice(tap(u, j, nd));
                 if let Some(p) = prev {
                     x.iter_mut().zip(p).for_each(|(x, p)| *x += p);
@@ -202,11 +218,15 @@ impl SanPathKernel<'_> {
             }
             blocks.push(gw);
             let g = self.gates.map(|g| g[j]);
-            let prev = (j > 0).then(|| &saved.ys[(j - 1) * nd..j * nd]);
+            let prev = if j > 0 {
+                Some(&saved.ys[(j - 1) * nd..j * nd])
+            } else {
+                src.init()
+            };
             if g.is_some() {
                 gates[j] = match src {
                     // d/dg of g u + (1 - g) s = u - s
-                    Sources::Intra(u) => {
+                    Sources::Intra { states: u, .. } => {
                         let gu = dot(&dy, tap(u, j, nd));
                         gu - prev.map_or(0.0, |p| dot(&dy, p))
                     }
@@ -219,7 +239,7 @@ impl SanPathKernel<'_> {
             }
             if j > 0 {
                 // d s_{j-1}: (1 - g) dx for the gated intra mix, dx otherwise
-                if let (Sources::Intra(_), Some(g)) = (src, g) {
+                if let (Sources::Intra { .. }, Some(g)) = (src, g) {
                     dy.iter_mut().for_each(|v| *v *= 1.0 - g);
                 }
             }
@@ -258,5 +278,47 @@ impl Kernel for SanPathKernel<'_> {
     /// Backward from `d_out` = d loss / d s_{K-1} `[n, D]`.
     fn backward(&self, input: SanInput<'_>, saved: SanPathSaved, d_out: &[f32]) -> SanPathGrads {
         self.backward_path(input.src, &saved, d_out, input.want_inputs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One block with zero weights (so `SANB` is the identity), D = 2, r = 1, one item, g = 0.5;
+    /// u = [2, 6]. From zeros: x = g u = [1, 3], and for d_out = [1, 2] the gate's gradient is
+    /// dot(d_out, u - 0) = 2 + 12 = 14. From the start state h_0 = [4, 0] (`remove_first`):
+    /// x = 0.5 [2, 6] + 0.5 [4, 0] = [3, 3], gradient dot(d_out, u - h_0) = -2 + 12 = 10.
+    /// The bias b_up's gradient is d_out either way.
+    #[test]
+    fn an_intra_path_starts_from_its_start_state_in_both_passes() {
+        let blocks = [BlockWeights {
+            wd: vec![0.0; 2],
+            bd: vec![0.0],
+            wu: vec![0.0; 2],
+            bu: vec![0.0; 2],
+        }];
+        let k = SanPathKernel {
+            blocks: &blocks,
+            gates: Some(&[0.5]),
+            dim: 2,
+            bottleneck: 1,
+        };
+        let u = [2f32, 6.0];
+        for (init, out, dg) in [
+            (None, [1f32, 3.0], 14.0),
+            (Some(&[4f32, 0.0][..]), [3.0, 3.0], 10.0),
+        ] {
+            let input = SanInput {
+                src: Sources::Intra { states: &u, init },
+                n: 1,
+                want_inputs: false,
+            };
+            let saved = k.forward(input);
+            assert_eq!(saved.output(), out);
+            let g = k.backward(input, saved, &[1.0, 2.0]);
+            assert_eq!(g.gates, [dg]);
+            assert_eq!(g.blocks[0].bu, [1.0, 2.0]);
+        }
     }
 }
