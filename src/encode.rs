@@ -2,9 +2,11 @@
 //! per-layer [CLS] states to hidden-state cache files ([`crate::cache`]), batched, with a
 //! progress bar, resumable.
 //!
-//! Text batches are formed from titles of similar token length (sorted within a window of items)
-//! so little compute goes to padding; BERT's attention mask makes each title's states
-//! independent of its batch.
+//! Text batches are formed from titles of similar token length (sorted within a window of
+//! [`WINDOW_BATCHES`] batches) so little compute goes to padding; BERT's attention mask makes
+//! each title's states independent of its batch. `--shard I/N` encodes one slice of whole
+//! windows into a shard file ([`crate::cache::shard`]), forming the same batches a single run
+//! forms there, so the merged shards equal a single run's cache byte for byte.
 
 use std::path::Path;
 use std::time::Instant;
@@ -15,7 +17,10 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::backbone::{bert::Bert, vit::Vit};
-use crate::cache::{CacheDtype, CacheHeader, CacheWriter, HiddenStateCache, items_fingerprint};
+use crate::cache::{
+    CacheDtype, CacheHeader, CacheWriter, HiddenStateCache, Shard, ShardSpec, check_replaceable,
+    items_fingerprint,
+};
 use crate::data::Dataset;
 use crate::data::image::{ImagePrep, MissingImage, find_image};
 use crate::data::text::{TextPrep, TokenBatch};
@@ -42,7 +47,13 @@ pub struct EncodeOptions {
     pub device: Device,
     /// The towers' precision; the stored states are `dtype` whatever it is.
     pub tower_dtype: TowerDType,
+    /// Encode only this slice of the items into a shard file (`None`: every item).
+    pub shard: Option<ShardSpec>,
 }
+
+/// Batches per text sorting window, and the unit shards are cut on (a window of `batch * 16`
+/// items is also a whole number of image batches).
+pub const WINDOW_BATCHES: usize = 16;
 
 impl EncodeOptions {
     /// What the header's `preprocessing` adds for a tower run in half precision (nothing for
@@ -53,6 +64,12 @@ impl EncodeOptions {
             t => format!(", tower computed in {}", t.name()),
         }
     }
+
+    /// The slice of `items` items this encode writes, when sharded.
+    fn shard_of(&self, items: usize) -> Option<Shard> {
+        self.shard
+            .map(|s| Shard::plan(s, items, self.batch * WINDOW_BATCHES))
+    }
 }
 
 /// The outcome of encoding one modality.
@@ -62,6 +79,8 @@ pub struct EncodeReport {
     pub modality: String,
     /// Items encoded in this call (resumed items excluded).
     pub encoded: usize,
+    /// The slice written, when sharded.
+    pub shard: Option<Shard>,
     /// Seconds spent.
     pub seconds: f64,
     /// Items per second.
@@ -105,6 +124,7 @@ fn finish(
     t0: Instant,
     zero_images: usize,
 ) -> Result<EncodeReport> {
+    let shard = w.header().shard;
     let path = w.finish()?;
     let seconds = t0.elapsed().as_secs_f64();
     let bytes = std::fs::metadata(&path)
@@ -113,6 +133,7 @@ fn finish(
     Ok(EncodeReport {
         modality: modality.into(),
         encoded,
+        shard,
         seconds,
         items_per_second: encoded as f64 / seconds.max(1e-9),
         bytes,
@@ -126,15 +147,17 @@ enum Begin {
     Write(Box<CacheWriter>, ProgressBar, Instant),
 }
 
-/// Start writing `header` to `out`, unless a finished matching cache is already there.
+/// Start writing `header` to `out`, unless a finished matching cache is already there; a file
+/// at `out` that is not an iisan cache is refused, not replaced.
 fn begin(out: &Path, header: CacheHeader, progress: bool) -> Result<Begin> {
+    check_replaceable(out)?;
     if let Some(r) = up_to_date(out, &header)? {
         return Ok(Begin::UpToDate(r));
     }
     let label = header.modality.clone();
-    let items = header.items;
+    let (first, items) = header.shard.map_or((1, header.items), |s| (s.first, s.len));
     let w = CacheWriter::create_or_resume(out, header)?;
-    let pb = bar(items, w.next_item() - 1, &label, progress);
+    let pb = bar(items, w.next_item().max(first) - first, &label, progress);
     Ok(Begin::Write(Box::new(w), pb, Instant::now()))
 }
 
@@ -143,12 +166,13 @@ fn up_to_date(out: &Path, header: &CacheHeader) -> Result<Option<EncodeReport>> 
     if !out.exists() {
         return Ok(None);
     }
-    match HiddenStateCache::open(out) {
+    match HiddenStateCache::open_file(out) {
         Ok(c) if c.header() == header => {
             let bytes = std::fs::metadata(out).map_err(|e| Error::io(out, e))?.len();
             Ok(Some(EncodeReport {
                 modality: header.modality.clone(),
                 encoded: 0,
+                shard: header.shard,
                 seconds: 0.0,
                 items_per_second: 0.0,
                 bytes,
@@ -188,19 +212,20 @@ pub fn encode_text(
         ),
         tower: Some(TowerRecord::of("text", model, Some(o.max_tokens), None)?),
         images_sha256: None,
+        shard: o.shard_of(data.num_items()),
     };
+    let stop = header.shard.map_or(data.num_items() + 1, |s| s.end());
     let (mut w, pb, t0) = match begin(out, header, o.progress)? {
         Begin::UpToDate(r) => return Ok(r),
         Begin::Write(w, pb, t0) => (*w, pb, t0),
     };
     let start = w.next_item();
-    let n = data.num_items();
     let ctx = Ctx::eval();
     let per = bert.num_states() * c.hidden_size;
-    let window = o.batch * 16;
+    let window = o.batch * WINDOW_BATCHES;
     let mut id = start;
-    while id <= n {
-        let end = (id + window).min(n + 1);
+    while id < stop {
+        let end = (id + window).min(stop);
         let ids: Vec<usize> = (id..end).collect();
         let toks: Vec<Vec<u32>> = ids
             .iter()
@@ -227,7 +252,7 @@ pub fn encode_text(
         id = end;
     }
     pb.finish_and_clear();
-    finish(w, "text", n + 1 - start, t0, 0)
+    finish(w, "text", stop - start, t0, 0)
 }
 
 /// SHA-256 (hex) over every item's image file in item order: the key, then the file's bytes,
@@ -286,19 +311,20 @@ pub fn encode_images(
         ),
         tower: Some(TowerRecord::of("image", model, None, Some(o.image_size))?),
         images_sha256: Some(images_fingerprint(data, &root)?),
+        shard: o.shard_of(data.num_items()),
     };
+    let stop = header.shard.map_or(data.num_items() + 1, |s| s.end());
     let (mut w, pb, t0) = match begin(out, header, o.progress)? {
         Begin::UpToDate(r) => return Ok(r),
         Begin::Write(w, pb, t0) => (*w, pb, t0),
     };
     let start = w.next_item();
-    let n = data.num_items();
     let ctx = Ctx::eval();
     let s = o.image_size;
     let mut zero = 0;
     let mut id = start;
-    while id <= n {
-        let end = (id + o.batch).min(n + 1);
+    while id < stop {
+        let end = (id + o.batch).min(stop);
         let mut px = Vec::with_capacity((end - id) * 3 * s * s);
         for i in id..end {
             let key = &data.item_keys[i];
@@ -325,5 +351,5 @@ pub fn encode_images(
         id = end;
     }
     pb.finish_and_clear();
-    finish(w, "image", n + 1 - start, t0, zero)
+    finish(w, "image", stop - start, t0, zero)
 }

@@ -10,7 +10,7 @@ use iisan::eval::Mask;
 mod cli;
 
 use cli::data::DataCmd;
-use cli::encode::{EncodeArgs, ModelsCmd};
+use cli::encode::{CacheCmd, EncodeArgs, ModelsCmd};
 use cli::eval::EvalArgs;
 use cli::items::ItemsCmd;
 use cli::recommend::RecommendArgs;
@@ -87,7 +87,13 @@ enum Cmd {
     /// Check the device path (a GPU, or autograd on the CPU) against the CPU kernels: loss,
     /// gradients and Adam steps on a configuration's first batches, and the frozen towers.
     CheckDevice(cli::check_device::CheckDeviceArgs),
-    /// Check a hidden-state cache file and print its header.
+    /// Hidden-state caches: merge the shards of a sharded encode; print a file's header.
+    Cache {
+        #[command(subcommand)]
+        cmd: CacheCmd,
+    },
+    /// Check a hidden-state cache file and print its header (the same as `cache info`).
+    #[command(hide = true)]
     CacheInfo {
         /// The cache file (e.g. cache/text.hsc).
         file: PathBuf,
@@ -141,7 +147,13 @@ fn main() -> ExitCode {
                 },
         } => cli::encode::random_tower(layout, out, seed, tokenizer_from),
         Cmd::Encode(a) => cli::encode::encode(a),
-        Cmd::CacheInfo { file } => cli::encode::cache_info(file),
+        Cmd::CacheInfo { file }
+        | Cmd::Cache {
+            cmd: CacheCmd::Info { file },
+        } => cli::encode::cache_info(file),
+        Cmd::Cache {
+            cmd: CacheCmd::Merge { dir },
+        } => cli::encode::cache_merge(dir),
         Cmd::Recommend(a) => cli::recommend::recommend(a),
         Cmd::Items { cmd } => cli::items::items(cmd),
         Cmd::Serve(a) => cli::serve::serve(a),

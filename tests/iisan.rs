@@ -39,6 +39,7 @@ fn random_cache(
         preprocessing: "random".into(),
         tower: None,
         images_sha256: None,
+        shard: None,
     };
     let mut w = CacheWriter::create_or_resume(&dir.join(name), header).unwrap();
     let mut rng = StdRng::seed_from_u64(states as u64 * 31 + width as u64);

@@ -60,6 +60,7 @@ proptest! {
             preprocessing: "p".into(),
             tower: None,
         images_sha256: None,
+        shard: None,
         };
         let bytes = h.encode();
         let (back, offset) = CacheHeader::decode(Path::new("f.hsc"), &bytes).unwrap();

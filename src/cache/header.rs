@@ -6,10 +6,11 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use super::shard::Shard;
 use crate::error::{Error, Result};
 use crate::provenance::TowerRecord;
 
-const MAGIC: &[u8; 8] = b"IISANHS1";
+pub(super) const MAGIC: &[u8; 8] = b"IISANHS1";
 const ALIGN: usize = 64;
 
 /// Element type of the stored states.
@@ -59,6 +60,10 @@ pub struct CacheHeader {
     /// missing), so a changed, added or restored image makes the cache stale.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub images_sha256: Option<String>,
+    /// A shard file (`iisan encode --shard`): the slice of items it holds, without the padding
+    /// row; absent in a whole cache.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<Shard>,
 }
 
 impl CacheHeader {
@@ -66,9 +71,19 @@ impl CacheHeader {
         self.states * self.width * self.dtype.size()
     }
 
-    /// The size of the data, `(items + 1) x states x width x element size` bytes, after
-    /// checking every field it depends on (positive, and the product within `usize`); the
-    /// reason otherwise.
+    /// Rows the file holds: items + 1 (row 0 is padding), or a shard's items.
+    pub(super) fn file_rows(&self) -> usize {
+        self.shard.map_or(self.items + 1, |s| s.len)
+    }
+
+    /// The item id of the file's first row: 0 (padding), or a shard's first item.
+    pub(super) fn first_row(&self) -> usize {
+        self.shard.map_or(0, |s| s.first)
+    }
+
+    /// The size of the data, `rows x states x width x element size` bytes (rows: items + 1, or
+    /// a shard's items), after checking every field it depends on (positive, the product within
+    /// `usize`, a shard inside the items); the reason otherwise.
     pub(super) fn data_bytes(&self) -> std::result::Result<usize, String> {
         for (name, v) in [
             ("states", self.states),
@@ -82,7 +97,21 @@ impl CacheHeader {
         if self.modality != "text" && self.modality != "image" {
             return Err(format!("modality {:?} is not text or image", self.modality));
         }
-        let rows = self.items.checked_add(1);
+        if let Some(s) = self.shard
+            && (s.index >= s.count
+                || s.first == 0
+                || (s.first.checked_add(s.len)).is_none_or(|e| e > self.items.saturating_add(1)))
+        {
+            return Err(format!(
+                "shard {}/{} of items {}..{} is not within {} items",
+                s.index,
+                s.count,
+                s.first,
+                s.first.saturating_add(s.len),
+                self.items
+            ));
+        }
+        let rows = self.items.checked_add(1).map(|_| self.file_rows());
         rows.and_then(|rows| {
             [self.states, self.width, self.dtype.size()]
                 .into_iter()

@@ -13,9 +13,12 @@
 //! and its exact length (a truncated file is an error), and gathers batches without per-item
 //! allocation.
 mod header;
+pub mod merge;
+pub mod shard;
 mod writer;
 
 pub use header::{CacheDtype, CacheHeader};
+pub use shard::{Shard, ShardSpec};
 pub use writer::CacheWriter;
 
 use std::fs::File;
@@ -38,8 +41,28 @@ pub struct HiddenStateCache {
 }
 
 impl HiddenStateCache {
-    /// Open `path`; its length must be exactly header + `(items + 1) * row` bytes.
+    /// Open the whole cache `path`; its length must be exactly header + `(items + 1) * row`
+    /// bytes. A shard file is refused (it holds a slice: `iisan cache merge` joins them).
     pub fn open(path: &Path) -> Result<HiddenStateCache> {
+        let c = Self::open_file(path)?;
+        if let Some(s) = c.header.shard {
+            return Err(Error::file(
+                path,
+                format!(
+                    "is shard {}/{} (items {}..{}), not a whole cache: join the shards with `iisan cache merge {}`",
+                    s.index,
+                    s.count,
+                    s.first,
+                    s.end(),
+                    path.parent().unwrap_or(Path::new(".")).display()
+                ),
+            ));
+        }
+        Ok(c)
+    }
+
+    /// Open a whole cache or a shard file; its length must be exactly header + rows bytes.
+    pub fn open_file(path: &Path) -> Result<HiddenStateCache> {
         let f = File::open(path).map_err(|e| Error::io(path, e))?;
         // SAFETY: read-only mapping of a finished cache file, which is never modified in place
         // (writers go through `.partial` and rename).
@@ -92,6 +115,11 @@ impl HiddenStateCache {
     /// The file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The file's rows as stored (element type and byte order of the header).
+    pub(crate) fn row_bytes(&self) -> &[u8] {
+        &self.map[self.offset..]
     }
 
     /// States `taps` of items `ids`: a `[ids.len(), taps.len(), width]` f32 tensor.
@@ -159,6 +187,26 @@ impl HiddenStateCache {
     }
 }
 
+/// Refuse to replace `path` unless it is absent or an iisan cache file (magic `IISANHS1`, even
+/// a truncated or stale one): a cache command writes over its own kind of file only.
+pub fn check_replaceable(path: &Path) -> Result<()> {
+    use std::io::Read;
+    let mut magic = [0u8; 8];
+    let ours = match File::open(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::io(path, e)),
+        Ok(mut f) => f.read_exact(&mut magic).is_ok() && &magic == header::MAGIC,
+    };
+    if ours {
+        Ok(())
+    } else {
+        Err(Error::file(
+            path,
+            "exists and is not an iisan cache: not replaced (move it or choose another --out)",
+        ))
+    }
+}
+
 /// Fingerprint of a dataset's items (keys and titles in id order): what a cache depends on.
 pub fn items_fingerprint(data: &Dataset) -> String {
     let mut h = Sha256::new();
@@ -194,6 +242,7 @@ mod tests {
             preprocessing: "t30".into(),
             tower: None,
             images_sha256: None,
+            shard: None,
         }
     }
 
@@ -331,6 +380,52 @@ mod tests {
         };
         let w = CacheWriter::create_or_resume(&path, other).unwrap();
         assert_eq!(w.next_item(), 1);
+    }
+
+    /// A shard of items 3..=4 of 4 holds just those rows (no padding row), resumes at its own
+    /// item ids, and is refused where a whole cache is read.
+    #[test]
+    fn a_shard_file_holds_its_slice_and_is_not_a_whole_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("text.shard-1-of-2.hsc");
+        let h = CacheHeader {
+            shard: Some(Shard {
+                index: 1,
+                count: 2,
+                first: 3,
+                len: 2,
+            }),
+            ..header(CacheDtype::F32)
+        };
+        let mut w = CacheWriter::create_or_resume(&path, h.clone()).unwrap();
+        assert_eq!(w.next_item(), 3);
+        w.append(&rows(3..4)).unwrap();
+        drop(w);
+        let mut w = CacheWriter::create_or_resume(&path, h).unwrap();
+        assert_eq!(w.next_item(), 4);
+        w.append(&rows(4..5)).unwrap();
+        w.finish().unwrap();
+        let c = HiddenStateCache::open_file(&path).unwrap();
+        // 2 rows x 3 states x 2 wide x 4 bytes; the first value is item 3 state 0 = 30
+        assert_eq!(c.row_bytes().len(), 48);
+        assert_eq!(c.row_bytes()[..4], 30f32.to_le_bytes());
+        let e = HiddenStateCache::open(&path).err().unwrap().to_string();
+        assert!(
+            e.contains("is shard 1/2") && e.contains("iisan cache merge"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn only_absent_files_and_caches_are_replaceable() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("text.hsc");
+        assert!(check_replaceable(&p).is_ok());
+        std::fs::write(&p, b"IISANHS1 and then a torn header").unwrap();
+        assert!(check_replaceable(&p).is_ok());
+        std::fs::write(&p, b"notes").unwrap();
+        let e = check_replaceable(&p).err().unwrap().to_string();
+        assert!(e.contains("is not an iisan cache: not replaced"), "{e}");
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! Writing a cache file row by row into `<file>.partial`, resumable after the last whole row,
-//! one writer per file at a time, renamed into place when complete.
+//! Writing a cache file (or a shard file) row by row into `<file>.partial`, resumable after the
+//! last whole row, one writer per file at a time, renamed into place when complete.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -48,13 +48,14 @@ pub struct CacheWriter {
     header: CacheHeader,
     path: PathBuf,
     partial: PathBuf,
+    /// Rows in the file so far (a whole cache's padding row included).
     rows_done: usize,
 }
 
 impl CacheWriter {
     /// Start `path` (via `<path>.partial`). If a partial file with the same header exists, it
-    /// continues after its last complete row; otherwise it starts afresh. Row 0 (padding) is
-    /// written at once.
+    /// continues after its last complete row; otherwise it starts afresh. A whole cache's row 0
+    /// (padding) is written at once; a shard file holds only its items.
     pub fn create_or_resume(path: &Path, header: CacheHeader) -> Result<CacheWriter> {
         let lock = lock_writer(path)?;
         let partial = partial_path(path);
@@ -70,7 +71,7 @@ impl CacheWriter {
             let same = f.read_exact(&mut start).is_ok() && start == head;
             if same {
                 let len = f.metadata().map_err(|e| Error::io(&partial, e))?.len() as usize;
-                let rows = (len - head.len()) / row;
+                let rows = ((len - head.len()) / row).min(header.file_rows());
                 f.set_len((head.len() + rows * row) as u64)
                     .map_err(|e| Error::io(&partial, e))?;
                 f.seek(SeekFrom::End(0))
@@ -89,7 +90,8 @@ impl CacheWriter {
         }
         let mut f = File::create(&partial).map_err(|e| Error::io(&partial, e))?;
         f.write_all(&head).map_err(|e| Error::io(&partial, e))?;
-        f.write_all(&vec![0u8; row])
+        let padding = usize::from(header.shard.is_none());
+        f.write_all(&vec![0u8; row * padding])
             .map_err(|e| Error::io(&partial, e))?;
         Ok(CacheWriter {
             file: f,
@@ -97,13 +99,14 @@ impl CacheWriter {
             header,
             path: path.to_path_buf(),
             partial,
-            rows_done: 1,
+            rows_done: padding,
         })
     }
 
-    /// Rows already written (including row 0): the next item id to write.
+    /// The next item id to write (a whole cache's rows so far, padding included; a shard's first
+    /// item plus its rows so far).
     pub fn next_item(&self) -> usize {
-        self.rows_done
+        self.header.first_row() + self.rows_done
     }
 
     /// The header being written.
@@ -127,20 +130,38 @@ impl CacheWriter {
                 .flat_map(|v| f16::from_f32(*v).to_le_bytes())
                 .collect(),
         };
+        self.append_bytes(&bytes)
+    }
+
+    /// Append whole rows already in the file's element type and byte order (what
+    /// [`super::merge`] copies from shard files).
+    pub fn append_bytes(&mut self, bytes: &[u8]) -> Result<()> {
+        let row = self.header.row_bytes();
+        if !bytes.len().is_multiple_of(row) || self.rows_done + bytes.len() / row > self.rows() {
+            return Err(Error::Internal(format!(
+                "{} bytes are not whole rows of {row} within the file's {} rows",
+                bytes.len(),
+                self.rows()
+            )));
+        }
         self.file
-            .write_all(&bytes)
+            .write_all(bytes)
             .map_err(|e| Error::io(&self.partial, e))?;
-        self.rows_done += values.len() / per;
+        self.rows_done += bytes.len() / row;
         Ok(())
+    }
+
+    fn rows(&self) -> usize {
+        self.header.file_rows()
     }
 
     /// Check completeness, flush and rename into place.
     pub fn finish(self) -> Result<PathBuf> {
-        if self.rows_done != self.header.items + 1 {
+        if self.rows_done != self.rows() {
             return Err(Error::Internal(format!(
                 "cache has {} of {} rows",
                 self.rows_done,
-                self.header.items + 1
+                self.rows()
             )));
         }
         self.file

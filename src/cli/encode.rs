@@ -1,5 +1,5 @@
-//! `iisan encode`, `iisan models import-onnx` and `iisan cache-info`: the frozen towers and
-//! their hidden-state caches.
+//! `iisan encode`, `iisan models import-onnx`, `iisan cache merge` and `iisan cache info`: the
+//! frozen towers and their hidden-state caches.
 
 use std::path::PathBuf;
 
@@ -92,9 +92,30 @@ pub(crate) struct EncodeArgs {
     pub(crate) missing_images: iisan::data::image::MissingImage,
     #[command(flatten)]
     pub(crate) prep: PrepArgs,
+    /// Encode only shard I of N (0-based, e.g. `--shard $JOB_COMPLETION_INDEX/3`): a
+    /// deterministic slice of the items into `<modality>.shard-I-of-N.hsc`; join the N files
+    /// with `iisan cache merge` (docs/SHARDING.md).
+    #[arg(long)]
+    pub(crate) shard: Option<iisan::cache::ShardSpec>,
     /// No progress bars.
     #[arg(long)]
     pub(crate) quiet: bool,
+}
+
+/// `iisan cache ...`.
+#[derive(Subcommand)]
+pub(crate) enum CacheCmd {
+    /// Join the shard files of `iisan encode --shard I/N` in DIR into text.hsc / image.hsc,
+    /// after checking that all N are there and were encoded alike.
+    Merge {
+        /// The directory the shards were written to (`--out` of the encodes).
+        dir: PathBuf,
+    },
+    /// Check a hidden-state cache or shard file and print its header.
+    Info {
+        /// The cache file (e.g. cache/text.hsc).
+        file: PathBuf,
+    },
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -150,26 +171,54 @@ pub(crate) fn encode(a: EncodeArgs) -> Result<()> {
         progress: !a.quiet,
         device: a.device.open()?,
         tower_dtype: a.tower_dtype,
+        shard: a.shard,
     };
+    let file = |m: &str| iisan::cache::shard::cache_file(&a.out, m, a.shard);
     let mut reports = Vec::new();
     if let Some(m) = &a.text_model {
-        reports.push(encode_text(&data, m, &a.out.join("text.hsc"), &o)?);
+        reports.push(encode_text(&data, m, &file("text"), &o)?);
     }
     if let Some(m) = &a.image_model {
-        reports.push(encode_images(&data, m, &a.out.join("image.hsc"), &o)?);
+        reports.push(encode_images(&data, m, &file("image"), &o)?);
     }
-    for r in &reports {
+    print_reports(&reports);
+    if let Some(s) = a.shard {
+        println!(
+            "shard {}/{} done; when all {} are: iisan cache merge {}",
+            s.index,
+            s.count,
+            s.count,
+            a.out.display()
+        );
+    }
+    if let Some(rss) = iisan::efficiency::peak_rss_mib() {
+        println!("peak RSS {rss:.0} MiB");
+    }
+    Ok(())
+}
+
+fn print_reports(reports: &[iisan::encode::EncodeReport]) {
+    for r in reports {
+        let what = match r.shard {
+            Some(s) => format!(
+                "{} (shard {}/{}, items {}..{})",
+                r.modality,
+                s.index,
+                s.count,
+                s.first,
+                s.end()
+            ),
+            None => r.modality.clone(),
+        };
         if r.encoded == 0 {
             println!(
-                "{:<5} cache is up to date ({:.1} MiB)",
-                r.modality,
+                "{what:<5} cache is up to date ({:.1} MiB)",
                 r.bytes as f64 / (1 << 20) as f64
             );
             continue;
         }
         println!(
-            "{:<5} {} items encoded in {:.1}s ({:.1} items/s), cache {:.1} MiB{}",
-            r.modality,
+            "{what:<5} {} items encoded in {:.1}s ({:.1} items/s), cache {:.1} MiB{}",
             r.encoded,
             r.seconds,
             r.items_per_second,
@@ -184,15 +233,31 @@ pub(crate) fn encode(a: EncodeArgs) -> Result<()> {
             }
         );
     }
-    if let Some(rss) = iisan::efficiency::peak_rss_mib() {
-        println!("peak RSS {rss:.0} MiB");
+}
+
+/// `iisan cache merge DIR`.
+pub(crate) fn cache_merge(dir: PathBuf) -> Result<()> {
+    for r in iisan::cache::merge::merge_dir(&dir)? {
+        let state = if r.up_to_date {
+            "is up to date"
+        } else {
+            "written"
+        };
+        println!(
+            "{:<5} {} shards -> {} {state} ({} items, {:.1}s)",
+            r.modality,
+            r.shards,
+            r.path.display(),
+            r.items,
+            r.seconds
+        );
     }
     Ok(())
 }
 
 /// `iisan cache-info FILE`.
 pub(crate) fn cache_info(file: PathBuf) -> Result<()> {
-    let c = iisan::cache::HiddenStateCache::open(&file)?;
+    let c = iisan::cache::HiddenStateCache::open_file(&file)?;
     println!(
         "{}",
         serde_json::to_string_pretty(c.header()).expect("serialisable")
