@@ -1,4 +1,4 @@
-//! Full ranking over ALL items (never sampled negatives), in item chunks so memory stays
+//! Full ranking over ALL items (never sampled negatives), in groups of users so memory stays
 //! bounded, under both masking conventions at once (docs/MODEL.md section 6).
 //!
 //! Ties count against the model: `rank = 1 + #{items i != target : score_i >= score_target}`
@@ -7,14 +7,18 @@
 //! when the target itself repeats, it is removed too and can never hit: its rank is `N + 1`,
 //! as in the reference implementation.
 //!
-//! Scores come from one matmul per (user chunk, item chunk). The target's own score is read from
-//! the same matmul that scores the other items (a first pass), so items whose embeddings are
-//! bitwise equal to the target's tie exactly, whatever the matmul kernel's summation order.
+//! Scores come from one matmul per group of users against every item, the group sized to the
+//! memory bound. The target's own score is read from the same row that scores the other items,
+//! so items whose embeddings are bitwise equal to the target's tie exactly, whatever the matmul
+//! kernel's summation order. (Until issue 14 a first pass over item chunks read the target
+//! scores and a second one counted: two matmuls of every score.)
 
-use candle_core::{D, Tensor};
+use candle_core::Tensor;
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::nn::cpu::{Op, matmul};
 
 /// Which items are removed from the ranking.
 #[derive(
@@ -87,14 +91,13 @@ fn beats(s: f32, t: f32) -> bool {
     s.partial_cmp(&t) != Some(std::cmp::Ordering::Less)
 }
 
-/// Rank one user from a full score row (`scores[0]` is the padding item): the plain
-/// definition, against which the tests check [`rank_chunked`].
+/// Rank one user from a full score row (`scores[0]` is the padding item): the definition, which
+/// [`rank_chunked`] applies to every row.
 pub fn rank_row(scores: &[f32], target: u32, history: &[u32]) -> RankPair {
     let n = scores.len() as u64 - 1;
     let t = scores[target as usize];
-    let beaten: u64 = (1..scores.len())
-        .filter(|&i| i != target as usize && beats(scores[i], t))
-        .count() as u64;
+    // every real item that beats the target, less the target itself (beats(t, t) always holds)
+    let beaten = scores[1..].iter().filter(|&&x| beats(x, t)).count() as u64 - 1;
     let none = 1 + beaten;
     let history = if history.contains(&target) {
         n + 1
@@ -115,7 +118,13 @@ pub fn rank_row(scores: &[f32], target: u32, history: &[u32]) -> RankPair {
 ///
 /// * `users`: `[u, d]` user states; `items`: `[N + 1, d]` item embeddings (row 0 = padding);
 /// * `targets[r]` and `histories[r]`: user `r`'s target and the items before it;
-/// * `item_chunk`: items scored per matmul (memory is `u * item_chunk` floats).
+/// * `item_chunk`: the memory bound, `u * item_chunk` scores held at once.
+///
+/// One matmul scores a group of users against every item (as many users as the bound holds
+/// full rows of, at least one); each row is then ranked by [`rank_row`] itself, the users in
+/// parallel. The target's score comes from the same row it is compared with, so exact ties
+/// stay ties. On the CPU the products are [`crate::nn::cpu::matmul`] into one buffer reused
+/// for every group; on another device, candle's matmul there.
 pub fn rank_chunked(
     users: &Tensor,
     items: &Tensor,
@@ -123,28 +132,40 @@ pub fn rank_chunked(
     histories: &[&[u32]],
     item_chunk: usize,
 ) -> Result<Vec<RankPair>> {
-    let (u, _) = users.dims2()?;
+    let (u, d) = users.dims2()?;
     let total = items.dim(0)?;
-    let n = total as u64 - 1;
     check_rank_inputs(u, total, targets, histories)?;
-    let chunk = item_chunk.max(1);
-    // Pass 1: each target's score, from the matmul of the chunk that holds it.
-    let tscore = target_scores(users, items, targets, chunk, total)?;
-    // Pass 2: count the items that beat each target, and the history items among them.
-    let (beaten, hist_beaten) =
-        count_beaten((users, items), targets, histories, &tscore, (chunk, total))?;
-    Ok((0..u)
-        .map(|r| {
-            let none = 1 + beaten[r];
-            let repeats = histories[r].contains(&targets[r]);
-            let history = if repeats {
-                n + 1
-            } else {
-                none - hist_beaten[r]
-            };
-            RankPair { history, none }
-        })
-        .collect())
+    let group = (u.max(1) * item_chunk.max(1) / total).clamp(1, u.max(1));
+    let mut out = Vec::with_capacity(u);
+    let mut rank_group = |start: usize, scores: &[f32]| {
+        let len = scores.len() / total;
+        out.par_extend((0..len).into_par_iter().map(|r| {
+            let row = &scores[r * total..(r + 1) * total];
+            rank_row(row, targets[start + r], histories[start + r])
+        }));
+    };
+    if users.device().is_cpu() {
+        let (uv, ev) = (
+            users.flatten_all()?.to_vec1::<f32>()?,
+            items.flatten_all()?.to_vec1::<f32>()?,
+        );
+        let mut scores = vec![0f32; group * total];
+        for start in (0..u).step_by(group) {
+            let len = group.min(u - start);
+            let s = &mut scores[..len * total];
+            let us = &uv[start * d..(start + len) * d];
+            matmul(s, us, Op::N, &ev, Op::T, (len, total, d), false);
+            rank_group(start, s);
+        }
+    } else {
+        let items_t = items.t()?;
+        for start in (0..u).step_by(group) {
+            let len = group.min(u - start);
+            let s = users.narrow(0, start, len)?.matmul(&items_t)?;
+            rank_group(start, &s.flatten_all()?.to_vec1::<f32>()?);
+        }
+    }
+    Ok(out)
 }
 
 /// Check that there is one target and one history per user (`u` users) and that every target
@@ -164,102 +185,6 @@ fn check_rank_inputs(u: usize, total: usize, targets: &[u32], histories: &[&[u32
         )));
     }
     Ok(())
-}
-
-/// Scores `[u, len]` (flattened) of every user against items `start..start + len` of the
-/// `total` items, with `len = min(chunk, total - start)`; returns the scores and `len`.
-fn chunk_scores(
-    users: &Tensor,
-    items: &Tensor,
-    start: usize,
-    chunk: usize,
-    total: usize,
-) -> Result<(Vec<f32>, usize)> {
-    let len = chunk.min(total - start);
-    let e = items.narrow(0, start, len)?;
-    let s = users.matmul(&e.t()?)?.contiguous()?;
-    debug_assert_eq!(s.dim(D::Minus1)?, len);
-    Ok((s.flatten_all()?.to_vec1::<f32>()?, len))
-}
-
-/// Pass 1 of [`rank_chunked`]: each user's target score, read from the matmul of the item
-/// chunk that holds the target (chunks holding no target are skipped).
-fn target_scores(
-    users: &Tensor,
-    items: &Tensor,
-    targets: &[u32],
-    chunk: usize,
-    total: usize,
-) -> Result<Vec<f32>> {
-    let mut tscore = vec![0f32; targets.len()];
-    for start in (0..total).step_by(chunk) {
-        let end = (start + chunk).min(total);
-        if !targets
-            .iter()
-            .any(|&t| (start..end).contains(&(t as usize)))
-        {
-            continue;
-        }
-        let (s, len) = chunk_scores(users, items, start, chunk, total)?;
-        for (r, &t) in targets.iter().enumerate() {
-            if (start..end).contains(&(t as usize)) {
-                tscore[r] = s[r * len + (t as usize - start)];
-            }
-        }
-    }
-    Ok(tscore)
-}
-
-/// Each user's distinct history items, without padding and without the target itself.
-fn history_sets(histories: &[&[u32]], targets: &[u32]) -> Vec<Vec<u32>> {
-    histories
-        .iter()
-        .zip(targets)
-        .map(|(h, &t)| {
-            let mut v: Vec<u32> = h.iter().copied().filter(|&x| x != 0 && x != t).collect();
-            v.sort_unstable();
-            v.dedup();
-            v
-        })
-        .collect()
-}
-
-/// Pass 2 of [`rank_chunked`]: per user, the number of items (padding and target excluded)
-/// that beat the target score `tscore[r]`, and the number of history items among them.
-fn count_beaten(
-    (users, items): (&Tensor, &Tensor),
-    targets: &[u32],
-    histories: &[&[u32]],
-    tscore: &[f32],
-    (chunk, total): (usize, usize),
-) -> Result<(Vec<u64>, Vec<u64>)> {
-    let u = targets.len();
-    let mut beaten = vec![0u64; u];
-    let mut hist_beaten = vec![0u64; u];
-    let hist_sets = history_sets(histories, targets);
-    for start in (0..total).step_by(chunk) {
-        let (s, len) = chunk_scores(users, items, start, chunk, total)?;
-        for r in 0..u {
-            let row = &s[r * len..(r + 1) * len];
-            let t = tscore[r];
-            let mut c = row.iter().filter(|&&x| beats(x, t)).count() as u64;
-            let tgt = targets[r] as usize;
-            if (start..start + len).contains(&tgt) {
-                c -= 1; // the target itself (beats(t, t) is true)
-            }
-            if start == 0 {
-                c -= u64::from(beats(row[0], t)); // padding item
-            }
-            beaten[r] += c;
-            for &h in &hist_sets[r] {
-                let h = h as usize;
-                if (start..start + len).contains(&h) && beats(row[h - start], t) {
-                    hist_beaten[r] += 1;
-                }
-            }
-        }
-    }
-    Ok((beaten, hist_beaten))
 }
 
 #[cfg(test)]
