@@ -5,6 +5,7 @@
 use std::time::Instant;
 
 use super::metrics::Metrics;
+use crate::efficiency::Profile;
 use super::ranking::{Mask, PerMask, RankPair, rank_chunked};
 use crate::data::batch::eval_inputs;
 use crate::data::{Dataset, Split};
@@ -18,7 +19,16 @@ pub struct EvalResult {
     pub metrics: PerMask<Metrics>,
     /// Seconds.
     pub seconds: f64,
+    /// Where the seconds went: [`PHASE_ITEMS`], [`PHASE_USERS`], [`PHASE_RANKING`].
+    pub phases: Profile,
 }
+
+/// Profile phase: every item's embedding.
+pub const PHASE_ITEMS: &str = "evaluation: item embeddings";
+/// Profile phase: the users' states.
+pub const PHASE_USERS: &str = "evaluation: user states";
+/// Profile phase: scoring every item and ranking the targets.
+pub const PHASE_RANKING: &str = "evaluation: ranking";
 
 /// How evaluation is chunked and which cut-offs it reports.
 #[derive(Debug, Clone, PartialEq)]
@@ -36,30 +46,42 @@ impl Evaluator {
     /// before it) against all items of `model`.
     pub fn evaluate(&self, model: &dyn Scorer, data: &Dataset, split: Split) -> Result<EvalResult> {
         let t0 = Instant::now();
-        let ranks = self.ranks(model, data, split)?;
+        let mut phases = Profile::default();
+        let ranks = self.ranks_timed(model, data, split, &mut phases)?;
         Ok(EvalResult {
             metrics: self.metrics(&ranks),
             seconds: t0.elapsed().as_secs_f64(),
+            phases,
         })
     }
 
     /// The rank of each user's target on `split` under both masks (1 = best), in user order.
     pub fn ranks(&self, model: &dyn Scorer, data: &Dataset, split: Split) -> Result<Vec<RankPair>> {
-        let all = model.item_embeddings(self.item_chunk)?;
+        self.ranks_timed(model, data, split, &mut Profile::default())
+    }
+
+    /// [`Evaluator::ranks`], charging each phase's time to `phases`.
+    fn ranks_timed(
+        &self,
+        model: &dyn Scorer,
+        data: &Dataset,
+        split: Split,
+        phases: &mut Profile,
+    ) -> Result<Vec<RankPair>> {
+        let all = phases.time(PHASE_ITEMS, || model.item_embeddings(self.item_chunk))?;
         let users: Vec<usize> = (0..data.num_users()).collect();
         let mut ranks = Vec::with_capacity(users.len());
         for chunk in users.chunks(self.user_chunk.max(1)) {
-            let ids = eval_inputs(data, chunk, split);
-            let states = model.user_states(&all, &ids, chunk.len())?;
+            let states = phases.time(PHASE_USERS, || {
+                let ids = eval_inputs(data, chunk, split);
+                model.user_states(&all, &ids, chunk.len())
+            })?;
             let targets: Vec<u32> = chunk.iter().map(|&u| data.target(u, split)).collect();
             let hists: Vec<&[u32]> = chunk.iter().map(|&u| data.history(u, split)).collect();
-            ranks.extend(rank_chunked(
-                &states,
-                &all,
-                &targets,
-                &hists,
-                self.item_chunk,
-            )?);
+            let part = phases.time(PHASE_RANKING, || {
+                rank_chunked(&states, &all, &targets, &hists, self.item_chunk)
+            })?;
+            ranks.extend(part);
         }
         Ok(ranks)
     }

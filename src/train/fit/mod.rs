@@ -297,7 +297,7 @@ impl Trainer<'_> {
         } else {
             let v = self.evaluate(Split::Valid)?;
             resume::fault("evaluation", epoch);
-            self.profile.add("evaluation", v.seconds);
+            self.profile.merge(&v.phases);
             st.eval_seconds += v.seconds;
             Some(v)
         };
@@ -394,7 +394,7 @@ impl Trainer<'_> {
         }
         self.model.params().restore(&stop.best_state)?;
         let test = self.evaluate(Split::Test)?;
-        self.profile.add("evaluation", test.seconds);
+        self.profile.merge(&test.phases);
         Ok(test.metrics)
     }
 }
