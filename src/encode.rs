@@ -155,9 +155,10 @@ fn begin(out: &Path, header: CacheHeader, progress: bool) -> Result<Begin> {
         return Ok(Begin::UpToDate(r));
     }
     let label = header.modality.clone();
-    let (first, items) = header.shard.map_or((1, header.items), |s| (s.first, s.len));
+    let items = header.item_range();
     let w = CacheWriter::create_or_resume(out, header)?;
-    let pb = bar(items, w.next_item().max(first) - first, &label, progress);
+    let done = w.next_item().max(items.start) - items.start;
+    let pb = bar(items.len(), done, &label, progress);
     Ok(Begin::Write(Box::new(w), pb, Instant::now()))
 }
 
@@ -214,7 +215,7 @@ pub fn encode_text(
         images_sha256: None,
         shard: o.shard_of(data.num_items()),
     };
-    let stop = header.shard.map_or(data.num_items() + 1, |s| s.end());
+    let stop = header.item_range().end;
     let (mut w, pb, t0) = match begin(out, header, o.progress)? {
         Begin::UpToDate(r) => return Ok(r),
         Begin::Write(w, pb, t0) => (*w, pb, t0),
@@ -313,7 +314,7 @@ pub fn encode_images(
         images_sha256: Some(images_fingerprint(data, &root)?),
         shard: o.shard_of(data.num_items()),
     };
-    let stop = header.shard.map_or(data.num_items() + 1, |s| s.end());
+    let stop = header.item_range().end;
     let (mut w, pb, t0) = match begin(out, header, o.progress)? {
         Begin::UpToDate(r) => return Ok(r),
         Begin::Write(w, pb, t0) => (*w, pb, t0),

@@ -81,6 +81,11 @@ impl CacheHeader {
         self.shard.map_or(0, |s| s.first)
     }
 
+    /// The real items the file holds: `1..items + 1`, or a shard's slice.
+    pub fn item_range(&self) -> std::ops::Range<usize> {
+        self.first_row().max(1)..self.first_row() + self.file_rows()
+    }
+
     /// The size of the data, `rows x states x width x element size` bytes (rows: items + 1, or
     /// a shard's items), after checking every field it depends on (positive, the product within
     /// `usize`, a shard inside the items); the reason otherwise.

@@ -401,6 +401,11 @@ mod tests {
             }),
             ..header(CacheDtype::F32)
         };
+        // items 3..=4 here; a whole cache of 4 items holds 1..=4 behind its padding row
+        assert_eq!(
+            (h.item_range(), header(CacheDtype::F32).item_range()),
+            (3..5, 1..5)
+        );
         let mut w = CacheWriter::create_or_resume(&path, h.clone()).unwrap();
         assert_eq!(w.next_item(), 3);
         w.append(&rows(3..4)).unwrap();

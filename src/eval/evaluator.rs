@@ -5,10 +5,10 @@
 use std::time::Instant;
 
 use super::metrics::Metrics;
-use crate::efficiency::Profile;
 use super::ranking::{Mask, PerMask, RankPair, rank_chunked};
 use crate::data::batch::eval_inputs;
 use crate::data::{Dataset, Split};
+use crate::efficiency::Profile;
 use crate::error::Result;
 use crate::scorer::Scorer;
 

@@ -302,9 +302,9 @@ impl IisanTower {
     }
 
     /// The states path `path` reads over `n` items, from the gathered tap-major text (`ht`)
-    /// and image (`hi`) states ([`super::config::TapPlan::gathered`]: the start state, if any, then the taps):
-    /// its tower's states and start state for an intra path; for the inter path the last `K`
-    /// taps of both, through the width maps where the path has them.
+    /// and image (`hi`) states ([`super::config::TapPlan::gathered`]: the start state, if
+    /// any, then the taps): its tower's states and start state for an intra path; for the
+    /// inter path the last `K` taps of both, through the width maps where the path has them.
     fn path_kind(
         &self,
         path: &PathHandles,
