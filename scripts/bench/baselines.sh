@@ -8,6 +8,7 @@
 #  3. `iisan compare` over each set -> docs/compare/<name>-{full,subset}/.
 #   DATASET=scientific bash scripts/bench/baselines.sh    (text tower, ../shared data)
 #   DATASET=synthetic  bash scripts/bench/baselines.sh    (text + image towers, data/synthetic)
+#   METHODS="fft adapter lora bitfit" COST_ONLY=1 ...      (part 1 only, for those methods)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 DATASET=${DATASET:-scientific}
@@ -16,7 +17,9 @@ WARMUP=${WARMUP:-1}
 SUBSET=${SUBSET:-300}
 EPOCHS=${EPOCHS:-3}
 OUT=${OUT:-runs/bench-$DATASET}
-BIN=./target/release/iisan
+METHODS=${METHODS:-fft adapter lora bitfit iisan_uncached iisan id}
+COST_ONLY=${COST_ONLY:-0}
+BIN=${BIN:-./target/release/iisan}   # another binary to compare (e.g. a build of an older commit)
 cargo build --release --quiet
 bash scripts/fetch-models.sh >/dev/null
 case $DATASET in
@@ -45,20 +48,21 @@ train() { # name data cache extra-args...
 # 1. full data
 $BIN encode --dataset "$DATA" "${ENC[@]}" --out "$CACHE" >/dev/null
 FULL=()
-for m in fft adapter lora bitfit iisan_uncached iisan id; do
+for m in $METHODS; do
   case $m in iisan|id) CAP=0;; *) CAP=$((STEPS + WARMUP));; esac   # 0 = the whole epoch
   train "cost-$m" "$DATA" "$CACHE" --set "model.method=\"$m\"" "${IISAN_SETS[@]}" \
     --set train.epochs=1 --set "train.max_steps_per_epoch=$CAP" \
     --set "train.warmup_steps=$WARMUP" --set eval.skip=true
   FULL+=("$OUT/cost-$m")
 done
+if [ "$COST_ONLY" = 1 ]; then $BIN compare --runs "${FULL[@]}" --out "$OUT/compare"; exit 0; fi
 $BIN compare --runs "${FULL[@]}" --out "docs/compare/$DATASET-full"
 # 2. user subset
 SUB=data/subsets/$DATASET-$SUBSET
 $BIN data subset --dataset "$DATA" --users "$SUBSET" --seed 2024 --out "$SUB"
 $BIN encode --dataset "$SUB" "${ENC[@]}" --out "$CACHE-subset-$SUBSET" >/dev/null
 RUNS=()
-for m in fft adapter lora bitfit iisan_uncached iisan id; do
+for m in $METHODS; do
   train "subset-$m" "$SUB" "$CACHE-subset-$SUBSET" --set "model.method=\"$m\"" "${IISAN_SETS[@]}" \
     --set "train.epochs=$EPOCHS" --set eval.ks=[10,20]
   RUNS+=("$OUT/subset-$m")

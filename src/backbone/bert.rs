@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
-use candle_nn::{Embedding, Linear, Module, VarBuilder};
+use candle_nn::{Embedding, Module, VarBuilder};
 use serde::{Deserialize, Serialize};
 
 use super::peft::{Adapter, PeftBuilder};
@@ -15,7 +15,7 @@ use super::{
     query_value, read_config, stack_cls,
 };
 use crate::error::{Error, Result};
-use crate::nn::{Ctx, gelu::gelu_erf, layers::LayerNorm};
+use crate::nn::{Ctx, frozen, frozen::Dense, gelu::gelu_erf, layers::LayerNorm};
 
 /// The fields of a Hugging Face BERT `config.json` this encoder uses.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -85,11 +85,11 @@ impl BertConfig {
 #[derive(Debug)]
 struct BertLayer {
     attn: SelfAttention,
-    attn_out: Linear,
+    attn_out: Dense,
     adapter_attn: Option<Adapter>,
     attn_ln: LayerNorm,
-    inter: Linear,
-    out: Linear,
+    inter: Dense,
+    out: Dense,
     adapter_ffn: Option<Adapter>,
     out_ln: LayerNorm,
 }
@@ -268,27 +268,159 @@ impl Bert {
             .reshape((b, 1, 1, t))?
             .to_dtype(x.dtype())?; // -1e9 is -inf in f16: a padded key still gets weight 0
         let mut cls = vec![x.narrow(1, 0, 1)?.squeeze(1)?];
-        let p = c.hidden_dropout_prob;
-        for l in &self.layers {
-            let a = l
-                .attn_out
-                .forward(&l.attn.forward(&x, Some(&add_mask), ctx)?)?;
-            // dense -> dropout -> adapter -> residual + LayerNorm (the authors' order)
-            let a = adapt(&l.adapter_attn, ctx.dropout(&a, p)?)?;
-            x = l.attn_ln.forward_t(&(a + &x)?, ctx)?;
-            let h = gelu_erf(&l.inter.forward(&x)?)?;
-            let o = adapt(&l.adapter_ffn, ctx.dropout(&l.out.forward(&h)?, p)?)?;
-            x = l.out_ln.forward_t(&(o + &x)?, ctx)?;
+        let last = self.layers.len().saturating_sub(1);
+        for (i, l) in self.layers.iter().enumerate() {
+            // the last layer's [CLS] reads every key and value but no other query: its other
+            // rows are never computed (encoding 14 % fewer products for MiniLM's 6 layers)
+            x = l.forward(&x, i == last, &add_mask, c.hidden_dropout_prob, ctx)?;
             cls.push(x.narrow(1, 0, 1)?.squeeze(1)?);
         }
         stack_cls(&cls)
     }
 }
 
+impl BertLayer {
+    /// One post-LN layer on `x` `[B, T, D]`: all rows, or the [CLS] row alone (`[B, 1, D]`)
+    /// when `cls_only`.
+    fn forward(
+        &self,
+        x: &Tensor,
+        cls_only: bool,
+        add_mask: &Tensor,
+        p: f32,
+        ctx: &Ctx,
+    ) -> Result<Tensor> {
+        let rows = if cls_only {
+            x.narrow(1, 0, 1)?
+        } else {
+            x.clone()
+        };
+        let a = self
+            .attn_out
+            .forward(&self.attn.forward(&rows, x, Some(add_mask), ctx)?)?;
+        // dense -> dropout -> adapter -> residual + LayerNorm (the authors' order)
+        let a = adapt(&self.adapter_attn, ctx.dropout(&a, p)?)?;
+        let x = self.attn_ln.forward_t(&frozen::add(&a, &rows)?, ctx)?;
+        let h = gelu_erf(&self.inter.forward(&x)?)?;
+        let o = adapt(&self.adapter_ffn, ctx.dropout(&self.out.forward(&h)?, p)?)?;
+        self.out_ln.forward_t(&frozen::add(&o, &x)?, ctx)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backbone::peft::TowerTuning;
+    use crate::nn::params::ParamStore;
     use candle_nn::VarMap;
+    use std::collections::HashMap;
+
+    fn tiny() -> BertConfig {
+        BertConfig {
+            vocab_size: 40,
+            hidden_size: 16,
+            num_hidden_layers: 2,
+            num_attention_heads: 4,
+            intermediate_size: 24,
+            max_position_embeddings: 8,
+            ..BertConfig::bert_base()
+        }
+    }
+
+    /// Values uniform in [-0.1, 0.1) from a seeded stream (candle's CPU RNG cannot be seeded).
+    fn seeded(shape: &[usize], seed: u64) -> Tensor {
+        use rand::{RngExt, SeedableRng};
+        let mut rng = rand::rngs::Xoshiro256PlusPlus::seed_from_u64(seed);
+        let v: Vec<f32> = (0..shape.iter().product())
+            .map(|_| rng.random_range(-0.1..0.1))
+            .collect();
+        Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+    }
+
+    /// The gradients of a tuned tower's added parameters (adapters, LoRA) with the pretrained
+    /// weights frozen (graft path: no gradient for them, docs/STACK.md section 14) equal candle's
+    /// autograd with the same weights made variables (every operand differentiated), dropout
+    /// on, padding masked. Also: the frozen run stores no gradient for a pretrained weight.
+    #[test]
+    fn frozen_tower_gradients_equal_full_autograd() {
+        let dev = Device::Cpu;
+        let vm = VarMap::new();
+        let vb = VarBuilder::from_varmap(&vm, DType::F32, &dev);
+        Bert::new(vb, tiny(), Path::new("random")).unwrap(); // registers the weights (zeros)
+        for v in vm.all_vars() {
+            v.set(&Tensor::randn(0f32, 0.5, v.shape(), &dev).unwrap())
+                .unwrap();
+        }
+        let frozen: HashMap<String, Tensor> = vm
+            .data()
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_tensor().detach()))
+            .collect();
+        let ids = Tensor::new(&[[1u32, 5, 7, 2], [1, 9, 0, 0]], &dev).unwrap();
+        let mask = Tensor::new(&[[1f32, 1., 1., 1.], [1., 1., 0., 0.]], &dev).unwrap();
+        for tuning in [
+            TowerTuning::Adapter { r: 3 },
+            TowerTuning::Lora { r: 2, alpha: 4.0 },
+        ] {
+            let run = |vb: VarBuilder| {
+                let mut store = ParamStore::new(7, dev.clone());
+                let mut peft = PeftBuilder {
+                    store: &mut store,
+                    tuning,
+                    prefix: "text".into(),
+                };
+                let bert = Bert::build(vb, tiny(), Path::new("random"), Some(&mut peft)).unwrap();
+                // LoRA's B starts at zero, which would leave A without a gradient
+                for (i, p) in store.params().iter().enumerate() {
+                    p.var.set(&seeded(p.var.shape().dims(), i as u64)).unwrap();
+                }
+                let states = bert.cls_states(&ids, &mask, &Ctx::train(3)).unwrap();
+                // squares, not a weighted sum: no operand that would keep a gradient of its own
+                let loss = states.sqr().unwrap().sum_all().unwrap();
+                let grads = loss.backward().unwrap();
+                let g: Vec<Tensor> = store
+                    .params()
+                    .iter()
+                    .map(|p| grads.get(p.var.as_tensor()).unwrap().clone())
+                    .collect();
+                (g, grads)
+            };
+            let (full, _) = run(VarBuilder::from_varmap(&vm, DType::F32, &dev));
+            let (grafted, store) = run(VarBuilder::from_tensors(frozen.clone(), DType::F32, &dev));
+            assert_eq!(full.len(), grafted.len());
+            for (i, (a, b)) in full.iter().zip(&grafted).enumerate() {
+                let scale = a
+                    .abs()
+                    .unwrap()
+                    .max_all()
+                    .unwrap()
+                    .to_scalar::<f32>()
+                    .unwrap();
+                let d = (a - b)
+                    .unwrap()
+                    .abs()
+                    .unwrap()
+                    .max_all()
+                    .unwrap()
+                    .to_scalar::<f32>()
+                    .unwrap();
+                assert!(
+                    scale > 0.0 && d <= 1e-4 * scale.max(1.0),
+                    "{tuning:?} parameter {i}: {d} vs {scale}"
+                );
+            }
+            // the grafted run keeps the added parameters' gradients and, at most, the one of
+            // the embeddings' [CLS] (an untracked operand of the final stack, [B, D])
+            let n = grafted.len();
+            let kept = crate::nn::graft::grad_entries(&store);
+            assert!(
+                (n..=n + 1).contains(&kept),
+                "{tuning:?}: {kept} entries for {n} parameters"
+            );
+        }
+    }
 
     #[test]
     fn bert_base_shapes_and_parameter_count() {

@@ -20,11 +20,11 @@ use std::sync::{Arc, Mutex};
 use candle_core::safetensors::MmapedSafetensors;
 use candle_core::{DType, Device, Shape, Tensor, Var};
 use candle_nn::var_builder::SimpleBackend;
-use candle_nn::{Linear, Module, VarBuilder};
+use candle_nn::{Module, VarBuilder};
 
 use self::peft::{PeftBuilder, Proj};
 use crate::error::{Error, Result};
-use crate::nn::{Ctx, layers::LayerNorm};
+use crate::nn::{Ctx, frozen, frozen::Dense, layers::LayerNorm};
 
 /// Open `dir/model.safetensors` memory-mapped; errors name the folder.
 /// Pretrained tensors made trainable while a tower was built: (safetensors key, variable).
@@ -193,17 +193,17 @@ fn prefix_of(vb: &VarBuilder) -> String {
     if p.is_empty() { p } else { format!("{p}.") }
 }
 
-/// A `Linear(input -> output)` with bias `name.weight` / `name.bias` from `vb`.
+/// A linear layer (input -> output) with bias `name.weight` / `name.bias` from `vb`.
 pub(crate) fn linear(
     vb: &VarBuilder,
     input: usize,
     output: usize,
     name: &str,
     file: &Path,
-) -> Result<Linear> {
+) -> Result<Dense> {
     let w = get(vb, &[output, input], &format!("{name}.weight"), file)?;
     let b = get(vb, &[output], &format!("{name}.bias"), file)?;
-    Ok(Linear::new(w, Some(b)))
+    Ok(Dense::new(w, Some(b)))
 }
 
 /// A LayerNorm `name.weight`/`name.bias` (or the older `name.gamma`/`name.beta`) from `vb`.
@@ -228,41 +228,52 @@ pub(crate) fn layer_norm(
 #[derive(Debug)]
 pub(crate) struct SelfAttention {
     pub query: Proj,
-    pub key: Linear,
+    pub key: Dense,
     pub value: Proj,
     pub heads: usize,
     pub dropout: f32,
 }
 
 impl SelfAttention {
-    /// `x` `[B, T, D]`, optional additive mask broadcastable to `[B, H, T, T]`; returns the
-    /// per-head context `[B, T, D]` (before the output projection).
-    pub fn forward(&self, x: &Tensor, mask: Option<&Tensor>, ctx: &Ctx) -> Result<Tensor> {
+    /// Queries from `queries` `[B, Tq, D]`, keys and values from `x` `[B, T, D]`, optional
+    /// additive mask broadcastable to `[B, H, Tq, T]`; returns the per-head context `[B, Tq, D]`
+    /// (before the output projection). `queries` is `x` itself, or its [CLS] row alone in a
+    /// tower's last layer, whose other rows nothing reads.
+    pub fn forward(
+        &self,
+        queries: &Tensor,
+        x: &Tensor,
+        mask: Option<&Tensor>,
+        ctx: &Ctx,
+    ) -> Result<Tensor> {
         let (b, t, d) = x.dims3()?;
+        let tq = queries.dim(1)?;
         let dh = d / self.heads;
-        let split = |l: &dyn Module| -> Result<Tensor> {
+        let split = |l: &dyn Module, x: &Tensor, t: usize| -> Result<Tensor> {
             Ok(l.forward(x)?
                 .reshape((b, t, self.heads, dh))?
                 .transpose(1, 2)?
                 .contiguous()?)
         };
-        let (q, k, v) = (split(&self.query)?, split(&self.key)?, split(&self.value)?);
-        let mut att = (q.matmul(&k.t()?)? * (1.0 / (dh as f64).sqrt()))?;
+        let q = split(&self.query, queries, tq)?;
+        let (k, v) = (split(&self.key, x, t)?, split(&self.value, x, t)?);
+        let mut att = (frozen::matmul(&q, &k.t()?)? * (1.0 / (dh as f64).sqrt()))?;
         if let Some(m) = mask {
-            att = att.broadcast_add(m)?;
+            att = frozen::add(&att, m)?;
         }
         let att = ctx.dropout(&ctx.softmax_last(&att)?, self.dropout)?;
-        Ok(att.matmul(&v)?.transpose(1, 2)?.reshape((b, t, d))?)
+        Ok(frozen::matmul(&att, &v)?
+            .transpose(1, 2)?
+            .reshape((b, tq, d))?)
     }
 }
 
-/// Stack per-layer [CLS] states (`[B, D]` each) into `[B, L + 1, D]`.
 /// Query and value of layer `layer`, with LoRA when `peft` asks for it.
 pub(crate) fn query_value(
     peft: &mut Option<&mut PeftBuilder>,
     layer: usize,
-    query: Linear,
-    value: Linear,
+    query: Dense,
+    value: Dense,
 ) -> Result<(Proj, Proj)> {
     Ok(match peft {
         Some(p) => (
@@ -294,6 +305,7 @@ pub(crate) fn adapt(adapter: &Option<peft::Adapter>, h: Tensor) -> Result<Tensor
     }
 }
 
+/// Stack per-layer [CLS] states (`[B, D]` each) into `[B, L + 1, D]`.
 pub(crate) fn stack_cls(states: &[Tensor]) -> Result<Tensor> {
     // handed on as f32 whatever precision the tower computes in (docs/GPU.md)
     Ok(Tensor::stack(states, 1)?.to_dtype(DType::F32)?)

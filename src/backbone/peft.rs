@@ -10,10 +10,10 @@
 //! - BitFit: the towers' biases trainable, nothing added. Full: every tower weight trainable.
 
 use candle_core::{Module, Tensor};
-use candle_nn::Linear;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
+use crate::nn::frozen::{self, Dense};
 use crate::nn::params::{Init, ParamStore};
 
 /// Learning-rate group of adapters (spec: 4e-4).
@@ -82,7 +82,7 @@ impl PeftBuilder<'_> {
     }
 
     /// `base` wrapped with LoRA (if the tuning adds it) as layer `layer`'s `which` projection.
-    pub fn project(&mut self, base: Linear, layer: usize, which: &str) -> Result<Proj> {
+    pub fn project(&mut self, base: Dense, layer: usize, which: &str) -> Result<Proj> {
         let TowerTuning::Lora { r, alpha } = self.tuning else {
             return Ok(Proj::Plain(base));
         };
@@ -96,30 +96,35 @@ impl PeftBuilder<'_> {
 /// A Houlsby adapter with its own skip connection.
 #[derive(Debug, Clone)]
 pub struct Adapter {
-    down: Linear,
-    up: Linear,
+    down: Dense,
+    up: Dense,
 }
 
 impl Adapter {
     /// `name.down` (D -> r) and `name.up` (r -> D), group `adapter`.
     pub fn new(store: &mut ParamStore, name: &str, dim: usize, r: usize) -> Result<Adapter> {
         let init = Init::Normal(0.01);
+        let mut dense = |n: &str, i: usize, o: usize| -> Result<Dense> {
+            let l = store.linear(&format!("{name}.{n}"), i, o, true, init, GROUP_ADAPTER)?;
+            Ok(Dense::new(l.weight().clone(), l.bias().cloned()))
+        };
         Ok(Adapter {
-            down: store.linear(&format!("{name}.down"), dim, r, true, init, GROUP_ADAPTER)?,
-            up: store.linear(&format!("{name}.up"), r, dim, true, init, GROUP_ADAPTER)?,
+            down: dense("down", dim, r)?,
+            up: dense("up", r, dim)?,
         })
     }
 
     /// `h + up(relu(down(h)))`.
     pub fn forward(&self, h: &Tensor) -> Result<Tensor> {
-        Ok((h + self.up.forward(&self.down.forward(h)?.relu()?)?)?)
+        let up = self.up.forward(&self.down.forward(h)?.relu()?)?;
+        Ok(frozen::add(h, &up)?)
     }
 }
 
 /// A frozen pretrained Linear plus a trainable low-rank update.
 #[derive(Debug, Clone)]
 pub struct LoraLinear {
-    base: Linear,
+    base: Dense,
     a: Tensor,
     b: Tensor,
     scale: f64,
@@ -130,7 +135,7 @@ impl LoraLinear {
     pub fn new(
         store: &mut ParamStore,
         name: &str,
-        base: Linear,
+        base: Dense,
         r: usize,
         alpha: f64,
     ) -> Result<LoraLinear> {
@@ -155,9 +160,9 @@ impl LoraLinear {
 impl Module for LoraLinear {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let y = self.base.forward(x)?;
-        let low = x.broadcast_matmul(&self.a.t()?)?;
-        let up = (low.broadcast_matmul(&self.b.t()?)? * self.scale)?;
-        y + up
+        let low = Dense::new(self.a.clone(), None).forward(x)?;
+        let up = (Dense::new(self.b.clone(), None).forward(&low)? * self.scale)?;
+        frozen::add(&y, &up)
     }
 }
 
@@ -165,7 +170,7 @@ impl Module for LoraLinear {
 #[derive(Debug, Clone)]
 pub enum Proj {
     /// The pretrained layer.
-    Plain(Linear),
+    Plain(Dense),
     /// The pretrained layer with a LoRA update.
     Lora(LoraLinear),
 }
@@ -192,7 +197,7 @@ mod tests {
         let mut s = ParamStore::new(1, dev.clone());
         let w = Tensor::randn(0f32, 1.0, (6, 5), &dev).unwrap();
         let bias = Tensor::randn(0f32, 1.0, 6, &dev).unwrap();
-        let base = Linear::new(w, Some(bias));
+        let base = Dense::new(w, Some(bias));
         let lora = LoraLinear::new(&mut s, "l", base.clone(), 2, 1.0).unwrap();
         let x = Tensor::randn(0f32, 1.0, (3, 4, 5), &dev).unwrap();
         let want = base.forward(&x).unwrap().flatten_all().unwrap();
@@ -215,7 +220,7 @@ mod tests {
         let ad = Adapter::new(&mut s, "ad", 5, 3).unwrap();
         let ad = Adapter {
             down: ad.down,
-            up: Linear::new(
+            up: Dense::new(
                 Tensor::zeros((5, 3), candle_core::DType::F32, &dev).unwrap(),
                 Some(Tensor::zeros(5, candle_core::DType::F32, &dev).unwrap()),
             ),

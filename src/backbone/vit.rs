@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor};
-use candle_nn::{Linear, Module, VarBuilder};
+use candle_nn::{Module, VarBuilder};
 use serde::{Deserialize, Serialize};
 
 use super::peft::{Adapter, PeftBuilder};
@@ -16,7 +16,7 @@ use super::{
     open_weights_trainable, query_value, read_config, stack_cls,
 };
 use crate::error::{Error, Result};
-use crate::nn::{Ctx, gelu::gelu_erf, layers::LayerNorm};
+use crate::nn::{Ctx, frozen, frozen::Dense, gelu::gelu_erf, layers::LayerNorm};
 
 /// The fields of a ViT / DINOv2 `config.json` this encoder uses.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -101,12 +101,12 @@ impl VitConfig {
 struct VitLayer {
     norm1: LayerNorm,
     attn: SelfAttention,
-    attn_out: Linear,
+    attn_out: Dense,
     adapter_attn: Option<Adapter>,
     scale1: Option<Tensor>,
     norm2: LayerNorm,
-    fc1: Linear,
-    fc2: Linear,
+    fc1: Dense,
+    fc2: Dense,
     adapter_ffn: Option<Adapter>,
     scale2: Option<Tensor>,
 }
@@ -249,8 +249,8 @@ impl Vit {
         &self.device
     }
 
-    /// Token states after every layer: `(cls per state [B, L + 1, D], last hidden [B, N + 1, D])`
-    /// for pixels `[B, C, S, S]`.
+    /// `(cls per state [B, L + 1, D], the last layer's [CLS] [B, 1, D])` for pixels
+    /// `[B, C, S, S]` (the last layer computes its [CLS] row only).
     fn run(&self, pixels: &Tensor, ctx: &Ctx) -> Result<(Tensor, Tensor)> {
         let (b, _, h, w) = pixels.dims4()?;
         let s = self.image_size();
@@ -261,40 +261,24 @@ impl Vit {
         }
         let c = &self.config;
         let d = c.hidden_size;
-        let x = pixels
-            .to_dtype(self.patch_w.dtype())?
-            .conv2d(&self.patch_w, 0, c.patch_size, 1, 1)?
-            .broadcast_add(&self.patch_b)?;
+        let x =
+            pixels
+                .to_dtype(self.patch_w.dtype())?
+                .conv2d(&self.patch_w, 0, c.patch_size, 1, 1)?;
+        let x = frozen::add(&x, &self.patch_b)?;
         let x = x.flatten_from(2)?.transpose(1, 2)?; // [B, N, D]
         let cls = self
             .cls_token
             .broadcast_add(&self.cls_pos)?
             .broadcast_as((b, 1, d))?;
-        let x = Tensor::cat(&[cls, x.broadcast_add(&self.grid_pos)?], 1)?;
+        let x = Tensor::cat(&[cls, frozen::add(&x, &self.grid_pos)?], 1)?;
         let p = c.hidden_dropout_prob;
         let mut x = ctx.dropout(&x, p)?;
         let mut states = vec![x.narrow(1, 0, 1)?.squeeze(1)?];
-        for l in &self.layers {
-            let a =
-                l.attn_out
-                    .forward(&l.attn.forward(&l.norm1.forward_t(&x, ctx)?, None, ctx)?)?;
-            // dense -> dropout -> adapter -> (layer scale) -> residual (the authors' order;
-            // dropout commutes with the per-channel scale)
-            let a = adapt(&l.adapter_attn, ctx.dropout(&a, p)?)?;
-            let a = match &l.scale1 {
-                Some(g) => a.broadcast_mul(g)?,
-                None => a,
-            };
-            x = (a + &x)?;
-            let m = l
-                .fc2
-                .forward(&gelu_erf(&l.fc1.forward(&l.norm2.forward_t(&x, ctx)?)?)?)?;
-            let m = adapt(&l.adapter_ffn, ctx.dropout(&m, p)?)?;
-            let m = match &l.scale2 {
-                Some(g) => m.broadcast_mul(g)?,
-                None => m,
-            };
-            x = (m + &x)?;
+        let last = self.layers.len().saturating_sub(1);
+        for (i, l) in self.layers.iter().enumerate() {
+            // the last layer's [CLS] alone (nothing reads its other rows)
+            x = l.forward(&x, i == last, p, ctx)?;
             states.push(x.narrow(1, 0, 1)?.squeeze(1)?);
         }
         Ok((stack_cls(&states)?, x))
@@ -312,6 +296,39 @@ impl Vit {
             .final_ln
             .forward_t(&last.narrow(1, 0, 1)?.squeeze(1)?, ctx)?
             .to_dtype(candle_core::DType::F32)?)
+    }
+}
+
+impl VitLayer {
+    /// One pre-LN layer on `x` `[B, T, D]`: all rows, or the [CLS] row alone (`[B, 1, D]`)
+    /// when `cls_only`.
+    fn forward(&self, x: &Tensor, cls_only: bool, p: f32, ctx: &Ctx) -> Result<Tensor> {
+        let n = self.norm1.forward_t(x, ctx)?;
+        let (rows, queries) = if cls_only {
+            (x.narrow(1, 0, 1)?, n.narrow(1, 0, 1)?)
+        } else {
+            (x.clone(), n.clone())
+        };
+        let a = self
+            .attn_out
+            .forward(&self.attn.forward(&queries, &n, None, ctx)?)?;
+        // dense -> dropout -> adapter -> (layer scale) -> residual (the authors' order;
+        // dropout commutes with the per-channel scale)
+        let a = adapt(&self.adapter_attn, ctx.dropout(&a, p)?)?;
+        let a = match &self.scale1 {
+            Some(g) => frozen::mul(&a, g)?,
+            None => a,
+        };
+        let x = frozen::add(&a, &rows)?;
+        let m = self.fc2.forward(&gelu_erf(
+            &self.fc1.forward(&self.norm2.forward_t(&x, ctx)?)?,
+        )?)?;
+        let m = adapt(&self.adapter_ffn, ctx.dropout(&m, p)?)?;
+        let m = match &self.scale2 {
+            Some(g) => frozen::mul(&m, g)?,
+            None => m,
+        };
+        Ok(frozen::add(&m, &x)?)
     }
 }
 

@@ -61,7 +61,7 @@ impl Ctx {
             .dropout_mask(x.elem_count(), p)
             .expect("training with p > 0");
         let mask = Tensor::from_vec(mask, x.shape(), x.device())?;
-        Ok(x.mul(&mask)?)
+        Ok(super::frozen::mul(x, &mask)?)
     }
 
     /// [`Ctx::dropout`] on a GPU: the mask is drawn there by the device's generator, seeded from
@@ -72,7 +72,7 @@ impl Ctx {
         x.device().set_seed(seed)?;
         let keep = Tensor::rand(0f32, 1f32, x.shape(), x.device())?.ge(p as f64)?;
         let mask = (keep.to_dtype(x.dtype())? * (1.0 / (1.0 - p as f64)))?;
-        Ok(x.mul(&mask)?)
+        Ok(super::frozen::mul(x, &mask)?)
     }
 
     /// The state of the dropout stream (to checkpoint a run and resume it exactly).
@@ -136,11 +136,20 @@ impl LayerNorm {
         LayerNorm { weight, bias, eps }
     }
 
-    /// [`LayerNorm::forward`] in training mode; in evaluation mode candle's fused kernel, which
-    /// is faster but passes no gradient (only for frozen inference).
+    /// [`LayerNorm::forward`] in training mode when the scale trains; with a frozen scale
+    /// (a tower under Adapter, LoRA, BitFit) [`super::frozen::layer_norm`], which computes no
+    /// gradient for it; in evaluation mode candle's fused kernel, which is faster but passes no
+    /// gradient (only for frozen inference).
     pub fn forward_t(&self, x: &Tensor, ctx: &Ctx) -> Result<Tensor> {
-        if ctx.train {
+        if ctx.train && self.weight.track_op() {
             self.forward(x)
+        } else if ctx.train {
+            Ok(super::frozen::layer_norm(
+                x,
+                &self.weight,
+                &self.bias,
+                self.eps,
+            )?)
         } else {
             Ok(candle_nn::ops::layer_norm(
                 &x.contiguous()?,

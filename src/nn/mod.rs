@@ -1,11 +1,14 @@
 //! The floor every model is built on: the parameter store ([`params`]), candle layers with a
-//! train/eval context ([`layers`]), the exact-GELU op ([`gelu`]), the dense CPU kernels of
+//! train/eval context ([`layers`]), the exact-GELU op ([`gelu`]),
+//! ops whose frozen operands get no gradient ([`frozen`], on [`graft`]), the dense CPU kernels of
 //! the hand-differentiated parts ([`cpu`]) and their common seam ([`kernel`]), the compute
 //! device and the frozen towers' precision ([`device`]). It knows no model, dataset or configuration.
 
 pub mod cpu;
 pub mod device;
+pub mod frozen;
 pub mod gelu;
+pub mod graft;
 pub mod kernel;
 pub mod layers;
 pub mod params;

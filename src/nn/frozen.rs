@@ -1,0 +1,291 @@
+//! Operations with frozen operands, for towers that train around frozen weights (Adapter, LoRA,
+//! BitFit): no gradient is computed or kept for an operand that tracks no variable
+//! ([`super::graft`] says why candle would). When every operand tracks one (full fine-tuning,
+//! the side networks) they are candle's own ops.
+//!
+//! - [`add`], [`mul`], [`matmul`]: when one side tracks nothing (a dropout or attention mask, a
+//!   layer scale, a position table, the frozen half of a residual, the frozen keys facing LoRA
+//!   queries), the backward goes to the other side alone.
+//! - [`Dense`]: `x W^T + b` as one `[N, in] x [in, out]` product; a frozen layer on a tracked
+//!   input is one grafted node with backward `g W` (candle would add `x^T g` for `W`, a
+//!   product as large as the forward, and an activation-sized gradient for the broadcast bias).
+//! - [`layer_norm`]: LayerNorm with a frozen scale: the fused forward, and the input gradient
+//!   `rstd (g' - mean(g') - x̂ mean(g' x̂))`, `g' = g gamma`, by hand (docs/STACK.md
+//!   section 14). The normalised activations and the statistics are not kept: the backward
+//!   recomputes them from the input.
+
+use candle_core::{D, Module, Result, Tensor};
+
+use super::graft::graft;
+
+/// `x + m`, broadcasting, with no gradient computed or kept for an operand that tracks no
+/// variable (when the other one does and has the result's shape).
+pub fn add(x: &Tensor, m: &Tensor) -> Result<Tensor> {
+    let value = || x.detach().broadcast_add(&m.detach());
+    match (x.track_op(), m.track_op()) {
+        (true, false) if x.dims() == value()?.dims() => graft(x, value()?, |_, _, g| Ok(g.clone())),
+        (false, true) if m.dims() == value()?.dims() => graft(m, value()?, |_, _, g| Ok(g.clone())),
+        _ => x.broadcast_add(m),
+    }
+}
+
+/// `x * m`, broadcasting, with no gradient computed or kept for an operand that tracks no
+/// variable (when the other one does and has the result's shape).
+pub fn mul(x: &Tensor, m: &Tensor) -> Result<Tensor> {
+    let value = || x.detach().broadcast_mul(&m.detach());
+    let one_side = |tracked: &Tensor, other: &Tensor| -> Result<Option<Tensor>> {
+        let v = value()?;
+        if tracked.dims() != v.dims() {
+            return Ok(None);
+        }
+        let other = other.clone();
+        Ok(Some(graft(tracked, v, move |_, _, g| {
+            g.broadcast_mul(&other)
+        })?))
+    };
+    let grafted = match (x.track_op(), m.track_op()) {
+        (true, false) => one_side(x, m)?,
+        (false, true) => one_side(m, x)?,
+        _ => None,
+    };
+    match grafted {
+        Some(y) => Ok(y),
+        None => x.broadcast_mul(m),
+    }
+}
+
+/// `a.matmul(b)` (batched over leading dimensions, as candle's) with no gradient computed or
+/// kept for an operand that tracks no variable: with only `a` tracking, the backward is
+/// `g b^T` alone; with only `b`, `a^T g` alone.
+pub fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    match (a.track_op(), b.track_op()) {
+        (true, false) => {
+            let value = a.detach().matmul(b)?;
+            let b = b.clone();
+            graft(a, value, move |_, _, g| g.contiguous()?.matmul(&b.t()?))
+        }
+        (false, true) => {
+            let value = a.matmul(&b.detach())?;
+            let a = a.clone();
+            graft(b, value, move |_, _, g| a.t()?.matmul(&g.contiguous()?))
+        }
+        _ => a.matmul(b),
+    }
+}
+
+/// A linear layer `x W^T + b` (`W` `[out, in]`, like `candle_nn::Linear`) over the last
+/// dimension, computed as one product of all rows.
+#[derive(Debug, Clone)]
+pub struct Dense {
+    weight: Tensor,
+    bias: Option<Tensor>,
+}
+
+impl Dense {
+    /// The layer of `weight` `[out, in]` and optional `bias` `[out]`.
+    pub fn new(weight: Tensor, bias: Option<Tensor>) -> Dense {
+        Dense { weight, bias }
+    }
+
+    /// The weight `[out, in]`.
+    pub fn weight(&self) -> &Tensor {
+        &self.weight
+    }
+
+    /// The bias `[out]`, if any.
+    pub fn bias(&self) -> Option<&Tensor> {
+        self.bias.as_ref()
+    }
+
+    fn apply(&self, x: &Tensor) -> Result<Tensor> {
+        let (out, inp) = self.weight.dims2()?;
+        let mut dims = x.dims().to_vec();
+        dims.pop();
+        let rows: usize = dims.iter().product();
+        let x2 = x.reshape((rows, inp))?;
+        let w = &self.weight;
+        let y = match &self.bias {
+            // a frozen layer on a tracked input: product and bias in one grafted node
+            Some(b) if x2.track_op() && !w.track_op() && !b.track_op() => {
+                let value = x2.detach().matmul(&w.t()?)?.broadcast_add(b)?;
+                let w = w.clone();
+                graft(&x2, value, move |_, _, g| g.contiguous()?.matmul(&w))?
+            }
+            Some(b) => add(&matmul(&x2, &w.t()?)?, b)?,
+            None => matmul(&x2, &w.t()?)?,
+        };
+        dims.push(out);
+        y.reshape(dims)
+    }
+}
+
+impl Module for Dense {
+    /// `x` `[..., in]` -> `[..., out]`.
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.apply(x)
+    }
+}
+
+/// LayerNorm over the last dimension with a frozen scale `weight`: candle's fused kernel
+/// forward, the input gradient by hand; `bias` gets its gradient when it is a variable
+/// (BitFit) and none otherwise.
+pub fn layer_norm(x: &Tensor, weight: &Tensor, bias: &Tensor, eps: f64) -> Result<Tensor> {
+    let bias_trains = bias.track_op();
+    let value_bias = if bias_trains {
+        bias.zeros_like()?
+    } else {
+        bias.clone()
+    };
+    let value =
+        candle_nn::ops::layer_norm(&x.detach().contiguous()?, weight, &value_bias, eps as f32)?;
+    let gamma = weight.clone();
+    let y = graft(x, value, move |x, _, g| {
+        layer_norm_input_grad(x, &gamma, eps, g)
+    })?;
+    Ok(if bias_trains {
+        y.broadcast_add(bias)?
+    } else {
+        y
+    })
+}
+
+/// d LayerNorm(x) / dx applied to `g`: with `x̂ = (x - mean) rstd`, `rstd = 1 / sqrt(var + eps)`
+/// (biased variance) and `g' = g gamma`, `dx = rstd (g' - mean(g') - x̂ mean(g' x̂))`.
+fn layer_norm_input_grad(x: &Tensor, gamma: &Tensor, eps: f64, g: &Tensor) -> Result<Tensor> {
+    let mean = x.mean_keepdim(D::Minus1)?;
+    let xc = x.broadcast_sub(&mean)?;
+    let rstd = (xc.sqr()?.mean_keepdim(D::Minus1)? + eps)?
+        .sqrt()?
+        .recip()?;
+    let xn = xc.broadcast_mul(&rstd)?;
+    let gg = g.broadcast_mul(gamma)?;
+    let m1 = gg.mean_keepdim(D::Minus1)?;
+    let m2 = (&gg * &xn)?.mean_keepdim(D::Minus1)?;
+    gg.broadcast_sub(&m1)?
+        .sub(&xn.broadcast_mul(&m2)?)?
+        .broadcast_mul(&rstd)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nn::graft::grad_entries;
+    use crate::nn::layers::LayerNorm;
+    use candle_core::{Device, Var};
+
+    /// Values uniform in [-1, 1) from a seeded stream (candle's CPU RNG cannot be seeded).
+    fn randn(shape: &[usize], seed: u64) -> Tensor {
+        use rand::{RngExt, SeedableRng};
+        let mut rng = rand::rngs::Xoshiro256PlusPlus::seed_from_u64(seed);
+        let n: usize = shape.iter().product();
+        let v: Vec<f32> = (0..n).map(|_| rng.random_range(-1.0..1.0)).collect();
+        Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+    }
+
+    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar()
+            .unwrap()
+    }
+
+    /// The frozen-operand ops against candle's plain ops on the same inputs: equal values, equal
+    /// input gradients (to float rounding), and no gradient entry for the frozen operands.
+    /// `matmul` both ways round: only `a` or only `b` tracking.
+    #[test]
+    fn frozen_ops_match_candle_and_leave_frozen_operands_alone() {
+        let x = Var::from_tensor(&randn(&[2, 3, 4], 1)).unwrap();
+        let w = randn(&[5, 4], 2);
+        let b = randn(&[5], 3);
+        let m = randn(&[5], 4);
+        let run = |frozen: bool| {
+            let dense = Dense::new(w.clone(), Some(b.clone()));
+            let h = if frozen {
+                mul(
+                    &add(&dense.forward(x.as_tensor()).unwrap(), &m).unwrap(),
+                    &m,
+                )
+                .unwrap()
+            } else {
+                let l = candle_nn::Linear::new(w.clone(), Some(b.clone()));
+                l.forward(x.as_tensor())
+                    .unwrap()
+                    .broadcast_add(&m)
+                    .unwrap()
+                    .broadcast_mul(&m)
+                    .unwrap()
+            };
+            // sum of squares: a gradient that differs per element, and no operand of its own
+            let loss = h.sqr().unwrap().sum_all().unwrap();
+            (h, loss.backward().unwrap())
+        };
+        let (hf, gf) = run(true);
+        let (hp, gp) = run(false);
+        assert!(max_diff(&hf, &hp) < 1e-6);
+        let dx = |g: &candle_core::backprop::GradStore| g.get(x.as_tensor()).unwrap().clone();
+        assert!(max_diff(&dx(&gf), &dx(&gp)) < 1e-5);
+        // grafted: x's gradient alone; candle: also the transposed weight's, the broadcast
+        // bias's and the two broadcast m's
+        assert_eq!(grad_entries(&gf), 1);
+        assert_eq!(grad_entries(&gp), 5);
+    }
+
+    /// Batched `matmul` with only `a` or only `b` tracking: candle's value and gradient for the
+    /// tracked side, and nothing stored for the other.
+    #[test]
+    fn matmul_differentiates_the_tracked_side_only() {
+        let a = randn(&[2, 3, 4], 10);
+        let b = randn(&[2, 4, 5], 11);
+        for a_tracks in [true, false] {
+            let v = Var::from_tensor(if a_tracks { &a } else { &b }).unwrap();
+            let (ta, tb) = if a_tracks {
+                (v.as_tensor().clone(), b.clone())
+            } else {
+                (a.clone(), v.as_tensor().clone())
+            };
+            let y = matmul(&ta, &tb).unwrap();
+            let g = y.sqr().unwrap().sum_all().unwrap().backward().unwrap();
+            let y_ref = ta.matmul(&tb).unwrap();
+            let g_ref = y_ref.sqr().unwrap().sum_all().unwrap().backward().unwrap();
+            assert!(max_diff(&y, &y_ref) < 1e-6);
+            let d = |g: &candle_core::backprop::GradStore| g.get(v.as_tensor()).unwrap().clone();
+            assert!(max_diff(&d(&g), &d(&g_ref)) < 1e-5);
+            assert_eq!((grad_entries(&g), grad_entries(&g_ref)), (1, 2));
+        }
+    }
+
+    /// LayerNorm with a frozen scale: value and input gradient equal the differentiable
+    /// primitive LayerNorm's ([`LayerNorm::forward`], itself checked by hand in `layers`); a
+    /// trainable bias gets the row sum of the gradient, as there.
+    #[test]
+    fn layer_norm_gradient_matches_the_primitive_ops() {
+        let x = Var::from_tensor(&(randn(&[3, 2, 6], 6) * 3.0).unwrap()).unwrap();
+        let gamma = (randn(&[6], 7) + 1.0).unwrap();
+        let beta = Var::from_tensor(&randn(&[6], 8)).unwrap();
+        let weights = randn(&[3, 2, 6], 9);
+        let ln = LayerNorm::from_tensors(gamma.clone(), beta.as_tensor().clone(), 1e-5);
+        let y_ref = ln.forward(x.as_tensor()).unwrap();
+        let g_ref = (&y_ref * &weights)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        let y = layer_norm(x.as_tensor(), &gamma, beta.as_tensor(), 1e-5).unwrap();
+        let g = (&y * &weights)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        assert!(max_diff(&y, &y_ref) < 1e-5);
+        let d = |g: &candle_core::backprop::GradStore, t: &Tensor| g.get(t).unwrap().clone();
+        assert!(max_diff(&d(&g, x.as_tensor()), &d(&g_ref, x.as_tensor())) < 1e-5);
+        assert!(max_diff(&d(&g, beta.as_tensor()), &d(&g_ref, beta.as_tensor())) < 1e-5);
+        assert!(g.get(&gamma).is_none());
+    }
+}
