@@ -14,8 +14,9 @@
 //!   section 14). The normalised activations and the statistics are not kept: the backward
 //!   recomputes them from the input.
 
-use candle_core::{D, Module, Result, Tensor};
+use candle_core::{CpuStorage, D, Module, Result, Storage, Tensor};
 
+use super::cpu::{self, Op};
 use super::graft::graft;
 
 /// `x + m`, broadcasting, with no gradient computed or kept for an operand that tracks no
@@ -104,12 +105,16 @@ impl Dense {
         let rows: usize = dims.iter().product();
         let x2 = x.reshape((rows, inp))?;
         let w = &self.weight;
+        let frozen = !w.track_op() && !self.bias.as_ref().is_some_and(|b| b.track_op());
         let y = match &self.bias {
+            // nothing to differentiate (frozen inference, encoding)
+            _ if frozen && !x2.track_op() => self.frozen_value(&x2)?,
             // a frozen layer on a tracked input: product and bias in one grafted node
-            Some(b) if x2.track_op() && !w.track_op() && !b.track_op() => {
-                let value = x2.detach().matmul(&w.t()?)?.broadcast_add(b)?;
+            Some(_) if frozen => {
                 let w = w.clone();
-                graft(&x2, value, move |_, _, g| g.contiguous()?.matmul(&w))?
+                graft(&x2, self.frozen_value(&x2)?, move |_, _, g| {
+                    product(&g.contiguous()?, &w, Op::N)
+                })?
             }
             Some(b) => add(&matmul(&x2, &w.t()?)?, b)?,
             None => matmul(&x2, &w.t()?)?,
@@ -117,6 +122,50 @@ impl Dense {
         dims.push(out);
         y.reshape(dims)
     }
+}
+
+impl Dense {
+    /// `x2 W^T + b` off the graph.
+    fn frozen_value(&self, x2: &Tensor) -> Result<Tensor> {
+        let y = product(&x2.detach(), &self.weight, Op::T)?;
+        match &self.bias {
+            Some(b) => y.broadcast_add(b),
+            None => Ok(y),
+        }
+    }
+}
+
+/// `a · op(w)` (`a` `[n, k]`, `w` `[k, m]` or, with `Op::T`, `[m, k]`) off the graph: on the
+/// CPU in f32 the project's product ([`cpu::matmul`]: single-threaded gemm per block of rows,
+/// one fork per product, docs/STACK.md section 5), elsewhere candle's.
+fn product(a: &Tensor, w: &Tensor, tw: Op) -> Result<Tensor> {
+    let (n, k) = a.dims2()?;
+    let m = match tw {
+        Op::N => w.dim(1)?,
+        Op::T => w.dim(0)?,
+    };
+    let c = with_f32(a, |av| {
+        with_f32(w, |wv| {
+            let mut c = vec![0f32; n * m];
+            cpu::matmul(&mut c, av, Op::N, wv, tw, (n, m, k), false);
+            c
+        })
+    });
+    match c {
+        Some(Some(c)) => Tensor::from_vec(c, (n, m), a.device()),
+        _ if tw == Op::T => a.matmul(&w.t()?),
+        _ => a.matmul(w),
+    }
+}
+
+/// `f` over the elements of a contiguous f32 tensor on the CPU; `None` for any other tensor.
+fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Option<R> {
+    let (storage, layout) = t.storage_and_layout();
+    let Storage::Cpu(CpuStorage::F32(v)) = &*storage else {
+        return None;
+    };
+    let (lo, hi) = layout.contiguous_offsets()?;
+    Some(f(&v[lo..hi]))
 }
 
 impl Module for Dense {
