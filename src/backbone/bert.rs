@@ -327,6 +327,10 @@ mod tests {
         }
     }
 
+    fn max_abs(t: &Tensor) -> f32 {
+        t.abs().unwrap().max_all().unwrap().to_scalar().unwrap()
+    }
+
     /// Values uniform in [-0.1, 0.1) from a seeded stream (candle's CPU RNG cannot be seeded).
     fn seeded(shape: &[usize], seed: u64) -> Tensor {
         use rand::{RngExt, SeedableRng};
@@ -347,9 +351,16 @@ mod tests {
         let vm = VarMap::new();
         let vb = VarBuilder::from_varmap(&vm, DType::F32, &dev);
         Bert::new(vb, tiny(), Path::new("random")).unwrap(); // registers the weights (zeros)
-        for v in vm.all_vars() {
-            v.set(&Tensor::randn(0f32, 0.5, v.shape(), &dev).unwrap())
-                .unwrap();
+        {
+            // seeded values, by sorted name (candle's CPU RNG cannot be seeded)
+            let data = vm.data().lock().unwrap();
+            let mut names: Vec<&String> = data.keys().collect();
+            names.sort();
+            for (i, n) in names.into_iter().enumerate() {
+                let v = &data[n];
+                let t = (seeded(v.shape().dims(), 100 + i as u64) * 5.0).unwrap();
+                v.set(&t).unwrap();
+            }
         }
         let frozen: HashMap<String, Tensor> = vm
             .data()
@@ -391,21 +402,7 @@ mod tests {
             let (grafted, store) = run(VarBuilder::from_tensors(frozen.clone(), DType::F32, &dev));
             assert_eq!(full.len(), grafted.len());
             for (i, (a, b)) in full.iter().zip(&grafted).enumerate() {
-                let scale = a
-                    .abs()
-                    .unwrap()
-                    .max_all()
-                    .unwrap()
-                    .to_scalar::<f32>()
-                    .unwrap();
-                let d = (a - b)
-                    .unwrap()
-                    .abs()
-                    .unwrap()
-                    .max_all()
-                    .unwrap()
-                    .to_scalar::<f32>()
-                    .unwrap();
+                let (scale, d) = (max_abs(a), max_abs(&(a - b).unwrap()));
                 assert!(
                     scale > 0.0 && d <= 1e-4 * scale.max(1.0),
                     "{tuning:?} parameter {i}: {d} vs {scale}"

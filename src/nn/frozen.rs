@@ -22,10 +22,11 @@ use super::graft::graft;
 /// `x + m`, broadcasting, with no gradient computed or kept for an operand that tracks no
 /// variable (when the other one does and has the result's shape).
 pub fn add(x: &Tensor, m: &Tensor) -> Result<Tensor> {
+    let shape = x.shape().broadcast_shape_binary_op(m.shape(), "add")?;
     let value = || x.detach().broadcast_add(&m.detach());
     match (x.track_op(), m.track_op()) {
-        (true, false) if x.dims() == value()?.dims() => graft(x, value()?, |_, _, g| Ok(g.clone())),
-        (false, true) if m.dims() == value()?.dims() => graft(m, value()?, |_, _, g| Ok(g.clone())),
+        (true, false) if *x.shape() == shape => graft(x, value()?, |_, _, g| Ok(g.clone())),
+        (false, true) if *m.shape() == shape => graft(m, value()?, |_, _, g| Ok(g.clone())),
         _ => x.broadcast_add(m),
     }
 }
@@ -33,25 +34,16 @@ pub fn add(x: &Tensor, m: &Tensor) -> Result<Tensor> {
 /// `x * m`, broadcasting, with no gradient computed or kept for an operand that tracks no
 /// variable (when the other one does and has the result's shape).
 pub fn mul(x: &Tensor, m: &Tensor) -> Result<Tensor> {
-    let value = || x.detach().broadcast_mul(&m.detach());
-    let one_side = |tracked: &Tensor, other: &Tensor| -> Result<Option<Tensor>> {
-        let v = value()?;
-        if tracked.dims() != v.dims() {
-            return Ok(None);
-        }
+    let shape = x.shape().broadcast_shape_binary_op(m.shape(), "mul")?;
+    let one_side = |tracked: &Tensor, other: &Tensor| -> Result<Tensor> {
+        let value = x.detach().broadcast_mul(&m.detach())?;
         let other = other.clone();
-        Ok(Some(graft(tracked, v, move |_, _, g| {
-            g.broadcast_mul(&other)
-        })?))
+        graft(tracked, value, move |_, _, g| g.broadcast_mul(&other))
     };
-    let grafted = match (x.track_op(), m.track_op()) {
-        (true, false) => one_side(x, m)?,
-        (false, true) => one_side(m, x)?,
-        _ => None,
-    };
-    match grafted {
-        Some(y) => Ok(y),
-        None => x.broadcast_mul(m),
+    match (x.track_op(), m.track_op()) {
+        (true, false) if *x.shape() == shape => one_side(x, m),
+        (false, true) if *m.shape() == shape => one_side(m, x),
+        _ => x.broadcast_mul(m),
     }
 }
 
