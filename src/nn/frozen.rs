@@ -114,9 +114,7 @@ impl Dense {
         dims.push(out);
         y.reshape(dims)
     }
-}
 
-impl Dense {
     /// `x2 W^T + b` off the graph.
     fn frozen_value(&self, x2: &Tensor) -> Result<Tensor> {
         let y = product(&x2.detach(), &self.weight, Op::T)?;
