@@ -345,14 +345,13 @@ mod tests {
     /// weights frozen (graft path: no gradient for them, docs/STACK.md section 14) equal candle's
     /// autograd with the same weights made variables (every operand differentiated), dropout
     /// on, padding masked. Also: the frozen run stores no gradient for a pretrained weight.
-    #[test]
-    fn frozen_tower_gradients_equal_full_autograd() {
-        let dev = Device::Cpu;
+    /// The tiny tower's weights as variables, seeded by sorted name (candle's CPU RNG cannot be
+    /// seeded), and the same values as plain (frozen) tensors.
+    fn seeded_weights(dev: &Device) -> (VarMap, HashMap<String, Tensor>) {
         let vm = VarMap::new();
-        let vb = VarBuilder::from_varmap(&vm, DType::F32, &dev);
+        let vb = VarBuilder::from_varmap(&vm, DType::F32, dev);
         Bert::new(vb, tiny(), Path::new("random")).unwrap(); // registers the weights (zeros)
         {
-            // seeded values, by sorted name (candle's CPU RNG cannot be seeded)
             let data = vm.data().lock().unwrap();
             let mut names: Vec<&String> = data.keys().collect();
             names.sort();
@@ -362,15 +361,57 @@ mod tests {
                 v.set(&t).unwrap();
             }
         }
-        let frozen: HashMap<String, Tensor> = vm
+        let frozen = vm
             .data()
             .lock()
             .unwrap()
             .iter()
             .map(|(k, v)| (k.clone(), v.as_tensor().detach()))
             .collect();
-        let ids = Tensor::new(&[[1u32, 5, 7, 2], [1, 9, 0, 0]], &dev).unwrap();
-        let mask = Tensor::new(&[[1f32, 1., 1., 1.], [1., 1., 0., 0.]], &dev).unwrap();
+        (vm, frozen)
+    }
+
+    /// Two sequences, the second with two padded keys.
+    fn ids_and_mask(dev: &Device) -> (Tensor, Tensor) {
+        let ids = Tensor::new(&[[1u32, 5, 7, 2], [1, 9, 0, 0]], dev).unwrap();
+        let mask = Tensor::new(&[[1f32, 1., 1., 1.], [1., 1., 0., 0.]], dev).unwrap();
+        (ids, mask)
+    }
+
+    /// Inference with frozen weights takes the fused attention (nn::attention). With the weights
+    /// as variables, in training mode without dropout (the same function), the projections
+    /// track them and the graph path runs. Same [CLS] states.
+    #[test]
+    fn fused_and_graph_attention_give_the_same_states() {
+        let dev = Device::Cpu;
+        let (vm, frozen) = seeded_weights(&dev);
+        let (ids, mask) = ids_and_mask(&dev);
+        let config = BertConfig {
+            hidden_dropout_prob: 0.0,
+            attention_probs_dropout_prob: 0.0,
+            ..tiny()
+        };
+        let file = Path::new("random");
+        let vb = VarBuilder::from_varmap(&vm, DType::F32, &dev);
+        let graph = Bert::new(vb, config.clone(), file).unwrap();
+        let graph = graph.cls_states(&ids, &mask, &Ctx::train(1)).unwrap();
+        assert!(
+            graph.track_op(),
+            "the variables' run must take the graph path"
+        );
+        let vb = VarBuilder::from_tensors(frozen, DType::F32, &dev);
+        let fused = Bert::new(vb, config, file).unwrap();
+        let fused = fused.cls_states(&ids, &mask, &Ctx::eval()).unwrap();
+        assert!(!fused.track_op());
+        let (scale, d) = (max_abs(&graph), max_abs(&(&graph - &fused).unwrap()));
+        assert!(scale > 0.1 && d <= 1e-5 * scale, "{d} vs {scale}");
+    }
+
+    #[test]
+    fn frozen_tower_gradients_equal_full_autograd() {
+        let dev = Device::Cpu;
+        let (vm, frozen) = seeded_weights(&dev);
+        let (ids, mask) = ids_and_mask(&dev);
         for tuning in [
             TowerTuning::Adapter { r: 3 },
             TowerTuning::Lora { r: 2, alpha: 4.0 },

@@ -24,7 +24,7 @@ use candle_nn::{Module, VarBuilder};
 
 use self::peft::{PeftBuilder, Proj};
 use crate::error::{Error, Result};
-use crate::nn::{Ctx, frozen, frozen::Dense, layers::LayerNorm};
+use crate::nn::{Ctx, attention, frozen, frozen::Dense, layers::LayerNorm};
 
 /// Open `dir/model.safetensors` memory-mapped; errors name the folder.
 /// Pretrained tensors made trainable while a tower was built: (safetensors key, variable).
@@ -249,15 +249,22 @@ impl SelfAttention {
         let (b, t, d) = x.dims3()?;
         let tq = queries.dim(1)?;
         let dh = d / self.heads;
-        let split = |l: &dyn Module, x: &Tensor, t: usize| -> Result<Tensor> {
-            Ok(l.forward(x)?
-                .reshape((b, t, self.heads, dh))?
+        let q = self.query.forward(queries)?;
+        let (k, v) = (self.key.forward(x)?, self.value.forward(x)?);
+        let scale = 1.0 / (dh as f64).sqrt();
+        if !ctx.train || self.dropout <= 0.0 {
+            // inference on the CPU: one fused pass per sequence (nn::attention)
+            if let Some(o) = attention::fused((&q, &k, &v), mask, self.heads, scale as f32)? {
+                return Ok(o);
+            }
+        }
+        let split = |y: Tensor, t: usize| -> Result<Tensor> {
+            Ok(y.reshape((b, t, self.heads, dh))?
                 .transpose(1, 2)?
                 .contiguous()?)
         };
-        let q = split(&self.query, queries, tq)?;
-        let (k, v) = (split(&self.key, x, t)?, split(&self.value, x, t)?);
-        let mut att = (frozen::matmul(&q, &k.t()?)? * (1.0 / (dh as f64).sqrt()))?;
+        let (q, k, v) = (split(q, tq)?, split(k, t)?, split(v, t)?);
+        let mut att = (frozen::matmul(&q, &k.t()?)? * scale)?;
         if let Some(m) = mask {
             att = frozen::add(&att, m)?;
         }

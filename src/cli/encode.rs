@@ -174,13 +174,18 @@ pub(crate) fn encode(a: EncodeArgs) -> Result<()> {
         shard: a.shard,
     };
     let file = |m: &str| iisan::cache::shard::cache_file(&a.out, m, a.shard);
-    let mut reports = Vec::new();
-    if let Some(m) = &a.text_model {
-        reports.push(encode_text(&data, m, &file("text"), &o)?);
-    }
-    if let Some(m) = &a.image_model {
-        reports.push(encode_images(&data, m, &file("image"), &o)?);
-    }
+    // on a worker of the compute pool, as training: the serial parts between products run on
+    // a pool thread instead of one more thread that wakes the pool for every product
+    let reports = super::train::on_compute_pool(0, || {
+        let mut reports = Vec::new();
+        if let Some(m) = &a.text_model {
+            reports.push(encode_text(&data, m, &file("text"), &o)?);
+        }
+        if let Some(m) = &a.image_model {
+            reports.push(encode_images(&data, m, &file("image"), &o)?);
+        }
+        Ok(reports)
+    })?;
     print_reports(&reports);
     if let Some(s) = a.shard {
         println!(

@@ -1,191 +1,11 @@
-//! Dense CPU kernels for the hand-differentiated side network: a safe row-major matrix product
-//! over the `gemm` crate (the one candle's CPU backend calls), bias/ReLU epilogues and column
-//! sums. Every buffer is a row-major `f32` slice; shapes are checked on entry.
+//! Dense CPU kernels for the hand-differentiated side network: bias/ReLU epilogues, sums,
+//! column sums, LayerNorm and masks, with the row-major product re-exported from
+//! [`super::product`]. Every buffer is a row-major `f32` slice; shapes are checked on entry.
 
-use gemm::Parallelism;
-
-/// Work (m * n * k multiply-adds) below which a product runs on one thread.
-const PARALLEL_WORK: usize = 1 << 18;
+pub use super::product::{Op, matmul, matmul_new};
 
 /// Rows per parallel chunk of the element-wise kernels.
 const ROWS_PER_TASK: usize = 64;
-
-/// How an operand of [`matmul`] is read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Op {
-    /// As stored.
-    N,
-    /// Transposed.
-    T,
-}
-
-/// `c = op(a) · op(b)` (or `c += ...` when `accumulate`), with `op(a)` `[m, k]`, `op(b)` `[k, n]`
-/// and `c` `[m, n]`, all row-major. `a` is stored `[m, k]` (`Op::N`) or `[k, m]` (`Op::T`), `b`
-/// `[k, n]` or `[n, k]`.
-#[allow(clippy::too_many_arguments)]
-pub fn matmul(
-    c: &mut [f32],
-    a: &[f32],
-    ta: Op,
-    b: &[f32],
-    tb: Op,
-    (m, n, k): (usize, usize, usize),
-    accumulate: bool,
-) {
-    assert_eq!(c.len(), m * n, "matmul: output length");
-    assert_eq!(a.len(), m * k, "matmul: lhs length");
-    assert_eq!(b.len(), k * n, "matmul: rhs length");
-    if m == 0 || n == 0 {
-        return;
-    }
-    if k == 0 {
-        if !accumulate {
-            c.fill(0.0);
-        }
-        return;
-    }
-    let (a_rs, a_cs) = match ta {
-        Op::N => (k, 1),
-        Op::T => (1, m),
-    };
-    let (b_rs, b_cs) = match tb {
-        Op::N => (n, 1),
-        Op::T => (1, k),
-    };
-    let parts = rayon::current_num_threads().min(m.max(n));
-    if parts <= 1 || m * n * k < PARALLEL_WORK {
-        // SAFETY: the lengths asserted above bound every index the strides reach: c is m x n
-        // with row stride n; a and b are read within m*k and k*n elements for either
-        // orientation.
-        unsafe {
-            gemm_block(
-                (m, n, k),
-                c.as_mut_ptr(),
-                n,
-                (a.as_ptr(), a_rs, a_cs),
-                (b.as_ptr(), b_rs, b_cs),
-                accumulate,
-            )
-        };
-        return;
-    }
-    matmul_split(
-        c,
-        (a, a_rs, a_cs),
-        (b, b_rs, b_cs),
-        (m, n, k),
-        parts,
-        accumulate,
-    );
-}
-
-/// The parallel path of [`matmul`]: the output is cut into `parts` blocks of whole rows (or
-/// whole columns when it is wider than tall), each computed single-threaded by [`gemm_block`].
-/// The lengths must already be checked against `(m, n, k)` and the strides.
-fn matmul_split(
-    c: &mut [f32],
-    (a, a_rs, a_cs): (&[f32], usize, usize),
-    (b, b_rs, b_cs): (&[f32], usize, usize),
-    (m, n, k): (usize, usize, usize),
-    parts: usize,
-    accumulate: bool,
-) {
-    // One fork per product: the output is cut into `parts` blocks of whole rows (or whole
-    // columns when it is wider than tall), each computed single-threaded. The gemm crate's own
-    // rayon split synchronises inside the product, which costs more than it gains at these
-    // sizes on two cores (measured: 2 threads were no faster than 1).
-    let by_rows = m >= n;
-    let len = if by_rows { m } else { n };
-    let chunk = len.div_ceil(parts);
-    let (cp, ap, bp) = (
-        SharedPtr(c.as_mut_ptr()),
-        SharedPtr(a.as_ptr().cast_mut()),
-        SharedPtr(b.as_ptr().cast_mut()),
-    );
-    rayon::scope(|s| {
-        for p in 0..parts {
-            let lo = p * chunk;
-            if lo >= len {
-                break;
-            }
-            let hi = (lo + chunk).min(len);
-            let (cp, ap, bp) = (&cp, &ap, &bp);
-            s.spawn(move |_| {
-                let (a, b) = (ap.0.cast_const(), bp.0.cast_const());
-                // SAFETY: block p writes only rows (or columns) lo..hi of c, disjoint from
-                // every other block's; its reads of a (rows lo..hi of op(a)) or b (columns
-                // lo..hi of op(b)) stay within the bounds asserted in `matmul`.
-                unsafe {
-                    if by_rows {
-                        gemm_block(
-                            (hi - lo, n, k),
-                            cp.0.add(lo * n),
-                            n,
-                            (a.add(lo * a_rs), a_rs, a_cs),
-                            (b, b_rs, b_cs),
-                            accumulate,
-                        )
-                    } else {
-                        gemm_block(
-                            (m, hi - lo, k),
-                            cp.0.add(lo),
-                            n,
-                            (a, a_rs, a_cs),
-                            (b.add(lo * b_cs), b_rs, b_cs),
-                            accumulate,
-                        )
-                    }
-                }
-            });
-        }
-    });
-}
-
-/// A raw pointer shared by the blocks of one product: each block writes its own part of the
-/// output and only reads the operands.
-struct SharedPtr(*mut f32);
-// SAFETY: the blocks of `matmul` write disjoint parts of the output through it and never write
-// through the operands' pointers.
-unsafe impl Sync for SharedPtr {}
-
-/// Single-threaded `c (+)= op(a) op(b)` over raw pointers with (row, column) strides.
-///
-/// # Safety
-/// Every index `i * rs + j * cs` for `i < rows`, `j < cols` of each operand must be in bounds,
-/// and `c` must not alias `a` or `b`.
-unsafe fn gemm_block(
-    (m, n, k): (usize, usize, usize),
-    c: *mut f32,
-    c_rs: usize,
-    (a, a_rs, a_cs): (*const f32, usize, usize),
-    (b, b_rs, b_cs): (*const f32, usize, usize),
-    accumulate: bool,
-) {
-    // SAFETY: forwarded from the caller.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            c,
-            1,
-            c_rs as isize,
-            accumulate,
-            a,
-            a_cs as isize,
-            a_rs as isize,
-            b,
-            b_cs as isize,
-            b_rs as isize,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            Parallelism::None,
-        );
-    }
-}
 
 /// Run `f(row_chunk, first_row)` over chunks of whole rows of width `w`, in parallel when large.
 pub fn for_rows(x: &mut [f32], w: usize, f: impl Fn(&mut [f32], usize) + Sync) {
@@ -200,6 +20,17 @@ pub fn for_rows(x: &mut [f32], w: usize, f: impl Fn(&mut [f32], usize) + Sync) {
             .enumerate()
             .for_each(|(i, c)| f(c, i * ROWS_PER_TASK));
     }
+}
+
+/// `a + b` element by element, in parallel when large.
+pub fn sum(a: &[f32], b: &[f32]) -> Vec<f32> {
+    use rayon::prelude::*;
+    assert_eq!(a.len(), b.len(), "sum: lengths");
+    a.par_iter()
+        .zip(b)
+        .with_min_len(ROWS_PER_TASK * 256)
+        .map(|(x, y)| x + y)
+        .collect()
 }
 
 /// `x[i, :] += bias` for every row of `x` `[n, bias.len()]`.
@@ -373,75 +204,6 @@ mod tests {
     /// A = [[1,2,3],[4,5,6]] (2x3), B = [[1,0],[0,1],[1,1]] (3x2):
     /// A B = [[1+3, 2+3], [4+6, 5+6]] = [[4,5],[10,11]].
     #[test]
-    fn matmul_every_orientation() {
-        let a = [1f32, 2., 3., 4., 5., 6.];
-        let at = [1f32, 4., 2., 5., 3., 6.]; // A stored transposed (3x2)
-        let b = [1f32, 0., 0., 1., 1., 1.];
-        let bt = [1f32, 0., 1., 0., 1., 1.]; // B stored transposed (2x3)
-        let want = [4f32, 5., 10., 11.];
-        for (aa, ta) in [(&a, Op::N), (&at, Op::T)] {
-            for (bb, tb) in [(&b, Op::N), (&bt, Op::T)] {
-                let mut c = [0f32; 4];
-                matmul(&mut c, aa, ta, bb, tb, (2, 2, 3), false);
-                assert_eq!(c, want, "{ta:?} {tb:?}");
-                matmul(&mut c, aa, ta, bb, tb, (2, 2, 3), true);
-                assert_eq!(c, [8., 10., 20., 22.]);
-            }
-        }
-    }
-
-    /// Every orientation, both split directions (taller than wide and wider than tall) and
-    /// accumulation, on an explicit two-thread pool (so the block split runs whatever the
-    /// machine), against naive loops.
-    #[test]
-    fn split_products_match_naive_loops_on_two_threads() {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(2)
-            .build()
-            .unwrap();
-        pool.install(|| {
-            for (m, n, k) in [(130, 40, 70), (40, 130, 70)] {
-                let a: Vec<f32> = (0..m * k).map(|i| ((i * 7) % 13) as f32 - 6.0).collect();
-                let b: Vec<f32> = (0..k * n).map(|i| ((i * 5) % 11) as f32 - 5.0).collect();
-                // a stored [m, k] or transposed [k, m]; b [k, n] or [n, k]
-                let at: Vec<f32> = (0..k * m).map(|i| a[(i % m) * k + i / m]).collect();
-                let bt: Vec<f32> = (0..n * k).map(|i| b[(i % k) * n + i / k]).collect();
-                let want: Vec<f32> = (0..m * n)
-                    .map(|ij| {
-                        (0..k)
-                            .map(|l| a[(ij / n) * k + l] * b[l * n + ij % n])
-                            .sum()
-                    })
-                    .collect();
-                for (aa, ta) in [(&a, Op::N), (&at, Op::T)] {
-                    for (bb, tb) in [(&b, Op::N), (&bt, Op::T)] {
-                        let mut c = vec![1f32; m * n];
-                        matmul(&mut c, aa, ta, bb, tb, (m, n, k), true);
-                        for (x, w) in c.iter().zip(&want) {
-                            assert_eq!(*x, w + 1.0, "{m}x{n}x{k} {ta:?} {tb:?}");
-                        }
-                    }
-                }
-            }
-        });
-    }
-
-    #[test]
-    fn large_products_match_a_naive_loop() {
-        let (m, n, k) = (70, 90, 50);
-        let a: Vec<f32> = (0..m * k).map(|i| ((i * 7) % 13) as f32 - 6.0).collect();
-        let b: Vec<f32> = (0..k * n).map(|i| ((i * 5) % 11) as f32 - 5.0).collect();
-        let mut c = vec![0f32; m * n];
-        matmul(&mut c, &a, Op::N, &b, Op::N, (m, n, k), false);
-        for i in 0..m {
-            for j in 0..n {
-                let s: f32 = (0..k).map(|l| a[i * k + l] * b[l * n + j]).sum();
-                assert_eq!(c[i * n + j], s);
-            }
-        }
-    }
-
-    #[test]
     fn epilogues_and_sums() {
         // rows [1,-2], [-3,4] + bias [1,1] -> [2,-1], [-2,5]; relu -> [2,0], [0,5]
         let mut x = [1f32, -2., -3., 4.];
@@ -453,5 +215,10 @@ mod tests {
         add_column_sums(&mut s, &x);
         assert_eq!(s, [4., 3.]);
         assert_eq!(dot(&[1., 2.], &[3., 4.]), 11.0);
+        // 100,000 elements (the parallel path): i + (1 - i) = 1 everywhere
+        let a: Vec<f32> = (0..100_000).map(|i| i as f32).collect();
+        let b: Vec<f32> = a.iter().map(|x| 1.0 - x).collect();
+        assert!(sum(&a, &b).iter().all(|&v| v == 1.0));
+        assert_eq!(sum(&a, &b).len(), 100_000);
     }
 }

@@ -23,11 +23,29 @@ use super::graft::graft;
 /// variable (when the other one does and has the result's shape).
 pub fn add(x: &Tensor, m: &Tensor) -> Result<Tensor> {
     let shape = x.shape().broadcast_shape_binary_op(m.shape(), "add")?;
-    let value = || x.detach().broadcast_add(&m.detach());
+    let value = || match same_shape_sum(x, m)? {
+        Some(sum) => Ok(sum),
+        None => x.detach().broadcast_add(&m.detach()),
+    };
     match (x.track_op(), m.track_op()) {
         (true, false) if *x.shape() == shape => graft(x, value()?, |_, _, g| Ok(g.clone())),
         (false, true) if *m.shape() == shape => graft(m, value()?, |_, _, g| Ok(g.clone())),
+        (false, false) => value(),
         _ => x.broadcast_add(m),
+    }
+}
+
+/// `x + m` of two contiguous f32 CPU tensors of one shape, summed by the project's loop
+/// ([`cpu::sum`]): candle's own element-wise ops fork onto a pool of spinning workers of their
+/// own, which compete with the products' threads (docs/STACK.md section 15). `None` for any
+/// other pair.
+fn same_shape_sum(x: &Tensor, m: &Tensor) -> Result<Option<Tensor>> {
+    if x.shape() != m.shape() {
+        return Ok(None);
+    }
+    match with_f32(x, |a| with_f32(m, |b| cpu::sum(a, b))).flatten() {
+        Some(v) => Ok(Some(Tensor::from_vec(v, x.shape(), x.device())?)),
+        None => Ok(None),
     }
 }
 
@@ -117,11 +135,7 @@ impl Dense {
 
     /// `x2 W^T + b` off the graph.
     fn frozen_value(&self, x2: &Tensor) -> Result<Tensor> {
-        let y = product(&x2.detach(), &self.weight, Op::T)?;
-        match &self.bias {
-            Some(b) => y.broadcast_add(b),
-            None => Ok(y),
-        }
+        product_bias(&x2.detach(), &self.weight, Op::T, self.bias.as_ref())
     }
 }
 
@@ -129,27 +143,43 @@ impl Dense {
 /// CPU in f32 the project's product ([`cpu::matmul`]: single-threaded gemm per block of rows,
 /// one fork per product, docs/STACK.md section 5), elsewhere candle's.
 fn product(a: &Tensor, w: &Tensor, tw: Op) -> Result<Tensor> {
+    product_bias(a, w, tw, None)
+}
+
+/// [`product`] plus a `bias` `[m]` on every row. On the CPU in f32 the bias is added by the
+/// project's loop ([`cpu::add_bias`], the same sums as candle's broadcast add, whose thread pool
+/// spins against the products' threads: docs/STACK.md section 15).
+fn product_bias(a: &Tensor, w: &Tensor, tw: Op, bias: Option<&Tensor>) -> Result<Tensor> {
     let (n, k) = a.dims2()?;
     let m = match tw {
         Op::N => w.dim(1)?,
         Op::T => w.dim(0)?,
     };
+    let bias_f32 = bias.map(|b| with_f32(b, |v| v.to_vec()).filter(|v| v.len() == m));
+    let mut added = false;
     let c = with_f32(a, |av| {
         with_f32(w, |wv| {
-            let mut c = vec![0f32; n * m];
-            cpu::matmul(&mut c, av, Op::N, wv, tw, (n, m, k), false);
+            let mut c = cpu::matmul_new(av, Op::N, wv, tw, (n, m, k));
+            if let Some(Some(b)) = &bias_f32 {
+                cpu::add_bias(&mut c, b);
+                added = true;
+            }
             c
         })
     });
-    match c {
-        Some(Some(c)) => Tensor::from_vec(c, (n, m), a.device()),
-        _ if tw == Op::T => a.matmul(&w.t()?),
-        _ => a.matmul(w),
+    let y = match c {
+        Some(Some(c)) => Tensor::from_vec(c, (n, m), a.device())?,
+        _ if tw == Op::T => a.matmul(&w.t()?)?,
+        _ => a.matmul(w)?,
+    };
+    match bias {
+        Some(b) if !added => y.broadcast_add(b),
+        _ => Ok(y),
     }
 }
 
 /// `f` over the elements of a contiguous f32 tensor on the CPU; `None` for any other tensor.
-fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Option<R> {
+pub(crate) fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Option<R> {
     let (storage, layout) = t.storage_and_layout();
     let Storage::Cpu(CpuStorage::F32(v)) = &*storage else {
         return None;

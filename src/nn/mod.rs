@@ -1,9 +1,10 @@
 //! The floor every model is built on: the parameter store ([`params`]), candle layers with a
-//! train/eval context ([`layers`]), the exact-GELU op ([`gelu`]),
-//! ops whose frozen operands get no gradient ([`frozen`], on [`graft`]), the dense CPU kernels of
-//! the hand-differentiated parts ([`cpu`]) and their common seam ([`kernel`]), the compute
-//! device and the frozen towers' precision ([`device`]). It knows no model, dataset or configuration.
-
+//! train/eval context ([`layers`]), the exact-GELU op ([`gelu`]), ops whose frozen operands get
+//! no gradient ([`frozen`], on [`graft`]), the row-major product ([`product`]), the dense CPU
+//! kernels of the hand-differentiated parts ([`cpu`]) and their common seam ([`kernel`]), the towers' fused inference attention
+//! ([`attention`]), the compute device and the frozen towers' precision ([`device`]). It knows
+//! no model, dataset or configuration.
+pub mod attention;
 pub mod cpu;
 pub mod device;
 pub mod frozen;
@@ -12,6 +13,7 @@ pub mod graft;
 pub mod kernel;
 pub mod layers;
 pub mod params;
+pub mod product;
 
 pub use device::{DeviceSpec, TowerDType};
 pub use kernel::{GradSink, Kernel};
