@@ -1,7 +1,9 @@
 //! Operations with frozen operands, for towers that train around frozen weights (Adapter, LoRA,
 //! BitFit): no gradient is computed or kept for an operand that tracks no variable
 //! ([`super::graft`] says why candle would). When every operand tracks one (full fine-tuning,
-//! the side networks) they are candle's own ops.
+//! the side networks) they are candle's own ops. When none does (encoding, evaluating frozen
+//! towers), products, biases and same-shape sums run on the project's CPU loops in f32
+//! (docs/STACK.md section 15).
 //!
 //! - [`add`], [`mul`], [`matmul`]: when one side tracks nothing (a dropout or attention mask, a
 //!   layer scale, a position table, the frozen half of a residual, the frozen keys facing LoRA
