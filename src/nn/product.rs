@@ -32,18 +32,7 @@ pub fn matmul(
     accumulate: bool,
 ) {
     assert_eq!(c.len(), m * n, "matmul: output length");
-    assert_eq!(a.len(), m * k, "matmul: lhs length");
-    assert_eq!(b.len(), k * n, "matmul: rhs length");
-    if m == 0 || n == 0 {
-        return;
-    }
-    if k == 0 {
-        if !accumulate {
-            c.fill(0.0);
-        }
-        return;
-    }
-    // SAFETY: c holds m * n elements (asserted); the rest is checked by matmul_into.
+    // SAFETY: c holds m * n elements (asserted) and, borrowed mutably, aliases neither operand.
     unsafe { matmul_into(c.as_mut_ptr(), a, ta, b, tb, (m, n, k), accumulate) }
 }
 
@@ -57,12 +46,10 @@ pub fn matmul_new(
     tb: Op,
     (m, n, k): (usize, usize, usize),
 ) -> Vec<f32> {
-    if m == 0 || n == 0 || k == 0 {
-        return vec![0.0; m * n];
-    }
     let mut c: Vec<f32> = Vec::with_capacity(m * n);
     // SAFETY: the spare capacity holds m * n elements; with `accumulate` off every one of them
-    // is written, and none read, before `set_len` makes them part of the vector.
+    // is written (zeros when k = 0), and none read, before `set_len` makes them part of the
+    // vector.
     unsafe {
         matmul_into(c.as_mut_ptr(), a, ta, b, tb, (m, n, k), false);
         c.set_len(m * n);
@@ -70,7 +57,8 @@ pub fn matmul_new(
     c
 }
 
-/// The body of [`matmul`] for `m, n, k > 0`, writing through `c`.
+/// The body of [`matmul`], writing through `c`: checks the operands' lengths, writes zeros for
+/// an empty inner dimension (unless accumulating) and forks the product.
 ///
 /// # Safety
 /// `c` must be valid for writes (and, when `accumulate`, reads) of `m * n` elements and alias
@@ -87,6 +75,16 @@ unsafe fn matmul_into(
 ) {
     assert_eq!(a.len(), m * k, "matmul: lhs length");
     assert_eq!(b.len(), k * n, "matmul: rhs length");
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !accumulate {
+            // SAFETY: c is valid for m * n writes (the caller's promise); all-zero bits are 0.0.
+            unsafe { std::ptr::write_bytes(c, 0, m * n) };
+        }
+        return;
+    }
     let (a_rs, a_cs) = match ta {
         Op::N => (k, 1),
         Op::T => (1, m),
@@ -335,6 +333,12 @@ mod tests {
             assert_eq!(matmul_new(&a, Op::N, &b, Op::T, (m, n, k)), want);
         }
         assert_eq!(matmul_new(&[], Op::N, &[], Op::N, (2, 3, 0)), vec![0.0; 6]);
+        // an empty inner dimension: zeros, or the destination unchanged when accumulating
+        let mut c = [5f32; 6];
+        matmul(&mut c, &[], Op::N, &[], Op::N, (2, 3, 0), true);
+        assert_eq!(c, [5.0; 6]);
+        matmul(&mut c, &[], Op::N, &[], Op::N, (2, 3, 0), false);
+        assert_eq!(c, [0.0; 6]);
     }
 
     #[test]
