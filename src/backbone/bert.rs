@@ -341,10 +341,6 @@ mod tests {
         Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
     }
 
-    /// The gradients of a tuned tower's added parameters (adapters, LoRA) with the pretrained
-    /// weights frozen (graft path: no gradient for them, docs/STACK.md section 14) equal candle's
-    /// autograd with the same weights made variables (every operand differentiated), dropout
-    /// on, padding masked. Also: the frozen run stores no gradient for a pretrained weight.
     /// The tiny tower's weights as variables, seeded by sorted name (candle's CPU RNG cannot be
     /// seeded), and the same values as plain (frozen) tensors.
     fn seeded_weights(dev: &Device) -> (VarMap, HashMap<String, Tensor>) {
@@ -407,6 +403,10 @@ mod tests {
         assert!(scale > 0.1 && d <= 1e-5 * scale, "{d} vs {scale}");
     }
 
+    /// The gradients of a tuned tower's added parameters (adapters, LoRA) with the pretrained
+    /// weights frozen (graft path: no gradient for them, docs/STACK.md section 14) equal candle's
+    /// autograd with the same weights made variables (every operand differentiated), dropout
+    /// on, padding masked. Also: the frozen run stores no gradient for a pretrained weight.
     #[test]
     fn frozen_tower_gradients_equal_full_autograd() {
         let dev = Device::Cpu;

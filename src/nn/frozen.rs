@@ -157,27 +157,35 @@ fn product_bias(a: &Tensor, w: &Tensor, tw: Op, bias: Option<&Tensor>) -> Result
         Op::N => w.dim(1)?,
         Op::T => w.dim(0)?,
     };
-    let bias_f32 = bias.map(|b| with_f32(b, |v| v.to_vec()).filter(|v| v.len() == m));
-    let mut added = false;
     let c = with_f32(a, |av| {
-        with_f32(w, |wv| {
-            let mut c = cpu::matmul_new(av, Op::N, wv, tw, (n, m, k));
-            if let Some(Some(b)) = &bias_f32 {
-                cpu::add_bias(&mut c, b);
-                added = true;
-            }
-            c
-        })
+        with_f32(w, |wv| cpu::matmul_new(av, Op::N, wv, tw, (n, m, k)))
     });
-    let y = match c {
-        Some(Some(c)) => Tensor::from_vec(c, (n, m), a.device())?,
-        _ if tw == Op::T => a.matmul(&w.t()?)?,
-        _ => a.matmul(w)?,
+    let Some(Some(mut c)) = c else {
+        // not CPU f32: candle's product and broadcast add
+        let y = match tw {
+            Op::T => a.matmul(&w.t()?)?,
+            Op::N => a.matmul(w)?,
+        };
+        return match bias {
+            Some(b) => y.broadcast_add(b),
+            None => Ok(y),
+        };
     };
-    match bias {
-        Some(b) if !added => y.broadcast_add(b),
-        _ => Ok(y),
+    let Some(b) = bias else {
+        return Tensor::from_vec(c, (n, m), a.device());
+    };
+    let added = with_f32(b, |bv| {
+        let fits = bv.len() == m;
+        if fits {
+            cpu::add_bias(&mut c, bv);
+        }
+        fits
+    });
+    if added == Some(true) {
+        return Tensor::from_vec(c, (n, m), a.device());
     }
+    // a bias of another kind or length: candle's broadcast add (and its shape error)
+    Tensor::from_vec(c, (n, m), a.device())?.broadcast_add(b)
 }
 
 /// `f` over the elements of a contiguous f32 tensor on the CPU; `None` for any other tensor.

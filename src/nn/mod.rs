@@ -1,9 +1,10 @@
 //! The floor every model is built on: the parameter store ([`params`]), candle layers with a
 //! train/eval context ([`layers`]), the exact-GELU op ([`gelu`]), ops whose frozen operands get
 //! no gradient ([`frozen`], on [`graft`]), the row-major product ([`product`]), the dense CPU
-//! kernels of the hand-differentiated parts ([`cpu`]) and their common seam ([`kernel`]), the towers' fused inference attention
-//! ([`attention`]), the compute device and the frozen towers' precision ([`device`]). It knows
-//! no model, dataset or configuration.
+//! kernels of the hand-differentiated parts ([`cpu`]) and their common seam ([`kernel`]), the
+//! towers' fused inference attention ([`attention`]), the compute device and the frozen towers'
+//! precision ([`device`]). It knows no model, dataset or configuration.
+
 pub mod attention;
 pub mod cpu;
 pub mod device;

@@ -255,6 +255,8 @@ unsafe fn gemm_block(
 mod tests {
     use super::*;
 
+    /// A = [[1,2,3],[4,5,6]] (2x3), B = [[1,0],[0,1],[1,1]] (3x2):
+    /// A B = [[1+3, 2+3], [4+6, 5+6]] = [[4,5],[10,11]].
     #[test]
     fn matmul_every_orientation() {
         let a = [1f32, 2., 3., 4., 5., 6.];
