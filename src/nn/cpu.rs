@@ -2,7 +2,7 @@
 //! column sums, LayerNorm and masks, with the row-major product re-exported from
 //! [`super::product`]. Every buffer is a row-major `f32` slice; shapes are checked on entry.
 
-pub use super::product::{Op, matmul, matmul_new};
+pub use super::product::{Op, matmul, matmul_append, matmul_new};
 
 /// Rows per parallel chunk of the element-wise kernels.
 const ROWS_PER_TASK: usize = 64;

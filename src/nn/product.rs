@@ -39,22 +39,33 @@ pub fn matmul(
 /// [`matmul`] into a new `[m, n]` buffer. The buffer is not zeroed first: the product writes
 /// every element (the `gemm` crate reads no destination unless told to accumulate), which
 /// saves a serial pass over the output before the product forks.
-pub fn matmul_new(
+pub fn matmul_new(a: &[f32], ta: Op, b: &[f32], tb: Op, dims: (usize, usize, usize)) -> Vec<f32> {
+    let mut c = Vec::new();
+    matmul_append(&mut c, a, ta, b, tb, dims);
+    c
+}
+
+/// [`matmul`] onto the end of `c`: appends the `[m, n]` product, written straight into the
+/// vector's spare capacity, neither zeroed first nor copied after (as [`matmul_new`]). For
+/// buffers that hold one product per tap or layer.
+pub fn matmul_append(
+    c: &mut Vec<f32>,
     a: &[f32],
     ta: Op,
     b: &[f32],
     tb: Op,
     (m, n, k): (usize, usize, usize),
-) -> Vec<f32> {
-    let mut c: Vec<f32> = Vec::with_capacity(m * n);
-    // SAFETY: the spare capacity holds m * n elements; with `accumulate` off every one of them
-    // is written (zeros when k = 0), and none read, before `set_len` makes them part of the
-    // vector.
+) {
+    let len = c.len();
+    c.reserve(m * n);
+    // SAFETY: after `reserve` the spare capacity holds m * n elements past `len`; with
+    // `accumulate` off every one of them is written (zeros when k = 0), and none read, before
+    // `set_len` makes them part of the vector. `c` is borrowed mutably, so it aliases neither
+    // operand.
     unsafe {
-        matmul_into(c.as_mut_ptr(), a, ta, b, tb, (m, n, k), false);
-        c.set_len(m * n);
+        matmul_into(c.as_mut_ptr().add(len), a, ta, b, tb, (m, n, k), false);
+        c.set_len(len + m * n);
     }
-    c
 }
 
 /// The body of [`matmul`], writing through `c`: checks the operands' lengths, writes zeros for
@@ -313,7 +324,8 @@ mod tests {
 
     /// A new buffer's product equals the product into a zeroed one, whatever the allocator left
     /// in the memory: [[1, 2, 3], [4, 5, 6]] x [[1, 0], [0, 1], [1, 1]] = [[4, 5], [10, 11]],
-    /// and a 300 x 200 x 100 product (split across threads) against `matmul`.
+    /// and a 300 x 200 x 100 product (split across threads) against `matmul`, new or appended
+    /// to a vector (its earlier elements kept).
     #[test]
     fn new_buffers_are_written_whole() {
         let c = matmul_new(
@@ -335,6 +347,16 @@ mod tests {
             assert_eq!(matmul_new(&a, Op::N, &b, Op::T, (m, n, k)), want);
         }
         assert_eq!(matmul_new(&[], Op::N, &[], Op::N, (2, 3, 0)), vec![0.0; 6]);
+        // appended after what a vector holds, into spare capacity that held NaNs
+        let mut c = vec![f32::NAN; 2 * m * n];
+        c.truncate(1);
+        c[0] = 7.0;
+        matmul_append(&mut c, &a, Op::N, &b, Op::T, (m, n, k));
+        assert_eq!(c[0], 7.0);
+        assert_eq!(c[1..], want);
+        matmul_append(&mut c, &[], Op::N, &[], Op::N, (2, 3, 0));
+        assert_eq!(c.len(), 1 + m * n + 6);
+        assert_eq!(c[1 + m * n..], [0.0; 6]);
         // an empty inner dimension: zeros, or the destination unchanged when accumulating
         let mut c = [5f32; 6];
         matmul(&mut c, &[], Op::N, &[], Op::N, (2, 3, 0), true);

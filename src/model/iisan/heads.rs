@@ -10,7 +10,7 @@
 //! `dW_j = S_j^T G P_j^T + (S_j^T e) q_j^T`, `db_j = S_j^T e`, `ds = dY M`.
 
 use crate::nn::Kernel;
-use crate::nn::cpu::{Op, add_bias, add_column_sums, matmul};
+use crate::nn::cpu::{Op, add_bias, add_column_sums, matmul, matmul_new};
 
 /// One layer: `W` `[out, in]` row-major and an optional bias `[out]`.
 #[derive(Debug, Clone)]
@@ -199,17 +199,14 @@ impl Kernel for AffineChain {
     fn forward(&self, input: HeadInput<'_>) -> Vec<f32> {
         let (o, i) = (self.out(), self.inp());
         let n = input.s.len() / i;
-        let mut y = input.acc.map_or_else(|| vec![0f32; n * o], <[f32]>::to_vec);
-        let accumulate = input.acc.is_some();
-        matmul(
-            &mut y,
-            input.s,
-            Op::N,
-            &self.m,
-            Op::T,
-            (n, o, i),
-            accumulate,
-        );
+        let mut y = match input.acc {
+            Some(acc) => {
+                let mut y = acc.to_vec();
+                matmul(&mut y, input.s, Op::N, &self.m, Op::T, (n, o, i), true);
+                y
+            }
+            None => matmul_new(input.s, Op::N, &self.m, Op::T, (n, o, i)),
+        };
         add_bias(&mut y, self.offsets.last().expect("c"));
         y
     }
@@ -217,11 +214,9 @@ impl Kernel for AffineChain {
     fn backward(&self, input: HeadInput<'_>, _saved: Vec<f32>, dy: &[f32]) -> HeadGrads {
         let (o, i) = (self.out(), self.inp());
         let n = input.s.len() / i;
-        let mut ds = vec![0f32; n * i];
-        matmul(&mut ds, dy, Op::N, &self.m, Op::N, (n, i, o), false);
         HeadGrads {
             layers: self.layer_grads(input.s, dy),
-            ds,
+            ds: matmul_new(dy, Op::N, &self.m, Op::N, (n, i, o)),
         }
     }
 }

@@ -17,7 +17,7 @@ use crate::efficiency::Profile;
 use crate::error::Result;
 use crate::model::config::Kernels;
 use crate::model::tower::{KernelEmbedding, TowerBackward};
-use crate::nn::cpu::{Op, add_bias, add_column_sums, matmul};
+use crate::nn::cpu::{Op, add_bias, add_column_sums, matmul, matmul_append};
 use crate::nn::{GradSink, Kernel};
 
 fn data(t: &Tensor) -> Result<Vec<f32>> {
@@ -188,20 +188,11 @@ fn apply_maps(maps: &[Linear], h: &[f32], n: usize) -> Result<Vec<f32>> {
     for (k, m) in maps.iter().enumerate() {
         let (width, din) = m.weight().dims2()?;
         let w = data(m.weight())?;
-        let mut y = vec![0f32; n * width];
-        matmul(
-            &mut y,
-            &h[k * n * din..(k + 1) * n * din],
-            Op::N,
-            &w,
-            Op::T,
-            (n, width, din),
-            false,
-        );
+        let hk = &h[k * n * din..(k + 1) * n * din];
+        matmul_append(&mut out, hk, Op::N, &w, Op::T, (n, width, din));
         if let Some(b) = m.bias() {
-            add_bias(&mut y, &data(b)?);
+            add_bias(&mut out[k * n * width..], &data(b)?);
         }
-        out.extend(y);
     }
     Ok(out)
 }

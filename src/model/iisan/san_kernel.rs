@@ -11,7 +11,7 @@
 //! and `s_k = x_k + W_up relu(W_down x_k + b_down) + b_up`.
 
 use crate::nn::Kernel;
-use crate::nn::cpu::{Op, add_bias, add_bias_relu, add_column_sums, dot, matmul};
+use crate::nn::cpu::{Op, add_bias, add_bias_relu, add_column_sums, dot, matmul, matmul_append};
 
 /// Rows of tap `j` in a tap-major buffer with `nd` values per tap.
 fn tap(s: &[f32], j: usize, nd: usize) -> &[f32] {
@@ -110,27 +110,27 @@ impl SanPathKernel<'_> {
     }
 
     /// Forward over `n` items; returns the saved state (its [`SanPathSaved::output`] is `s_{K-1}`).
+    /// Every buffer is built by appending (no zeroing pass: each value is written once).
     fn forward_path(&self, src: Sources<'_>, n: usize) -> SanPathSaved {
         let (k, d, r) = (self.k(), self.dim, self.bottleneck);
         let nd = n * d;
-        let mut xs = vec![0f32; k * nd];
-        let mut ys = vec![0f32; k * nd];
-        let mut acts = vec![0f32; k * n * r];
+        let mut xs = Vec::with_capacity(k * nd);
+        let mut ys = Vec::with_capacity(k * nd);
+        let mut acts = Vec::with_capacity(k * n * r);
         for j in 0..k {
-            let (done, rest) = ys.split_at_mut(j * nd);
             let prev = if j == 0 {
                 src.init()
             } else {
-                Some(&done[(j - 1) * nd..])
+                Some(&ys[(j - 1) * nd..])
             };
-            let x = &mut xs[j * nd..(j + 1) * nd];
-            self.mix(x, src, j, nd, prev);
+            self.mix(&mut xs, src, j, nd, prev);
+            let x = &xs[j * nd..];
             let blk = &self.blocks[j];
-            let a = &mut acts[j * n * r..(j + 1) * n * r];
-            matmul(a, x, Op::N, &blk.wd, Op::T, (n, r, d), false);
+            matmul_append(&mut acts, x, Op::N, &blk.wd, Op::T, (n, r, d));
+            let a = &mut acts[j * n * r..];
             add_bias_relu(a, &blk.bd);
-            let y = &mut rest[..nd];
-            y.copy_from_slice(x);
+            ys.extend_from_slice(x);
+            let y = &mut ys[j * nd..];
             matmul(y, a, Op::N, &blk.wu, Op::T, (n, d, r), true);
             add_bias(y, &blk.bu);
         }
@@ -143,33 +143,28 @@ impl SanPathKernel<'_> {
         }
     }
 
-    fn mix(&self, x: &mut [f32], src: Sources<'_>, j: usize, nd: usize, prev: Option<&[f32]>) {
+    /// Appends block `j`'s input `x_j` (`nd` values) to `xs`.
+    fn mix(&self, xs: &mut Vec<f32>, src: Sources<'_>, j: usize, nd: usize, prev: Option<&[f32]>) {
         let g = self.gates.map(|g| g[j]);
         match (src, g) {
             (Sources::Intra { states: u, .. }, Some(g)) => {
                 let u = tap(u, j, nd);
                 match prev {
-                    Some(p) => x
-                        .iter_mut()
-                        .zip(u.iter().zip(p))
-                        .for_each(|(x, (u, p))| *x = g * u + (1.0 - g) * p),
-                    None => x.iter_mut().zip(u).for_each(|(x, u)| *x = g * u),
+                    Some(p) => xs.extend(u.iter().zip(p).map(|(u, p)| g * u + (1.0 - g) * p)),
+                    None => xs.extend(u.iter().map(|u| g * u)),
                 }
             }
-            (Sources::Intra { states: u, .. }, None) => {
-                x.copy_from_slice(tap(u, j, nd));
-                if let Some(p) = prev {
-                    x.iter_mut().zip(p).for_each(|(x, p)| *x += p);
-                }
-            }
+            (Sources::Intra { states: u, .. }, None) => match prev {
+                Some(p) => xs.extend(tap(u, j, nd).iter().zip(p).map(|(u, p)| u + p)),
+                None => xs.extend_from_slice(tap(u, j, nd)),
+            },
             (Sources::Inter(a, b), g) => {
                 let (a, b) = (tap(a, j, nd), tap(b, j, nd));
                 let (ga, gb) = g.map_or((1.0, 1.0), |g| (g, 1.0 - g));
-                x.iter_mut()
-                    .zip(a.iter().zip(b))
-                    .for_each(|(x, (a, b))| *x = ga * a + gb * b);
-                if let Some(p) = prev {
-                    x.iter_mut().zip(p).for_each(|(x, p)| *x += p);
+                let ab = a.iter().zip(b).map(|(a, b)| ga * a + gb * b);
+                match prev {
+                    Some(p) => xs.extend(ab.zip(p).map(|(v, p)| v + p)),
+                    None => xs.extend(ab),
                 }
             }
         }
