@@ -1,11 +1,13 @@
 //! The CPU update: one in-place pass per parameter (candle `InplaceOp2`: moments kept as
-//! plain vectors, the parameter's storage updated where it lies), for the CPU kernels' runs.
+//! plain vectors, the parameter's storage updated where it lies), the parameters in parallel,
+//! for the CPU kernels' runs.
 
 use std::sync::Mutex;
 
 use candle_core::backprop::GradStore;
-use candle_core::{CpuStorage, InplaceOp2, Layout, Var};
+use candle_core::{CpuStorage, InplaceOp2, Layout, Tensor, Var};
 use candle_nn::ParamsAdamW;
+use rayon::prelude::*;
 
 use crate::error::{Error, Result};
 
@@ -87,29 +89,34 @@ impl InPlaceAdam {
         }
     }
 
+    /// One Adam step for every parameter that has a gradient. The parameters are updated in
+    /// parallel on the compute pool (each is its own storage and moments); a step is otherwise
+    /// the one serial phase of a CPU-kernel training step.
     pub(super) fn step(&mut self, grads: &GradStore) -> Result<()> {
         self.t += 1;
         let p = &self.params;
-        for (var, mo) in self.vars.iter().zip(&mut self.moments) {
-            let Some(g) = grads.get(var.as_tensor()) else {
-                continue;
-            };
+        let update = |mo| AdamUpdate {
+            moments: Mutex::new(mo),
+            lr: p.lr as f32,
+            beta1: p.beta1 as f32,
+            beta2: p.beta2 as f32,
+            eps: p.eps as f32,
+            scale_m: (1.0 / (1.0 - p.beta1.powi(self.t))) as f32,
+            scale_v: (1.0 / (1.0 - p.beta2.powi(self.t))) as f32,
+        };
+        let jobs: Vec<(&Var, &mut Moments, &Tensor)> = self
+            .vars
+            .iter()
+            .zip(&mut self.moments)
+            .filter_map(|(var, mo)| grads.get(var.as_tensor()).map(|g| (var, mo, g)))
+            .collect();
+        jobs.into_par_iter().try_for_each(|(var, mo, g)| {
             let g = g.contiguous()?;
-            let op = AdamUpdate {
-                moments: Mutex::new(mo),
-                lr: p.lr as f32,
-                beta1: p.beta1 as f32,
-                beta2: p.beta2 as f32,
-                eps: p.eps as f32,
-                scale_m: (1.0 / (1.0 - p.beta1.powi(self.t))) as f32,
-                scale_v: (1.0 / (1.0 - p.beta2.powi(self.t))) as f32,
-            };
-            var.as_tensor().inplace_op2(&g, &op)?;
-        }
-        Ok(())
+            var.as_tensor().inplace_op2(&g, &update(mo))?;
+            Ok(())
+        })
     }
 
-    /// Each parameter's moments, in parameter order.
     pub(super) fn moments(&self) -> Vec<(Vec<f32>, Vec<f32>)> {
         self.moments
             .iter()
