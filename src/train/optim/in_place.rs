@@ -141,3 +141,76 @@ impl InPlaceAdam {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    /// One gradient store over several parameters: loss = sum_k sum((p_k - t_k)^2) over the
+    /// parameters `with_grad` (the others get no gradient).
+    fn step_grads(vars: &[Var], targets: &[Tensor], with_grad: &[usize]) -> GradStore {
+        let mut loss = Tensor::zeros((), candle_core::DType::F32, &Device::Cpu).unwrap();
+        for &k in with_grad {
+            let d = vars[k].as_tensor().sub(&targets[k]).unwrap();
+            loss = loss.add(&d.sqr().unwrap().sum_all().unwrap()).unwrap();
+        }
+        loss.backward().unwrap()
+    }
+
+    /// The parallel step pairs each parameter with its own moments: five parameters of
+    /// different lengths (one without a gradient) stepped together on a 2-thread pool end
+    /// bit for bit where each stepped alone ends, and the one without a gradient is unchanged.
+    #[test]
+    fn parameters_updated_together_equal_each_updated_alone() {
+        let dev = Device::Cpu;
+        let lens = [3usize, 1, 700, 64, 5];
+        let make = |k: usize, scale: f32| {
+            let v: Vec<f32> = (0..lens[k])
+                .map(|i| scale * ((i * 7 + k) % 11) as f32 - 2.0)
+                .collect();
+            Tensor::from_vec(v, lens[k], &dev).unwrap()
+        };
+        let targets: Vec<Tensor> = (0..lens.len()).map(|k| make(k, 0.3)).collect();
+        let fresh = || -> Vec<Var> {
+            (0..lens.len())
+                .map(|k| Var::from_tensor(&make(k, 0.1)).unwrap())
+                .collect()
+        };
+        let with_grad = [0, 1, 2, 4];
+        let params = ParamsAdamW {
+            lr: 0.01,
+            ..ParamsAdamW::default()
+        };
+        let together = fresh();
+        let mut adam = InPlaceAdam::new(together.clone(), params.clone());
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
+        let alone = fresh();
+        let mut each: Vec<InPlaceAdam> = alone
+            .iter()
+            .map(|v| InPlaceAdam::new(vec![v.clone()], params.clone()))
+            .collect();
+        for _ in 0..3 {
+            let g = step_grads(&together, &targets, &with_grad);
+            pool.install(|| adam.step(&g)).unwrap();
+            let g = step_grads(&alone, &targets, &with_grad);
+            for opt in &mut each {
+                opt.step(&g).unwrap();
+            }
+        }
+        for k in 0..lens.len() {
+            let (a, b): (Vec<f32>, Vec<f32>) =
+                (together[k].to_vec1().unwrap(), alone[k].to_vec1().unwrap());
+            assert_eq!(a, b, "parameter {k}");
+            let start: Vec<f32> = make(k, 0.1).to_vec1().unwrap();
+            assert_eq!(
+                a == start,
+                k == 3,
+                "parameter {k} moved iff it had a gradient"
+            );
+        }
+    }
+}
