@@ -89,9 +89,9 @@ impl InPlaceAdam {
         }
     }
 
-    /// One Adam step for every parameter that has a gradient. The parameters are updated in
-    /// parallel on the compute pool (each is its own storage and moments); a step is otherwise
-    /// the one serial phase of a CPU-kernel training step.
+    /// One Adam step for every parameter that has a gradient, the parameters in parallel on
+    /// the compute pool (each has its own storage and moments). One after another, the updates
+    /// were the one serial phase of a CPU-kernel training step (docs/STACK.md section 16).
     pub(super) fn step(&mut self, grads: &GradStore) -> Result<()> {
         self.t += 1;
         let p = &self.params;
@@ -117,6 +117,7 @@ impl InPlaceAdam {
         })
     }
 
+    /// Each parameter's moments, in parameter order.
     pub(super) fn moments(&self) -> Vec<(Vec<f32>, Vec<f32>)> {
         self.moments
             .iter()
