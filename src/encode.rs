@@ -12,7 +12,6 @@ use std::path::Path;
 use std::time::Instant;
 
 use candle_core::{Device, Tensor};
-use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -26,6 +25,7 @@ use crate::data::image::{ImagePrep, MissingImage, find_image};
 use crate::data::text::{TextPrep, TokenBatch};
 use crate::error::{Error, Result};
 use crate::nn::{Ctx, TowerDType};
+use crate::progress::{Reporter, Task, Unit};
 use crate::provenance::TowerRecord;
 
 /// Encoding options.
@@ -41,8 +41,9 @@ pub struct EncodeOptions {
     pub image_size: usize,
     /// Missing / corrupt image policy.
     pub missing_images: MissingImage,
-    /// Draw a progress bar.
-    pub progress: bool,
+    /// Where the items encoded are counted, and whether to stop (between batches: the cache
+    /// file resumes where it stopped).
+    pub progress: Reporter,
     /// Where the towers run (docs/GPU.md), opened once for every modality of a command.
     pub device: Device,
     /// The towers' precision; the stored states are `dtype` whatever it is.
@@ -99,24 +100,6 @@ fn model_id(dir: &Path, what: String) -> String {
     format!("{name} ({what})")
 }
 
-fn bar(total: usize, done: usize, label: &str, show: bool) -> ProgressBar {
-    if !show {
-        return ProgressBar::hidden();
-    }
-    let pb = ProgressBar::new(total as u64);
-    pb.set_style(
-        ProgressStyle::with_template(
-            "{prefix:>6} [{bar:30}] {pos}/{len} items {per_sec} {elapsed}<{eta}",
-        )
-        .expect("template")
-        .progress_chars("=> "),
-    );
-    pb.set_prefix(label.to_string());
-    pb.set_position(done as u64);
-    pb.reset_eta();
-    pb
-}
-
 fn finish(
     w: CacheWriter,
     modality: &str,
@@ -141,15 +124,15 @@ fn finish(
     })
 }
 
-/// How an encode starts: nothing to do, or a writer (resumed or new) with its progress bar.
+/// How an encode starts: nothing to do, or a writer (resumed or new) with its progress task.
 enum Begin {
     UpToDate(EncodeReport),
-    Write(Box<CacheWriter>, ProgressBar, Instant),
+    Write(Box<CacheWriter>, Task, Instant),
 }
 
 /// Start writing `header` to `out`, unless a finished matching cache is already there; a file
 /// at `out` that is not an iisan cache is refused, not replaced.
-fn begin(out: &Path, header: CacheHeader, progress: bool) -> Result<Begin> {
+fn begin(out: &Path, header: CacheHeader, progress: &Reporter) -> Result<Begin> {
     check_replaceable(out)?;
     if let Some(r) = up_to_date(out, &header)? {
         return Ok(Begin::UpToDate(r));
@@ -158,8 +141,8 @@ fn begin(out: &Path, header: CacheHeader, progress: bool) -> Result<Begin> {
     let items = header.item_range();
     let w = CacheWriter::create_or_resume(out, header)?;
     let done = w.next_item().max(items.start) - items.start;
-    let pb = bar(items.len(), done, &label, progress);
-    Ok(Begin::Write(Box::new(w), pb, Instant::now()))
+    let task = progress.task(&label, Unit::Items, items.len() as u64, done as u64);
+    Ok(Begin::Write(Box::new(w), task, Instant::now()))
 }
 
 /// A finished cache at `out` with exactly `header`: nothing to do (reported as 0 encoded).
@@ -182,6 +165,14 @@ fn up_to_date(out: &Path, header: &CacheHeader) -> Result<Option<EncodeReport>> 
         }
         _ => Ok(None),
     }
+}
+
+/// What an interrupted encode says: the partial file resumes.
+fn stopped(out: &Path) -> String {
+    format!(
+        "encoding {} stopped; the same encode resumes it where it stopped",
+        out.display()
+    )
 }
 
 /// Encode every item's title with the BERT folder `model` into the cache file `out`.
@@ -216,7 +207,7 @@ pub fn encode_text(
         shard: o.shard_of(data.num_items()),
     };
     let stop = header.item_range().end;
-    let (mut w, pb, t0) = match begin(out, header, o.progress)? {
+    let (mut w, pb, t0) = match begin(out, header, &o.progress)? {
         Begin::UpToDate(r) => return Ok(r),
         Begin::Write(w, pb, t0) => (*w, pb, t0),
     };
@@ -226,6 +217,7 @@ pub fn encode_text(
     let window = o.batch * WINDOW_BATCHES;
     let mut id = start;
     while id < stop {
+        o.progress.check(|| stopped(out))?;
         let end = (id + window).min(stop);
         let ids: Vec<usize> = (id..end).collect();
         let toks: Vec<Vec<u32>> = ids
@@ -247,12 +239,12 @@ pub fn encode_text(
             for (r, &k) in chunk.iter().enumerate() {
                 buf[k * per..(k + 1) * per].copy_from_slice(&states[r * per..(r + 1) * per]);
             }
-            pb.inc(chunk.len() as u64);
+            pb.advance(chunk.len() as u64);
         }
         w.append(&buf)?;
         id = end;
     }
-    pb.finish_and_clear();
+    pb.finish();
     finish(w, "text", stop - start, t0, 0)
 }
 
@@ -315,7 +307,7 @@ pub fn encode_images(
         shard: o.shard_of(data.num_items()),
     };
     let stop = header.item_range().end;
-    let (mut w, pb, t0) = match begin(out, header, o.progress)? {
+    let (mut w, pb, t0) = match begin(out, header, &o.progress)? {
         Begin::UpToDate(r) => return Ok(r),
         Begin::Write(w, pb, t0) => (*w, pb, t0),
     };
@@ -325,6 +317,7 @@ pub fn encode_images(
     let mut zero = 0;
     let mut id = start;
     while id < stop {
+        o.progress.check(|| stopped(out))?;
         let end = (id + o.batch).min(stop);
         let mut px = Vec::with_capacity((end - id) * 3 * s * s);
         for i in id..end {
@@ -348,9 +341,9 @@ pub fn encode_images(
         let pixels = Tensor::from_vec(px, (end - id, 3, s, s), dev)?;
         let states: Vec<f32> = vit.cls_states(&pixels, &ctx)?.flatten_all()?.to_vec1()?;
         w.append(&states)?;
-        pb.inc((end - id) as u64);
+        pb.advance((end - id) as u64);
         id = end;
     }
-    pb.finish_and_clear();
+    pb.finish();
     finish(w, "image", stop - start, t0, zero)
 }

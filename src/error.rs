@@ -45,6 +45,11 @@ pub enum Error {
         /// The underlying error.
         source: std::io::Error,
     },
+    /// The caller asked the task to stop ([`crate::progress::Progress::cancelled`]; Ctrl-C in
+    /// Python): it stopped at a step boundary, and what it wrote resumes to the uninterrupted
+    /// result. The text names the task.
+    #[error("interrupted: {0}")]
+    Interrupted(String),
     /// A tensor-library failure (shape mismatch, allocation, ...): an internal error.
     #[error("tensor error: {0}")]
     Tensor(#[from] candle_core::Error),
@@ -79,7 +84,8 @@ impl Error {
         }
     }
 
-    /// The process exit code for this error: 2 for bad input or configuration, 1 otherwise.
+    /// The process exit code for this error: 2 for bad input or configuration, 130 for an
+    /// interruption (as a shell reports Ctrl-C), 1 otherwise.
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Line { .. }
@@ -88,6 +94,7 @@ impl Error {
             | Error::Input(_)
             | Error::Diverged(_)
             | Error::Io { .. } => 2,
+            Error::Interrupted(_) => 130,
             Error::Tensor(_) | Error::Internal(_) => 1,
         }
     }

@@ -128,7 +128,7 @@ proptest! {
         };
         std::fs::write(&path, &bytes).unwrap();
         let mut got = Vec::new();
-        let read = map_lines(&path, "x", false, |_, l| l.to_vec(), |n, l| {
+        let read = map_lines(&path, "x", &iisan::progress::Reporter::silent(), |_, l| l.to_vec(), |n, l| {
             got.push((n, String::from_utf8(l).unwrap()));
             Ok(())
         })

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 
-use iisan::data::synth::{self, SynthConfig, Written};
-use iisan::data::{DataOptions, Dataset, MissingTitle};
+use iisan::api::data::{self, SynthConfig, Written};
+use iisan::data::{DataOptions, MissingTitle};
 use iisan::error::{Error, Result};
 
 #[derive(Subcommand)]
@@ -131,16 +131,16 @@ pub(crate) struct SynthArgs {
 
 pub(crate) fn stats(a: StatsArgs) -> Result<()> {
     let opts = a.prep.options();
-    let data = match (a.dataset, a.items, a.users) {
-        (Some(dir), _, _) => Dataset::load(&dir, &opts)?,
-        (None, Some(items), Some(users)) => Dataset::from_files(&items, &users, &opts)?,
+    let r = match (a.dataset, a.items, a.users) {
+        (Some(dir), _, _) => data::stats(&dir, &opts)?,
+        (None, Some(items), Some(users)) => data::stats_of_files(&items, &users, &opts)?,
         _ => {
             return Err(Error::Config(
                 "give --dataset DIR, or --items FILE and --users FILE".into(),
             ));
         }
     };
-    let s = data.stats();
+    let s = r.stats;
     if a.json {
         println!(
             "{}",
@@ -157,7 +157,7 @@ pub(crate) fn stats(a: StatsArgs) -> Result<()> {
             100.0 * s.repeated_test_targets as f64 / s.users as f64
         );
         println!("repeated valid targets {}", s.repeated_valid_targets);
-        println!("fingerprint            {}", data.fingerprint);
+        println!("fingerprint            {}", r.fingerprint);
     }
     Ok(())
 }
@@ -170,12 +170,7 @@ pub(crate) fn synth(a: SynthArgs) -> Result<()> {
         image_size: a.image_size,
         ..Default::default()
     };
-    if cfg.users == 0 || cfg.items < 2 || cfg.image_size < 8 {
-        return Err(Error::Config(
-            "synth needs --users >= 1, --items >= 2, --image-size >= 8".into(),
-        ));
-    }
-    match synth::write(&cfg, &a.out, a.force)? {
+    match data::synth(&cfg, &a.out, a.force)? {
         Written::Created => println!(
             "wrote synthetic dataset to {} ({} users, {} items)",
             a.out.display(),
@@ -189,9 +184,9 @@ pub(crate) fn synth(a: SynthArgs) -> Result<()> {
     Ok(())
 }
 
-/// `iisan data subset`.
+/// `iisan data split-cold`.
 pub(crate) fn split_cold(dataset: PathBuf, frac: f64, seed: u64, out: PathBuf) -> Result<()> {
-    let r = iisan::data::cold::split_cold(&dataset, &out, frac, seed)?;
+    let r = data::split_cold(&dataset, &out, frac, seed)?;
     println!(
         "wrote {}: {} of {} items cold (seed {seed}), {} interactions removed from training \
          positions, {} user lines; cold ids in {}",
@@ -205,8 +200,9 @@ pub(crate) fn split_cold(dataset: PathBuf, frac: f64, seed: u64, out: PathBuf) -
     Ok(())
 }
 
+/// `iisan data subset`.
 pub(crate) fn subset(dataset: PathBuf, users: usize, seed: u64, out: PathBuf) -> Result<()> {
-    let r = iisan::data::subset::write_subset(&dataset, &out, users, seed)?;
+    let r = data::subset(&dataset, &out, users, seed)?;
     println!(
         "wrote {}: {} users, {} items (seed {seed})",
         out.display(),

@@ -6,8 +6,9 @@ use std::path::PathBuf;
 use clap::{Args, Subcommand};
 
 use super::data::PrepArgs;
-use iisan::data::Dataset;
-use iisan::error::{Error, Result};
+use iisan::api::EncodeJob;
+use iisan::cache::CacheDtype;
+use iisan::error::Result;
 
 #[derive(Subcommand)]
 pub(crate) enum ModelsCmd {
@@ -139,27 +140,12 @@ pub(crate) fn import_onnx(onnx: PathBuf, out: PathBuf, heads: Option<usize>) -> 
 }
 
 pub(crate) fn encode(a: EncodeArgs) -> Result<()> {
-    use iisan::cache::CacheDtype;
-    use iisan::encode::{EncodeOptions, encode_images, encode_text};
-    if a.text_model.is_none() && a.image_model.is_none() {
-        return Err(Error::Config(
-            "give --text-model and/or --image-model".into(),
-        ));
-    }
-    if a.batch == 0 || a.max_tokens < 2 {
-        return Err(Error::Config(
-            "--batch must be >= 1 and --max-tokens >= 2".into(),
-        ));
-    }
-    a.device.check_built()?;
-    if let Some(m) = &a.image_model {
-        // refused now, not after the whole text encode
-        iisan::backbone::vit::Vit::check(m, a.image_size)?;
-    }
-    let opts = a.prep.options();
-    let data = Dataset::load(&a.dataset, &opts)?;
-    std::fs::create_dir_all(&a.out).map_err(|e| Error::io(&a.out, e))?;
-    let o = EncodeOptions {
+    let job = EncodeJob {
+        dataset: a.dataset,
+        data_options: a.prep.options(),
+        text_model: a.text_model,
+        image_model: a.image_model,
+        out: a.out,
         dtype: match a.dtype {
             DtypeArg::F32 => CacheDtype::F32,
             DtypeArg::F16 => CacheDtype::F16,
@@ -168,32 +154,19 @@ pub(crate) fn encode(a: EncodeArgs) -> Result<()> {
         max_tokens: a.max_tokens,
         image_size: a.image_size,
         missing_images: a.missing_images,
-        progress: !a.quiet,
-        device: a.device.open()?,
+        device: a.device,
         tower_dtype: a.tower_dtype,
         shard: a.shard,
+        progress: super::progress::reporter(a.quiet),
     };
-    let file = |m: &str| iisan::cache::shard::cache_file(&a.out, m, a.shard);
-    // on a worker of the compute pool, as training: the serial parts between products run on
-    // a pool thread instead of one more thread that wakes the pool for every product
-    let reports = super::train::on_compute_pool(0, || {
-        let mut reports = Vec::new();
-        if let Some(m) = &a.text_model {
-            reports.push(encode_text(&data, m, &file("text"), &o)?);
-        }
-        if let Some(m) = &a.image_model {
-            reports.push(encode_images(&data, m, &file("image"), &o)?);
-        }
-        Ok(reports)
-    })?;
-    print_reports(&reports);
-    if let Some(s) = a.shard {
+    print_reports(&iisan::api::encode(&job)?);
+    if let Some(s) = job.shard {
         println!(
             "shard {}/{} done; when all {} are: iisan cache merge {}",
             s.index,
             s.count,
             s.count,
-            a.out.display()
+            job.out.display()
         );
     }
     if let Some(rss) = iisan::efficiency::peak_rss_mib() {

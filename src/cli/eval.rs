@@ -1,16 +1,14 @@
-//! `iisan eval RUN`: a finished run's best checkpoint through the evaluator on the test split,
-//! as a report table, JSON, or (with `--cold-items`) split into warm and cold targets.
+//! `iisan eval RUN`: [`iisan::Run::evaluate`] printed as a report table, JSON, or (with
+//! `--cold-items`) split into warm and cold targets.
 
 use std::path::PathBuf;
 
 use clap::Args;
 use serde_json::json;
 
-use iisan::data::Split;
-use iisan::data::cold::read_cold_items;
-use iisan::error::{Error, Result};
-use iisan::eval::{Evaluator, Mask, Metric, RankPair};
-use iisan::train::finished::{FinishedRun, open_finished};
+use iisan::api::{EvalOptions, Evaluation, Run};
+use iisan::error::Result;
+use iisan::eval::{Mask, Metric};
 
 /// `iisan eval` arguments.
 #[derive(Args)]
@@ -37,99 +35,67 @@ pub(crate) struct EvalArgs {
 
 /// `iisan eval`.
 pub(crate) fn eval(a: EvalArgs) -> Result<()> {
-    let opened = open_finished(&a.run, a.device)?;
-    let threads = opened.summary.efficiency.threads;
-    super::train::on_compute_pool(threads, || {
-        let ev = Evaluator {
-            ks: a
-                .ks
-                .clone()
-                .unwrap_or_else(|| opened.plan.evaluator.ks.clone()),
-            ..opened.plan.evaluator.clone()
+    let run = Run::open(&a.run)?;
+    let o = EvalOptions {
+        ks: a.ks.clone(),
+        cold_items: a.cold_items.clone(),
+        device: a.device,
+    };
+    let ev = run.evaluate(&o)?;
+    let masks = a.mask.map_or(Mask::ALL.to_vec(), |m| vec![m]);
+    if a.cold_items.is_some() {
+        print_groups(&ev, &masks, a.json);
+        return Ok(());
+    }
+    let test = &ev.groups[0].metrics;
+    if a.json {
+        let out = match a.mask {
+            Some(m) => serde_json::to_string_pretty(test.get(m)),
+            None => serde_json::to_string_pretty(test),
         };
-        if ev.ks.contains(&0) {
-            return Err(Error::Config("--ks: cut-offs must be positive".into()));
-        }
-        if a.cold_items.is_some() {
-            return warm_and_cold(&a, &ev, &opened);
-        }
-        let test = ev.evaluate(&opened.model, &opened.data, Split::Test)?;
-        if a.json {
-            let out = match a.mask {
-                Some(m) => serde_json::to_string_pretty(test.metrics.get(m)),
-                None => serde_json::to_string_pretty(&test.metrics),
-            };
-            println!("{}", out.expect("serialisable"));
-            return Ok(());
-        }
-        let mut summary = opened.summary.clone();
-        summary.test = test.metrics;
-        summary.evaluated = true;
-        let masks = a.mask.map_or(Mask::ALL.to_vec(), |m| vec![m]);
-        print!(
-            "{}",
-            iisan::report::summary_table(std::slice::from_ref(&summary), &ev.ks, &masks)
-        );
-        eprintln!("test evaluation took {:.2}s", test.seconds);
-        Ok(())
-    })
+        println!("{}", out.expect("serialisable"));
+        return Ok(());
+    }
+    let mut summary = run.summary().expect("evaluated runs are finished").clone();
+    summary.test = test.clone();
+    summary.evaluated = true;
+    print!(
+        "{}",
+        iisan::report::summary_table(std::slice::from_ref(&summary), &ev.ks, &masks)
+    );
+    eprintln!("test evaluation took {:.2}s", ev.seconds);
+    Ok(())
 }
 
-/// The test metrics of all users, of those whose target is warm and of those whose target is
-/// cold (docs/COLD-START.md).
-fn warm_and_cold(a: &EvalArgs, ev: &Evaluator, run: &FinishedRun) -> Result<()> {
-    let path = a.cold_items.as_ref().expect("called with --cold-items");
-    let cold = read_cold_items(path)?;
-    let data = &run.data;
-    let ranks = ev.ranks(&run.model, data, Split::Test)?;
-    let is_cold: Vec<bool> = (0..data.num_users())
-        .map(|u| cold.contains(&data.item_keys[data.target(u, Split::Test) as usize]))
-        .collect();
-    let group = |want: Option<bool>| -> Vec<RankPair> {
-        ranks
+/// The metrics of all users, of those whose target is warm and of those whose target is cold
+/// (docs/COLD-START.md), as JSON or a table.
+fn print_groups(ev: &Evaluation, masks: &[Mask], json: bool) {
+    if json {
+        let out: serde_json::Map<String, serde_json::Value> = ev
+            .groups
             .iter()
-            .zip(&is_cold)
-            .filter(|(_, c)| want.is_none_or(|w| **c == w))
-            .map(|(r, _)| *r)
-            .collect()
-    };
-    let groups = [
-        ("all", group(None)),
-        ("warm", group(Some(false))),
-        ("cold", group(Some(true))),
-    ];
-    if groups[2].1.is_empty() {
-        return Err(Error::file(
-            path,
-            "no user's test target is among these items",
-        ));
-    }
-    let masks = a.mask.map_or(Mask::ALL.to_vec(), |m| vec![m]);
-    if a.json {
-        let out: serde_json::Map<String, serde_json::Value> = groups
-            .iter()
-            .map(|(name, r)| {
-                let m = ev.metrics(r);
-                let v = json!({"users": r.len(), "history": m.get(Mask::History), "none": m.get(Mask::None)});
-                (name.to_string(), v)
+            .map(|g| {
+                let m = &g.metrics;
+                let v = json!({"users": g.users, "history": m.get(Mask::History), "none": m.get(Mask::None)});
+                (g.name.clone(), v)
             })
             .collect();
         println!(
             "{}",
             serde_json::to_string_pretty(&out).expect("serialisable")
         );
-        return Ok(());
+        return;
     }
     let k = ev.ks[0];
     println!("| targets | users | mask    | HR@{k:<3} | NDCG@{k:<3} | MRR    |");
     println!("|---------|-------|---------|--------|---------|--------|");
-    for (name, r) in &groups {
-        let m = ev.metrics(r);
-        for &mask in &masks {
-            let x = m.get(mask);
+    for g in &ev.groups {
+        for &mask in masks {
+            let x = g.metrics.get(mask);
             println!(
-                "| {name:<7} | {:>5} | {:<7} | {:.4} | {:.4}  | {:.4} |",
-                r.len(),
+                "| {:<7} | {:>5} | {:<7} | {:.4} | {:.4}  | {:.4} |",
+                g.name,
+                g.users,
                 mask.name(),
                 // + 0.0 prints a zero sum as 0.0000, not -0.0000
                 x.get(Metric::Hr(k)) + 0.0,
@@ -138,5 +104,4 @@ fn warm_and_cold(a: &EvalArgs, ev: &Evaluator, run: &FinishedRun) -> Result<()> 
             );
         }
     }
-    Ok(())
 }

@@ -2,16 +2,11 @@
 //! into and out of IISAN's TSV directories (`data::import`).
 
 use std::path::PathBuf;
-use std::time::Instant;
 
 use clap::{Args, Subcommand};
 
 use super::data::PrepArgs;
-use iisan::data::import::amazon::{self, AmazonOptions};
-use iisan::data::import::amazon_lines::Edition;
-use iisan::data::import::recbole::{self, RecboleOptions};
-use iisan::data::import::{Imported, MANIFEST, Manifest, write_dataset};
-use iisan::data::output::check_out;
+use iisan::api::data::{self, AmazonOptions, Edition, ImportReport, RecboleOptions};
 use iisan::error::Result;
 
 /// The options of both Amazon editions.
@@ -101,8 +96,7 @@ pub(crate) enum ExportCmd {
 
 /// `iisan data import`.
 pub(crate) fn import(cmd: ImportCmd) -> Result<()> {
-    let t0 = Instant::now();
-    let (data, manifest, out) = match cmd {
+    let (r, out) = match cmd {
         ImportCmd::Amazon2023(a) => import_amazon(Edition::Amazon2023, a)?,
         ImportCmd::Amazon2018(a) => import_amazon(Edition::Amazon2018, a)?,
         ImportCmd::Recbole {
@@ -116,17 +110,15 @@ pub(crate) fn import(cmd: ImportCmd) -> Result<()> {
             let o = RecboleOptions {
                 title_field,
                 skip_bad_lines,
-                progress: !quiet,
+                progress: super::progress::reporter(quiet),
             };
-            let mut inputs = vec![inter.as_path()];
-            inputs.extend(item.as_deref());
-            check_out(&out, MANIFEST, &inputs)?;
-            let (data, manifest) = recbole::import(&inter, item.as_deref(), &o)?;
-            write_dataset(&out, &data, &manifest, &[])?;
-            (data, manifest, out)
+            (
+                data::import_recbole(&inter, item.as_deref(), &out, &o)?,
+                out,
+            )
         }
     };
-    for c in &manifest.counts {
+    for c in &r.manifest.counts {
         println!(
             "{:>40}: {} interactions, {} users, {} items",
             c.step, c.interactions, c.users, c.items
@@ -134,18 +126,18 @@ pub(crate) fn import(cmd: ImportCmd) -> Result<()> {
     }
     println!(
         "imported {} interactions of {} users over {} items ({} images) into {} in {:.1} s; bad lines skipped: {}",
-        data.interactions(),
-        data.users.len(),
-        data.items.len(),
-        data.images.len(),
+        r.interactions,
+        r.users,
+        r.items,
+        r.images,
         out.display(),
-        t0.elapsed().as_secs_f64(),
-        manifest.notes["bad_lines_skipped"]
+        r.seconds,
+        r.manifest.notes["bad_lines_skipped"]
     );
     Ok(())
 }
 
-fn import_amazon(edition: Edition, a: AmazonArgs) -> Result<(Imported, Manifest, PathBuf)> {
+fn import_amazon(edition: Edition, a: AmazonArgs) -> Result<(ImportReport, PathBuf)> {
     let o = AmazonOptions {
         edition,
         images: a.images,
@@ -154,22 +146,16 @@ fn import_amazon(edition: Edition, a: AmazonArgs) -> Result<(Imported, Manifest,
         seed: a.seed,
         skip_bad_lines: a.skip_bad_lines,
         require_meta: a.require_meta,
-        progress: !a.quiet,
+        progress: super::progress::reporter(a.quiet),
     };
-    // refuse a foreign --out before the read, not after it
-    let mut inputs = vec![a.reviews.as_path(), a.meta.as_path()];
-    inputs.extend(o.images.as_deref());
-    check_out(&a.out, MANIFEST, &inputs)?;
-    let (data, manifest) = amazon::import(&a.reviews, &a.meta, &o)?;
-    let folders: Vec<&std::path::Path> = o.images.iter().map(|p| p.as_path()).collect();
-    write_dataset(&a.out, &data, &manifest, &folders)?;
-    Ok((data, manifest, a.out))
+    let r = data::import_amazon(&a.reviews, &a.meta, &a.out, &o)?;
+    Ok((r, a.out))
 }
 
 /// `iisan data export`.
 pub(crate) fn export(cmd: ExportCmd) -> Result<()> {
     let ExportCmd::Recbole { dataset, prep, out } = cmd;
-    let r = recbole::export(&dataset, &prep.options(), &out)?;
+    let r = data::export_recbole(&dataset, &prep.options(), &out)?;
     println!(
         "exported {} interactions of {} users over {} items to {}",
         r.interactions,

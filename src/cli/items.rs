@@ -1,13 +1,13 @@
-//! `iisan items add RUN --items NEW.tsv [--images DIR]`: embed items the run has never seen
-//! (no retraining) and append them to its item index, so `recommend` ranks them.
+//! `iisan items add RUN --items NEW.tsv [--images DIR]`: [`iisan::Run::add_items`] (items the
+//! run has never seen, embedded without retraining and appended to its item index).
 
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 
-use iisan::data::image::{MissingImage, find_image_in};
-use iisan::data::tsv::read_items;
-use iisan::deploy::new_items::{ItemEmbedder, NewItem, add_items};
+use iisan::Run;
+use iisan::data::image::MissingImage;
+use iisan::deploy::new_items::read_new_items;
 use iisan::error::{Error, Result};
 
 /// `iisan items` subcommands.
@@ -43,41 +43,22 @@ pub(crate) fn items(cmd: ItemsCmd) -> Result<()> {
 }
 
 fn add(a: AddArgs) -> Result<()> {
-    let raw = read_items(&a.items)?;
-    let mut items = Vec::with_capacity(raw.items.len());
-    for r in &raw.items {
-        let image = match a.images.as_deref().and_then(|d| find_image_in(d, &r.key)) {
-            Some(p) => Some(std::fs::read(&p).map_err(|e| Error::io(&p, e))?),
-            None => None,
-        };
-        items.push(NewItem {
-            key: r.key.clone(),
-            title: r.title.clone(),
-            image,
-        });
-    }
-    let mut embedder = ItemEmbedder::open(&a.run)?;
-    if let Some(m) = a.missing_images {
-        embedder.missing_images = m;
-    }
-    let t0 = std::time::Instant::now();
-    let index = add_items(&a.run, &embedder, &items).map_err(|e| match e {
-        Error::Input(msg) => Error::file(&a.items, msg),
-        e => e,
-    })?;
-    let towers: Vec<String> = embedder
-        .towers()
-        .iter()
-        .map(|t| format!("{} {}", t.modality, t.path.display()))
-        .collect();
+    let items = read_new_items(&a.items, a.images.as_deref())?;
+    let run = Run::open(&a.run)?;
+    let added = run
+        .add_items(&items, a.missing_images)
+        .map_err(|e| match e {
+            Error::Input(msg) => Error::file(&a.items, msg),
+            e => e,
+        })?;
     println!(
         "added {} items to {} in {:.2} s ({} method, towers: {}); the catalogue has {} items",
-        items.len(),
+        added.added,
         a.run.display(),
-        t0.elapsed().as_secs_f64(),
-        embedder.method().name(),
-        towers.join(", "),
-        index.keys.len() - 1
+        added.seconds,
+        run.method().name(),
+        added.towers.join(", "),
+        added.total
     );
     Ok(())
 }

@@ -1,14 +1,14 @@
-//! `iisan recommend RUN`: the top-K items for a history (or a file of histories, one per line,
-//! answered as JSON Lines) from a finished run's user encoder and item matrix.
+//! `iisan recommend RUN`: [`iisan::Run::recommend`] for a history (or a file of histories, one
+//! per line, answered as JSON Lines).
 
 use std::path::PathBuf;
 
 use clap::Args;
 use serde_json::json;
 
+use iisan::Run;
 use iisan::error::{Error, Result};
-use iisan::model::{Scored, ServedModel};
-use iisan::train::finished::open_served;
+use iisan::model::Scored;
 
 /// `iisan recommend` arguments.
 #[derive(Args)]
@@ -36,10 +36,10 @@ pub(crate) struct RecommendArgs {
     json: bool,
 }
 
-fn as_json(model: &ServedModel, items: &[Scored]) -> serde_json::Value {
+fn as_json(run: &Run, items: &[Scored]) -> serde_json::Value {
     let list: Vec<_> = items
         .iter()
-        .map(|s| json!({"id": model.key(s.item), "score": s.score}))
+        .map(|s| json!({"id": run.item_id(s.item), "score": s.score}))
         .collect();
     json!({ "items": list })
 }
@@ -49,20 +49,21 @@ pub(crate) fn recommend(a: RecommendArgs) -> Result<()> {
     if a.k == 0 {
         return Err(Error::Input("-k must be at least 1".into()));
     }
-    let model = open_served(&a.run)?;
+    let run = Run::open(&a.run)?;
     if let Some(h) = &a.history {
         let keys: Vec<&str> = h.split_whitespace().collect();
         if keys.is_empty() {
             return Err(Error::Input("--history is empty".into()));
         }
-        let rows = model.rows(&keys)?;
-        let top = model.recommend(&[rows], a.k, a.exclude_history)?;
+        let rows = run.rows(&keys)?;
+        let top = run.recommend_rows(&[rows], a.k, a.exclude_history)?;
         if a.json {
-            println!("{}", as_json(&model, &top[0]));
+            println!("{}", as_json(&run, &top[0]));
         } else {
             println!("rank  score     item");
             for (r, s) in top[0].iter().enumerate() {
-                println!("{:>4}  {:>8.4}  {}", r + 1, s.score, model.key(s.item));
+                let id = run.item_id(s.item).unwrap_or_default();
+                println!("{:>4}  {:>8.4}  {id}", r + 1, s.score);
             }
         }
         return Ok(());
@@ -75,13 +76,13 @@ pub(crate) fn recommend(a: RecommendArgs) -> Result<()> {
         if keys.is_empty() {
             return Err(Error::line(&path, i + 1, "empty history"));
         }
-        let rows = model
+        let rows = run
             .rows(&keys)
             .map_err(|e| Error::line(&path, i + 1, e.to_string()))?;
         histories.push(rows);
     }
-    for top in model.recommend(&histories, a.k, a.exclude_history)? {
-        println!("{}", as_json(&model, &top));
+    for top in run.recommend_rows(&histories, a.k, a.exclude_history)? {
+        println!("{}", as_json(&run, &top));
     }
     Ok(())
 }

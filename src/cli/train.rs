@@ -1,18 +1,14 @@
-//! `iisan train`: load and check the configuration, the dataset and the model before a run
-//! directory exists, then fit on an explicit compute thread pool.
+//! `iisan train`: [`iisan::api::train`] or [`iisan::api::resume`], with bars on stderr and the
+//! run's metrics table on stdout.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use clap::Args;
 
-use iisan::config::{Config, Plan};
-use iisan::data::Dataset;
-use iisan::error::{Error, Result};
+use iisan::api::{self, Run, TrainOptions};
+use iisan::config::Config;
+use iisan::error::Result;
 use iisan::eval::Mask;
-use iisan::model::config::Method;
-use iisan::train::run_dir::Interrupted;
-use iisan::train::summary::DatasetInfo;
-use iisan::train::{RunDir, Start, Trainer};
 
 /// `iisan train` arguments.
 #[derive(Args)]
@@ -38,116 +34,32 @@ pub(crate) struct TrainArgs {
 
 /// `iisan train`.
 pub(crate) fn train(a: TrainArgs) -> Result<()> {
-    if let Some(run) = &a.resume {
-        let partial = partial_dir(run);
-        let plan = Config::load(Some(&partial.join("config.toml")), &[])?.check()?;
-        return on_compute_pool(plan.cfg.train.threads, move || {
-            resume_with(&plan, &partial, a.quiet)
-        });
-    }
-    let plan = Config::load(a.config.as_deref(), &a.sets)?.check()?;
-    let interrupted = if a.restart {
-        Interrupted::Restart
-    } else {
-        Interrupted::Refuse
+    let progress = super::progress::reporter(a.quiet);
+    let run = match &a.resume {
+        Some(run) => api::resume(run, &progress)?,
+        None => {
+            let cfg = Config::load(a.config.as_deref(), &a.sets)?;
+            let opts = TrainOptions {
+                restart: a.restart,
+                progress,
+            };
+            api::train(cfg, &opts)?
+        }
     };
-    on_compute_pool(plan.cfg.train.threads, move || {
-        train_with(&plan, a.quiet, interrupted)
-    })
-}
-
-/// Run `f` on a worker of an explicit compute thread pool of `threads` threads (0: one per
-/// core), so the serial parts of a step and the parallel kernels share the same threads:
-/// started from outside the pool, every parallel op would wake the pool while the calling
-/// thread waited, and the pool's spinning workers would compete with the caller for the cores
-/// (measured: 2 threads on 2 cores ran a training step slower than 1 thread).
-pub(crate) fn on_compute_pool<T: Send>(
-    threads: usize,
-    f: impl FnOnce() -> Result<T> + Send,
-) -> Result<T> {
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .map_err(|e| Error::Internal(format!("cannot start the compute threads: {e}")))?;
-    pool.install(f)
-}
-
-/// The partial directory of `run`: the path itself if it is a directory, else
-/// `runs/.<run>.partial`.
-fn partial_dir(run: &Path) -> PathBuf {
-    if run.is_dir() {
-        return run.to_path_buf();
-    }
-    Path::new("runs").join(format!(".{}.partial", run.display()))
-}
-
-/// Resume the interrupted run in `partial` (its dataset must be the one it started on).
-fn resume_with(plan: &Plan, partial: &Path, quiet: bool) -> Result<()> {
-    let cfg = &plan.cfg;
-    let data = Dataset::load(&cfg.data.dir, &cfg.data.options)?;
-    let path = partial.join("dataset.json");
-    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-    let recorded: DatasetInfo = serde_json::from_str(&text)
-        .map_err(|e| Error::file(&path, format!("not a dataset description: {e}")))?;
-    if recorded.fingerprint != data.fingerprint {
-        return Err(Error::file(
-            &cfg.data.dir,
-            format!(
-                "the dataset changed since {} started (fingerprint {})",
-                partial.display(),
-                data.fingerprint
-            ),
-        ));
-    }
-    let sched = plan.schedule(&data)?;
-    let model = plan.build_model(&data)?;
-    let run = RunDir::reopen(partial)?;
-    let mut trainer = Trainer::new(plan, &data, &model)?;
-    trainer.progress = !quiet;
-    if !quiet {
-        eprintln!("resuming {}", partial.display());
-    }
-    finish(trainer.fit(run, sched, Start::Resume)?, cfg)
-}
-
-fn finish(summary: iisan::train::Summary, cfg: &iisan::config::Config) -> Result<()> {
-    print!(
-        "{}",
-        iisan::report::summary_table(std::slice::from_ref(&summary), &cfg.eval.ks, &Mask::ALL)
-    );
-    println!("run directory: {}", summary.run_dir.display());
+    print_finished(&run);
     Ok(())
 }
 
-fn train_with(plan: &Plan, quiet: bool, interrupted: Interrupted) -> Result<()> {
-    let plan = &plan.with_resolved_taps()?;
-    let cfg = &plan.cfg;
-    let data = Dataset::load(&cfg.data.dir, &cfg.data.options)?;
-    let sched = plan.schedule(&data)?;
-    let model = plan.build_model(&data)?;
-    let towers = plan.tower_records()?;
-    let run = RunDir::create(cfg, &data, interrupted)?;
-    run.write_towers(&towers)?;
-    let mut trainer = Trainer::new(plan, &data, &model)?;
-    trainer.progress = !quiet;
-    if !quiet {
-        eprintln!(
-            "training {} on {} ({} users, {} items): {} trainable parameters, {} threads",
-            cfg.model.method.name(),
-            data.name,
-            data.num_users(),
-            data.num_items(),
-            model.params().num_trainable(),
-            rayon::current_num_threads()
-        );
-        if matches!(cfg.model.method, Method::Iisan | Method::IisanUncached) {
-            let t = cfg.model.iisan.tap_plan();
-            let start = t.init.map_or("zeros".into(), |s| format!("state {s}"));
-            eprintln!(
-                "IISAN taps: text {:?}, image {:?}; intra paths start from {start}",
-                t.text, t.image
-            );
-        }
-    }
-    finish(trainer.fit(run, sched, Start::Fresh)?, cfg)
+/// The metrics table of a finished run and where it is.
+fn print_finished(run: &Run) {
+    let summary = run.summary().expect("a trained run is finished");
+    print!(
+        "{}",
+        iisan::report::summary_table(
+            std::slice::from_ref(summary),
+            &run.config().eval.ks,
+            &Mask::ALL
+        )
+    );
+    println!("run directory: {}", summary.run_dir.display());
 }

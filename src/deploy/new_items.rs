@@ -65,12 +65,12 @@ impl ItemEmbedder {
         let mc = &plan.cfg.model;
         let (need_text, need_image) = match mc.method {
             Method::Id => {
-                return Err(Error::Input(format!(
-                    "{}: the id method cannot embed new items: its item embeddings are rows \
+                return Err(Error::file(
+                    run,
+                    "the id method cannot embed new items: its item embeddings are rows \
                      learnt for the training items, with nothing to compute a new item's from \
                      (IISAN and the tuned baselines embed an item from its title and image)",
-                    run.display()
-                )));
+                ));
             }
             Method::Iisan | Method::IisanUncached => (
                 mc.iisan.modality.needs_text(),
@@ -248,6 +248,25 @@ impl ItemEmbedder {
 
 fn image_size(rec: &TowerRecord) -> usize {
     rec.image_size.unwrap_or(224)
+}
+
+/// The items of an items file (`ID<TAB>title` per line, the dataset format) with their
+/// images from `images` (`<ID>.png|jpg|jpeg|webp`), if given.
+pub fn read_new_items(items: &Path, images: Option<&Path>) -> Result<Vec<NewItem>> {
+    let raw = crate::data::tsv::read_items(items)?;
+    let mut out = Vec::with_capacity(raw.items.len());
+    for r in &raw.items {
+        let image = match images.and_then(|d| crate::data::image::find_image_in(d, &r.key)) {
+            Some(p) => Some(std::fs::read(&p).map_err(|e| Error::io(&p, e))?),
+            None => None,
+        };
+        out.push(NewItem {
+            key: r.key.clone(),
+            title: r.title.clone(),
+            image,
+        });
+    }
+    Ok(out)
 }
 
 /// Embed `items` with the run `run`'s model and append them to its item index; returns the new

@@ -155,6 +155,23 @@ impl ServedModel {
         Ok(out)
     }
 
+    /// The user state of each history (item rows, oldest first, non-empty; the encoder reads
+    /// the last `L`), `[histories.len(), d]` row after row: the vectors [`ServedModel::answer`]
+    /// scores items with.
+    pub fn user_embeddings(&self, histories: &[Vec<u32>]) -> Result<Vec<f32>> {
+        if let Some(i) = histories.iter().position(|h| h.is_empty()) {
+            return Err(Error::Input(format!("history {} is empty", i + 1)));
+        }
+        let l = self.user.max_len();
+        let mut out = Vec::with_capacity(histories.len() * self.user.dim());
+        for chunk in histories.chunks(CHUNK) {
+            let ids: Vec<u32> = chunk.iter().flat_map(|h| left_pad(h, l)).collect();
+            let states = self.user.last_states(&self.items, &ids, chunk.len())?;
+            out.extend(states.flatten_all()?.to_vec1::<f32>()?);
+        }
+        Ok(out)
+    }
+
     /// The item matrix `[N + 1, d]`.
     pub fn items(&self) -> &Tensor {
         &self.items

@@ -19,6 +19,7 @@ use crate::eval::EvalResult;
 use crate::model::sasrec::kernel::{UserInput, UserKernel};
 use crate::model::{Kernels, TowerBackward, TrainedModel, UserEncoder};
 use crate::nn::{Ctx, GradSink, Kernel, ParamStore};
+use crate::progress::Reporter;
 
 /// One forward pass of the training loss; with an item tower that has its own backward, the
 /// embeddings' leaf variable and that backward.
@@ -37,8 +38,8 @@ pub struct Trainer<'a> {
     pub(super) shuffle_rng: StdRng,
     pub(super) dropout_ctx: Ctx,
     pub(super) profile: Profile,
-    /// Whether to draw progress bars and per-epoch lines.
-    pub progress: bool,
+    /// Where the epochs' steps, ends and notes are reported, and whether to stop.
+    pub progress: Reporter,
 }
 
 impl<'a> Trainer<'a> {
@@ -54,7 +55,7 @@ impl<'a> Trainer<'a> {
             shuffle_rng: StdRng::seed_from_u64(seed.wrapping_add(1)),
             dropout_ctx: Ctx::train(seed.wrapping_add(2)),
             profile: Profile::default(),
-            progress: true,
+            progress: Reporter::silent(),
         })
     }
 

@@ -33,6 +33,7 @@ use super::lines::{BadLines, LinesRead, map_lines};
 use super::{Count, Imported, Interner, Manifest, check_field, tool};
 use crate::data::image::IMAGE_EXTENSIONS;
 use crate::error::{Error, Result};
+use crate::progress::Reporter;
 
 /// Import options.
 #[derive(Debug, Clone)]
@@ -51,8 +52,25 @@ pub struct AmazonOptions {
     pub skip_bad_lines: bool,
     /// A review of an item without metadata is an error instead of a count.
     pub require_meta: bool,
-    /// Progress bars on stderr.
-    pub progress: bool,
+    /// Where the bytes read are reported, and whether to stop.
+    pub progress: Reporter,
+}
+
+impl AmazonOptions {
+    /// The options of `iisan data import` for `edition`: users with at least 5 interactions,
+    /// all of them, bad lines an error, reviews without metadata counted, no images.
+    pub fn new(edition: Edition) -> AmazonOptions {
+        AmazonOptions {
+            edition,
+            images: None,
+            min_interactions: 5,
+            max_users: None,
+            seed: 42,
+            skip_bad_lines: false,
+            require_meta: false,
+            progress: Reporter::silent(),
+        }
+    }
 }
 
 /// One review kept in memory: 24 bytes.
@@ -129,7 +147,7 @@ fn read_reviews(path: &Path, o: &AmazonOptions) -> Result<Reviews> {
     let mut rows = Vec::new();
     let mut bad = BadLines::new(o.skip_bad_lines);
     let parse = |n, line: &[u8]| parse_review(path, o, n, line);
-    let read = map_lines(path, "reviews", o.progress, parse, |n, r| {
+    let read = map_lines(path, "reviews", &o.progress, parse, |n, r| {
         if let Some((user, item, time)) = bad.handle(r)? {
             rows.push(Row {
                 user: users.id(&user),
@@ -152,7 +170,7 @@ fn read(reviews: &Path, meta: &Path, o: &AmazonOptions) -> Result<Read> {
     let (mut unreviewed, mut repeated) = (0, 0);
     let mut bad = BadLines::new(o.skip_bad_lines);
     let parse = |n, line: &[u8]| parse_meta(meta, o, n, line);
-    let meta_read = map_lines(meta, "metadata", o.progress, parse, |_, m| {
+    let meta_read = map_lines(meta, "metadata", &o.progress, parse, |_, m| {
         let Some((item, m)) = bad.handle(m)? else {
             return Ok(());
         };

@@ -1,5 +1,5 @@
 //! An import's input, line by line: gzip or plain (recognised by the first two bytes, not the
-//! name), with a progress bar of the file's bytes read and the lines per second, the file's
+//! name), with progress reports of the bytes read and the lines per second, the file's
 //! SHA-256 taken in the same pass, and the `--skip-bad-lines` policy ([`BadLines`]).
 //!
 //! [`map_lines`] is a pipeline of threads joined by bounded channels, so memory does not grow
@@ -17,32 +17,16 @@ use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use indicatif::{ProgressBar, ProgressStyle};
 use sha2::{Digest, Sha256};
 
 use super::Source;
 use crate::error::{Error, Result};
+use crate::progress::{Reporter, Task, Unit};
 
 /// Block size of file reads and of the decoder's buffer.
 const BLOCK: usize = 1 << 20;
 /// A chunk handed to a parse worker holds whole lines and at least this many bytes.
 const CHUNK: usize = 256 << 10;
-
-fn bar(len: u64, label: &str, show: bool) -> ProgressBar {
-    if !show {
-        return ProgressBar::hidden();
-    }
-    let pb = ProgressBar::new(len);
-    pb.set_style(
-        ProgressStyle::with_template(
-            "{prefix:>8} [{bar:30}] {bytes}/{total_bytes} {msg} {elapsed}<{eta}",
-        )
-        .expect("template")
-        .progress_chars("=> "),
-    );
-    pb.set_prefix(label.to_string());
-    pb
-}
 
 /// The reader thread: `path`'s blocks to `tx`, hashed and counted on the bar as they pass.
 /// Returns the file as a [`Source`] once it is read to the end (or `None` when the receiver
@@ -50,7 +34,7 @@ fn bar(len: u64, label: &str, show: bool) -> ProgressBar {
 fn read_blocks(
     path: &Path,
     mut file: std::fs::File,
-    bar: ProgressBar,
+    bar: &Task,
     tx: SyncSender<std::io::Result<Vec<u8>>>,
 ) -> Option<Source> {
     let (mut h, mut bytes) = (Sha256::new(), 0u64);
@@ -62,7 +46,7 @@ fn read_blocks(
                 buf.truncate(n);
                 h.update(&buf);
                 bytes += n as u64;
-                bar.inc(n as u64);
+                bar.advance(n as u64);
                 tx.send(Ok(buf)).ok()?;
             }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
@@ -198,26 +182,27 @@ pub struct LinesRead {
 
 /// Parse every non-blank line of `path` (1-based numbers, line breaks removed) with `parse` on
 /// worker threads, and hand the results to `each` in file order on this thread; the first error
-/// `each` returns stops the read. With `progress`, a bar named `label` shows the bytes read and
-/// the lines per second on stderr.
+/// `each` returns stops the read, and so does a stop asked for through `progress` (between
+/// chunks: [`crate::error::Error::Interrupted`]). `progress` is told the bytes read (a task
+/// named `label`) and the lines per second.
 pub fn map_lines<T: Send>(
     path: &Path,
     label: &str,
-    progress: bool,
+    progress: &Reporter,
     parse: impl Fn(u64, &[u8]) -> T + Sync,
     mut each: impl FnMut(u64, T) -> Result<()>,
 ) -> Result<LinesRead> {
     let t0 = Instant::now();
     let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let len = file.metadata().map(|m| m.len()).unwrap_or(0);
-    let pb = bar(len, label, progress);
+    let pb = progress.task(label, Unit::Bytes, len, 0);
     let workers = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(8);
     let r = std::thread::scope(|s| {
         let (block_tx, block_rx) = sync_channel(4);
         let reader = {
-            let pb = pb.clone();
+            let pb = &pb;
             s.spawn(move || read_blocks(path, file, pb, block_tx))
         };
         let (chunk_tx, chunk_rx) = sync_channel::<Chunk>(2 * workers);
@@ -246,7 +231,7 @@ pub fn map_lines<T: Send>(
         // only the workers may hold the chunk receiver and the result sender: when `each`
         // fails, the workers' sends fail, they stop, and the splitter's send fails in turn
         drop((chunk_rx, out_tx));
-        let r = consume(out_rx, &pb, t0, &mut each);
+        let r = consume(out_rx, (&pb, progress, path), t0, &mut each);
         let lines = splitter.join().expect("splitter");
         // a stream cut short ends the read once every chunk before the cut was handled
         if let Ok((seq, e)) = err_rx.try_recv()
@@ -265,7 +250,7 @@ pub fn map_lines<T: Send>(
             source,
         })
     });
-    pb.finish_and_clear();
+    pb.finish();
     r
 }
 
@@ -273,12 +258,13 @@ pub fn map_lines<T: Send>(
 /// chunks handled.
 fn consume<T>(
     rx: Receiver<Parsed<T>>,
-    pb: &ProgressBar,
+    (pb, progress, path): (&Task, &Reporter, &Path),
     t0: Instant,
     each: &mut impl FnMut(u64, T) -> Result<()>,
 ) -> Result<u64> {
     let (mut next, mut pending) = (0u64, BTreeMap::new());
     for (seq, chunk) in rx {
+        progress.check(|| format!("reading {} stopped; nothing was written", path.display()))?;
         pending.insert(seq, chunk);
         while let Some(chunk) = pending.remove(&next) {
             next += 1;
@@ -287,10 +273,8 @@ fn consume<T>(
                 each(n, t)?;
                 last = n;
             }
-            if !pb.is_hidden() {
-                let rate = last as f64 / t0.elapsed().as_secs_f64().max(1e-9);
-                pb.set_message(format!("{last} lines, {:.0}k lines/s", rate / 1e3));
-            }
+            let rate = last as f64 / t0.elapsed().as_secs_f64().max(1e-9);
+            pb.message(&format!("{last} lines, {:.0}k lines/s", rate / 1e3));
         }
     }
     Ok(next)
@@ -301,7 +285,7 @@ fn consume<T>(
 pub fn for_each_line(
     path: &Path,
     label: &str,
-    progress: bool,
+    progress: &Reporter,
     mut each: impl FnMut(u64, &[u8]) -> Result<()>,
 ) -> Result<LinesRead> {
     map_lines(path, label, progress, |_, l| l.to_vec(), |n, l| each(n, &l))
@@ -359,7 +343,7 @@ mod tests {
         std::fs::write(&gz, enc.finish().unwrap()).unwrap();
         for p in [&plain, &gz] {
             let mut got = Vec::new();
-            let r = for_each_line(p, "x", false, |n, l| {
+            let r = for_each_line(p, "x", &Reporter::silent(), |n, l| {
                 got.push((n, String::from_utf8(l.to_vec()).unwrap()));
                 Ok(())
             })
@@ -370,7 +354,7 @@ mod tests {
             );
             assert_eq!(r.lines, 4);
         }
-        let e = for_each_line(&plain, "x", false, |n, _| {
+        let e = for_each_line(&plain, "x", &Reporter::silent(), |n, _| {
             if n == 2 {
                 Err(Error::line(&plain, 2, "bad"))
             } else {
@@ -397,7 +381,7 @@ mod tests {
             let r = map_lines(
                 &p,
                 "x",
-                false,
+                &Reporter::silent(),
                 |n, _| n,
                 |n, _| {
                     if n == 10 {
@@ -416,7 +400,7 @@ mod tests {
         let read = map_lines(
             &plain,
             "x",
-            false,
+            &Reporter::silent(),
             |n, l| (n, l.len()),
             |n, (m, len)| {
                 assert_eq!((n, m, len), (next, next, 25));
@@ -431,8 +415,55 @@ mod tests {
         enc.write_all(text.as_bytes()).unwrap();
         let bytes = enc.finish().unwrap();
         std::fs::write(&gz, &bytes[..bytes.len() / 2]).unwrap();
-        let e = for_each_line(&gz, "x", false, |_, _| Ok(())).unwrap_err();
+        let e = for_each_line(&gz, "x", &Reporter::silent(), |_, _| Ok(())).unwrap_err();
         assert!(e.to_string().contains("cut.gz: after line "), "{e}");
+    }
+
+    /// Counts the bytes it is told about; asks to stop once more than `stop_after` are read.
+    struct StopAfter {
+        read: std::sync::atomic::AtomicU64,
+        stop_after: u64,
+    }
+
+    impl crate::progress::Progress for StopAfter {
+        fn advance(&self, n: u64) {
+            self.read.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+        }
+        fn cancelled(&self) -> bool {
+            self.read.load(std::sync::atomic::Ordering::Relaxed) > self.stop_after
+        }
+    }
+
+    /// 200,000 lines of 25 bytes (5 MB, 5 blocks of 1 MiB): a reporter that asks to stop after
+    /// the first block ends the read with Interrupted before the last line; one that never
+    /// asks is told every byte of the file.
+    #[test]
+    fn a_stop_asked_for_ends_the_read_and_every_byte_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let text: String = (1..=200_000).map(|i| format!("{i:0>24}\n")).collect();
+        let path = dir.path().join("many.txt");
+        std::fs::write(&path, &text).unwrap();
+        let stop = std::sync::Arc::new(StopAfter {
+            read: 0.into(),
+            stop_after: 1 << 20,
+        });
+        let r = Reporter::shared(stop.clone());
+        let mut last = 0;
+        let e = for_each_line(&path, "x", &r, |n, _| {
+            last = n;
+            Ok(())
+        })
+        .unwrap_err();
+        assert!(matches!(e, Error::Interrupted(_)), "{e}");
+        assert!(last < 200_000, "read to the end: {last}");
+        let all = std::sync::Arc::new(StopAfter {
+            read: 0.into(),
+            stop_after: u64::MAX,
+        });
+        let read = for_each_line(&path, "x", &Reporter::shared(all.clone()), |_, _| Ok(()));
+        assert_eq!(read.unwrap().lines, 200_000);
+        let told = all.read.load(std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(told, text.len() as u64);
     }
 
     #[test]

@@ -24,6 +24,7 @@ use super::{Count, Imported, Interner, MANIFEST, Manifest, Source, check_field, 
 use crate::data::output::{check_out, replace_with, scratch_beside};
 use crate::data::{DataOptions, Dataset};
 use crate::error::{Error, Result};
+use crate::progress::Reporter;
 
 /// Import options.
 #[derive(Debug, Clone)]
@@ -32,8 +33,8 @@ pub struct RecboleOptions {
     pub title_field: String,
     /// Count and leave out malformed lines instead of stopping at the first.
     pub skip_bad_lines: bool,
-    /// Progress bars on stderr.
-    pub progress: bool,
+    /// Where the bytes read are reported, and whether to stop.
+    pub progress: Reporter,
 }
 
 /// The columns of an atomic file's header.
@@ -80,7 +81,7 @@ impl Header {
 /// error, or with `bad.skip` counted and left out. Returns the file with its hash.
 fn for_records(
     path: &Path,
-    progress: bool,
+    progress: &Reporter,
     bad: &mut BadLines,
     mut each: impl FnMut(usize, &[&str], &Header) -> Result<()>,
 ) -> Result<Source> {
@@ -152,7 +153,7 @@ pub fn import(
     let mut bad = BadLines::new(o.skip_bad_lines);
     let mut sources = Vec::new();
     if let Some(path) = item {
-        let item_file = for_records(path, o.progress, &mut bad, |n, f, h| {
+        let item_file = for_records(path, &o.progress, &mut bad, |n, f, h| {
             let (ic, tc) = (h.col(path, "item_id")?, h.col(path, &o.title_field)?);
             check_field(path, n, "item_id", f[ic], true)?;
             let id = items.id(f[ic]);
@@ -170,7 +171,7 @@ pub fn import(
     let catalogue = items.len();
     // (user, timestamp, line, item)
     let mut rows: Vec<(u32, f64, usize, u32)> = Vec::new();
-    let inter_file = for_records(inter, o.progress, &mut bad, |n, f, h| {
+    let inter_file = for_records(inter, &o.progress, &mut bad, |n, f, h| {
         let (uc, ic) = (h.col(inter, "user_id")?, h.col(inter, "item_id")?);
         check_field(inter, n, "user_id", f[uc], true)?;
         check_field(inter, n, "item_id", f[ic], true)?;
@@ -278,7 +279,7 @@ mod tests {
         RecboleOptions {
             title_field: "title".into(),
             skip_bad_lines: false,
-            progress: false,
+            progress: Reporter::silent(),
         }
     }
 

@@ -7,7 +7,6 @@
 use std::time::Instant;
 
 use candle_core::Tensor;
-use indicatif::{ProgressBar, ProgressStyle};
 use rand::seq::SliceRandom;
 
 mod resume;
@@ -20,6 +19,7 @@ use crate::data::Split;
 use crate::efficiency::{Efficiency, peak_device_mib, peak_rss_mib};
 use crate::error::{Error, Result};
 use crate::eval::{Metrics, PerMask};
+use crate::progress::{EpochEnd, Unit};
 
 /// The best validation epoch so far and the epochs since.
 struct EarlyStopping {
@@ -156,22 +156,6 @@ fn last_good(run: &RunDir) -> String {
     }
 }
 
-fn epoch_bar(show: bool, epoch: usize, steps: usize) -> ProgressBar {
-    if !show {
-        return ProgressBar::hidden();
-    }
-    let pb = ProgressBar::new(steps as u64);
-    pb.set_style(
-        ProgressStyle::with_template(
-            "{prefix:>10} [{bar:30}] {pos}/{len} steps {msg} {elapsed}<{eta}",
-        )
-        .expect("valid template")
-        .progress_chars("=> "),
-    );
-    pb.set_prefix(format!("epoch {epoch}"));
-    pb
-}
-
 impl Trainer<'_> {
     /// The training steps of one epoch over `order` (shuffled here).
     fn train_epoch(
@@ -183,11 +167,25 @@ impl Trainer<'_> {
         timer: &mut StepTimer,
     ) -> Result<EpochTrain> {
         order.shuffle(&mut self.shuffle_rng);
-        let pb = epoch_bar(self.progress, epoch, sched.steps);
+        let task = self.progress.task(
+            &format!("epoch {epoch}"),
+            Unit::Steps,
+            sched.steps as u64,
+            0,
+        );
         let t0 = Instant::now();
         let mut total = 0.0;
         let batch = self.plan.cfg.train.batch;
         for (s, users) in order.chunks(batch).take(sched.steps).enumerate() {
+            self.progress.check(|| {
+                format!(
+                    "training stopped at epoch {epoch}, step {} of {}; {} resumes from its last \
+                 completed epoch (`iisan train --resume`) to the uninterrupted result",
+                    s + 1,
+                    sched.steps,
+                    run.dir().display()
+                )
+            })?;
             let ts = Instant::now();
             let loss = self.step(users).map_err(|e| match e {
                 Error::Diverged(why) => Error::Diverged(format!(
@@ -200,37 +198,33 @@ impl Trainer<'_> {
             })?;
             timer.record(ts.elapsed().as_secs_f64());
             total += loss as f64;
-            pb.inc(1);
+            task.advance(1);
             if s % 10 == 0 {
-                pb.set_message(format!("loss {:.4}", total / (s + 1) as f64));
+                task.message(&format!("loss {:.4}", total / (s + 1) as f64));
             }
         }
-        pb.finish_and_clear();
+        task.finish();
         Ok(EpochTrain {
             loss: total / sched.steps as f64,
             seconds: t0.elapsed().as_secs_f64(),
         })
     }
 
-    fn print_epoch(&self, rec: &EpochRecord, score: Option<f64>, improved: bool) {
-        if !self.progress {
-            return;
-        }
-        let (epoch, t) = (rec.epoch, rec.train_seconds);
-        match score {
-            None => eprintln!(
-                "epoch {epoch:>3}  loss {:.4}  train {t:.1}s ({} steps; no evaluation)",
-                rec.loss, rec.steps
-            ),
-            Some(score) => eprintln!(
-                "epoch {epoch:>3}  loss {:.4}  valid {} {score:.4} (mask {})  train {t:.1}s  eval {:.1}s{}",
-                rec.loss,
-                self.plan.select(),
-                self.plan.cfg.eval.mask.name(),
-                rec.eval_seconds,
-                if improved { "  *" } else { "" }
-            ),
-        }
+    /// Report the end of epoch `rec` (its validation selection score, if validated).
+    fn report_epoch(&self, rec: &EpochRecord, score: Option<f64>, improved: bool) {
+        let cfg = &self.plan.cfg;
+        self.progress.epoch(&EpochEnd {
+            epoch: rec.epoch,
+            loss: rec.loss,
+            steps: rec.steps,
+            train_seconds: rec.train_seconds,
+            eval_seconds: rec.eval_seconds,
+            valid: score.map(|v| {
+                let metric = self.plan.select().to_string();
+                (metric, cfg.eval.mask.name().to_string(), v)
+            }),
+            improved,
+        });
     }
 
     /// Train with early stopping, writing into `run` (from the start, or from the checkpoint
@@ -268,8 +262,10 @@ impl Trainer<'_> {
         let test = self.test_metrics(&run, &st.stop)?;
         self.model
             .write_items(run.dir(), self.plan.evaluator.item_chunk)?;
-        if self.plan.cfg.train.profile && self.progress {
-            eprintln!("time per phase (whole run):\n{}", self.profile.table());
+        if self.plan.cfg.train.profile {
+            let table = self.profile.table();
+            self.progress
+                .note(&format!("time per phase (whole run):\n{table}"));
         }
         resume::remove(&run, st.epochs_run)?;
         let summary = self.summary(&run, sched, st, test, wall.elapsed().as_secs_f64())?;
@@ -315,7 +311,7 @@ impl Trainer<'_> {
         };
         run.append_epoch(&rec)?;
         let Some(valid) = valid else {
-            self.print_epoch(&rec, None, false);
+            self.report_epoch(&rec, None, false);
             st.stop.best_epoch = epoch;
             return Ok(true);
         };
@@ -324,7 +320,7 @@ impl Trainer<'_> {
             .get(self.plan.cfg.eval.mask)
             .get(self.plan.select());
         let improved = st.stop.improves(score);
-        self.print_epoch(&rec, Some(score), improved);
+        self.report_epoch(&rec, Some(score), improved);
         if improved {
             let state = self.model.params().snapshot()?;
             self.model

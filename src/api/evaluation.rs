@@ -1,0 +1,107 @@
+//! A finished run evaluated again on the test split: all users, or split by whether their
+//! target is one of a set of cold items (docs/COLD-START.md).
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use serde::Serialize;
+
+use crate::data::Split;
+use crate::data::cold::read_cold_items;
+use crate::error::{Error, Result};
+use crate::eval::{Evaluator, Metrics, PerMask, RankPair};
+use crate::nn::DeviceSpec;
+use crate::train::finished::FinishedRun;
+
+/// What [`super::Run::evaluate`] computes.
+#[derive(Debug, Clone, Default)]
+pub struct EvalOptions {
+    /// Cut-offs K of HR@K and NDCG@K (default: the run's `eval.ks`).
+    pub ks: Option<Vec<usize>>,
+    /// Report the users whose test target is one of these items (`cold_items.txt` of
+    /// `iisan data split-cold`) apart from the others: groups `all`, `warm`, `cold`.
+    pub cold_items: Option<PathBuf>,
+    /// Evaluate on this device instead of the run's `train.device`.
+    pub device: Option<DeviceSpec>,
+}
+
+/// One group of users and its test metrics under both masks.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EvalGroup {
+    /// `all`, `warm` or `cold`.
+    pub name: String,
+    /// Users in the group.
+    pub users: usize,
+    /// HR@K, NDCG@K and MRR under each mask.
+    pub metrics: PerMask<Metrics>,
+}
+
+/// The test metrics of a run: the group `all`, then `warm` and `cold` when asked for.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Evaluation {
+    /// The cut-offs.
+    pub ks: Vec<usize>,
+    /// The groups, `all` first.
+    pub groups: Vec<EvalGroup>,
+    /// Seconds the ranking took.
+    pub seconds: f64,
+}
+
+impl Evaluation {
+    /// The group named `name`.
+    pub fn group(&self, name: &str) -> Option<&EvalGroup> {
+        self.groups.iter().find(|g| g.name == name)
+    }
+}
+
+/// Evaluate `run` on its test split (the caller puts this on the compute pool).
+pub(super) fn evaluate(run: &FinishedRun, o: &EvalOptions) -> Result<Evaluation> {
+    let ev = Evaluator {
+        ks: o
+            .ks
+            .clone()
+            .unwrap_or_else(|| run.plan.evaluator.ks.clone()),
+        ..run.plan.evaluator.clone()
+    };
+    if ev.ks.is_empty() || ev.ks.contains(&0) {
+        return Err(Error::Config("--ks: cut-offs must be positive".into()));
+    }
+    let cold = o.cold_items.as_deref().map(read_cold_items).transpose()?;
+    let t0 = Instant::now();
+    let data = &run.data;
+    let ranks = ev.ranks(&run.model, data, Split::Test)?;
+    let seconds = t0.elapsed().as_secs_f64();
+    let group = |name: &str, r: Vec<RankPair>| EvalGroup {
+        name: name.to_string(),
+        users: r.len(),
+        metrics: ev.metrics(&r),
+    };
+    let mut groups = vec![group("all", ranks.clone())];
+    if let (Some(cold), Some(path)) = (cold, &o.cold_items) {
+        let is_cold: Vec<bool> = (0..data.num_users())
+            .map(|u| cold.contains(&data.item_keys[data.target(u, Split::Test) as usize]))
+            .collect();
+        let part = |want: bool| -> Vec<RankPair> {
+            ranks
+                .iter()
+                .zip(&is_cold)
+                .filter(|(_, c)| **c == want)
+                .map(|(r, _)| *r)
+                .collect()
+        };
+        let (warm, cold) = (part(false), part(true));
+        if cold.is_empty() {
+            return Err(Error::file(
+                path,
+                "no user's test target is among these items",
+            ));
+        }
+        groups.push(group("warm", warm));
+        groups.push(group("cold", cold));
+    }
+    Ok(Evaluation {
+        ks: ev.ks,
+        groups,
+        seconds,
+    })
+}

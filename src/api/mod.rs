@@ -1,0 +1,56 @@
+//! The library API: what the `iisan` command line, the Python package and Rust programs call.
+//!
+//! - [`train`] a configuration into a run directory, or [`resume`] an interrupted one; both
+//!   return the finished [`Run`];
+//! - [`Run::open`] a run directory, then [`Run::recommend`], [`Run::user_embeddings`],
+//!   [`Run::item_embeddings`], [`Run::add_items`] (new items without retraining) and
+//!   [`Run::evaluate`];
+//! - [`encode`] a dataset's items through the frozen towers into the hidden-state caches;
+//! - [`data`]: statistics, imports of the field's formats, the synthetic default.
+//!
+//! Nothing here prints: long tasks report to a [`Reporter`] (the command line draws bars, the
+//! Python package calls back), which can also stop them ([`crate::error::Error::Interrupted`],
+//! leaving a resumable run or cache). Compute-heavy calls run on an explicit thread pool of
+//! the run's `train.threads` threads ([`on_compute_pool`]).
+//!
+//! ```no_run
+//! use iisan::api::{self, Run, TrainOptions};
+//! use iisan::Config;
+//!
+//! # fn main() -> iisan::Result<()> {
+//! let cfg = Config::load(Some("configs/quickstart.toml".as_ref()), &[])?;
+//! let run: Run = api::train(cfg, &TrainOptions::default())?;
+//! let top = run.recommend(&[vec!["12", "7", "31"]], 10, true)?;
+//! for s in &top[0] {
+//!     println!("{} {:.4}", run.item_id(s.item).unwrap(), s.score);
+//! }
+//! # Ok(())
+//! # }
+//! ```
+
+pub mod data;
+mod encoding;
+mod evaluation;
+mod run;
+mod training;
+
+pub use crate::progress::{EpochEnd, Progress, Reporter, Silent, Unit};
+pub use encoding::{EncodeJob, encode};
+pub use evaluation::{EvalGroup, EvalOptions, Evaluation};
+pub use run::{AddedItems, Matrix, Run};
+pub use training::{TrainOptions, resume, train};
+
+use crate::error::{Error, Result};
+
+/// Run `f` on a worker of an explicit compute thread pool of `threads` threads (0: one per
+/// core), so the serial parts of a step and the parallel kernels share the same threads:
+/// started from outside the pool, every parallel op would wake the pool while the calling
+/// thread waited, and the pool's spinning workers would compete with the caller for the cores
+/// (measured: 2 threads on 2 cores ran a training step slower than 1 thread).
+pub fn on_compute_pool<T: Send>(threads: usize, f: impl FnOnce() -> Result<T> + Send) -> Result<T> {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .map_err(|e| Error::Internal(format!("cannot start the compute threads: {e}")))?;
+    pool.install(f)
+}
