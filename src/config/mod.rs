@@ -198,7 +198,7 @@ impl Config {
 
     /// [`Config::load`] of a file's text (`path` names it in errors; `None`: the defaults).
     pub fn from_text(text: &str, path: Option<&Path>, sets: &[String]) -> Result<Config> {
-        let mut table = toml::from_str::<toml::Table>(text).map_err(|e| {
+        let table = toml::from_str::<toml::Table>(text).map_err(|e| {
             // the reason and the line, on one line (Display spans several)
             let line = e.span().map_or(1, |r| {
                 text.get(..r.start)
@@ -207,12 +207,22 @@ impl Config {
             let file = path.unwrap_or(Path::new("config"));
             Error::line(file, line, format!("invalid TOML: {}", e.message().trim()))
         })?;
+        Self::from_table(table, path, sets)
+    }
+
+    /// [`Config::load`] of a TOML table already parsed (e.g. converted from a Python dict;
+    /// `origin` names it in errors).
+    pub fn from_table(
+        mut table: toml::Table,
+        origin: Option<&Path>,
+        sets: &[String],
+    ) -> Result<Config> {
         overrides::apply_overrides(&mut table, sets)?;
         legacy::migrate(&mut table)?;
         // the path of the first bad value comes with its error (`train.batch: invalid type`)
         let cfg: Config =
             serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
-                let origin = path.map_or("defaults".into(), |p| p.display().to_string());
+                let origin = origin.map_or("defaults".into(), |p| p.display().to_string());
                 let key = e.path().to_string();
                 let why = e.into_inner().message().trim().to_string();
                 Error::Config(format!("{origin} (with --set overrides): {key}: {why}"))

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The whole test suite, Rust and Python (what CI runs through .ci/run):
+#   1. the two pretrained towers the tests read (scripts/fetch-models.sh, idempotent);
+#   2. `cargo test --release`: unit, integration, golden and doc tests (it also builds the
+#      `iisan` binary the Python tests compare against);
+#   3. the Python package built as a wheel by maturin and installed into a virtual environment
+#      of its own (target/py-test), with numpy and pytest;
+#   4. pytest on python/tests.
+# Needs a Rust toolchain and python3 with pip and venv. IISAN_PYTHON picks the interpreter.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/fetch-models.sh
+cargo test --release
+PY="${IISAN_PYTHON:-python3}"
+VENV=target/py-test
+if [ ! -x "$VENV/bin/python" ]; then
+  "$PY" -m venv "$VENV"
+fi
+"$VENV/bin/python" -m pip install --quiet --upgrade "maturin>=1.16,<2" "numpy>=1.21" "pytest>=7"
+rm -rf target/wheels-test
+(cd python && "../$VENV/bin/maturin" build --release --quiet -o ../target/wheels-test)
+"$VENV/bin/python" -m pip install --quiet --force-reinstall --no-deps target/wheels-test/iisan-*.whl
+"$VENV/bin/pytest" -q python/tests
