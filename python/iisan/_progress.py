@@ -24,8 +24,10 @@ def epoch_line(e: Event) -> str:
 
 
 class Bar:
-    """The default progress display: a tqdm bar per task (steps, items or bytes) when tqdm is
-    installed, otherwise one line on stderr; epoch lines and notes printed above it."""
+    """The default progress display: epoch lines and notes, and while a task runs a bar of its
+    steps, items or bytes: tqdm's (a notebook widget in Jupyter) when tqdm is installed,
+    otherwise one line rewritten in place. Bars are drawn only on a terminal or in a notebook;
+    written to a file or a pipe, only the lines appear (as with ``iisan`` itself)."""
 
     def __init__(self, file=None):
         self.file = file if file is not None else sys.stderr
@@ -34,12 +36,16 @@ class Bar:
         self.done = 0
         self.message = ""
         self.shown = 0.0
-        try:
-            from tqdm.auto import tqdm  # type: ignore
+        notebook = "ipykernel" in sys.modules
+        self.live = notebook or bool(getattr(self.file, "isatty", lambda: False)())
+        self.tqdm = None
+        if self.live:
+            try:
+                from tqdm.auto import tqdm  # type: ignore
 
-            self.tqdm = tqdm
-        except ImportError:
-            self.tqdm = None
+                self.tqdm = tqdm
+            except ImportError:
+                pass
 
     def __call__(self, e: Event) -> None:
         kind = e["event"]
@@ -75,7 +81,7 @@ class Bar:
 
     def _line(self) -> None:
         now = time.monotonic()
-        if self.task is None or now - self.shown < 0.2:
+        if not self.live or self.task is None or now - self.shown < 0.2:
             return
         self.shown = now
         t = self.task
@@ -83,20 +89,24 @@ class Bar:
         self.file.write(text[:120].ljust(80))
         self.file.flush()
 
+    def _clear(self) -> None:
+        if self.live and self.shown:
+            self.file.write("\r" + " " * 80 + "\r")
+            self.shown = 0.0
+
     def _print(self, line: str) -> None:
         if self.bar is not None:
             self.bar.write(line, file=self.file)
         else:
-            if self.task is not None:
-                self.file.write("\r" + " " * 80 + "\r")
+            self._clear()
             print(line, file=self.file, flush=True)
 
     def _close(self) -> None:
         if self.bar is not None:
             self.bar.close()
             self.bar = None
-        elif self.task is not None:
-            self.file.write("\r" + " " * 80 + "\r")
+        else:
+            self._clear()
             self.file.flush()
         self.task = None
 

@@ -38,7 +38,7 @@ def test_training_reports_every_step_and_epoch(work, dataset):
 def test_the_default_bar_draws_without_tqdm_and_prints_epoch_lines():
     out = io.StringIO()
     bar = Bar(file=out)
-    bar.tqdm = None
+    assert not bar.live and bar.tqdm is None  # a file: lines only, no bar
     bar({"event": "start", "label": "epoch 1", "unit": "steps", "total": 4, "done": 0})
     bar({"event": "advance", "n": 4})
     bar({"event": "epoch", "epoch": 1, "loss": 1.5, "steps": 4, "train_seconds": 0.25,
@@ -46,3 +46,22 @@ def test_the_default_bar_draws_without_tqdm_and_prints_epoch_lines():
     bar({"event": "finish"})
     text = out.getvalue()
     assert "epoch   1  loss 1.5000  valid HR@10 0.1250 (mask history)  train 0.2s  eval 0.5s  *" in text
+
+
+def test_on_a_terminal_without_tqdm_the_bar_is_one_line_rewritten_in_place():
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    out = Terminal()
+    bar = Bar(file=out)
+    bar.tqdm = None  # as without tqdm installed
+    assert bar.live
+    bar({"event": "start", "label": "text", "unit": "items", "total": 64, "done": 32})
+    bar({"event": "advance", "n": 16})
+    bar({"event": "note", "line": "a note"})
+    bar({"event": "finish"})
+    text = out.getvalue()
+    assert "\rtext: 48/64 items" in text
+    # the line is cleared before the note is printed
+    assert text.index("48/64") < text.index("\r" + " " * 80 + "\r") < text.index("a note\n")
