@@ -1,6 +1,7 @@
 """Type stubs of iisan's Rust extension (iisan._native). Use the names ``iisan`` exports."""
 
 import os
+import pathlib
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -24,7 +25,7 @@ class Run:
         """Open the run directory ``path`` (a finished run, or an interrupted one's partial
         directory)."""
     @property
-    def path(self) -> str:
+    def path(self) -> pathlib.Path:
         """The run directory."""
     @property
     def finished(self) -> bool:

@@ -124,6 +124,20 @@ pub fn import_amazon(
 
 /// Import RecBole atomic files (`.inter`, and `.item` for titles) into the dataset directory
 /// `out`.
+///
+/// ```no_run
+/// # fn main() -> iisan::Result<()> {
+/// use iisan::api::data::{self, RecboleOptions};
+/// let o = RecboleOptions {
+///     title_field: "title".into(),
+///     skip_bad_lines: false,
+///     progress: Default::default(),
+/// };
+/// let r = data::import_recbole("ml-1m.inter".as_ref(), Some("ml-1m.item".as_ref()), "data/ml".as_ref(), &o)?;
+/// println!("{} interactions", r.interactions);
+/// # Ok(())
+/// # }
+/// ```
 pub fn import_recbole(
     inter: &Path,
     item: Option<&Path>,
@@ -141,6 +155,14 @@ pub fn import_recbole(
 
 /// Write the embedded synthetic multimodal dataset of `cfg` to `out`; with `force` a
 /// different synthetic dataset there is replaced.
+///
+/// ```no_run
+/// # fn main() -> iisan::Result<()> {
+/// let cfg = iisan::api::data::SynthConfig { users: 500, ..Default::default() };
+/// iisan::api::data::synth(&cfg, "data/small".as_ref(), false)?;
+/// # Ok(())
+/// # }
+/// ```
 pub fn synth(cfg: &SynthConfig, out: &Path, force: bool) -> Result<Written> {
     if cfg.users == 0 || cfg.items < 2 || cfg.image_size < 8 {
         return Err(Error::Config(

@@ -237,6 +237,15 @@ impl Run {
 
     /// The user state of each history of item ids: `[histories.len(), d]`, the vectors
     /// [`Run::recommend`] scores items with.
+    ///
+    /// ```no_run
+    /// # fn main() -> iisan::Result<()> {
+    /// let run = iisan::Run::open("runs/iisan-scientific".as_ref())?;
+    /// let users = run.user_embeddings(&[vec!["B00A", "B00B"]])?;
+    /// assert_eq!((users.rows, users.cols), (1, run.dim()));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn user_embeddings<H: AsRef<[S]>, S: AsRef<str>>(&self, histories: &[H]) -> Result<Matrix> {
         let rows = self.rows_of(histories)?;
         let served = self.served()?;
@@ -250,6 +259,17 @@ impl Run {
 
     /// The item embedding matrix `[N, d]`: row `i` is the item `item_ids()[i]` (the padding
     /// row left out); the values of `items.safetensors`.
+    ///
+    /// ```no_run
+    /// # fn main() -> iisan::Result<()> {
+    /// let run = iisan::Run::open("runs/iisan-scientific".as_ref())?;
+    /// let items = run.item_embeddings()?;
+    /// let ids = run.item_ids()?;
+    /// let first = &items.data[..items.cols]; // the embedding of ids[0]
+    /// println!("{} {:?}", ids[0], &first[..4]);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn item_embeddings(&self) -> Result<Matrix> {
         let served = self.served()?;
         let all = served.items();
@@ -267,6 +287,21 @@ impl Run {
     /// them. `missing_images` overrides the run's `model.towers.missing_images`. An ID run, a
     /// known or repeated id, an empty title or an undecodable image is an error, and nothing is
     /// written.
+    ///
+    /// ```no_run
+    /// # fn main() -> iisan::Result<()> {
+    /// use iisan::deploy::new_items::NewItem;
+    /// let run = iisan::Run::open("runs/iisan-synthetic".as_ref())?;
+    /// let item = NewItem {
+    ///     key: "NEW-1".into(),
+    ///     title: "a lamp for the desk".into(),
+    ///     image: Some(std::fs::read("lamp.png").unwrap()),
+    /// };
+    /// let added = run.add_items(&[item], None)?;
+    /// println!("{} items now", added.total);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn add_items(
         &self,
         items: &[NewItem],
@@ -301,6 +336,18 @@ impl Run {
     /// The test metrics of the best checkpoint, as training reported them (the dataset of
     /// `data.dir`, relative to the working directory, must be the one trained on), on a pool
     /// of the threads the run trained with.
+    ///
+    /// ```no_run
+    /// # fn main() -> iisan::Result<()> {
+    /// use iisan::api::EvalOptions;
+    /// use iisan::eval::{Mask, Metric};
+    /// let run = iisan::Run::open("runs/iisan-scientific".as_ref())?;
+    /// let o = EvalOptions { ks: Some(vec![10, 20]), ..Default::default() };
+    /// let all = &run.evaluate(&o)?.groups[0];
+    /// println!("HR@20 {:.4}", all.metrics.get(Mask::History).get(Metric::Hr(20)));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn evaluate(&self, o: &EvalOptions) -> Result<Evaluation> {
         self.served()?;
         let run = match o.device {
