@@ -8,10 +8,8 @@ use numpy::{IntoPyArray, PyArray2};
 use pyo3::prelude::*;
 use pyo3::types::{PyList, PyString};
 
-use iisan::api::{EvalOptions, Matrix};
-use iisan::deploy::new_items::NewItem;
+use iisan::api::{EvalOptions, Matrix, NewItem, Scored};
 use iisan::eval::Mask;
-use iisan::model::Scored;
 
 use crate::convert::{image, named, strings, to_python};
 use crate::errors::{OrRaise, input};

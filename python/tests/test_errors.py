@@ -104,3 +104,17 @@ def test_adding_bad_items_raises_and_leaves_the_run_unchanged(run_copy, dataset,
     with pytest.raises(iisan.DataError, match="the id method cannot embed new items"):
         id_run.add_items(["N1"], ["a"])
     assert snapshot(id_run.path) == before
+
+
+def test_a_malformed_import_names_the_file_and_line_and_writes_nothing(tmp_path):
+    inter = tmp_path / "x.inter"
+    inter.write_text("user_id:token\titem_id:token\ttimestamp:float\nu1\ti1\t1\nu1\ti2\n")
+    out = tmp_path / "out"
+    with pytest.raises(iisan.DataError) as e:
+        iisan.data.import_recbole(inter, out, progress=False)
+    assert str(e.value) == f"{inter}:3: 2 fields, the header has 3"
+    assert (e.value.path, e.value.line, e.value.exit_code) == (str(inter), 3, 2)
+    assert not out.exists()
+    with pytest.raises(iisan.InputError, match="dtype"):
+        iisan.encode(tmp_path, tmp_path / "cache", text_model=tmp_path, dtype="f8", progress=False)
+    assert not (tmp_path / "cache").exists()

@@ -2,7 +2,6 @@
 completes with the uninterrupted run's bits; so does an exception from a progress callback."""
 
 import json
-import os
 import signal
 
 import pytest
@@ -18,9 +17,22 @@ def outcome(path):
     return {k: v for k, v in s.items() if k not in RUN_SPECIFIC}
 
 
+def config(work, dataset, cache, name):
+    """The session's IISAN configuration with batches of 8 users (38 steps an epoch), so the
+    training is still running when the stop is asked for."""
+    cfg = iisan_config(work, dataset, cache, name)
+    cfg["train"]["batch"] = 8
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(work, dataset, cache):
+    return iisan.train(config(work, dataset, cache, "uninterrupted"), progress=False)
+
+
 def stop_in_epoch(n, how):
-    """A progress callback that, once epoch ``n`` has started and taken a step, sends this
-    process SIGINT (as Ctrl-C does) or raises ValueError."""
+    """A progress callback that, once epoch ``n`` has started and taken a step, raises SIGINT
+    in this thread (as Ctrl-C does to the process) or raises ValueError."""
     state = {"epoch": 0}
 
     def cb(e):
@@ -28,7 +40,7 @@ def stop_in_epoch(n, how):
             state["epoch"] = int(e["label"].split()[1])
         if e["event"] == "advance" and state["epoch"] == n:
             if how == "sigint":
-                os.kill(os.getpid(), signal.SIGINT)
+                signal.raise_signal(signal.SIGINT)
             else:
                 raise ValueError("stop here")
 
@@ -36,8 +48,10 @@ def stop_in_epoch(n, how):
 
 
 @pytest.mark.parametrize("how", ["sigint", "callback"])
-def test_an_interrupted_training_resumes_to_the_uninterrupted_bits(work, dataset, cache, py_run, how):
-    cfg = iisan_config(work, dataset, cache, f"stopped-{how}")
+def test_an_interrupted_training_resumes_to_the_uninterrupted_bits(
+    work, dataset, cache, uninterrupted, how
+):
+    cfg = config(work, dataset, cache, f"stopped-{how}")
     partial = work / "runs" / f".stopped-{how}.partial"
     expected = KeyboardInterrupt if how == "sigint" else ValueError
     with pytest.raises(expected) as e:
@@ -55,13 +69,13 @@ def test_an_interrupted_training_resumes_to_the_uninterrupted_bits(work, dataset
         iisan.train(cfg, progress=False)
     done = iisan.resume(partial, progress=False)
     assert done.finished and done.path.name == f"stopped-{how}"
-    assert outcome(done.path) == outcome(py_run.path)
+    assert outcome(done.path) == outcome(uninterrupted.path)
     for f in ["best.safetensors", "items.safetensors", "metrics.jsonl"]:
         if f == "metrics.jsonl":
             strip = lambda p: [
                 {k: v for k, v in json.loads(l).items() if k not in ("train_seconds", "eval_seconds", "peak_rss_mib")}
                 for l in (p / f).read_text().splitlines()
             ]
-            assert strip(done.path) == strip(py_run.path)
+            assert strip(done.path) == strip(uninterrupted.path)
         else:
-            assert (done.path / f).read_bytes() == (py_run.path / f).read_bytes(), f
+            assert (done.path / f).read_bytes() == (uninterrupted.path / f).read_bytes(), f

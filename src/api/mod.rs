@@ -34,7 +34,11 @@ mod evaluation;
 mod run;
 mod training;
 
+pub use crate::deploy::new_items::{NewItem, read_new_items};
+pub use crate::model::Scored;
 pub use crate::progress::{EpochEnd, Progress, Reporter, Silent, Unit};
+pub use crate::train::Summary;
+pub use crate::train::finished::read_summary;
 pub use encoding::{EncodeJob, encode};
 pub use evaluation::{EvalGroup, EvalOptions, Evaluation};
 pub use run::{AddedItems, Matrix, Run};

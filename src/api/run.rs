@@ -290,7 +290,7 @@ impl Run {
     ///
     /// ```no_run
     /// # fn main() -> iisan::Result<()> {
-    /// use iisan::deploy::new_items::NewItem;
+    /// use iisan::api::NewItem;
     /// let run = iisan::Run::open("runs/iisan-synthetic".as_ref())?;
     /// let item = NewItem {
     ///     key: "NEW-1".into(),

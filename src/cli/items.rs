@@ -5,9 +5,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 
-use iisan::Run;
+use iisan::api::{Run, read_new_items};
 use iisan::data::image::MissingImage;
-use iisan::deploy::new_items::read_new_items;
 use iisan::error::{Error, Result};
 
 /// `iisan items` subcommands.

@@ -6,9 +6,8 @@ use std::path::PathBuf;
 use clap::Args;
 use serde_json::json;
 
-use iisan::Run;
+use iisan::api::{Run, Scored};
 use iisan::error::{Error, Result};
-use iisan::model::Scored;
 
 /// `iisan recommend` arguments.
 #[derive(Args)]

@@ -2,12 +2,11 @@
 
 use std::path::PathBuf;
 
+use iisan::api::{Summary, read_summary};
 use iisan::efficiency::tpme::TpmeWeights;
 use iisan::error::Result;
 use iisan::eval::Mask;
 use iisan::report::compare::{compare, write_all};
-use iisan::train::Summary;
-use iisan::train::finished::read_summary;
 
 fn load_summaries(runs: &[PathBuf]) -> Result<Vec<Summary>> {
     runs.iter().map(|r| read_summary(r)).collect()
