@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
 # The whole test suite, Rust and Python (what CI runs through .ci/run):
-#   1. the two pretrained towers the tests read (scripts/fetch-models.sh, idempotent);
-#   2. `cargo test --release`: unit, integration, golden and doc tests (it also builds the
-#      `iisan` binary the Python tests compare against);
+#   1. the test build (`cargo test --release --no-run`: the test binaries and the `iisan`
+#      binary, which the model import and the Python tests use), then the two pretrained towers
+#      the tests read (scripts/fetch-models.sh, idempotent);
+#   2. `cargo test --release`: unit, integration, golden and doc tests;
 #   3. the Python package built as a wheel by maturin and installed into a virtual environment
 #      of its own (target/py-test), with numpy and pytest;
 #   4. pytest on python/tests.
 # Needs a Rust toolchain and python3 with pip and venv. IISAN_PYTHON picks the interpreter.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# one build of the crate for the tests and the binary (a plain `cargo build` would compile it
+# once more: the tests' dev-dependencies change the features of shared dependencies)
+cargo test --release --no-run
 bash scripts/fetch-models.sh
 cargo test --release
 PY="${IISAN_PYTHON:-python3}"

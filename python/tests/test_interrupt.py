@@ -47,9 +47,18 @@ def stop_in_epoch(n, how):
     return cb
 
 
+@pytest.fixture
+def ctrl_c_raises():
+    """Python's own SIGINT handler (KeyboardInterrupt) for the test: a process started in the
+    background by a non-interactive shell has SIGINT ignored, and Python then installs none."""
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, old)
+
+
 @pytest.mark.parametrize("how", ["sigint", "callback"])
 def test_an_interrupted_training_resumes_to_the_uninterrupted_bits(
-    work, dataset, cache, uninterrupted, how
+    work, dataset, cache, uninterrupted, how, ctrl_c_raises
 ):
     cfg = config(work, dataset, cache, f"stopped-{how}")
     partial = work / "runs" / f".stopped-{how}.partial"
