@@ -2,8 +2,15 @@
 use std::path::Path;
 use std::process::Command;
 
+/// `git args`: its output when it succeeds. GIT_OPTIONAL_LOCKS=0 keeps `git status` from
+/// writing a refreshed `.git/index`, which would make this script (and so the whole crate)
+/// run again on the next build.
 fn git(args: &[&str]) -> Option<String> {
-    let out = Command::new("git").args(args).output().ok()?;
+    let out = Command::new("git")
+        .env("GIT_OPTIONAL_LOCKS", "0")
+        .args(args)
+        .output()
+        .ok()?;
     out.status
         .success()
         .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
