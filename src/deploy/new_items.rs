@@ -25,8 +25,8 @@ use crate::model::baselines::TunedTower;
 use crate::model::iisan::IisanTower;
 use crate::model::iisan::states::{HiddenStates, LiveImage, LiveText};
 use crate::model::item_index::{ItemIndex, check_new_keys};
-use crate::model::{ItemTower, Method};
-use crate::nn::{Ctx, ParamStore};
+use crate::model::{ItemTower, Kernels, Method};
+use crate::nn::{Ctx, Engine, ParamStore};
 use crate::provenance::TowerRecord;
 use crate::train::finished::{best_checkpoint, read_plan, read_towers};
 
@@ -239,9 +239,9 @@ impl ItemEmbedder {
             })),
             _ => None,
         };
-        let kernels = cfg.train.kernels;
+        let engine = Engine::choose(cfg.train.kernels == Kernels::Cpu, store.device());
         Ok(Box::new(IisanTower::new(
-            store, &mc.iisan, kernels, text, image, dim,
+            store, &mc.iisan, engine, text, image, dim,
         )?))
     }
 }

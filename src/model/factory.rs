@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use super::baselines::{IdTower, TunedTower, file_params};
-use super::config::{Kernels, Method, ModelConfig};
+use super::config::{Method, ModelConfig};
 use super::iisan::IisanTower;
 use super::iisan::states::{self, DeviceStates, HiddenStates};
 use super::tower::ItemTower;
@@ -15,24 +15,24 @@ use crate::backbone::vit::{Vit, VitConfig};
 use crate::cache::{HiddenStateCache, items_fingerprint};
 use crate::data::Dataset;
 use crate::error::{Error, Result};
-use crate::nn::ParamStore;
+use crate::nn::{Engine, ParamStore};
 use crate::provenance::TowerRecord;
 
 /// Build the item tower of `mc.method` for `data`, registering its parameters in `store`.
 /// `cache` is the hidden-state cache directory (`iisan encode`'s output) that `method = "iisan"`
-/// reads; `kernels` says whether the tower may use its hand-written CPU kernels.
+/// reads; `engine` whether the tower runs its hand-written CPU kernels.
 pub fn build_tower(
     mc: &ModelConfig,
     cache: Option<&Path>,
-    kernels: Kernels,
+    engine: Engine,
     data: &Dataset,
     store: &mut ParamStore,
 ) -> Result<Box<dyn ItemTower>> {
     let dim = mc.user.dim;
     match mc.method {
         Method::Id => Ok(Box::new(IdTower::new(store, data.num_items(), dim)?)),
-        Method::Iisan => build_cached_iisan(mc, cache, kernels, data, store),
-        Method::IisanUncached => build_uncached_iisan(mc, kernels, data, store),
+        Method::Iisan => build_cached_iisan(mc, cache, engine, data, store),
+        Method::IisanUncached => build_uncached_iisan(mc, engine, data, store),
         Method::Fft | Method::Adapter | Method::Lora | Method::Bitfit => Ok(Box::new(
             TunedTower::new(store, &mc.towers, mc.method, data, dim)?,
         )),
@@ -44,7 +44,7 @@ pub fn build_tower(
 fn build_cached_iisan(
     mc: &ModelConfig,
     cache: Option<&Path>,
-    kernels: Kernels,
+    engine: Engine,
     data: &Dataset,
     store: &mut ParamStore,
 ) -> Result<Box<dyn ItemTower>> {
@@ -74,7 +74,7 @@ fn build_cached_iisan(
     let text = on_device(text, &taps.gathered(&taps.text), data, store)?;
     let image = on_device(image, &taps.gathered(&taps.image), data, store)?;
     Ok(Box::new(IisanTower::new(
-        store, ic, kernels, text, image, dim,
+        store, ic, engine, text, image, dim,
     )?))
 }
 
@@ -146,7 +146,7 @@ fn on_device(
 /// the step (live states), and their parameters count as frozen.
 fn build_uncached_iisan(
     mc: &ModelConfig,
-    kernels: Kernels,
+    engine: Engine,
     data: &Dataset,
     store: &mut ParamStore,
 ) -> Result<Box<dyn ItemTower>> {
@@ -192,7 +192,7 @@ fn build_uncached_iisan(
         .filter(|(s, _)| s.is_some())
         .map(|(_, d)| d.as_ref().map_or(Ok(0), |d| file_params(d)))
         .sum::<Result<usize>>()?;
-    let mut t = IisanTower::new(store, ic, kernels, text, image, dim)?;
+    let mut t = IisanTower::new(store, ic, engine, text, image, dim)?;
     t.set_uncached(frozen);
     Ok(Box::new(t))
 }

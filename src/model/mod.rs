@@ -18,5 +18,5 @@ pub use config::{Kernels, Method, ModelConfig};
 pub use factory::build_tower;
 pub use sasrec::{UserEncoder, UserEncoderConfig};
 pub use served::{Query, Scored, ServedModel};
-pub use tower::{ItemTower, KernelEmbedding, TowerBackward};
+pub use tower::ItemTower;
 pub use trained::TrainedModel;

@@ -13,7 +13,7 @@ use candle_core::{DType, Device, Tensor};
 use super::sasrec::{UserEncoder, UserEncoderConfig};
 use crate::data::batch::left_pad;
 use crate::error::{Error, Result};
-use crate::nn::ParamStore;
+use crate::nn::{Engine, ParamStore};
 use crate::scorer::Scorer;
 
 /// One recommended item: its row and its score.
@@ -48,7 +48,7 @@ impl ServedModel {
         keys: Vec<String>,
     ) -> Result<ServedModel> {
         let mut store = ParamStore::new(0, Device::Cpu);
-        let user = UserEncoder::new(&mut store, cfg, max_len)?;
+        let user = UserEncoder::new(&mut store, cfg, max_len, Engine::Graph)?;
         store.load(checkpoint)?;
         ServedModel::assemble(Arc::new(user), items, keys)
     }

@@ -1,25 +1,12 @@
 //! The one interface every method's item side implements: [`ItemTower`] ("embed these items").
 //! The trainer, the evaluator and a trained model know item towers only through it.
 
-use candle_core::backprop::GradStore;
 use candle_core::{DType, Tensor};
 
 use super::config::Method;
 use crate::efficiency::Profile;
 use crate::error::Result;
 use crate::nn::Ctx;
-
-/// The hand-written backward of a [`KernelEmbedding`]: given d loss / d embeddings, insert every
-/// tower parameter's gradient into the store.
-pub type TowerBackward = Box<dyn FnOnce(&Tensor, &mut GradStore, &mut Profile) -> Result<()>>;
-
-/// Training-mode embeddings computed outside candle's autograd, with their own backward.
-pub struct KernelEmbedding {
-    /// `[ids.len(), d]`, not attached to any graph.
-    pub emb: Tensor,
-    /// Gradients of the tower's parameters from the embeddings' gradient.
-    pub backward: TowerBackward,
-}
 
 /// Something that turns item ids into item embeddings of width `dim()`.
 pub trait ItemTower: Send + Sync {
@@ -33,12 +20,12 @@ pub trait ItemTower: Send + Sync {
     /// needed: the trainer de-duplicates).
     fn embed(&self, ids: &[u32], ctx: &Ctx) -> Result<Tensor>;
 
-    /// Training-mode embeddings with a hand-written backward, for towers that have one
-    /// (`None`: the trainer differentiates [`ItemTower::embed`] with autograd). Time spent is
-    /// charged to `prof`.
-    fn embed_kernel(&self, ids: &[u32], prof: &mut Profile) -> Result<Option<KernelEmbedding>> {
-        let _ = (ids, prof);
-        Ok(None)
+    /// Training-mode embeddings `[ids.len(), d]` on the graph the trainer differentiates: the
+    /// tower's kernels as one node where it has them and the engine runs them
+    /// ([`crate::nn::KernelNodes`]), [`ItemTower::embed`] otherwise. Time spent is charged to
+    /// `prof`.
+    fn embed_train(&self, ids: &[u32], ctx: &Ctx, prof: &mut Profile) -> Result<Tensor> {
+        prof.time("item tower forward", || self.embed(ids, ctx))
     }
 
     /// Embeddings `[N + 1, d]` of every item, row 0 (padding) zero, computed `chunk` items at a

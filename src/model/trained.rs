@@ -14,7 +14,7 @@ use super::sasrec::UserEncoder;
 use super::tower::ItemTower;
 use crate::data::Dataset;
 use crate::error::Result;
-use crate::nn::{Ctx, ParamStore};
+use crate::nn::{Ctx, Engine, ParamStore};
 use crate::scorer::Scorer;
 
 /// Item tower + user encoder + item index, with the parameters they train.
@@ -24,13 +24,14 @@ pub struct TrainedModel {
     user: UserEncoder,
     item_keys: Vec<String>,
     config: ModelConfig,
+    engine: Engine,
 }
 
 impl TrainedModel {
     /// A freshly initialised model of `mc` for `data` on `device` (initial values from `seed`,
     /// drawn on the CPU whatever the device); `cache` is the hidden-state cache directory IISAN
-    /// reads, `kernels` whether the tower may use its CPU kernels (only on the CPU: on another
-    /// device every part runs on candle ops).
+    /// reads. The engine is chosen here, once for every part: the CPU kernels when `kernels`
+    /// asks for them and the device is the CPU, candle ops otherwise.
     pub fn build(
         mc: &ModelConfig,
         cache: Option<&Path>,
@@ -38,20 +39,17 @@ impl TrainedModel {
         data: &Dataset,
         (seed, device): (u64, &Device),
     ) -> Result<TrainedModel> {
-        let kernels = if device.is_cpu() {
-            kernels
-        } else {
-            Kernels::Autograd
-        };
+        let engine = Engine::choose(kernels == Kernels::Cpu, device);
         let mut store = ParamStore::new(seed, device.clone());
-        let tower = build_tower(mc, cache, kernels, data, &mut store)?;
-        let user = UserEncoder::new(&mut store, &mc.user, data.max_seq_len)?;
+        let tower = build_tower(mc, cache, engine, data, &mut store)?;
+        let user = UserEncoder::new(&mut store, &mc.user, data.max_seq_len, engine)?;
         Ok(TrainedModel {
             store,
             tower,
             user,
             item_keys: data.item_keys.clone(),
             config: mc.clone(),
+            engine,
         })
     }
 
@@ -74,6 +72,11 @@ impl TrainedModel {
     /// The user encoder.
     pub fn user(&self) -> &UserEncoder {
         &self.user
+    }
+
+    /// Which implementation of each part runs (chosen once, when the model was built).
+    pub fn engine(&self) -> Engine {
+        self.engine
     }
 
     /// The model's options.

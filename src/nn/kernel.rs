@@ -1,18 +1,148 @@
-//! The one seam of the hand-written CPU ops (the IISAN side-network path, its collapsed heads,
-//! the SASRec user encoder, the in-batch loss). A [`Kernel`] holds its weights, read out of the
-//! model's tensors once per step into named fields; its forward keeps what its backward needs
-//! ([`Kernel::Saved`], a typed struct); its backward turns the gradient of the output into
-//! named gradients ([`Kernel::Grads`]: one field per weight, and the input's). Each kernel has a
-//! reference twin on candle ops, differentiated by autograd, that its tests compare it with
-//! (`train.kernels = "autograd"` runs the twins). The owner of the weights puts the named
-//! gradients into a [`GradSink`] against its parameter tensors; the trainer hands the sink to
-//! the optimiser.
+//! The one seam of the hand-written CPU ops (the IISAN side-network paths, their collapsed
+//! heads, the SASRec user encoder, the in-batch loss), and how they join the graph.
+//!
+//! A [`Kernel`] holds its weights, read out of the model's tensors once per step into named
+//! fields; its forward keeps what its backward needs ([`Kernel::Saved`], a typed struct); its
+//! backward turns the gradient of the output into named gradients ([`Kernel::Grads`]: one field
+//! per weight, and the input's). Each concept's file holds its kernel beside its forward on
+//! candle ops, and the [`Engine`] (chosen once per model, from the device and
+//! `train.kernels`) says which one runs.
+//!
+//! Either way the trainer differentiates one graph: a kernel's output enters it as one node
+//! ([`KernelNodes::node`], a custom op through [`super::graft`]) whose backward runs the kernel's
+//! backward, hands the gradient of the node's input back to the graph and records the weights'
+//! gradients (and the time it took) in the store's [`Pending`] record, which
+//! [`super::ParamStore::backward`] adds to candle's gradient store.
 
-use candle_core::Tensor;
+use std::sync::{Arc, Mutex};
+
 use candle_core::backprop::GradStore;
+use candle_core::{Tensor, Var};
 use candle_nn::Linear;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
+
+/// Which implementation of each trained concept runs: the hand-written CPU kernels with their
+/// own backward (`train.kernels = "cpu"` on the CPU, the default), or candle ops differentiated
+/// by autograd (any other device, or `train.kernels = "autograd"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    /// The CPU kernels.
+    Kernels,
+    /// Candle ops.
+    Graph,
+}
+
+impl Engine {
+    /// The kernels when they are wanted and the device is the CPU, the graph otherwise.
+    pub fn choose(kernels_wanted: bool, device: &candle_core::Device) -> Engine {
+        if kernels_wanted && device.is_cpu() {
+            Engine::Kernels
+        } else {
+            Engine::Graph
+        }
+    }
+}
+
+/// What the backward of kernel nodes produced for a store's parameters, waiting for
+/// [`super::ParamStore::backward`]: their gradients, and the seconds each named phase took.
+#[derive(Default)]
+pub struct Pending {
+    /// The weights' gradients.
+    pub grads: GradSink,
+    /// Seconds per phase (e.g. `SAN paths backward`), in the order they ran.
+    pub phases: Vec<(String, f64)>,
+}
+
+impl Pending {
+    /// Run `f`, charging its wall time to `phase`.
+    pub fn time<T>(&mut self, phase: &str, f: impl FnOnce() -> T) -> T {
+        let t0 = std::time::Instant::now();
+        let out = f();
+        self.phases
+            .push((phase.to_string(), t0.elapsed().as_secs_f64()));
+        out
+    }
+}
+
+impl std::fmt::Debug for Pending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Pending({} gradients, {} phases)",
+            self.grads.0.len(),
+            self.phases.len()
+        )
+    }
+}
+
+/// A kernel node's backward: the gradient of the node's output in, the gradient of its input
+/// out (`None` for a node hanging from the anchor), the weights' gradients into the pending
+/// record.
+pub type NodeBackward = Box<dyn FnOnce(&Tensor, &mut Pending) -> Result<Option<Tensor>> + Send>;
+
+/// Where a model's kernels put their outputs on the graph: a handle to its store's pending
+/// record and anchor, cloned into every part that owns a kernel.
+#[derive(Debug, Clone)]
+pub struct KernelNodes {
+    pending: Arc<Mutex<Pending>>,
+    anchor: Var,
+}
+
+impl KernelNodes {
+    /// A new pending record and anchor on `device`.
+    pub(super) fn new(device: &candle_core::Device) -> Result<KernelNodes> {
+        Ok(KernelNodes {
+            pending: Arc::new(Mutex::new(Pending::default())),
+            anchor: Var::zeros(1, candle_core::DType::F32, device)?,
+        })
+    }
+
+    /// Everything recorded since the last take.
+    pub(super) fn take(&self) -> Pending {
+        std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// `value`, a kernel's output computed from `input` (a graph tensor; `None` when the kernel
+    /// reads no graph tensor, e.g. cached states: the node then hangs from the store's anchor, a
+    /// variable no parameter shares, so the graph's backward still reaches it) as a node of the
+    /// graph whose backward is `backward`, called once.
+    pub fn node(
+        &self,
+        input: Option<&Tensor>,
+        value: Tensor,
+        backward: NodeBackward,
+    ) -> Result<Tensor> {
+        let anchored = input.is_none();
+        let input = input.unwrap_or(self.anchor.as_tensor());
+        if !input.track_op() {
+            // graft would hand the value back detached, and the weights would get no gradient
+            return Err(Error::Internal(
+                "kernel node: its input tracks no variable".into(),
+            ));
+        }
+        let once = Mutex::new(Some(backward));
+        let pending = self.pending.clone();
+        let node = super::graft::graft(input, value, move |arg, _value, grad| {
+            let f = once
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take()
+                .ok_or_else(|| candle_core::Error::Msg("kernel node: backward ran twice".into()))?;
+            let mut p = pending.lock().unwrap_or_else(|e| e.into_inner());
+            let g = f(grad, &mut p).map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+            match (anchored, g) {
+                // the anchor is no parameter: its gradient is a placeholder
+                (true, _) => arg.zeros_like(),
+                (false, Some(g)) => Ok(g),
+                (false, None) => Err(candle_core::Error::Msg(
+                    "kernel node: no gradient for its input".into(),
+                )),
+            }
+        })?;
+        Ok(node)
+    }
+}
 
 /// A hand-written op with its own backward.
 pub trait Kernel {
@@ -35,6 +165,13 @@ pub trait Kernel {
 /// named gradients to candle's [`GradStore`].
 #[derive(Default)]
 pub struct GradSink(Vec<(Tensor, Vec<f32>)>);
+
+impl GradSink {
+    /// Append every gradient of `other` after these.
+    pub fn extend(&mut self, other: GradSink) {
+        self.0.extend(other.0);
+    }
+}
 
 impl GradSink {
     /// Record `g` as the gradient of `param`.

@@ -17,6 +17,6 @@ pub mod params;
 pub mod product;
 
 pub use device::{DeviceSpec, TowerDType};
-pub use kernel::{GradSink, Kernel};
+pub use kernel::{Engine, GradSink, Kernel, KernelNodes, NodeBackward, Pending};
 pub use layers::{Ctx, LayerNorm};
 pub use params::{GROUP_DEFAULT, Init, Param, ParamScope, ParamStore};

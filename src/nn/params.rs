@@ -4,12 +4,14 @@
 use std::collections::HashMap;
 use std::path::Path;
 
+use candle_core::backprop::GradStore;
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::Linear;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use rand_distr::{Distribution, Normal};
 
+use super::kernel::KernelNodes;
 use crate::error::{Error, Result};
 
 /// Learning-rate group name of parameters without a specific group (docs/MODEL.md section 5: 2e-4).
@@ -44,12 +46,14 @@ pub struct Param {
     pub group: &'static str,
 }
 
-/// All trainable parameters of a model, in creation order.
+/// All trainable parameters of a model, in creation order, and the record of what its kernel
+/// nodes computed in a backward pass ([`KernelNodes`]).
 #[derive(Debug)]
 pub struct ParamStore {
     params: Vec<Param>,
     rng: StdRng,
     device: Device,
+    nodes: KernelNodes,
 }
 
 impl ParamStore {
@@ -58,8 +62,27 @@ impl ParamStore {
         ParamStore {
             params: Vec::new(),
             rng: StdRng::seed_from_u64(seed),
+            nodes: KernelNodes::new(&device).expect("a one-element variable"),
             device,
         }
+    }
+
+    /// Where this store's kernels put their outputs on the graph.
+    pub fn nodes(&self) -> &KernelNodes {
+        &self.nodes
+    }
+
+    /// The gradient of every parameter `loss` depends on: candle's backward pass over the
+    /// graph, kernel nodes included, then the gradients those nodes recorded for their weights.
+    /// Returns them with the seconds per phase the nodes' backward recorded.
+    pub fn backward(&self, loss: &Tensor) -> Result<(GradStore, Vec<(String, f64)>)> {
+        // a failed pass leaves nothing behind for the next one
+        self.nodes.take();
+        let grads = loss.backward();
+        let pending = self.nodes.take();
+        let mut grads = grads?;
+        pending.grads.insert_into(&mut grads)?;
+        Ok((grads, pending.phases))
     }
 
     /// The device parameters live on.

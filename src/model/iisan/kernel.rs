@@ -4,7 +4,7 @@
 //! gradient into the trainer's [`GradStore`]. Mathematically the same function and gradients
 //! as the autograd version in `reference.rs` (tests compare both).
 
-use candle_core::{Device, Tensor};
+use candle_core::Tensor;
 use candle_nn::Linear;
 use rayon::prelude::*;
 
@@ -15,10 +15,8 @@ use super::san_kernel::{BlockWeights, SanInput, SanPathKernel, SanPathSaved, Sou
 use super::{IisanTower, PathHandles, PathSource};
 use crate::efficiency::Profile;
 use crate::error::Result;
-use crate::model::config::Kernels;
-use crate::model::tower::{KernelEmbedding, TowerBackward};
 use crate::nn::cpu::{Op, add_bias, add_column_sums, matmul, matmul_append};
-use crate::nn::{GradSink, Kernel};
+use crate::nn::{GradSink, Kernel, NodeBackward, Pending};
 
 fn data(t: &Tensor) -> Result<Vec<f32>> {
     Ok(t.flatten_all()?.to_vec1::<f32>()?)
@@ -223,11 +221,6 @@ fn map_grads(
 }
 
 impl IisanTower {
-    /// Whether the CPU kernels run this tower (config and device).
-    pub(super) fn uses_kernels(&self) -> bool {
-        self.kernels == Kernels::Cpu && matches!(self.device, Device::Cpu)
-    }
-
     /// The head chain of path `p`: F, P, then W_c's column block p (no bias: b_c is added once).
     fn head_chain(&self, head: &Head, p: usize, fuse_w: &[f32]) -> Result<AffineChain> {
         let d = self.dim;
@@ -341,12 +334,14 @@ impl IisanTower {
         Ok(Tensor::from_vec(e, (ids.len(), self.dim), &self.device)?)
     }
 
-    /// Training-mode embeddings with their backward. With more than one compute thread the
-    /// batch's items are embedded in two halves at once (every operation of the tower is
-    /// row-wise, so the halves are independent), and the backward adds the halves' parameter
-    /// gradients: one fork per pass instead of one per matrix product, so the element-wise
-    /// work runs on both cores too. Phase times are the first half's (the halves overlap).
-    pub(super) fn kernel_train(&self, ids: &[u32], prof: &mut Profile) -> Result<KernelEmbedding> {
+    /// Training-mode embeddings as one kernel node of the graph (it reads no graph tensor: the
+    /// states are cached or computed by frozen towers), whose backward records every parameter's
+    /// gradient. With more than one compute thread the batch's items are embedded in two halves
+    /// at once (every operation of the tower is row-wise, so the halves are independent), and
+    /// the backward adds the halves' parameter gradients: one fork per pass instead of one per
+    /// matrix product, so the element-wise work runs on both cores too. Phase times are the
+    /// first half's (the halves overlap).
+    pub(super) fn kernel_train(&self, ids: &[u32], prof: &mut Profile) -> Result<Tensor> {
         let n = ids.len();
         let ranges = if rayon::current_num_threads() > 1 && n >= MIN_SPLIT {
             vec![(0, n / 2), (n / 2, n)]
@@ -370,7 +365,7 @@ impl IisanTower {
         }
         let emb = Tensor::from_vec(e, (n, self.dim), &self.device)?;
         let fuse = self.fuse.clone();
-        let backward: TowerBackward = Box::new(move |de: &Tensor, grads, prof| {
+        let backward: NodeBackward = Box::new(move |de: &Tensor, pending: &mut Pending| {
             let de = data(de)?;
             let d = fuse.weight().dims2()?.0;
             let done: Vec<(GradSink, Profile)> = parts
@@ -383,13 +378,16 @@ impl IisanTower {
                 .collect::<Result<_>>()?;
             let mut done = done.into_iter();
             let (mut sink, p) = done.next().expect("at least one part");
-            prof.merge(&p);
             for (other, _) in done {
                 sink.add(other);
             }
-            sink.insert_into(grads)
+            pending.grads.extend(sink);
+            pending
+                .phases
+                .extend(p.phases.into_iter().map(|(name, s, _)| (name, s)));
+            Ok(None)
         });
-        Ok(KernelEmbedding { emb, backward })
+        self.nodes.node(None, emb, backward)
     }
 }
 

@@ -30,11 +30,11 @@ use self::config::TapPlan;
 use self::reference::{Head, HeadSpec, InterPath, IntraPath};
 use self::san::{Gates, SanBlock};
 use self::states::HiddenStates;
-use super::config::{Kernels, Method};
-use super::tower::{ItemTower, KernelEmbedding};
+use super::config::Method;
+use super::tower::ItemTower;
 use crate::efficiency::Profile;
 use crate::error::{Error, Result};
-use crate::nn::{Ctx, GROUP_DEFAULT, Init, ParamStore};
+use crate::nn::{Ctx, Engine, GROUP_DEFAULT, Init, KernelNodes, ParamStore};
 
 /// Learning-rate group of the text head's `F` (the authors' 5e-5; docs/MODEL.md section 5).
 pub const GROUP_TEXT_HEAD: &str = "text_head";
@@ -70,7 +70,8 @@ pub struct IisanTower {
     fuse: Linear,
     dim: usize,
     device: Device,
-    kernels: Kernels,
+    engine: Engine,
+    nodes: KernelNodes,
     /// Whether the states are computed by the towers in the step, and those towers' size.
     uncached: Option<usize>,
 }
@@ -98,12 +99,12 @@ struct PathHandles {
 }
 
 impl IisanTower {
-    /// Build the tower for `c` over the caches (each required when the modality reads it);
-    /// widths and state counts come from the cache headers.
+    /// Build the tower for `c` over the caches (each required when the modality reads it), run
+    /// by `engine`; widths and state counts come from the cache headers.
     pub fn new(
         store: &mut ParamStore,
         c: &IisanConfig,
-        kernels: Kernels,
+        engine: Engine,
         text: Option<Box<dyn HiddenStates>>,
         image: Option<Box<dyn HiddenStates>>,
         dim: usize,
@@ -155,6 +156,7 @@ impl IisanTower {
         )?;
         Ok(IisanTower {
             device: store.device().clone(),
+            nodes: store.nodes().clone(),
             text,
             image,
             taps,
@@ -163,7 +165,7 @@ impl IisanTower {
             inter,
             fuse,
             dim,
-            kernels,
+            engine,
             uncached: None,
         })
     }
@@ -263,15 +265,15 @@ impl ItemTower for IisanTower {
         self.dim
     }
 
-    fn embed_kernel(&self, ids: &[u32], prof: &mut Profile) -> Result<Option<KernelEmbedding>> {
-        if !self.uses_kernels() {
-            return Ok(None);
+    fn embed_train(&self, ids: &[u32], ctx: &Ctx, prof: &mut Profile) -> Result<Tensor> {
+        match self.engine {
+            Engine::Kernels => self.kernel_train(ids, prof),
+            Engine::Graph => prof.time("item tower forward", || self.embed(ids, ctx)),
         }
-        self.kernel_train(ids, prof).map(Some)
     }
 
     fn embed_eval(&self, ids: &[u32], ctx: &Ctx) -> Result<Tensor> {
-        if self.uses_kernels() {
+        if self.engine == Engine::Kernels {
             self.kernel_embed(ids)
         } else {
             Ok(self.embed(ids, ctx)?.detach())
@@ -356,7 +358,7 @@ mod tests {
         IisanTower::new(
             &mut store,
             &c,
-            Kernels::Cpu,
+            Engine::Kernels,
             Some(Box::new(Blank)),
             Some(Box::new(Blank)),
             64,
@@ -419,27 +421,20 @@ mod tests {
     /// seed gives every tower the same parameters.
     #[test]
     fn remove_first_starts_the_intra_path_from_state_0() {
-        let embed = |shift: f32, kernels: Kernels, first: bool| -> Vec<f32> {
+        let embed = |shift: f32, engine: Engine, first: bool| -> Vec<f32> {
             let mut store = ParamStore::new(3, Device::Cpu);
             let c = IisanConfig {
                 modality: Modality::Text,
                 remove_first: first,
                 ..Default::default()
             };
-            let t = IisanTower::new(
-                &mut store,
-                &c,
-                kernels,
-                Some(Box::new(Ramp(shift))),
-                None,
-                8,
-            )
-            .unwrap();
+            let t = IisanTower::new(&mut store, &c, engine, Some(Box::new(Ramp(shift))), None, 8)
+                .unwrap();
             let e = t.embed_eval(&[1, 4], &Ctx::eval()).unwrap();
             e.flatten_all().unwrap().to_vec1().unwrap()
         };
-        for kernels in [Kernels::Cpu, Kernels::Autograd] {
-            let (a, b) = (embed(0.0, kernels, true), embed(0.5, kernels, true));
+        for engine in [Engine::Kernels, Engine::Graph] {
+            let (a, b) = (embed(0.0, engine, true), embed(0.5, engine, true));
             let moved = a
                 .iter()
                 .zip(&b)
@@ -447,15 +442,15 @@ mod tests {
                 .fold(0f32, f32::max);
             assert!(
                 moved > 1e-4,
-                "{kernels:?}: state 0 moved the embedding by {moved}"
+                "{engine:?}: state 0 moved the embedding by {moved}"
             );
-            let c = embed(0.0, Kernels::Autograd, true);
+            let c = embed(0.0, Engine::Graph, true);
             let off = a
                 .iter()
                 .zip(&c)
                 .map(|(a, c)| (a - c).abs())
                 .fold(0f32, f32::max);
-            assert!(off < 1e-5, "{kernels:?} vs autograd: {off}");
+            assert!(off < 1e-5, "{engine:?} vs graph: {off}");
         }
     }
 }

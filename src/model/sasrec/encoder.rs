@@ -9,9 +9,9 @@ use serde::{Deserialize, Serialize};
 pub use super::params::{BlockParams, UserParams};
 use crate::data::batch::PackedRows;
 use crate::error::{Error, Result};
-use crate::nn::GradSink;
 use crate::nn::layers::{Ctx, LayerNorm};
 use crate::nn::params::{GROUP_DEFAULT, Init, ParamStore};
+use crate::nn::{Engine, GradSink, KernelNodes};
 
 /// Additive attention-mask value of forbidden positions.
 const MASKED: f32 = -1e9;
@@ -89,11 +89,19 @@ pub struct UserEncoder {
     pos: Tensor,
     ln: LayerNorm,
     blocks: Vec<Block>,
+    pub(super) engine: Engine,
+    pub(super) nodes: KernelNodes,
 }
 
 impl UserEncoder {
-    /// Create the encoder's parameters (names `user.*`) for sequences of `max_len` positions.
-    pub fn new(store: &mut ParamStore, cfg: &UserEncoderConfig, max_len: usize) -> Result<Self> {
+    /// Create the encoder's parameters (names `user.*`) for sequences of `max_len` positions,
+    /// trained by `engine`.
+    pub fn new(
+        store: &mut ParamStore,
+        cfg: &UserEncoderConfig,
+        max_len: usize,
+        engine: Engine,
+    ) -> Result<Self> {
         cfg.validate()?;
         let d = cfg.dim;
         let g = GROUP_DEFAULT;
@@ -125,6 +133,8 @@ impl UserEncoder {
             pos,
             ln,
             blocks,
+            engine,
+            nodes: store.nodes().clone(),
         })
     }
 
@@ -296,7 +306,8 @@ mod tests {
         assert_eq!(rows.positions, [2, 1, 2]);
         assert_eq!(rows.scatter, [0, 0, 1, 0, 2, 3]);
         let mut s = ParamStore::new(5, Device::Cpu);
-        let enc = UserEncoder::new(&mut s, &UserEncoderConfig::default(), 3).unwrap();
+        let enc =
+            UserEncoder::new(&mut s, &UserEncoderConfig::default(), 3, Engine::Graph).unwrap();
         let ids = [0u32, 0, 3, 0, 4, 5];
         let mask = UserEncoder::attention_mask(&ids, 2, 3, &Device::Cpu).unwrap();
         let e = Tensor::randn(0f32, 1.0, (2, 3, 64), &Device::Cpu).unwrap();
@@ -320,7 +331,8 @@ mod tests {
     #[test]
     fn a_training_forward_draws_exactly_the_authors_dropout_masks() {
         let mut s = ParamStore::new(5, Device::Cpu);
-        let enc = UserEncoder::new(&mut s, &UserEncoderConfig::default(), 3).unwrap();
+        let enc =
+            UserEncoder::new(&mut s, &UserEncoderConfig::default(), 3, Engine::Graph).unwrap();
         let mask = UserEncoder::attention_mask(&[0u32, 1, 2, 3, 4, 5], 2, 3, &Device::Cpu).unwrap();
         let e = Tensor::randn(0f32, 1.0, (2, 3, 64), &Device::Cpu).unwrap();
         let ctx = Ctx::train(9);
@@ -346,7 +358,7 @@ mod tests {
             dropout: 0.0,
             ..Default::default()
         };
-        let enc = UserEncoder::new(&mut s, &cfg, 10).unwrap();
+        let enc = UserEncoder::new(&mut s, &cfg, 10, Engine::Graph).unwrap();
         // pos 640 + ln 128 + per block (qkv 12288 + out 4096 + ln 128 + ff1 16640 + ff2 16448
         // + ln 128 = 49728) x 2 = 100,224.
         assert_eq!(s.num_trainable(), 100_224);

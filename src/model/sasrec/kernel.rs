@@ -400,7 +400,7 @@ mod tests {
             ..Default::default()
         };
         let mut store = ParamStore::new(11, Device::Cpu);
-        let enc = UserEncoder::new(&mut store, &cfg, 4).unwrap();
+        let enc = UserEncoder::new(&mut store, &cfg, 4, crate::nn::Engine::Kernels).unwrap();
         let ids = [0u32, 2, 3, 4, 5, 6, 7, 8, 0, 0, 0, 9];
         let rows = PackedRows::of(&ids, 3, 4);
         let r = rows.count();

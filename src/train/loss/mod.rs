@@ -1,9 +1,6 @@
-//! The in-batch softmax loss with log-popularity correction (docs/MODEL.md section 5): the
-//! reference version on candle ops ([`reference`]) and the same loss and gradient as one
-//! hand-written CPU kernel ([`kernel`]).
+//! The training loss: the in-batch softmax loss with log-popularity correction
+//! (docs/MODEL.md section 5) on both engines ([`in_batch`]).
 
-pub mod kernel;
-pub mod reference;
+pub mod in_batch;
 
-pub use kernel::{InBatchLoss, LossInput};
-pub use reference::{LossPlan, MASKED_LOGIT};
+pub use in_batch::{InBatch, InBatchLoss, LossInput, LossPlan, MASKED_LOGIT};

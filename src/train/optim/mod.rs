@@ -19,8 +19,7 @@ use self::in_place::InPlaceAdam;
 use self::tensor::TensorAdam;
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::model::Kernels;
-use crate::nn::ParamStore;
+use crate::nn::{Engine, ParamStore};
 
 /// Adam's step count per parameter group.
 pub type AdamSteps = BTreeMap<String, i32>;
@@ -78,13 +77,13 @@ pub struct GroupedAdam {
 
 impl GroupedAdam {
     /// Group `store`'s parameters by their group name and give each group its configured rate;
-    /// the in-place update with the CPU kernels on the CPU, the tensor update otherwise.
-    pub fn new(store: &ParamStore, cfg: &Config) -> Result<Self> {
+    /// the in-place update on the kernel engine, the tensor update on the graph engine.
+    pub fn new(store: &ParamStore, cfg: &Config, engine: Engine) -> Result<Self> {
         let mut by_group: BTreeMap<&str, Vec<Var>> = BTreeMap::new();
         for p in store.params() {
             by_group.entry(p.group).or_default().push(p.var.clone());
         }
-        let in_place = store.device().is_cpu() && cfg.train.kernels == Kernels::Cpu;
+        let in_place = engine == Engine::Kernels;
         let mut groups = Vec::new();
         for (name, vars) in by_group {
             let lr = cfg.lr_of(name);
@@ -187,7 +186,7 @@ mod tests {
         let a = s.add("a", &[2], Init::Zeros, GROUP_DEFAULT).unwrap();
         let b = s.add("b", &[2], Init::Zeros, "san").unwrap();
         let cfg = Config::load(None, &[]).unwrap();
-        let mut opt = GroupedAdam::new(&s, &cfg).unwrap();
+        let mut opt = GroupedAdam::new(&s, &cfg, Engine::Kernels).unwrap();
         assert_eq!(
             opt.rates(),
             [("default".to_string(), 2e-4), ("san".to_string(), 1e-4)]
