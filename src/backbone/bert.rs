@@ -15,7 +15,7 @@ use super::{
     query_value, read_config, stack_cls,
 };
 use crate::error::{Error, Result};
-use crate::nn::{Ctx, frozen, frozen::Dense, gelu::gelu_erf, layers::LayerNorm};
+use crate::nn::{Ctx, frozen, frozen::Dense, gelu::gelu_erf, layer_norm::LayerNorm};
 
 /// The fields of a Hugging Face BERT `config.json` this encoder uses.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]

@@ -24,7 +24,7 @@ use candle_nn::{Module, VarBuilder};
 
 use self::peft::{PeftBuilder, Proj};
 use crate::error::{Error, Result};
-use crate::nn::{Ctx, attention, frozen, frozen::Dense, layers::LayerNorm};
+use crate::nn::{Ctx, attention, frozen, frozen::Dense, layer_norm::LayerNorm};
 
 /// Open `dir/model.safetensors` memory-mapped; errors name the folder.
 /// Pretrained tensors made trainable while a tower was built: (safetensors key, variable).

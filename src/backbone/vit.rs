@@ -16,7 +16,7 @@ use super::{
     open_weights_trainable, query_value, read_config, stack_cls,
 };
 use crate::error::{Error, Result};
-use crate::nn::{Ctx, frozen, frozen::Dense, gelu::gelu_erf, layers::LayerNorm};
+use crate::nn::{Ctx, frozen, frozen::Dense, gelu::gelu_erf, layer_norm::LayerNorm};
 
 /// The fields of a ViT / DINOv2 `config.json` this encoder uses.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]

@@ -89,67 +89,6 @@ pub fn dot(a: &[f32], b: &[f32]) -> f64 {
     total
 }
 
-/// What a [`layer_norm`] forward keeps for its backward.
-#[derive(Debug, Default)]
-pub struct LayerNormSaved {
-    /// Normalised rows `(x - mean) * rstd`, `[n, w]`.
-    pub xhat: Vec<f32>,
-    /// `1 / sqrt(var + eps)` per row (biased variance).
-    pub rstd: Vec<f32>,
-}
-
-/// Row-wise LayerNorm of `x` `[n, gamma.len()]` in place: `y = (x - mean) * rstd * gamma + beta`.
-pub fn layer_norm(x: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) -> LayerNormSaved {
-    let w = gamma.len();
-    let mut xhat = vec![0f32; x.len()];
-    let mut rstd = vec![0f32; x.len() / w];
-    for ((row, xh), rs) in x
-        .chunks_exact_mut(w)
-        .zip(xhat.chunks_exact_mut(w))
-        .zip(rstd.iter_mut())
-    {
-        let mean = row.iter().sum::<f32>() / w as f32;
-        let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / w as f32;
-        *rs = 1.0 / (var + eps).sqrt();
-        for (((y, h), g), b) in row.iter_mut().zip(xh.iter_mut()).zip(gamma).zip(beta) {
-            *h = (*y - mean) * *rs;
-            *y = *h * g + b;
-        }
-    }
-    LayerNormSaved { xhat, rstd }
-}
-
-/// Backward of [`layer_norm`]: `dy` `[n, w]` becomes d loss / d x in place; gamma's and beta's
-/// gradients are added into `g_gamma` and `g_beta`. With `dh = dy * gamma`:
-/// `dx = rstd * (dh - mean(dh) - xhat * mean(dh * xhat))`.
-pub fn layer_norm_backward(
-    dy: &mut [f32],
-    saved: &LayerNormSaved,
-    gamma: &[f32],
-    g_gamma: &mut [f32],
-    g_beta: &mut [f32],
-) {
-    let w = gamma.len();
-    for ((row, xh), rs) in dy
-        .chunks_exact_mut(w)
-        .zip(saved.xhat.chunks_exact(w))
-        .zip(&saved.rstd)
-    {
-        let (mut m1, mut m2) = (0f32, 0f32);
-        for i in 0..w {
-            g_gamma[i] += row[i] * xh[i];
-            g_beta[i] += row[i];
-            let dh = row[i] * gamma[i];
-            m1 += dh;
-            m2 += dh * xh[i];
-        }
-        let (m1, m2) = (m1 / w as f32, m2 / w as f32);
-        for i in 0..w {
-            row[i] = rs * (row[i] * gamma[i] - m1 - xh[i] * m2);
-        }
-    }
-}
-
 /// `x *= mask` element-wise when a dropout mask is present.
 pub fn apply_mask(x: &mut [f32], mask: Option<&[f32]>) {
     if let Some(m) = mask {
@@ -160,46 +99,6 @@ pub fn apply_mask(x: &mut [f32], mask: Option<&[f32]>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// x = [1, 2, 3, 6] (mean 3, var 3.5): xhat = [-2, -1, 0, 3] / sqrt(3.5); with gamma 2 and
-    /// beta 1, y = 2 xhat + 1. The backward matches central finite differences of
-    /// L = sum(c * y), c = [1, -2, 3, 0.5].
-    #[test]
-    fn layer_norm_forward_and_backward() {
-        let gamma = [2f32, 2., 2., 2.];
-        let beta = [1f32; 4];
-        let c = [1f32, -2., 3., 0.5];
-        let x0 = [1f32, 2., 3., 6.];
-        let mut y = x0;
-        let saved = layer_norm(&mut y, &gamma, &beta, 0.0);
-        let s = 3.5f32.sqrt();
-        for (v, d) in y.iter().zip([-2f32, -1., 0., 3.]) {
-            assert!((v - (2.0 * d / s + 1.0)).abs() < 1e-6);
-        }
-        let mut dx = c;
-        let (mut gg, mut gb) = ([0f32; 4], [0f32; 4]);
-        layer_norm_backward(&mut dx, &saved, &gamma, &mut gg, &mut gb);
-        assert_eq!(gb, c);
-        let loss = |x: [f32; 4]| -> f64 {
-            let mut y = x;
-            layer_norm(&mut y, &gamma, &beta, 0.0);
-            y.iter()
-                .zip(&c)
-                .map(|(a, b)| (*a as f64) * (*b as f64))
-                .sum()
-        };
-        for i in 0..4 {
-            let (mut xp, mut xm) = (x0, x0);
-            xp[i] += 1e-2;
-            xm[i] -= 1e-2;
-            let fd = (loss(xp) - loss(xm)) / 2e-2;
-            assert!(
-                (fd - dx[i] as f64).abs() < 2e-3,
-                "x[{i}]: {fd} vs {}",
-                dx[i]
-            );
-        }
-    }
 
     #[test]
     fn epilogues_and_sums() {

@@ -249,7 +249,7 @@ fn layer_norm_input_grad(x: &Tensor, gamma: &Tensor, eps: f64, g: &Tensor) -> Re
 mod tests {
     use super::*;
     use crate::nn::graft::grad_entries;
-    use crate::nn::layers::LayerNorm;
+    use crate::nn::layer_norm::LayerNorm;
     use candle_core::{Device, Var};
 
     /// Values uniform in [-1, 1) from a seeded stream (candle's CPU RNG cannot be seeded).

@@ -1,8 +1,7 @@
-//! Small differentiable building blocks shared by the models.
-//!
-//! candle's fused LayerNorm and softmax have no backward pass (docs/STACK.md section 3), so the
-//! LayerNorm here is written with primitive ops, and dropout draws its masks from the forward
+//! The forward-pass context: training or evaluation mode, and dropout, whose masks come from the
 //! context's seeded RNG (candle's CPU RNG cannot be seeded) so that runs are reproducible.
+//! candle's fused softmax has no backward pass (docs/STACK.md section 3): in training the
+//! context's softmax is built from primitive ops.
 
 use std::cell::RefCell;
 
@@ -10,7 +9,6 @@ use candle_core::{D, Tensor};
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::{Rng, SeedableRng};
 
-use super::params::{Init, ParamStore};
 use crate::error::Result;
 
 /// Forward-pass context: training or evaluation mode, and the dropout RNG.
@@ -109,124 +107,10 @@ impl Ctx {
     }
 }
 
-/// LayerNorm over the last dimension, built from differentiable primitive ops.
-#[derive(Debug, Clone)]
-pub struct LayerNorm {
-    weight: Tensor,
-    bias: Tensor,
-    eps: f64,
-}
-
-impl LayerNorm {
-    /// A LayerNorm of width `dim` (weight 1, bias 0) registered as `name.weight` / `name.bias`.
-    pub fn new(
-        store: &mut ParamStore,
-        name: &str,
-        dim: usize,
-        eps: f64,
-        group: &'static str,
-    ) -> Result<Self> {
-        let weight = store.add(&format!("{name}.weight"), &[dim], Init::Ones, group)?;
-        let bias = store.add(&format!("{name}.bias"), &[dim], Init::Zeros, group)?;
-        Ok(LayerNorm { weight, bias, eps })
-    }
-
-    /// A LayerNorm over given `weight` and `bias` tensors (e.g. loaded, frozen weights).
-    pub fn from_tensors(weight: Tensor, bias: Tensor, eps: f64) -> Self {
-        LayerNorm { weight, bias, eps }
-    }
-
-    /// [`LayerNorm::forward`] in training mode when the scale trains; with a frozen scale
-    /// (a tower under Adapter, LoRA, BitFit) [`super::frozen::layer_norm`], which computes no
-    /// gradient for it; in evaluation mode candle's fused kernel, which is faster but passes no
-    /// gradient (only for frozen inference).
-    pub fn forward_t(&self, x: &Tensor, ctx: &Ctx) -> Result<Tensor> {
-        if ctx.train && self.weight.track_op() {
-            self.forward(x)
-        } else if ctx.train {
-            Ok(super::frozen::layer_norm(
-                x,
-                &self.weight,
-                &self.bias,
-                self.eps,
-            )?)
-        } else {
-            Ok(candle_nn::ops::layer_norm(
-                &x.contiguous()?,
-                &self.weight,
-                &self.bias,
-                self.eps as f32,
-            )?)
-        }
-    }
-
-    /// `(x - mean) / sqrt(var + eps) * weight + bias`, biased variance, over the last dim.
-    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let mean = x.mean_keepdim(D::Minus1)?;
-        let xc = x.broadcast_sub(&mean)?;
-        let var = xc.sqr()?.mean_keepdim(D::Minus1)?;
-        let xn = xc.broadcast_div(&(var + self.eps)?.sqrt()?)?;
-        Ok(xn.broadcast_mul(&self.weight)?.broadcast_add(&self.bias)?)
-    }
-
-    /// The scale (gamma) tensor.
-    pub fn weight(&self) -> &Tensor {
-        &self.weight
-    }
-
-    /// The shift (beta) tensor.
-    pub fn bias(&self) -> &Tensor {
-        &self.bias
-    }
-
-    /// The epsilon added to the variance.
-    pub fn eps(&self) -> f64 {
-        self.eps
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::nn::params::GROUP_DEFAULT;
-    use candle_core::{Device, Var};
-
-    #[test]
-    fn layer_norm_values_and_gradients() {
-        // x = [1, 2, 3, 6]: mean 3, deviations [-2,-1,0,3], var = (4+1+0+9)/4 = 3.5,
-        // normalised = dev / sqrt(3.5) = [-1.0690, -0.5345, 0, 1.6036].
-        let mut s = ParamStore::new(0, Device::Cpu);
-        let ln = LayerNorm::new(&mut s, "ln", 4, 0.0, GROUP_DEFAULT).unwrap();
-        let x = Var::new(&[1f32, 2., 3., 6.], &Device::Cpu).unwrap();
-        let y = ln.forward(x.as_tensor()).unwrap();
-        let v: Vec<f32> = y.to_vec1().unwrap();
-        let want = [-1.069_045, -0.534_522_5, 0.0, 1.603_567_5];
-        for (a, b) in v.iter().zip(want) {
-            assert!((a - b).abs() < 1e-5, "{v:?}");
-        }
-        // Every parameter and the input receive a gradient (the fused op would give none).
-        let loss = y
-            .mul(&Tensor::new(&[1f32, 2., 3., 4.], &Device::Cpu).unwrap())
-            .unwrap()
-            .sum_all()
-            .unwrap();
-        let g = loss.backward().unwrap();
-        for p in s.params() {
-            let gp = g.get(&p.var).expect("gradient");
-            assert!(
-                gp.abs()
-                    .unwrap()
-                    .sum_all()
-                    .unwrap()
-                    .to_scalar::<f32>()
-                    .unwrap()
-                    > 0.0,
-                "{}",
-                p.name
-            );
-        }
-        assert!(g.get(&x).is_some());
-    }
+    use candle_core::Device;
 
     #[test]
     fn dropout_scales_survivors_and_is_seeded() {

@@ -12,11 +12,13 @@ pub mod frozen;
 pub mod gelu;
 pub mod graft;
 pub mod kernel;
+pub mod layer_norm;
 pub mod layers;
 pub mod params;
 pub mod product;
 
 pub use device::{DeviceSpec, TowerDType};
 pub use kernel::{Engine, GradSink, Kernel, KernelNodes, NodeBackward, Pending};
-pub use layers::{Ctx, LayerNorm};
+pub use layer_norm::LayerNorm;
+pub use layers::Ctx;
 pub use params::{GROUP_DEFAULT, Init, Param, ParamScope, ParamStore};

@@ -1,7 +1,9 @@
-//! A chain of linear layers with no nonlinearity between them, evaluated as one collapsed map,
-//! with exact gradients for every layer. IISAN's heads are such a chain: `W_c [..; P(F(s)); ..]`
-//! (docs/MODEL.md section 3) is linear in `s`, so the per-item cost is one `[d, D]` product instead of a
-//! `[D, D]` and a `[d, D]` one.
+//! The heads (docs/MODEL.md section 3): each path's state through `F` (Linear(D, D)) and `P`
+//! (Linear(D, d)), on both engines: [`Head`] composes candle ops; [`AffineChain`] evaluates a
+//! chain of linear layers with no nonlinearity between them as one collapsed map, with exact
+//! gradients for every layer. IISAN's heads are such a chain: `W_c [..; P(F(s)); ..]` is linear
+//! in `s`, so the per-item cost is one `[d, D]` product instead of a `[D, D]` and a `[d, D]`
+//! one.
 //!
 //! With layers `y_j = W_j y_{j-1} + b_j` (j = 1..L, `y_0 = s`), prefix maps `P_j = W_{j-1}..W_1`
 //! (the input of layer j is `P_j s + q_j`, `q_1 = 0`, `q_{j+1} = W_j q_j + b_j`) and suffix maps
@@ -9,8 +11,60 @@
 //! gradients `dY` `[n, out]` over inputs `s` `[n, in]`, with `G = dY^T s` and `e = sum_rows dY`:
 //! `dW_j = S_j^T G P_j^T + (S_j^T e) q_j^T`, `db_j = S_j^T e`, `ds = dY M`.
 
+use candle_core::Tensor;
+use candle_nn::{Linear, Module};
+
+use crate::error::Result;
 use crate::nn::Kernel;
 use crate::nn::cpu::{Op, add_bias, add_column_sums, matmul, matmul_new};
+use crate::nn::{GROUP_DEFAULT, Init, ParamStore};
+
+/// A head `P(F(x))`: Linear(D, D) then Linear(D, d).
+#[derive(Debug, Clone)]
+pub(crate) struct Head {
+    pub(crate) f: Linear,
+    pub(crate) p: Linear,
+}
+
+/// How a head is made: the learning-rate group of its `F`, and the initialiser of its `P`
+/// (docs/MODEL.md section 3: the authors' per-head settings).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct HeadSpec {
+    pub(crate) f_group: &'static str,
+    pub(crate) p_init: Init,
+}
+
+impl Head {
+    pub(crate) fn new(
+        store: &mut ParamStore,
+        name: &str,
+        (dim, d): (usize, usize),
+        spec: HeadSpec,
+    ) -> Result<Self> {
+        Ok(Head {
+            f: store.linear(
+                &format!("{name}.f"),
+                dim,
+                dim,
+                true,
+                Init::TorchLinear,
+                spec.f_group,
+            )?,
+            p: store.linear(
+                &format!("{name}.p"),
+                dim,
+                d,
+                true,
+                spec.p_init,
+                GROUP_DEFAULT,
+            )?,
+        })
+    }
+
+    pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(self.p.forward(&self.f.forward(x)?)?)
+    }
+}
 
 /// One layer: `W` `[out, in]` row-major and an optional bias `[out]`.
 #[derive(Debug, Clone)]

@@ -14,20 +14,20 @@
 //! leading unaligned taps feed only their intra path.
 
 pub mod config;
+mod fusion;
 pub mod heads;
-mod kernel;
-pub mod reference;
+pub mod paths;
 pub mod san;
-pub mod san_kernel;
 pub mod states;
 
 pub use config::{Fusion, IisanConfig, Modality};
 
 use candle_core::{Device, Tensor};
-use candle_nn::{Linear, Module};
+use candle_nn::Linear;
 
 use self::config::TapPlan;
-use self::reference::{Head, HeadSpec, InterPath, IntraPath};
+use self::heads::{Head, HeadSpec};
+use self::paths::{InterPath, IntraPath};
 use self::san::{Gates, SanBlock};
 use self::states::HiddenStates;
 use super::config::Method;
@@ -281,42 +281,7 @@ impl ItemTower for IisanTower {
     }
 
     fn embed(&self, ids: &[u32], _ctx: &Ctx) -> Result<Tensor> {
-        let t = &self.taps;
-        let tensor = |h: &Option<Box<dyn HiddenStates>>, taps: &[usize]| {
-            h.as_ref()
-                .filter(|_| !taps.is_empty())
-                .map(|h| h.gather_item_major(ids, &t.gathered(taps), &self.device))
-                .transpose()
-        };
-        let ht = tensor(&self.text, &t.text)?;
-        let hi = tensor(&self.image, &t.image)?;
-        let lead = t.lead();
-        // an intra path reads its taps, and starts from the state gathered ahead of them if any
-        let intra = |p: &IntraPath, h: &Tensor, taps: usize| -> Result<Tensor> {
-            let init = (lead > 0)
-                .then(|| h.narrow(1, 0, 1)?.squeeze(1))
-                .transpose()?;
-            p.forward(&h.narrow(1, lead, taps)?, init.as_ref())
-        };
-        let mut parts = Vec::with_capacity(3);
-        if let (Some((p, head)), Some(h)) = (&self.intra_image, &hi) {
-            parts.push(head.forward(&intra(p, h, t.image.len())?)?);
-        }
-        if let (Some((p, head)), Some(h)) = (&self.intra_text, &ht) {
-            parts.push(head.forward(&intra(p, h, t.text.len())?)?);
-        }
-        if let (Some((p, head)), Some(ht), Some(hi)) = (&self.inter, &ht, &hi) {
-            let (k, (st, si)) = (t.inter(), t.inter_start());
-            let t = ht.narrow(1, lead + st, k)?;
-            let i = hi.narrow(1, lead + si, k)?;
-            parts.push(head.forward(&p.forward(&t, &i)?)?);
-        }
-        let x = if parts.len() == 1 {
-            parts.pop().expect("one part")
-        } else {
-            Tensor::cat(&parts, 1)?
-        };
-        Ok(self.fuse.forward(&x)?)
+        self.graph_embed(ids)
     }
 
     fn device(&self) -> Device {

@@ -1,10 +1,52 @@
 //! Multi-head causal self-attention over packed rows (the SASRec user encoder's attention,
-//! docs/MODEL.md section 4) with a hand-written backward. The rows of one user are a run of consecutive
-//! packed rows (a [`Segment`]) in position order; a real query attends exactly the real keys at
-//! or before it, so each user's attention is a small causal block over its own rows. Attention
-//! dropout masks are indexed over the padded `[B, heads, L, L]` layout the tensor version uses.
+//! docs/MODEL.md section 4), on both engines. On candle ops ([`graph_attention`]) the rows are
+//! scattered into the padded `[B, heads, L, L]` layout, where padding keys are masked. On the CPU
+//! kernels ([`CausalAttention`], with a hand-written backward) the rows of one user are a run of
+//! consecutive packed rows (a [`Segment`]) in position order; a real query attends exactly the
+//! real keys at or before it, so each user's attention is a small causal block over its own
+//! rows. Attention dropout masks are indexed over the padded layout on both.
 
+use candle_core::{D, Tensor};
 use rayon::prelude::*;
+
+use crate::data::batch::PackedRows;
+use crate::error::Result;
+use crate::nn::layers::Ctx;
+
+/// The attention on candle ops: `qkv` `[R, 3d]` holds the packed real rows `rows` (Q, K, V,
+/// each head's columns contiguous), `mask` the additive mask `[B, 1, L, L]`; returns the
+/// attention output `[R, d]` before the output projection, with dropout `p` on the
+/// probabilities.
+pub fn graph_attention(
+    qkv: &Tensor,
+    rows: &PackedRows,
+    mask: &Tensor,
+    (heads, p): (usize, f32),
+    ctx: &Ctx,
+) -> Result<Tensor> {
+    let d = qkv.dim(1)? / 3;
+    let (b, l, h) = (rows.batch, rows.len, heads);
+    let dh = d / h;
+    let dev = qkv.device();
+    let scatter = Tensor::from_slice(&rows.scatter, rows.scatter.len(), dev)?;
+    let gather = Tensor::from_slice(&rows.flat, rows.flat.len(), dev)?;
+    let zero = Tensor::zeros((1, 3 * d), qkv.dtype(), dev)?;
+    let qkv = Tensor::cat(&[&zero, qkv], 0)?
+        .index_select(&scatter, 0)?
+        .reshape((b, l, 3, h, dh))?
+        .permute((2, 0, 3, 1, 4))?;
+    let q = qkv.get(0)?.contiguous()?;
+    let k = qkv.get(1)?.contiguous()?;
+    let v = qkv.get(2)?.contiguous()?;
+    let scale = 1.0 / (dh as f64).sqrt();
+    let att = (q.matmul(&k.t()?)? * scale)?.broadcast_add(mask)?;
+    let att = ctx.dropout(&candle_nn::ops::softmax(&att, D::Minus1)?, p)?;
+    Ok(att
+        .matmul(&v)?
+        .transpose(1, 2)?
+        .reshape((b * l, d))?
+        .index_select(&gather, 0)?)
+}
 
 /// The packed rows of one user: `n` consecutive rows from `start`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,85 +1,36 @@
-//! The SASRec user encoder (docs/MODEL.md section 4): learned positions, post-LN Transformer blocks with
-//! causal + key-padding self-attention (Q/K/V/O without bias), ReLU FFN, dropout, xavier-normal
-//! initialisation. The output at every position predicts the next item.
+//! The SASRec user encoder (docs/MODEL.md section 4): learned positions, post-LN Transformer
+//! blocks ([`super::block`]) with causal + key-padding self-attention ([`super::attention`],
+//! Q/K/V/O without bias), ReLU FFN, dropout, xavier-normal initialisation. The output at every
+//! position predicts the next item.
+//!
+//! On both engines: [`UserEncoder`] holds the parameters and composes candle ops over the packed
+//! real rows; [`UserKernel`] is the same stack on the CPU kernels with its own backward, run on
+//! the packed rows only (each user's attention a small causal block over its own rows). Its
+//! dropout masks are drawn from the forward context in the order the candle version draws them
+//! (the attention mask over the padded `[B, heads, L, L]` layout), so with the same seed both
+//! compute the same function (`tests/iisan.rs::user_kernels_match_autograd_with_dropout`
+//! compares the loss and every gradient). The input is `x0 = drop(LN0(e + pos))`.
 
-use candle_core::{D, Device, Tensor};
-use candle_nn::{Linear, Module};
-use serde::{Deserialize, Serialize};
+use candle_core::{Device, Tensor};
+use rayon::prelude::*;
 
+use super::attention::{CausalAttention, Segment, axpy, segments};
+use super::block::{
+    Block, BlockMasks, BlockSaved, PartRows, backward_kernel, forward_kernel, rows_of,
+};
+pub use super::config::UserEncoderConfig;
 pub use super::params::{BlockParams, UserParams};
 use crate::data::batch::PackedRows;
 use crate::error::{Error, Result};
-use crate::nn::layers::{Ctx, LayerNorm};
+use crate::nn::cpu::apply_mask;
+use crate::nn::layer_norm::LayerNorm;
+use crate::nn::layer_norm::{LayerNormSaved, layer_norm, layer_norm_backward};
+use crate::nn::layers::Ctx;
 use crate::nn::params::{GROUP_DEFAULT, Init, ParamStore};
-use crate::nn::{Engine, GradSink, KernelNodes};
+use crate::nn::{Engine, GradSink, Kernel, KernelNodes};
 
 /// Additive attention-mask value of forbidden positions.
-const MASKED: f32 = -1e9;
-
-/// Shape of the user encoder; defaults are the paper's.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct UserEncoderConfig {
-    /// Embedding width d (also the item embedding width).
-    pub dim: usize,
-    /// Transformer blocks.
-    pub blocks: usize,
-    /// Attention heads (must divide `dim`).
-    pub heads: usize,
-    /// FFN hidden width.
-    pub ffn: usize,
-    /// Dropout probability.
-    pub dropout: f32,
-    /// LayerNorm epsilon.
-    pub ln_eps: f64,
-}
-
-impl Default for UserEncoderConfig {
-    fn default() -> Self {
-        UserEncoderConfig {
-            dim: 64,
-            blocks: 2,
-            heads: 2,
-            ffn: 256,
-            dropout: 0.1,
-            ln_eps: 1e-6,
-        }
-    }
-}
-
-impl UserEncoderConfig {
-    /// Check widths and probabilities.
-    pub fn validate(&self) -> Result<()> {
-        if self.dim == 0 || self.heads == 0 || !self.dim.is_multiple_of(self.heads) {
-            return Err(Error::Config(format!(
-                "model.user.dim = {} must be a positive multiple of model.user.heads = {}",
-                self.dim, self.heads
-            )));
-        }
-        if self.blocks == 0 || self.ffn == 0 {
-            return Err(Error::Config(
-                "model.user.blocks and model.user.ffn must be at least 1".into(),
-            ));
-        }
-        if !(0.0..1.0).contains(&self.dropout) {
-            return Err(Error::Config(format!(
-                "model.user.dropout = {} must be in [0, 1)",
-                self.dropout
-            )));
-        }
-        Ok(())
-    }
-}
-
-#[derive(Debug)]
-struct Block {
-    qkv: Linear,
-    out: Linear,
-    ln1: LayerNorm,
-    ff1: Linear,
-    ff2: Linear,
-    ln2: LayerNorm,
-}
+pub(super) const MASKED: f32 = -1e9;
 
 /// The SASRec user encoder.
 #[derive(Debug)]
@@ -110,22 +61,7 @@ impl UserEncoder {
         let mut blocks = Vec::with_capacity(cfg.blocks);
         for b in 0..cfg.blocks {
             let p = format!("user.block{b}");
-            // Q, K and V are three bias-free d x d maps stored as one [3d, d] weight; each third
-            // is drawn with the xavier std of a d x d matrix, sqrt(2 / 2d).
-            let qkv_w = store.add(
-                &format!("{p}.qkv.weight"),
-                &[3 * d, d],
-                Init::Normal((1.0 / d as f64).sqrt()),
-                g,
-            )?;
-            blocks.push(Block {
-                qkv: Linear::new(qkv_w, None),
-                out: store.linear(&format!("{p}.out"), d, d, false, Init::XavierNormal, g)?,
-                ln1: LayerNorm::new(store, &format!("{p}.ln1"), d, cfg.ln_eps, g)?,
-                ff1: store.linear(&format!("{p}.ff1"), d, cfg.ffn, true, Init::XavierNormal, g)?,
-                ff2: store.linear(&format!("{p}.ff2"), cfg.ffn, d, true, Init::XavierNormal, g)?,
-                ln2: LayerNorm::new(store, &format!("{p}.ln2"), d, cfg.ln_eps, g)?,
-            });
+            blocks.push(Block::new(store, &p, (d, cfg.ffn, cfg.ln_eps), g)?);
         }
         Ok(UserEncoder {
             cfg: cfg.clone(),
@@ -255,141 +191,290 @@ impl UserEncoder {
         mask: &Tensor,
         ctx: &Ctx,
     ) -> Result<Tensor> {
-        let d = e.dim(1)?;
-        let (b, l) = (rows.batch, rows.len);
         let p = self.cfg.dropout;
-        let h = self.cfg.heads;
-        let dh = d / h;
         let dev = e.device();
         let pos_idx = Tensor::from_slice(&rows.positions, rows.positions.len(), dev)?;
-        let scatter = Tensor::from_slice(&rows.scatter, rows.scatter.len(), dev)?;
-        let gather = Tensor::from_slice(&rows.flat, rows.flat.len(), dev)?;
         let pos = self.pos.index_select(&pos_idx, 0)?;
         let mut x = ctx.dropout(&self.ln.forward_t(&(e + pos)?, ctx)?, p)?;
-        let scale = 1.0 / (dh as f64).sqrt();
         for blk in &self.blocks {
-            let qkv = blk.qkv.forward(&x)?; // [R, 3d]
-            let zero = Tensor::zeros((1, 3 * d), qkv.dtype(), dev)?;
-            let qkv = Tensor::cat(&[&zero, &qkv], 0)?
-                .index_select(&scatter, 0)?
-                .reshape((b, l, 3, h, dh))?
-                .permute((2, 0, 3, 1, 4))?;
-            let q = qkv.get(0)?.contiguous()?;
-            let k = qkv.get(1)?.contiguous()?;
-            let v = qkv.get(2)?.contiguous()?;
-            let att = (q.matmul(&k.t()?)? * scale)?.broadcast_add(mask)?;
-            let att = ctx.dropout(&candle_nn::ops::softmax(&att, D::Minus1)?, p)?;
-            let a = att
-                .matmul(&v)?
-                .transpose(1, 2)?
-                .reshape((b * l, d))?
-                .index_select(&gather, 0)?;
-            let a = blk.out.forward(&a)?;
-            x = blk.ln1.forward_t(&(x + ctx.dropout(&a, p)?)?, ctx)?;
-            let f = blk.ff2.forward(&blk.ff1.forward(&x)?.relu()?)?;
-            x = blk.ln2.forward_t(&(x + ctx.dropout(&f, p)?)?, ctx)?;
+            x = blk.forward(x, (rows, mask), (self.cfg.heads, p), ctx)?;
         }
         Ok(x)
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// Rows below which a batch is encoded in one piece.
+const MIN_SPLIT: usize = 64;
 
-    /// Packed rows equal the dense encoder's outputs at the real positions (evaluation mode).
-    #[test]
-    fn packed_rows_match_dense_positions() {
-        // ids [[0, 0, 3], [0, 4, 5]]: real flat positions 2, 4, 5; scatter 0,0,1,0,2,3.
-        let rows = PackedRows::of(&[0, 0, 3, 0, 4, 5], 2, 3);
-        assert_eq!(rows.flat, [2, 4, 5]);
-        assert_eq!(rows.positions, [2, 1, 2]);
-        assert_eq!(rows.scatter, [0, 0, 1, 0, 2, 3]);
-        let mut s = ParamStore::new(5, Device::Cpu);
-        let enc =
-            UserEncoder::new(&mut s, &UserEncoderConfig::default(), 3, Engine::Graph).unwrap();
-        let ids = [0u32, 0, 3, 0, 4, 5];
-        let mask = UserEncoder::attention_mask(&ids, 2, 3, &Device::Cpu).unwrap();
-        let e = Tensor::randn(0f32, 1.0, (2, 3, 64), &Device::Cpu).unwrap();
-        let dense = enc.forward(&e, &mask, &Ctx::eval()).unwrap();
-        let dense = dense.reshape((6, 64)).unwrap();
-        let idx = Tensor::new(&[2u32, 4, 5], &Device::Cpu).unwrap();
-        let er = e.reshape((6, 64)).unwrap().index_select(&idx, 0).unwrap();
-        let packed = enc.forward_rows(&er, &rows, &mask, &Ctx::eval()).unwrap();
-        let want = dense.index_select(&idx, 0).unwrap();
-        let diff = (packed - want).unwrap().abs().unwrap().max_all().unwrap();
-        assert!(diff.to_scalar::<f32>().unwrap() < 1e-5);
+/// Every dropout mask of a forward pass, drawn up front in the order the tensor version
+/// applies them (input, then per block attention, attention output, FFN output),
+/// so both see the same masks and the two halves of a batch can run at once.
+#[derive(Debug)]
+struct Masks {
+    input: Option<Vec<f32>>,
+    blocks: Vec<BlockMasks>,
+}
+
+/// The forward of packed rows `lo..hi` (whole users).
+#[derive(Debug)]
+struct Part {
+    lo: usize,
+    hi: usize,
+    /// Segments with starts relative to `lo`.
+    segs: Vec<Segment>,
+    out: Vec<f32>,
+    ln0: LayerNormSaved,
+    blocks: Vec<BlockSaved>,
+}
+
+/// A forward pass: the output rows and what the backward needs.
+#[derive(Debug)]
+pub struct UserRun {
+    out: Vec<f32>,
+    positions: Vec<u32>,
+    len: usize,
+    masks: Masks,
+    parts: Vec<Part>,
+}
+
+impl UserRun {
+    /// The encoder's output `[R, d]`, one row per packed row.
+    pub fn output(&self) -> &[f32] {
+        &self.out
+    }
+}
+
+/// The encoder's parameters read out of its tensors, and its shape.
+#[derive(Debug)]
+pub struct UserKernel {
+    d: usize,
+    heads: usize,
+    ffn: usize,
+    eps: f32,
+    dropout: f32,
+    /// The weights, by name.
+    w: UserParams<Vec<f32>>,
+}
+
+impl UserKernel {
+    /// Read the current parameter values of `enc`.
+    pub fn read(enc: &UserEncoder) -> Result<UserKernel> {
+        let cfg = enc.config();
+        let w = enc
+            .params()
+            .try_map(|t| -> Result<Vec<f32>> { Ok(t.flatten_all()?.to_vec1::<f32>()?) })?;
+        Ok(UserKernel {
+            d: cfg.dim,
+            heads: cfg.heads,
+            ffn: cfg.ffn,
+            eps: cfg.ln_eps as f32,
+            dropout: cfg.dropout,
+            w,
+        })
     }
 
-    /// The authors' dropout placement, checked by what a training forward draws from the
-    /// context's stream: B = 2 users of L = 3 slots (R = 6 rows), d = 64, 2 heads, 2 blocks:
-    /// the input (R d = 384), then per block the attention probabilities (B h L L = 36), the
-    /// attention output (384) and the FFN output (384): 1,992 mask elements. A dropout on the
-    /// FFN hidden layer (R x 256 = 1,536 per block) would draw 3,072 more. Each 64-bit draw
-    /// decides two elements and every count is even, so the stream after the forward equals
-    /// a fresh stream after one 1,992-element mask.
-    #[test]
-    fn a_training_forward_draws_exactly_the_authors_dropout_masks() {
-        let mut s = ParamStore::new(5, Device::Cpu);
-        let enc =
-            UserEncoder::new(&mut s, &UserEncoderConfig::default(), 3, Engine::Graph).unwrap();
-        let mask = UserEncoder::attention_mask(&[0u32, 1, 2, 3, 4, 5], 2, 3, &Device::Cpu).unwrap();
-        let e = Tensor::randn(0f32, 1.0, (2, 3, 64), &Device::Cpu).unwrap();
-        let ctx = Ctx::train(9);
-        enc.forward(&e, &mask, &ctx).unwrap();
-        let fresh = Ctx::train(9);
-        fresh.dropout_mask(384 + 2 * (36 + 384 + 384), 0.1);
-        assert_eq!(ctx.dropout_mask(64, 0.5), fresh.dropout_mask(64, 0.5));
+    fn blocks(&self) -> usize {
+        self.w.blocks.len()
     }
 
-    #[test]
-    fn mask_is_causal_and_hides_padding() {
-        // ids [0, 5, 7]: key 0 is padding; query 1 sees key 1; query 2 sees keys 1, 2.
-        let m = UserEncoder::attention_mask(&[0, 5, 7], 1, 3, &Device::Cpu).unwrap();
-        let v: Vec<f32> = m.flatten_all().unwrap().to_vec1().unwrap();
-        let k = MASKED;
-        assert_eq!(v, [k, k, k, k, 0.0, k, k, 0.0, 0.0]);
+    fn attention(&self, len: usize) -> CausalAttention {
+        CausalAttention {
+            dim: self.d,
+            heads: self.heads,
+            len,
+        }
     }
 
-    #[test]
-    fn causal_outputs_ignore_the_future_and_parameters_count() {
-        let mut s = ParamStore::new(3, Device::Cpu);
-        let cfg = UserEncoderConfig {
-            dropout: 0.0,
-            ..Default::default()
+    /// Encode the packed rows' item embeddings `e` `[R, d]`; training mode (dropout) follows
+    /// `ctx`. With more than one compute thread the users are encoded in two halves at once
+    /// (every operation is row-wise or within one user).
+    pub(super) fn forward_rows(&self, e: &[f32], rows: &PackedRows, ctx: &Ctx) -> UserRun {
+        let (d, r, p) = (self.d, rows.count(), self.dropout);
+        assert_eq!(e.len(), r * d, "user kernel: input rows");
+        let masks = Masks {
+            input: ctx.dropout_mask(r * d, p),
+            blocks: (0..self.blocks())
+                .map(|_| BlockMasks {
+                    att: ctx.dropout_mask(rows.batch * self.heads * rows.len * rows.len, p),
+                    a: ctx.dropout_mask(r * d, p),
+                    f: ctx.dropout_mask(r * d, p),
+                })
+                .collect(),
         };
-        let enc = UserEncoder::new(&mut s, &cfg, 10, Engine::Graph).unwrap();
-        // pos 640 + ln 128 + per block (qkv 12288 + out 4096 + ln 128 + ff1 16640 + ff2 16448
-        // + ln 128 = 49728) x 2 = 100,224.
-        assert_eq!(s.num_trainable(), 100_224);
-        let ids = [0u32, 0, 3, 4, 5, 6, 7, 8, 9, 1];
-        let mask = UserEncoder::attention_mask(&ids, 1, 10, &Device::Cpu).unwrap();
-        let e1 = Tensor::randn(0f32, 1.0, (1, 10, 64), &Device::Cpu).unwrap();
-        // change only the last position's input: earlier outputs must not move.
-        let last = Tensor::randn(0f32, 1.0, (1, 1, 64), &Device::Cpu).unwrap();
-        let e2 = Tensor::cat(&[e1.narrow(1, 0, 9).unwrap(), last], 1).unwrap();
-        let o1 = enc.forward(&e1, &mask, &Ctx::eval()).unwrap();
-        let o2 = enc.forward(&e2, &mask, &Ctx::eval()).unwrap();
-        let diff = (o1.narrow(1, 2, 7).unwrap() - o2.narrow(1, 2, 7).unwrap()).unwrap();
-        assert!(
-            diff.abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap()
-                < 1e-5
+        let segs = segments(&rows.flat, rows.len);
+        // Split at the first user boundary past half the rows.
+        let cut = if rayon::current_num_threads() > 1 && r >= MIN_SPLIT {
+            segs.iter()
+                .map(|s| s.start)
+                .find(|&st| st >= r / 2)
+                .unwrap_or(r)
+        } else {
+            r
+        };
+        let part = |lo: usize, hi: usize| {
+            let segs: Vec<Segment> = segs
+                .iter()
+                .filter(|s| s.start >= lo && s.start < hi)
+                .map(|s| Segment {
+                    start: s.start - lo,
+                    ..*s
+                })
+                .collect();
+            self.forward_part(e, &rows.positions, rows.len, &masks, (lo, hi), segs)
+        };
+        let ranges = if cut < r {
+            vec![(0, cut), (cut, r)]
+        } else {
+            vec![(0, r)]
+        };
+        let parts: Vec<Part> = ranges.par_iter().map(|&(lo, hi)| part(lo, hi)).collect();
+        let out = parts.iter().flat_map(|p| p.out.iter().copied()).collect();
+        UserRun {
+            out,
+            positions: rows.positions.clone(),
+            len: rows.len,
+            masks,
+            parts,
+        }
+    }
+
+    /// The forward of rows `lo..hi` (whole users, `segs` relative to `lo`).
+    fn forward_part(
+        &self,
+        e: &[f32],
+        positions: &[u32],
+        len: usize,
+        masks: &Masks,
+        (lo, hi): (usize, usize),
+        segs: Vec<Segment>,
+    ) -> Part {
+        let (d, ffn) = (self.d, self.ffn);
+        let positions = &positions[lo..hi];
+        let mut x = e[lo * d..hi * d].to_vec();
+        for (row, &pos) in x.chunks_exact_mut(d).zip(positions) {
+            let pos = pos as usize;
+            axpy(row, 1.0, &self.w.pos[pos * d..(pos + 1) * d]);
+        }
+        let ln0 = layer_norm(&mut x, &self.w.ln_w, &self.w.ln_b, self.eps);
+        apply_mask(&mut x, rows_of(&masks.input, lo, hi, d));
+        let rows = PartRows {
+            lo,
+            hi,
+            segs: &segs,
+            positions,
+        };
+        let att = self.attention(len);
+        let mut blocks = Vec::with_capacity(self.blocks());
+        for (w, m) in self.w.blocks.iter().zip(&masks.blocks) {
+            let (out, saved) = forward_kernel(w, x, (&att, m, rows), (d, ffn, self.eps));
+            x = out;
+            blocks.push(saved);
+        }
+        Part {
+            lo,
+            hi,
+            segs,
+            out: x,
+            ln0,
+            blocks,
+        }
+    }
+
+    /// Gradients from d loss / d output `[R, d]`: d loss / d input rows `[R, d]` and every
+    /// parameter's gradient, by name.
+    fn backward_rows(&self, run: &UserRun, d_out: &[f32]) -> (Vec<f32>, UserParams<Vec<f32>>) {
+        assert_eq!(
+            d_out.len(),
+            run.positions.len() * self.d,
+            "user kernel: output gradient rows"
         );
-        let diff_last = (o1.narrow(1, 9, 1).unwrap() - o2.narrow(1, 9, 1).unwrap()).unwrap();
-        assert!(
-            diff_last
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap()
-                > 1e-3
+        let mut results: Vec<_> = run
+            .parts
+            .par_iter()
+            .map(|p| self.backward_part(run, p, d_out))
+            .collect();
+        let (mut dx, mut grads) = results.remove(0);
+        for (dx_b, grads_b) in results {
+            dx.extend(dx_b);
+            grads.add(grads_b);
+        }
+        (dx, grads)
+    }
+
+    /// The backward of one part: its rows' input gradients and its parameter gradients.
+    fn backward_part(
+        &self,
+        run: &UserRun,
+        part: &Part,
+        d_out: &[f32],
+    ) -> (Vec<f32>, UserParams<Vec<f32>>) {
+        let (d, ffn) = (self.d, self.ffn);
+        let (lo, hi) = (part.lo, part.hi);
+        let positions = &run.positions[lo..hi];
+        let mut grads = self.w.map(|p| vec![0f32; p.len()]);
+        let mut dx = d_out[lo * d..hi * d].to_vec();
+        let rows = PartRows {
+            lo,
+            hi,
+            segs: &part.segs,
+            positions,
+        };
+        let att = self.attention(run.len);
+        for b in (0..self.blocks()).rev() {
+            let (s, m) = (&part.blocks[b], &run.masks.blocks[b]);
+            let (w, g) = (&self.w.blocks[b], &mut grads.blocks[b]);
+            backward_kernel(w, s, (&att, m, rows), (&mut dx, g), (d, ffn));
+        }
+        apply_mask(&mut dx, rows_of(&run.masks.input, lo, hi, d));
+        layer_norm_backward(
+            &mut dx,
+            &part.ln0,
+            &self.w.ln_w,
+            &mut grads.ln_w,
+            &mut grads.ln_b,
         );
+        for (row, &pos) in dx.chunks_exact(d).zip(positions) {
+            let pos = pos as usize;
+            axpy(&mut grads.pos[pos * d..(pos + 1) * d], 1.0, row);
+        }
+        (dx, grads)
+    }
+}
+
+/// What the encoder's forward reads: the item embeddings `e` `[R, d]` of the packed real
+/// rows `rows`, and the context that says whether (and which) dropout applies.
+#[derive(Clone, Copy)]
+pub struct UserInput<'a> {
+    /// `[R, d]`.
+    pub e: &'a [f32],
+    /// The real positions of the batch.
+    pub rows: &'a PackedRows,
+    /// Training (dropout) or evaluation mode.
+    pub ctx: &'a Ctx,
+}
+
+/// The encoder's named gradients.
+#[derive(Debug)]
+pub struct UserGrads {
+    /// d loss / d e `[R, d]`.
+    pub d_input: Vec<f32>,
+    /// Every weight's gradient.
+    pub params: UserParams<Vec<f32>>,
+}
+
+impl Kernel for UserKernel {
+    type Input<'a> = UserInput<'a>;
+    type Saved = UserRun;
+    type Grads = UserGrads;
+
+    /// Encode the packed rows; with more than one compute thread the users are encoded in two
+    /// halves at once (every operation is row-wise or within one user).
+    fn forward(&self, input: UserInput<'_>) -> UserRun {
+        self.forward_rows(input.e, input.rows, input.ctx)
+    }
+
+    fn backward(&self, _input: UserInput<'_>, saved: UserRun, d_out: &[f32]) -> UserGrads {
+        let (d_input, params) = self.backward_rows(&saved, d_out);
+        UserGrads { d_input, params }
     }
 }

@@ -1,14 +1,17 @@
-//! The SASRec user encoder (docs/MODEL.md section 4): the version on candle ops ([`encoder`]),
-//! the same function on hand-written CPU kernels with their own backward ([`kernel`]), the
-//! packed causal attention those kernels use ([`attention`]), and its training objective on
-//! either engine ([`objective`]).
+//! The SASRec user encoder (docs/MODEL.md section 4), each part on both engines (candle ops and
+//! the CPU kernels): its shape ([`config`]), the stack ([`encoder`]), one Transformer block
+//! ([`block`]), the causal attention over packed rows ([`attention`]), its parameters by name
+//! ([`params`]) and its training objective ([`objective`]).
 
 pub mod attention;
+pub mod block;
+pub mod config;
 pub mod encoder;
-pub mod kernel;
 pub mod objective;
 pub mod params;
+#[cfg(test)]
+mod tests;
 
-pub use encoder::{BlockParams, UserEncoder, UserEncoderConfig, UserParams};
-pub use kernel::UserKernel;
+pub use config::UserEncoderConfig;
+pub use encoder::{BlockParams, UserEncoder, UserKernel, UserParams};
 pub use objective::{RowsLoss, RowsLossValue};

@@ -11,7 +11,7 @@
 use candle_core::{DType, Tensor};
 
 use super::encoder::UserEncoder;
-use super::kernel::{UserInput, UserKernel};
+use super::encoder::{UserInput, UserKernel};
 use crate::data::batch::{PackedRows, TrainBatch, input_rows};
 use crate::efficiency::Profile;
 use crate::error::{Error, Result};

@@ -1,8 +1,10 @@
-//! One side-network path (a chain of SAN blocks with its mixes, docs/MODEL.md section 3) as a CPU kernel
-//! with a hand-written backward: the forward keeps each block's input and ReLU activation, the
-//! backward returns every block's weight and bias gradients and each gate value's gradient.
-//! `reference.rs` holds the autograd version of the same path, which the tests compare
-//! against (and against finite differences).
+//! The intra- and inter-modal paths (docs/MODEL.md section 3): chains of SAN blocks over a
+//! tower's tap states (intra) or over both towers' aligned taps (inter), with their mixes, on
+//! both engines: [`IntraPath`] / [`InterPath`] hold the parameters and compose candle ops;
+//! [`SanPathKernel`] is the same chain as a CPU kernel with a hand-written backward (the forward
+//! keeps each block's input and ReLU activation, the backward returns every block's weight and
+//! bias gradients and each gate value's gradient). Tests compare the two and check them against
+//! finite differences.
 //!
 //! Mixes, with `s_{-1} = 0`, or the start state `h_0` for an intra path with `remove_first`:
 //! - intra, gated: `x_k = g_k u_k + (1 - g_k) s_{k-1}`; intra, add: `x_k = u_k + s_{k-1}`;
@@ -10,8 +12,151 @@
 //!
 //! and `s_k = x_k + W_up relu(W_down x_k + b_down) + b_up`.
 
+use candle_core::Tensor;
+use candle_nn::{Linear, Module};
+
+use super::config::{Fusion, IisanConfig};
+use super::san::{Gates, SanBlock};
+use crate::error::{Error, Result};
 use crate::nn::Kernel;
 use crate::nn::cpu::{Op, add_bias, add_bias_relu, add_column_sums, dot, matmul, matmul_append};
+use crate::nn::{GROUP_DEFAULT, Init, ParamStore};
+
+#[derive(Debug)]
+pub(crate) struct IntraPath {
+    pub(crate) blocks: Vec<SanBlock>,
+    pub(crate) gates: Option<Gates>,
+}
+
+impl IntraPath {
+    pub(crate) fn new(
+        store: &mut ParamStore,
+        name: &str,
+        (dim, k): (usize, usize),
+        c: &IisanConfig,
+        gate_group: &'static str,
+    ) -> Result<Self> {
+        let blocks = (0..k)
+            .map(|j| SanBlock::new(store, &format!("{name}.block{j}"), dim, c.bottleneck))
+            .collect::<Result<_>>()?;
+        let gates = match c.fusion {
+            Fusion::Gate => Some(Gates::new(
+                store,
+                &format!("{name}.gates"),
+                k,
+                c.gate_temperature,
+                gate_group,
+            )?),
+            Fusion::Add => None,
+        };
+        Ok(IntraPath { blocks, gates })
+    }
+
+    /// `h` `[n, K, D]` -> last state `[n, D]`, starting from `init` `[n, D]` (`s_{-1}`; `None`:
+    /// zeros).
+    pub(crate) fn forward(&self, h: &Tensor, init: Option<&Tensor>) -> Result<Tensor> {
+        let g = self.gates.as_ref().map(Gates::values).transpose()?;
+        let mut s: Option<Tensor> = init.cloned();
+        for (k, blk) in self.blocks.iter().enumerate() {
+            let hk = h.narrow(1, k, 1)?.squeeze(1)?;
+            let x = match (&s, &g) {
+                (None, Some(g)) => hk.broadcast_mul(&g.narrow(0, k, 1)?)?,
+                (None, None) => hk,
+                (Some(prev), Some(g)) => Gates::mix(g, k, &hk, prev)?,
+                (Some(prev), None) => (hk + prev)?,
+            };
+            s = Some(blk.forward(&x)?);
+        }
+        s.ok_or_else(|| Error::Internal("empty intra path".into()))
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct InterPath {
+    pub(crate) blocks: Vec<SanBlock>,
+    pub(crate) gates: Option<Gates>,
+    pub(crate) map_text: Option<Vec<Linear>>,
+    pub(crate) map_image: Option<Vec<Linear>>,
+    pub(crate) width: usize,
+}
+
+impl InterPath {
+    pub(crate) fn new(
+        store: &mut ParamStore,
+        dt: usize,
+        di: usize,
+        k: usize,
+        c: &IisanConfig,
+    ) -> Result<Self> {
+        let width = dt.min(di);
+        let maps = |store: &mut ParamStore, d: usize, name: &str| -> Result<Option<Vec<Linear>>> {
+            if d == width {
+                return Ok(None);
+            }
+            let v = (0..k)
+                .map(|j| {
+                    store.linear(
+                        &format!("item.inter.{name}{j}"),
+                        d,
+                        width,
+                        true,
+                        Init::TorchLinear,
+                        GROUP_DEFAULT,
+                    )
+                })
+                .collect::<Result<_>>()?;
+            Ok(Some(v))
+        };
+        let map_text = maps(store, dt, "map_text")?;
+        let map_image = maps(store, di, "map_image")?;
+        let blocks = (0..k)
+            .map(|j| SanBlock::new(store, &format!("item.inter.block{j}"), width, c.bottleneck))
+            .collect::<Result<_>>()?;
+        let gates = match c.fusion {
+            Fusion::Gate => Some(Gates::new(
+                store,
+                "item.inter.gates",
+                k,
+                c.gate_temperature,
+                GROUP_DEFAULT,
+            )?),
+            Fusion::Add => None,
+        };
+        Ok(InterPath {
+            blocks,
+            gates,
+            map_text,
+            map_image,
+            width,
+        })
+    }
+
+    /// `ht` `[n, K, Dt]`, `hi` `[n, K, Di]` (aligned taps) -> `[n, width]`.
+    pub(crate) fn forward(&self, ht: &Tensor, hi: &Tensor) -> Result<Tensor> {
+        let g = self.gates.as_ref().map(Gates::values).transpose()?;
+        let pick = |h: &Tensor, maps: &Option<Vec<Linear>>, k: usize| -> Result<Tensor> {
+            let x = h.narrow(1, k, 1)?.squeeze(1)?;
+            Ok(match maps {
+                Some(m) => m[k].forward(&x)?,
+                None => x,
+            })
+        };
+        let mut m: Option<Tensor> = None;
+        for (k, blk) in self.blocks.iter().enumerate() {
+            let (t, v) = (pick(ht, &self.map_text, k)?, pick(hi, &self.map_image, k)?);
+            let mixed = match &g {
+                Some(g) => Gates::mix(g, k, &v, &t)?,
+                None => (v + t)?,
+            };
+            let x = match &m {
+                Some(prev) => (mixed + prev)?,
+                None => mixed,
+            };
+            m = Some(blk.forward(&x)?);
+        }
+        m.ok_or_else(|| Error::Internal("empty inter path".into()))
+    }
+}
 
 /// Rows of tap `j` in a tap-major buffer with `nd` values per tap.
 fn tap(s: &[f32], j: usize, nd: usize) -> &[f32] {

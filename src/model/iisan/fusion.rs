@@ -1,17 +1,19 @@
-//! The IISAN tower on hand-written CPU kernels (`train.kernels = "cpu"`, the default): cache rows
-//! gathered tap-major in one pass, each path's SAN chain by [`SanPathKernel`], and each path's
-//! head `W_c,p P_p F_p` collapsed by [`AffineChain`]; the backward writes every parameter's
-//! gradient into the trainer's [`GradStore`]. Mathematically the same function and gradients
-//! as the autograd version in `reference.rs` (tests compare both).
+//! The fusion of the paths into the item embedding, `e = W_c [head_v; head_t; head_m] + b_c`
+//! (docs/MODEL.md section 3), on both engines. On candle ops ([`IisanTower::graph_embed`]) each
+//! path runs from its gathered states, through its head, into the fusion. On the CPU kernels
+//! the cache rows are gathered tap-major in one pass, each path's SAN chain runs as a
+//! [`SanPathKernel`] and each path's head `W_c,p P_p F_p` collapses into one [`AffineChain`];
+//! the tower's output joins the graph as one kernel node whose backward records every
+//! parameter's gradient. The same function and gradients either way (tests compare both).
 
 use candle_core::Tensor;
-use candle_nn::Linear;
+use candle_nn::{Linear, Module};
 use rayon::prelude::*;
 
-use super::heads::{AffineChain, AffineLayer, HeadGrads, HeadInput};
-use super::reference::Head;
+use super::heads::{AffineChain, AffineLayer, Head, HeadGrads, HeadInput};
+use super::paths::{BlockWeights, IntraPath, SanInput, SanPathKernel, SanPathSaved, Sources};
 use super::san::{Gates, SanBlock};
-use super::san_kernel::{BlockWeights, SanInput, SanPathKernel, SanPathSaved, Sources};
+use super::states::HiddenStates;
 use super::{IisanTower, PathHandles, PathSource};
 use crate::efficiency::Profile;
 use crate::error::Result;
@@ -221,6 +223,47 @@ fn map_grads(
 }
 
 impl IisanTower {
+    /// The embeddings `[ids.len(), d]` on candle ops (the graph engine; autograd differentiates
+    /// them): each path from its states, its head, then the fusion.
+    pub(super) fn graph_embed(&self, ids: &[u32]) -> Result<Tensor> {
+        let t = &self.taps;
+        let tensor = |h: &Option<Box<dyn HiddenStates>>, taps: &[usize]| {
+            h.as_ref()
+                .filter(|_| !taps.is_empty())
+                .map(|h| h.gather_item_major(ids, &t.gathered(taps), &self.device))
+                .transpose()
+        };
+        let ht = tensor(&self.text, &t.text)?;
+        let hi = tensor(&self.image, &t.image)?;
+        let lead = t.lead();
+        // an intra path reads its taps, and starts from the state gathered ahead of them if any
+        let intra = |p: &IntraPath, h: &Tensor, taps: usize| -> Result<Tensor> {
+            let init = (lead > 0)
+                .then(|| h.narrow(1, 0, 1)?.squeeze(1))
+                .transpose()?;
+            p.forward(&h.narrow(1, lead, taps)?, init.as_ref())
+        };
+        let mut parts = Vec::with_capacity(3);
+        if let (Some((p, head)), Some(h)) = (&self.intra_image, &hi) {
+            parts.push(head.forward(&intra(p, h, t.image.len())?)?);
+        }
+        if let (Some((p, head)), Some(h)) = (&self.intra_text, &ht) {
+            parts.push(head.forward(&intra(p, h, t.text.len())?)?);
+        }
+        if let (Some((p, head)), Some(ht), Some(hi)) = (&self.inter, &ht, &hi) {
+            let (k, (st, si)) = (t.inter(), t.inter_start());
+            let t = ht.narrow(1, lead + st, k)?;
+            let i = hi.narrow(1, lead + si, k)?;
+            parts.push(head.forward(&p.forward(&t, &i)?)?);
+        }
+        let x = if parts.len() == 1 {
+            parts.pop().expect("one part")
+        } else {
+            Tensor::cat(&parts, 1)?
+        };
+        Ok(self.fuse.forward(&x)?)
+    }
+
     /// The head chain of path `p`: F, P, then W_c's column block p (no bias: b_c is added once).
     fn head_chain(&self, head: &Head, p: usize, fuse_w: &[f32]) -> Result<AffineChain> {
         let d = self.dim;
