@@ -10,7 +10,7 @@ use candle_nn::{Module, VarBuilder};
 use serde::{Deserialize, Serialize};
 
 use super::peft::{Adapter, PeftBuilder};
-use super::vit_positions::position_embeddings;
+use super::vit_positions::{PositionGrid, position_embeddings};
 use super::{
     SelfAttention, Taken, adapt, adapter, get, layer_norm, linear, open_weights,
     open_weights_trainable, query_value, read_config, stack_cls,
@@ -209,7 +209,14 @@ impl Vit {
         let (d, p) = (c.hidden_size, c.patch_size);
         let e = vb.pp("embeddings");
         let cls_token = get(&e, &[1, 1, d], "cls_token", file)?;
-        let (cls_pos, grid_pos, grid) = position_embeddings(&e, c, image_size, file, vb.device())?;
+        let positions = PositionGrid {
+            hidden: d,
+            patch: p,
+            stored_image: c.image_size,
+            always_resize: c.is_dinov2(),
+        };
+        let (cls_pos, grid_pos, grid) =
+            position_embeddings(&e, positions, image_size, file, vb.device())?;
         let proj = e.pp("patch_embeddings").pp("projection");
         let patch_w = get(&proj, &[d, c.num_channels, p, p], "weight", file)?;
         let patch_b = get(&proj, &[d], "bias", file)?.reshape((1, d, 1, 1))?;

@@ -9,8 +9,18 @@ use candle_core::{Device, Tensor};
 use candle_nn::VarBuilder;
 
 use super::get;
-use super::vit::VitConfig;
 use crate::error::Result;
+
+/// What the position embeddings depend on: the width `D`, the patch side, the image side the
+/// tower was pretrained at (the stored grid is `stored_image / patch` per side), and whether the
+/// positions are resized even at that side (DINOv2 always interpolates).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct PositionGrid {
+    pub(super) hidden: usize,
+    pub(super) patch: usize,
+    pub(super) stored_image: usize,
+    pub(super) always_resize: bool,
+}
 
 /// Bicubic weights (A = -0.75) of PyTorch's `interpolate(mode="bicubic", align_corners=False)`
 /// from `input` to `output` samples: a row-stochastic `[output, input]` matrix.
@@ -38,19 +48,19 @@ pub fn bicubic_matrix(input: usize, output: usize) -> Vec<f32> {
 /// always for DINOv2, see [`resize_grid`]) and the grid side.
 pub(super) fn position_embeddings(
     e: &VarBuilder,
-    c: &VitConfig,
+    c: PositionGrid,
     image_size: usize,
     file: &Path,
     device: &Device,
 ) -> Result<(Tensor, Tensor, usize)> {
-    let (d, p) = (c.hidden_size, c.patch_size);
+    let (d, p) = (c.hidden, c.patch);
     // The stored grid is the pretraining one, image_size / patch_size per side.
-    let src = c.image_size / p;
+    let src = c.stored_image / p;
     let pos_full = get(e, &[1, src * src + 1, d], "position_embeddings", file)?;
     let grid = image_size / p;
     let cls_pos = pos_full.narrow(1, 0, 1)?;
     let mut grid_pos = pos_full.narrow(1, 1, src * src)?.squeeze(0)?; // [src*src, D]
-    if grid != src || c.is_dinov2() {
+    if grid != src || c.always_resize {
         grid_pos = resize_grid(&grid_pos, src, grid, d, device)?;
     }
     Ok((cls_pos, grid_pos, grid))

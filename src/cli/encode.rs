@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 
-use super::data::PrepArgs;
+use super::prep::PrepArgs;
 use iisan::api::EncodeJob;
 use iisan::cache::CacheDtype;
 use iisan::error::Result;

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 
-use super::data::PrepArgs;
+use super::prep::PrepArgs;
 use iisan::api::data::{self, AmazonOptions, Edition, ImportReport, RecboleOptions};
 use iisan::error::Result;
 

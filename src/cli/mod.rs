@@ -7,6 +7,7 @@ pub(crate) mod encode;
 pub(crate) mod eval;
 pub(crate) mod import;
 pub(crate) mod items;
+pub(crate) mod prep;
 pub(crate) mod progress;
 pub(crate) mod recommend;
 pub(crate) mod report;

@@ -9,6 +9,7 @@ pub mod config;
 pub mod factory;
 pub mod iisan;
 pub mod item_index;
+pub mod method;
 pub mod sasrec;
 pub mod served;
 pub mod tower;

@@ -3,7 +3,7 @@
 
 use candle_core::{DType, Tensor};
 
-use super::config::Method;
+use super::method::Method;
 use crate::efficiency::Profile;
 use crate::error::Result;
 use crate::nn::Ctx;

@@ -11,12 +11,10 @@
 //! - [`Dense`]: `x W^T + b` as one `[N, in] x [in, out]` product; a frozen layer on a tracked
 //!   input is one grafted node with backward `g W` (candle would add `x^T g` for `W`, a
 //!   product as large as the forward, and an activation-sized gradient for the broadcast bias).
-//! - [`layer_norm`]: LayerNorm with a frozen scale: the fused forward, and the input gradient
-//!   `rstd (g' - mean(g') - x̂ mean(g' x̂))`, `g' = g gamma`, by hand (docs/STACK.md
-//!   section 14). The normalised activations and the statistics are not kept: the backward
-//!   recomputes them from the input.
+//!
+//! LayerNorm with a frozen scale is in [`super::layer_norm`].
 
-use candle_core::{CpuStorage, D, Module, Result, Storage, Tensor};
+use candle_core::{CpuStorage, Module, Result, Storage, Tensor};
 
 use super::cpu::{self, Op};
 use super::graft::graft;
@@ -205,72 +203,12 @@ impl Module for Dense {
     }
 }
 
-/// LayerNorm over the last dimension with a frozen scale `weight`: candle's fused kernel
-/// forward, the input gradient by hand; `bias` gets its gradient when it is a variable
-/// (BitFit) and none otherwise.
-pub fn layer_norm(x: &Tensor, weight: &Tensor, bias: &Tensor, eps: f64) -> Result<Tensor> {
-    let bias_trains = bias.track_op();
-    let value_bias = if bias_trains {
-        bias.zeros_like()?
-    } else {
-        bias.clone()
-    };
-    let value =
-        candle_nn::ops::layer_norm(&x.detach().contiguous()?, weight, &value_bias, eps as f32)?;
-    let gamma = weight.clone();
-    let y = graft(x, value, move |x, _, g| {
-        layer_norm_input_grad(x, &gamma, eps, g)
-    })?;
-    Ok(if bias_trains {
-        y.broadcast_add(bias)?
-    } else {
-        y
-    })
-}
-
-/// d LayerNorm(x) / dx applied to `g`: with `x̂ = (x - mean) rstd`, `rstd = 1 / sqrt(var + eps)`
-/// (biased variance) and `g' = g gamma`, `dx = rstd (g' - mean(g') - x̂ mean(g' x̂))`.
-fn layer_norm_input_grad(x: &Tensor, gamma: &Tensor, eps: f64, g: &Tensor) -> Result<Tensor> {
-    let mean = x.mean_keepdim(D::Minus1)?;
-    let xc = x.broadcast_sub(&mean)?;
-    let rstd = (xc.sqr()?.mean_keepdim(D::Minus1)? + eps)?
-        .sqrt()?
-        .recip()?;
-    let xn = xc.broadcast_mul(&rstd)?;
-    let gg = g.broadcast_mul(gamma)?;
-    let m1 = gg.mean_keepdim(D::Minus1)?;
-    let m2 = (&gg * &xn)?.mean_keepdim(D::Minus1)?;
-    gg.broadcast_sub(&m1)?
-        .sub(&xn.broadcast_mul(&m2)?)?
-        .broadcast_mul(&rstd)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::nn::graft::grad_entries;
-    use crate::nn::layer_norm::LayerNorm;
-    use candle_core::{Device, Var};
-
-    /// Values uniform in [-1, 1) from a seeded stream (candle's CPU RNG cannot be seeded).
-    fn randn(shape: &[usize], seed: u64) -> Tensor {
-        use rand::{RngExt, SeedableRng};
-        let mut rng = rand::rngs::Xoshiro256PlusPlus::seed_from_u64(seed);
-        let n: usize = shape.iter().product();
-        let v: Vec<f32> = (0..n).map(|_| rng.random_range(-1.0..1.0)).collect();
-        Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
-    }
-
-    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar()
-            .unwrap()
-    }
+    use crate::nn::testing::{max_diff, randn};
+    use candle_core::Var;
 
     /// The frozen-operand ops against candle's plain ops on the same inputs: equal values, equal
     /// input gradients (to float rounding), and no gradient entry for the frozen operands.
@@ -335,36 +273,5 @@ mod tests {
             assert!(max_diff(&d(&g), &d(&g_ref)) < 1e-5);
             assert_eq!((grad_entries(&g), grad_entries(&g_ref)), (1, 2));
         }
-    }
-
-    /// LayerNorm with a frozen scale: value and input gradient equal the differentiable
-    /// primitive LayerNorm's ([`LayerNorm::forward`], itself checked by hand in `layers`); a
-    /// trainable bias gets the row sum of the gradient, as there.
-    #[test]
-    fn layer_norm_gradient_matches_the_primitive_ops() {
-        let x = Var::from_tensor(&(randn(&[3, 2, 6], 6) * 3.0).unwrap()).unwrap();
-        let gamma = (randn(&[6], 7) + 1.0).unwrap();
-        let beta = Var::from_tensor(&randn(&[6], 8)).unwrap();
-        let weights = randn(&[3, 2, 6], 9);
-        let ln = LayerNorm::from_tensors(gamma.clone(), beta.as_tensor().clone(), 1e-5);
-        let y_ref = ln.forward(x.as_tensor()).unwrap();
-        let g_ref = (&y_ref * &weights)
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .backward()
-            .unwrap();
-        let y = layer_norm(x.as_tensor(), &gamma, beta.as_tensor(), 1e-5).unwrap();
-        let g = (&y * &weights)
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .backward()
-            .unwrap();
-        assert!(max_diff(&y, &y_ref) < 1e-5);
-        let d = |g: &candle_core::backprop::GradStore, t: &Tensor| g.get(t).unwrap().clone();
-        assert!(max_diff(&d(&g, x.as_tensor()), &d(&g_ref, x.as_tensor())) < 1e-5);
-        assert!(max_diff(&d(&g, beta.as_tensor()), &d(&g_ref, beta.as_tensor())) < 1e-5);
-        assert!(g.get(&gamma).is_none());
     }
 }

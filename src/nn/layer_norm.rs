@@ -1,11 +1,15 @@
 //! LayerNorm over the last dimension (docs/MODEL.md section 4), on both engines: [`LayerNorm`]
 //! holds the weight and bias and composes differentiable primitive ops (candle's fused
 //! LayerNorm has no backward pass, docs/STACK.md section 3), or with a frozen scale runs
-//! [`super::frozen::layer_norm`]; [`layer_norm`] and [`layer_norm_backward`] are the CPU
-//! kernel and its backward over row-major rows.
+//! [`frozen_scale`] (candle's fused forward, and the input gradient
+//! `rstd (g' - mean(g') - x̂ mean(g' x̂))`, `g' = g gamma`, by hand, docs/STACK.md section 14:
+//! the normalised activations and the statistics are not kept, the backward recomputes them
+//! from the input); [`layer_norm`] and [`layer_norm_backward`] are the CPU kernel and its
+//! backward over row-major rows.
 
 use candle_core::{D, Tensor};
 
+use super::graft::graft;
 use super::layers::Ctx;
 use super::params::{Init, ParamStore};
 use crate::error::Result;
@@ -38,14 +42,14 @@ impl LayerNorm {
     }
 
     /// [`LayerNorm::forward`] in training mode when the scale trains; with a frozen scale
-    /// (a tower under Adapter, LoRA, BitFit) [`super::frozen::layer_norm`], which computes no
+    /// (a tower under Adapter, LoRA, BitFit) [`frozen_scale`], which computes no
     /// gradient for it; in evaluation mode candle's fused kernel, which is faster but passes no
     /// gradient (only for frozen inference).
     pub fn forward_t(&self, x: &Tensor, ctx: &Ctx) -> Result<Tensor> {
         if ctx.train && self.weight.track_op() {
             self.forward(x)
         } else if ctx.train {
-            Ok(super::frozen::layer_norm(
+            Ok(frozen_scale(
                 x,
                 &self.weight,
                 &self.bias,
@@ -148,10 +152,61 @@ pub fn layer_norm_backward(
 }
 
 /// `x *= mask` element-wise when a dropout mask is present.
+/// LayerNorm over the last dimension with a frozen scale `weight`: candle's fused kernel
+/// forward, the input gradient by hand; `bias` gets its gradient when it is a variable
+/// (BitFit) and none otherwise.
+pub fn frozen_scale(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: &Tensor,
+    eps: f64,
+) -> candle_core::Result<Tensor> {
+    let bias_trains = bias.track_op();
+    let value_bias = if bias_trains {
+        bias.zeros_like()?
+    } else {
+        bias.clone()
+    };
+    let value =
+        candle_nn::ops::layer_norm(&x.detach().contiguous()?, weight, &value_bias, eps as f32)?;
+    let gamma = weight.clone();
+    let y = graft(x, value, move |x, _, g| {
+        layer_norm_input_grad(x, &gamma, eps, g)
+    })?;
+    Ok(if bias_trains {
+        y.broadcast_add(bias)?
+    } else {
+        y
+    })
+}
+
+/// d LayerNorm(x) / dx applied to `g`: with `x̂ = (x - mean) rstd`, `rstd = 1 / sqrt(var + eps)`
+/// (biased variance) and `g' = g gamma`, `dx = rstd (g' - mean(g') - x̂ mean(g' x̂))`.
+fn layer_norm_input_grad(
+    x: &Tensor,
+    gamma: &Tensor,
+    eps: f64,
+    g: &Tensor,
+) -> candle_core::Result<Tensor> {
+    let mean = x.mean_keepdim(D::Minus1)?;
+    let xc = x.broadcast_sub(&mean)?;
+    let rstd = (xc.sqr()?.mean_keepdim(D::Minus1)? + eps)?
+        .sqrt()?
+        .recip()?;
+    let xn = xc.broadcast_mul(&rstd)?;
+    let gg = g.broadcast_mul(gamma)?;
+    let m1 = gg.mean_keepdim(D::Minus1)?;
+    let m2 = (&gg * &xn)?.mean_keepdim(D::Minus1)?;
+    gg.broadcast_sub(&m1)?
+        .sub(&xn.broadcast_mul(&m2)?)?
+        .broadcast_mul(&rstd)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::nn::params::GROUP_DEFAULT;
+    use crate::nn::testing::{max_diff, randn};
     use candle_core::{Device, Var};
 
     #[test]
@@ -229,5 +284,36 @@ mod tests {
                 dx[i]
             );
         }
+    }
+
+    /// LayerNorm with a frozen scale: value and input gradient equal the differentiable
+    /// primitive LayerNorm's ([`LayerNorm::forward`], itself checked by hand in `layers`); a
+    /// trainable bias gets the row sum of the gradient, as there.
+    #[test]
+    fn layer_norm_gradient_matches_the_primitive_ops() {
+        let x = Var::from_tensor(&(randn(&[3, 2, 6], 6) * 3.0).unwrap()).unwrap();
+        let gamma = (randn(&[6], 7) + 1.0).unwrap();
+        let beta = Var::from_tensor(&randn(&[6], 8)).unwrap();
+        let weights = randn(&[3, 2, 6], 9);
+        let ln = LayerNorm::from_tensors(gamma.clone(), beta.as_tensor().clone(), 1e-5);
+        let y_ref = ln.forward(x.as_tensor()).unwrap();
+        let g_ref = (&y_ref * &weights)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        let y = frozen_scale(x.as_tensor(), &gamma, beta.as_tensor(), 1e-5).unwrap();
+        let g = (&y * &weights)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        assert!(max_diff(&y, &y_ref) < 1e-5);
+        let d = |g: &candle_core::backprop::GradStore, t: &Tensor| g.get(t).unwrap().clone();
+        assert!(max_diff(&d(&g, x.as_tensor()), &d(&g_ref, x.as_tensor())) < 1e-5);
+        assert!(max_diff(&d(&g, beta.as_tensor()), &d(&g_ref, beta.as_tensor())) < 1e-5);
+        assert!(g.get(&gamma).is_none());
     }
 }

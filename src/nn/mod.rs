@@ -16,6 +16,8 @@ pub mod layer_norm;
 pub mod layers;
 pub mod params;
 pub mod product;
+#[cfg(test)]
+pub(crate) mod testing;
 
 pub use device::{DeviceSpec, TowerDType};
 pub use kernel::{Engine, GradSink, Kernel, KernelNodes, NodeBackward, Pending};

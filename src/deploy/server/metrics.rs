@@ -10,7 +10,6 @@ use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
 };
 
-use super::state::AppState;
 use std::sync::Arc;
 
 /// The server's metrics.
@@ -86,13 +85,12 @@ impl Default for Metrics {
 
 /// Middleware: count and time every request under its route pattern (unknown paths as
 /// `other`).
-pub async fn track(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+pub async fn track(State(m): State<Arc<Metrics>>, req: Request, next: Next) -> Response {
     let route = req
         .extensions()
         .get::<MatchedPath>()
         .map_or("other", |p| p.as_str())
         .to_string();
-    let m = &state.metrics;
     m.in_flight.inc();
     let t0 = Instant::now();
     let resp = next.run(req).await;

@@ -64,7 +64,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/metrics", get(routes::metrics))
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
-        .layer(from_fn_with_state(state.clone(), metrics::track))
+        .layer(from_fn_with_state(state.metrics.clone(), metrics::track))
         .layer(DefaultBodyLimit::max(state.opts.max_body))
         .with_state(state)
 }

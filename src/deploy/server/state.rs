@@ -35,7 +35,7 @@ pub struct AppState {
     /// Requests admitted at once (429 beyond).
     pub limit: Arc<Semaphore>,
     /// Counters and histograms.
-    pub metrics: Metrics,
+    pub metrics: Arc<Metrics>,
     /// The limits.
     pub opts: ServeOptions,
 }
@@ -51,7 +51,7 @@ impl AppState {
     pub fn open(run: &Path, opts: ServeOptions) -> Result<AppState> {
         let plan = read_plan(run)?;
         let model = open_served(run)?;
-        let metrics = Metrics::new();
+        let metrics = Arc::new(Metrics::new());
         metrics.items.set(model.num_items() as i64);
         Ok(AppState {
             run: run.to_path_buf(),

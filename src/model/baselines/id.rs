@@ -4,7 +4,8 @@
 use candle_core::{Device, Tensor};
 
 use crate::error::Result;
-use crate::model::{ItemTower, Method};
+use crate::model::method::Method;
+use crate::model::tower::ItemTower;
 use crate::nn::layers::Ctx;
 use crate::nn::params::{GROUP_DEFAULT, Init, ParamStore};
 

@@ -3,7 +3,9 @@
 //! BitFit ([`tuned`]).
 
 pub mod id;
+pub mod towers;
 pub mod tuned;
 
 pub use id::IdTower;
-pub use tuned::{TowersConfig, TunedTower, file_params};
+pub use towers::TowersConfig;
+pub use tuned::{TunedTower, file_params};

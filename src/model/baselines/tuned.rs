@@ -5,11 +5,10 @@
 //! and `Linear(d -> d)`). The towers read item inputs through [`crate::backbone::inputs`]; items
 //! repeated in a batch go through the towers once (the trainer de-duplicates).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use candle_core::{Device, Tensor};
 use candle_nn::{Linear, Module};
-use serde::{Deserialize, Serialize};
 
 use crate::backbone::Taken;
 use crate::backbone::bert::Bert;
@@ -17,103 +16,13 @@ use crate::backbone::inputs::{ItemImages, ItemTokens};
 use crate::backbone::peft::{GROUP_IMAGE_TOWER, GROUP_TEXT_TOWER, PeftBuilder, TowerTuning};
 use crate::backbone::vit::Vit;
 use crate::data::Dataset;
-use crate::data::image::MissingImage;
 use crate::error::{Error, Result};
-use crate::model::{ItemTower, Method};
-use crate::nn::TowerDType;
+use super::towers::TowersConfig;
+use crate::model::method::Method;
+use crate::model::tower::ItemTower;
 use crate::nn::gelu::gelu_erf;
 use crate::nn::layers::Ctx;
 use crate::nn::params::{GROUP_DEFAULT, Init, ParamStore};
-
-/// The pretrained towers that methods running them in the step load.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct TowersConfig {
-    /// BERT-family model folder (text tower), e.g. `models/minilm`; none = no text tower.
-    pub text_model: Option<PathBuf>,
-    /// ViT / DINOv2 model folder (image tower), e.g. `models/dinov2-small`; none = no image
-    /// tower.
-    pub image_model: Option<PathBuf>,
-    /// Image side in pixels (a multiple of the patch size).
-    pub image_size: usize,
-    /// Title tokens kept (docs/MODEL.md section 2: 30).
-    pub max_tokens: usize,
-    /// Missing or undecodable item images: error (default) or zero input.
-    pub missing_images: MissingImage,
-    /// Adapter bottleneck (spec: 64).
-    pub adapter_bottleneck: usize,
-    /// LoRA rank (spec: 8).
-    pub lora_rank: usize,
-    /// LoRA alpha (spec: 1; scale alpha / rank).
-    pub lora_alpha: f64,
-    /// Items per tower forward during evaluation (bounds activation memory).
-    pub eval_chunk: usize,
-    /// Precision of frozen towers (`iisan_uncached`; `iisan encode` has `--dtype`): `f32`,
-    /// `bf16` or `f16`. The towers' outputs are handed on as f32; what trains stays f32.
-    pub dtype: TowerDType,
-}
-
-impl Default for TowersConfig {
-    fn default() -> Self {
-        TowersConfig {
-            text_model: None,
-            image_model: None,
-            image_size: 224,
-            max_tokens: 30,
-            missing_images: MissingImage::Error,
-            adapter_bottleneck: 64,
-            lora_rank: 8,
-            lora_alpha: 1.0,
-            eval_chunk: 128,
-            dtype: TowerDType::F32,
-        }
-    }
-}
-
-impl TowersConfig {
-    /// The tuning a method applies to its towers.
-    pub fn tuning(&self, method: Method) -> Result<TowerTuning> {
-        Ok(match method {
-            Method::Fft => TowerTuning::Full,
-            Method::Adapter => TowerTuning::Adapter {
-                r: self.adapter_bottleneck,
-            },
-            Method::Lora => TowerTuning::Lora {
-                r: self.lora_rank,
-                alpha: self.lora_alpha,
-            },
-            Method::Bitfit => TowerTuning::BitFit,
-            Method::IisanUncached => TowerTuning::Frozen,
-            m => {
-                return Err(Error::Internal(format!(
-                    "method {} does not run the towers",
-                    m.name()
-                )));
-            }
-        })
-    }
-
-    /// Check that at least one tower is configured, and that a half-precision `dtype` is asked
-    /// only of towers that stay frozen.
-    pub fn validate(&self, method: Method) -> Result<()> {
-        if self.dtype != TowerDType::F32 && method != Method::IisanUncached {
-            return Err(Error::Config(format!(
-                "model.towers.dtype = {:?} applies to frozen towers (iisan_uncached; `iisan \
-                 encode --dtype` for the cache); method {} trains its towers in f32",
-                self.dtype.name(),
-                method.name()
-            )));
-        }
-        if self.text_model.is_none() && self.image_model.is_none() {
-            return Err(Error::Config(format!(
-                "method {} runs the towers: set model.towers.text_model and/or \
-                 model.towers.image_model (e.g. \"models/minilm\")",
-                method.name()
-            )));
-        }
-        Ok(())
-    }
-}
 
 /// Register the pretrained tensors a tuning made trainable, named `<prefix>.<key>`.
 pub(crate) fn register_taken(

@@ -30,7 +30,7 @@ use self::heads::{Head, HeadSpec};
 use self::paths::{InterPath, IntraPath};
 use self::san::{Gates, SanBlock};
 use self::states::HiddenStates;
-use super::config::Method;
+use super::method::Method;
 use super::tower::ItemTower;
 use crate::efficiency::Profile;
 use crate::error::{Error, Result};
