@@ -30,9 +30,23 @@ pub enum Error {
     /// An invalid configuration value or command-line override.
     #[error("config: {0}")]
     Config(String),
-    /// Invalid input given on the command line or in a request (e.g. an unknown item id).
+    /// Invalid input given on the command line or in a request.
     #[error("{0}")]
     Input(String),
+    /// Item ids the catalogue does not have (named by a history: its 1-based number in a batch).
+    #[error("{}unknown item id{} {}", .history.map_or(String::new(), |h| format!("history {h}: ")), plural(.ids), .ids.join(", "))]
+    UnknownItems {
+        /// The unknown ids, in the order given.
+        ids: Vec<String>,
+        /// The history that named them, when there were several.
+        history: Option<usize>,
+    },
+    /// Item ids to add that the catalogue already has, or that repeat among the new ones.
+    #[error("item id{} already in the catalogue or repeated: {}", plural(.ids), .ids.join(", "))]
+    DuplicateItems {
+        /// The ids, each once.
+        ids: Vec<String>,
+    },
     /// Training produced a non-finite loss or gradient (the weights were not updated); the
     /// trainer adds where (epoch, step) and which checkpoint is the last good one.
     #[error("training diverged: {0}")]
@@ -58,7 +72,25 @@ pub enum Error {
     Internal(String),
 }
 
+/// `s` when there is more than one id.
+fn plural(ids: &[String]) -> &'static str {
+    if ids.len() > 1 { "s" } else { "" }
+}
+
 impl Error {
+    /// This error as met in history `n` (1-based) of a batch: unknown ids say which history
+    /// named them, other bad input is prefixed with it.
+    pub fn in_history(self, n: usize) -> Error {
+        match self {
+            Error::UnknownItems { ids, .. } => Error::UnknownItems {
+                ids,
+                history: Some(n),
+            },
+            Error::Input(m) => Error::Input(format!("history {n}: {m}")),
+            e => e,
+        }
+    }
+
     /// A line-level error in `file`.
     pub fn line(file: &Path, line: usize, msg: impl Into<String>) -> Self {
         Error::Line {
@@ -92,6 +124,8 @@ impl Error {
             | Error::File { .. }
             | Error::Config(_)
             | Error::Input(_)
+            | Error::UnknownItems { .. }
+            | Error::DuplicateItems { .. }
             | Error::Diverged(_)
             | Error::Io { .. } => 2,
             Error::Interrupted(_) => 130,
@@ -123,6 +157,34 @@ mod tests {
         let e = Error::line(Path::new("data/users.tsv"), 7, "no tab");
         assert_eq!(e.to_string(), "data/users.tsv:7: no tab");
         assert_eq!(e.exit_code(), 2);
+    }
+
+    /// The item errors read as the plain messages they replace: "unknown item id X" (one),
+    /// "unknown item ids X, Y" (two), prefixed by the history in a batch; duplicates likewise.
+    #[test]
+    fn item_errors_name_the_ids_and_the_history() {
+        let ids = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let one = Error::UnknownItems {
+            ids: ids(&["X"]),
+            history: None,
+        };
+        assert_eq!(one.to_string(), "unknown item id X");
+        let two = Error::UnknownItems {
+            ids: ids(&["X", "Y"]),
+            history: None,
+        };
+        assert_eq!(
+            two.in_history(3).to_string(),
+            "history 3: unknown item ids X, Y"
+        );
+        let e = Error::Input("is empty".into()).in_history(2);
+        assert_eq!(e.to_string(), "history 2: is empty");
+        let d = Error::DuplicateItems { ids: ids(&["A"]) };
+        assert_eq!(
+            d.to_string(),
+            "item id already in the catalogue or repeated: A"
+        );
+        assert_eq!((d.exit_code(), one.exit_code()), (2, 2));
     }
 
     #[test]

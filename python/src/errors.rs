@@ -26,7 +26,9 @@ pub(crate) fn to_py(py: Python<'_>, e: Error) -> PyErr {
         Error::Line { file, line, .. } => ("DataError", Some(file.as_path()), Some(*line)),
         Error::File { file, .. } => ("DataError", Some(file.as_path()), None),
         Error::Config(_) => ("ConfigError", None, None),
-        Error::Input(_) => ("InputError", None, None),
+        Error::Input(_) | Error::UnknownItems { .. } | Error::DuplicateItems { .. } => {
+            ("InputError", None, None)
+        }
         Error::Diverged(_) => ("DivergedError", None, None),
         Error::Io { path, .. } => ("IoError", Some(path.as_path()), None),
         Error::Interrupted(_) => return PyKeyboardInterrupt::new_err(e.one_line()),

@@ -189,9 +189,7 @@ impl Run {
                 if keys.is_empty() {
                     return Err(Error::Input(format!("history {} is empty", i + 1)));
                 }
-                served
-                    .rows(&keys)
-                    .map_err(|e| Error::Input(format!("history {}: {e}", i + 1)))
+                served.rows(&keys).map_err(|e| e.in_history(i + 1))
             })
             .collect()
     }

@@ -47,7 +47,7 @@ fn add(a: AddArgs) -> Result<()> {
     let added = run
         .add_items(&items, a.missing_images)
         .map_err(|e| match e {
-            Error::Input(msg) => Error::file(&a.items, msg),
+            Error::Input(_) | Error::DuplicateItems { .. } => Error::file(&a.items, e.to_string()),
             e => e,
         })?;
     println!(

@@ -139,11 +139,9 @@ pub fn check_new_keys(existing: &[String], keys: &[String]) -> Result<()> {
         }
     }
     if !dup.is_empty() {
-        return Err(Error::Input(format!(
-            "item id{} already in the catalogue or repeated: {}",
-            if dup.len() > 1 { "s" } else { "" },
-            dup.join(", ")
-        )));
+        return Err(Error::DuplicateItems {
+            ids: dup.iter().map(|k| k.to_string()).collect(),
+        });
     }
     Ok(())
 }

@@ -102,11 +102,10 @@ impl ServedModel {
             .copied()
             .collect();
         if !unknown.is_empty() {
-            return Err(Error::Input(format!(
-                "unknown item id{} {}",
-                if unknown.len() > 1 { "s" } else { "" },
-                unknown.join(", ")
-            )));
+            return Err(Error::UnknownItems {
+                ids: unknown.iter().map(|k| k.to_string()).collect(),
+                history: None,
+            });
         }
         Ok(keys.iter().map(|k| self.index[*k]).collect())
     }

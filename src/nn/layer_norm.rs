@@ -49,12 +49,7 @@ impl LayerNorm {
         if ctx.train && self.weight.track_op() {
             self.forward(x)
         } else if ctx.train {
-            Ok(frozen_scale(
-                x,
-                &self.weight,
-                &self.bias,
-                self.eps,
-            )?)
+            Ok(frozen_scale(x, &self.weight, &self.bias, self.eps)?)
         } else {
             Ok(candle_nn::ops::layer_norm(
                 &x.contiguous()?,

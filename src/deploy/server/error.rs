@@ -38,8 +38,8 @@ impl From<Error> for ApiError {
     fn from(e: Error) -> ApiError {
         let message = e.to_string();
         let status = match &e {
-            Error::Input(m) if m.contains("already in the catalogue") => StatusCode::CONFLICT,
-            Error::Input(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Error::DuplicateItems { .. } => StatusCode::CONFLICT,
+            Error::UnknownItems { .. } | Error::Input(_) => StatusCode::UNPROCESSABLE_ENTITY,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         ApiError::new(status, message)

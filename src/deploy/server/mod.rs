@@ -7,6 +7,7 @@
 pub mod batcher;
 pub mod error;
 pub mod metrics;
+pub mod responses;
 pub mod routes;
 pub mod state;
 

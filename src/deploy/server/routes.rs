@@ -13,12 +13,11 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
-use serde_json::{Value, json};
 
 use super::error::ApiError;
+use super::responses::{Added, BatchRecommendations, Health, Info, Recommendations, Reloaded};
 use super::state::AppState;
 use crate::deploy::new_items::NewItem;
-use crate::model::{Scored, ServedModel};
 use crate::scorer::Scorer;
 
 type Shared = State<Arc<AppState>>;
@@ -45,19 +44,11 @@ fn default_k() -> usize {
     10
 }
 
-fn items_json(model: &ServedModel, items: &[Scored]) -> Value {
-    let list: Vec<Value> = items
-        .iter()
-        .map(|s| json!({"id": model.key(s.item), "score": s.score}))
-        .collect();
-    json!({ "items": list })
-}
-
 /// `POST /v1/recommend`.
 pub async fn recommend(
     State(s): Shared,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let req: RecommendRequest = parse(body)?;
     let (batch, single) = match (req.history, req.histories) {
         (Some(h), None) => (vec![h], true),
@@ -89,24 +80,21 @@ pub async fn recommend(
             return Err(ApiError::bad_request(format!("history {} is empty", i + 1)));
         }
         let keys: Vec<&str> = h.iter().map(String::as_str).collect();
-        rows.push(model.rows(&keys).map_err(|e| {
-            let e = ApiError::from(e);
-            if single {
-                e
-            } else {
-                ApiError::new(e.status, format!("history {}: {}", i + 1, e.message))
-            }
-        })?);
+        rows.push(
+            model
+                .rows(&keys)
+                .map_err(|e| ApiError::from(if single { e } else { e.in_history(i + 1) }))?,
+        );
     }
     let top = s
         .batcher
         .recommend(model.clone(), rows, req.k, req.exclude_history)
         .await?;
     if single {
-        return Ok(Json(items_json(&model, &top[0])));
+        return Ok(Json(Recommendations::of(&model, &top[0])).into_response());
     }
-    let results: Vec<Value> = top.iter().map(|t| items_json(&model, t)).collect();
-    Ok(Json(json!({ "results": results })))
+    let results = top.iter().map(|t| Recommendations::of(&model, t)).collect();
+    Ok(Json(BatchRecommendations { results }).into_response())
 }
 
 /// One item of `POST /v1/items`.
@@ -130,7 +118,7 @@ struct ItemsRequest {
 pub async fn add_items(
     State(s): Shared,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Added>, ApiError> {
     let req: ItemsRequest = parse(body)?;
     let max = s.opts.max_batch;
     if req.items.is_empty() || req.items.len() > max {
@@ -156,37 +144,41 @@ pub async fn add_items(
     }
     let n = items.len();
     let model = s.add_items(items).await?;
-    Ok(Json(
-        json!({"added": n, "items": model.num_items(), "generation": s.generation()}),
-    ))
+    Ok(Json(Added {
+        added: n,
+        generation: s.generation(),
+        items: model.num_items(),
+    }))
 }
 
 /// `POST /v1/reload`: re-read the run directory and swap the model in.
-pub async fn reload(State(s): Shared) -> Result<Json<Value>, ApiError> {
+pub async fn reload(State(s): Shared) -> Result<Json<Reloaded>, ApiError> {
     let model = s.reload().await?;
-    Ok(Json(
-        json!({"reloaded": true, "items": model.num_items(), "generation": s.generation()}),
-    ))
+    Ok(Json(Reloaded {
+        generation: s.generation(),
+        items: model.num_items(),
+        reloaded: true,
+    }))
 }
 
 /// `GET /health`.
-pub async fn health() -> Json<Value> {
-    Json(json!({"status": "ok"}))
+pub async fn health() -> Json<Health> {
+    Json(Health { status: "ok" })
 }
 
 /// `GET /info`: method, catalogue, dimensions, towers.
-pub async fn info(State(s): Shared) -> Json<Value> {
+pub async fn info(State(s): Shared) -> Json<Info> {
     let m = s.current();
-    Json(json!({
-        "run": s.run.display().to_string(),
-        "method": s.method,
-        "items": m.num_items(),
-        "dim": m.items().dim(1).unwrap_or(0),
-        "max_len": m.max_len(),
-        "towers": s.towers,
-        "generation": s.generation(),
-        "version": env!("CARGO_PKG_VERSION"),
-    }))
+    Json(Info {
+        dim: m.items().dim(1).unwrap_or(0),
+        generation: s.generation(),
+        items: m.num_items(),
+        max_len: m.max_len(),
+        method: s.method.clone(),
+        run: s.run.display().to_string(),
+        towers: s.towers.clone(),
+        version: env!("CARGO_PKG_VERSION"),
+    })
 }
 
 /// `GET /metrics`: Prometheus text format.

@@ -10,6 +10,7 @@ use std::path::Path;
 use candle_core::{Device, Tensor};
 use candle_nn::{Linear, Module};
 
+use super::towers::TowersConfig;
 use crate::backbone::Taken;
 use crate::backbone::bert::Bert;
 use crate::backbone::inputs::{ItemImages, ItemTokens};
@@ -17,7 +18,6 @@ use crate::backbone::peft::{GROUP_IMAGE_TOWER, GROUP_TEXT_TOWER, PeftBuilder, To
 use crate::backbone::vit::Vit;
 use crate::data::Dataset;
 use crate::error::{Error, Result};
-use super::towers::TowersConfig;
 use crate::model::method::Method;
 use crate::model::tower::ItemTower;
 use crate::nn::gelu::gelu_erf;

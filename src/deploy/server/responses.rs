@@ -1,0 +1,95 @@
+//! What the routes answer, as typed structs (docs/SERVING.md shows them as JSON). Fields are
+//! declared in the order the answers have always listed them (alphabetical).
+
+use serde::Serialize;
+
+use crate::model::{Scored, ServedModel};
+use crate::provenance::TowerRecord;
+
+/// One recommended item.
+#[derive(Debug, Serialize)]
+pub struct ScoredItem {
+    /// External id.
+    pub id: String,
+    /// Dot product of the user state and the item embedding.
+    pub score: f32,
+}
+
+/// The answer to one history: `{"items": [...]}`, best first.
+#[derive(Debug, Serialize)]
+pub struct Recommendations {
+    /// The items.
+    pub items: Vec<ScoredItem>,
+}
+
+impl Recommendations {
+    /// The ranked `items` with their ids from `model`.
+    pub fn of(model: &ServedModel, items: &[Scored]) -> Recommendations {
+        Recommendations {
+            items: items
+                .iter()
+                .map(|s| ScoredItem {
+                    id: model.key(s.item).to_string(),
+                    score: s.score,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// The answer to a batch: `{"results": [...]}`, one per history, in order.
+#[derive(Debug, Serialize)]
+pub struct BatchRecommendations {
+    /// One answer per history.
+    pub results: Vec<Recommendations>,
+}
+
+/// `POST /v1/items`.
+#[derive(Debug, Serialize)]
+pub struct Added {
+    /// Items added.
+    pub added: usize,
+    /// The model generation now served.
+    pub generation: u64,
+    /// Items in the catalogue now.
+    pub items: usize,
+}
+
+/// `POST /v1/reload`.
+#[derive(Debug, Serialize)]
+pub struct Reloaded {
+    /// The model generation now served.
+    pub generation: u64,
+    /// Items in the catalogue now.
+    pub items: usize,
+    /// Always true.
+    pub reloaded: bool,
+}
+
+/// `GET /health`.
+#[derive(Debug, Serialize)]
+pub struct Health {
+    /// `ok`.
+    pub status: &'static str,
+}
+
+/// `GET /info`.
+#[derive(Debug, Serialize)]
+pub struct Info {
+    /// Embedding width.
+    pub dim: usize,
+    /// The model generation served.
+    pub generation: u64,
+    /// Items in the catalogue.
+    pub items: usize,
+    /// Positions the user encoder reads.
+    pub max_len: usize,
+    /// The run's method.
+    pub method: String,
+    /// The run directory.
+    pub run: String,
+    /// The towers the run recorded.
+    pub towers: Vec<TowerRecord>,
+    /// The tool's version.
+    pub version: &'static str,
+}
