@@ -11,7 +11,7 @@ fn main() -> iisan::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let (run, file) = (&args[0], &args[1]);
     let n: usize = args.get(2).map_or(2000, |s| s.parse().expect("N"));
-    let model = iisan::train::finished::open_served(std::path::Path::new(run))?;
+    let model = iisan::run::finished::open_served(std::path::Path::new(run))?;
     let text = std::fs::read_to_string(file).expect("histories file");
     let histories: Vec<Vec<u32>> = text
         .lines()

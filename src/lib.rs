@@ -10,7 +10,7 @@
 //!
 //! Layers, each importing only those listed before it (docs/ARCHITECTURE.md):
 //! [`error`] -> [`atomic`], [`nn`], [`efficiency`], [`scorer`], [`progress`], [`provenance`] -> [`data`] -> [`cache`] -> [`backbone`] ->
-//! [`encode`], [`model`] -> [`eval`] -> [`config`] -> [`train`] -> [`report`], [`deploy`] -> [`api`] -> the `iisan` binary.
+//! [`encode`], [`model`] -> [`eval`] -> [`config`] -> [`run`] -> [`train`] -> [`report`], [`deploy`] -> [`api`] -> the `iisan` binary.
 //! Everything that is a choice is one [`config::Config`], checked into a [`config::Plan`]
 //! before any work starts.
 
@@ -32,6 +32,7 @@ pub mod nn;
 pub mod progress;
 pub mod provenance;
 pub mod report;
+pub mod run;
 pub mod scorer;
 pub mod train;
 

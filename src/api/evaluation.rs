@@ -11,7 +11,7 @@ use crate::data::cold::read_cold_items;
 use crate::error::{Error, Result};
 use crate::eval::{Evaluator, Metrics, PerMask, RankPair};
 use crate::nn::DeviceSpec;
-use crate::train::finished::FinishedRun;
+use crate::run::finished::FinishedRun;
 
 /// What [`super::Run::evaluate`] computes.
 #[derive(Debug, Clone, Default)]

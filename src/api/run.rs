@@ -12,9 +12,9 @@ use crate::data::image::MissingImage;
 use crate::deploy::new_items::{ItemEmbedder, NewItem, add_items};
 use crate::error::{Error, Result};
 use crate::model::{Method, Scored, ServedModel};
-use crate::train::Summary;
-use crate::train::finished::{FinishedRun, open_finished, open_served, read_plan, read_summary};
-use crate::train::summary::EpochRecord;
+use crate::run::Summary;
+use crate::run::finished::{FinishedRun, open_finished, open_served, read_plan, read_summary};
+use crate::run::summary::EpochRecord;
 
 /// A row-major `f32` matrix.
 #[derive(Debug, Clone, PartialEq)]

@@ -8,9 +8,8 @@ use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::model::config::Method;
 use crate::progress::Reporter;
-use crate::train::run_dir::Interrupted;
-use crate::train::summary::DatasetInfo;
-use crate::train::{RunDir, Start, Summary, Trainer};
+use crate::run::{DatasetInfo, Interrupted, RunDir, Summary};
+use crate::train::{Start, Trainer};
 
 /// How [`train`] runs.
 #[derive(Debug, Clone, Default)]

@@ -1,6 +1,6 @@
 //! Using a trained run: new items embedded without retraining ([`new_items`]) and the HTTP
 //! server ([`server`]). The top layer of the library: it opens run directories
-//! ([`crate::train::finished`]) and serves through [`crate::model::ServedModel`].
+//! ([`crate::run::finished`]) and serves through [`crate::model::ServedModel`].
 
 pub mod new_items;
 pub mod server;

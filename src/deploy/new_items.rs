@@ -1,7 +1,8 @@
-//! Items a trained run has never seen, embedded without retraining: IISAN runs the frozen towers
-//! the run recorded (`towers.json`, content hashes checked) on the new titles and images and the
-//! trained side network on their states; the tuned baselines (FFT, Adapter, LoRA, BitFit) run
-//! their tuned towers. An ID model has nothing to compute a new item's embedding from and is
+//! Items a trained run has never seen, embedded without retraining, by the run's item tower
+//! built through the model's factory over the towers the run recorded (`towers.json`, content
+//! hashes checked): IISAN runs those frozen towers (loaded once, [`LiveTowers`]) on the new
+//! titles and images and the trained side network on their states; the tuned baselines (FFT,
+//! Adapter, LoRA, BitFit) run their tuned towers. An ID model has nothing to compute a new item's embedding from and is
 //! refused. The embeddings are appended to the run's item index ([`ItemIndex::append`]), so
 //! `recommend` and the server rank the new items at once.
 //!
@@ -10,25 +11,20 @@
 //! existing item differs from it by the cache's rounding (about 1e-3 relative).
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 
-use crate::backbone::bert::Bert;
-use crate::backbone::inputs::{ItemImages, ItemTokens};
-use crate::backbone::vit::Vit;
 use crate::config::Plan;
 use crate::data::image::{MissingImage, decode_bytes};
 use crate::data::{Dataset, MissingTitle};
 use crate::error::{Error, Result};
-use crate::model::baselines::TunedTower;
-use crate::model::iisan::IisanTower;
-use crate::model::iisan::states::{HiddenStates, LiveImage, LiveText};
-use crate::model::item_index::{ItemIndex, check_new_keys};
+use crate::model::factory::{build_tower, live_iisan};
+use crate::model::live::LiveTowers;
 use crate::model::{ItemTower, Kernels, Method};
 use crate::nn::{Ctx, Engine, ParamStore};
 use crate::provenance::TowerRecord;
-use crate::train::finished::{best_checkpoint, read_plan, read_towers};
+use crate::run::finished::{best_checkpoint, read_plan, read_towers};
+use crate::run::item_index::{ItemIndex, check_new_keys};
 
 /// One item to add: its id, its title, and its image file's bytes (PNG, JPEG or WebP).
 #[derive(Debug, Clone)]
@@ -48,8 +44,8 @@ pub struct ItemEmbedder {
     checkpoint: PathBuf,
     text: Option<TowerRecord>,
     image: Option<TowerRecord>,
-    bert: Option<Arc<Bert>>,
-    vit: Option<Arc<Vit>>,
+    /// IISAN's frozen towers, loaded once.
+    live: Option<LiveTowers>,
     /// Items without an image (when the towers read images): an error, or a zero image.
     pub missing_images: MissingImage,
 }
@@ -101,23 +97,24 @@ impl ItemEmbedder {
         let text = find("text", need_text)?;
         let image = find("image", need_image)?;
         let iisan = matches!(mc.method, Method::Iisan | Method::IisanUncached);
-        let dev = Device::Cpu;
-        let bert = match (&text, iisan) {
-            (Some(t), true) => Some(Arc::new(Bert::load(&t.path, &dev)?)),
-            _ => None,
-        };
-        let vit = match (&image, iisan) {
-            (Some(t), true) => Some(Arc::new(Vit::load(&t.path, image_size(t), &dev)?)),
-            _ => None,
-        };
+        let live = iisan
+            .then(|| {
+                LiveTowers::load(
+                    text.as_ref()
+                        .map(|t| (t.path.as_path(), t.max_tokens.unwrap_or(30))),
+                    image.as_ref().map(|t| (t.path.as_path(), image_size(t))),
+                    &Device::Cpu,
+                    DType::F32,
+                )
+            })
+            .transpose()?;
         let missing_images = plan.cfg.model.towers.missing_images;
         Ok(ItemEmbedder {
             checkpoint: run.join(best_checkpoint(run)?),
             plan,
             text,
             image,
-            bert,
-            vit,
+            live,
             missing_images,
         })
     }
@@ -212,37 +209,23 @@ impl ItemEmbedder {
         })
     }
 
-    /// The run's item tower over `data`, its parameters registered in `store`.
+    /// The run's item tower over `data`, its parameters registered in `store`: through the
+    /// model's factory, over the recorded towers (IISAN: the frozen towers loaded at open).
     fn tower(&self, data: &Dataset, store: &mut ParamStore) -> Result<Box<dyn ItemTower>> {
         let cfg = &self.plan.cfg;
-        let mc = &cfg.model;
-        let dim = mc.user.dim;
-        if !matches!(mc.method, Method::Iisan | Method::IisanUncached) {
-            let mut tc = mc.towers.clone();
-            tc.text_model = self.text.as_ref().map(|t| t.path.clone());
-            tc.image_model = self.image.as_ref().map(|t| t.path.clone());
-            return Ok(Box::new(TunedTower::new(store, &tc, mc.method, data, dim)?));
-        }
-        let text: Option<Box<dyn HiddenStates>> = match (&self.text, &self.bert) {
-            (Some(rec), Some(bert)) => Some(Box::new(LiveText {
-                bert: bert.clone(),
-                tokens: ItemTokens::new(data, &rec.path, rec.max_tokens.unwrap_or(30))?,
-                chunk: CHUNK,
-            })),
-            _ => None,
-        };
-        let image: Option<Box<dyn HiddenStates>> = match (&self.image, &self.vit) {
-            (Some(rec), Some(vit)) => Some(Box::new(LiveImage {
-                vit: vit.clone(),
-                images: ItemImages::new(data, &rec.path, image_size(rec), self.missing_images)?,
-                chunk: CHUNK,
-            })),
-            _ => None,
-        };
         let engine = Engine::choose(cfg.train.kernels == Kernels::Cpu, store.device());
-        Ok(Box::new(IisanTower::new(
-            store, &mc.iisan, engine, text, image, dim,
-        )?))
+        let mut mc = cfg.model.clone();
+        match &self.live {
+            Some(live) => {
+                let chunk = (CHUNK, self.missing_images);
+                Ok(Box::new(live_iisan(&mc, live, data, chunk, engine, store)?))
+            }
+            None => {
+                mc.towers.text_model = self.text.as_ref().map(|t| t.path.clone());
+                mc.towers.image_model = self.image.as_ref().map(|t| t.path.clone());
+                build_tower(&mc, None, engine, data, store)
+            }
+        }
     }
 }
 

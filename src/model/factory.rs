@@ -6,14 +6,15 @@ use std::path::Path;
 use super::baselines::{IdTower, TunedTower, file_params};
 use super::config::{Method, ModelConfig};
 use super::iisan::IisanTower;
-use super::iisan::states::{self, DeviceStates, HiddenStates};
+use super::iisan::states::{DeviceStates, HiddenStates};
+use super::live::LiveTowers;
 use super::tower::ItemTower;
-use crate::backbone::bert::{Bert, BertConfig};
-use crate::backbone::inputs;
+use crate::backbone::bert::BertConfig;
 use crate::backbone::read_config;
-use crate::backbone::vit::{Vit, VitConfig};
+use crate::backbone::vit::VitConfig;
 use crate::cache::{HiddenStateCache, items_fingerprint};
 use crate::data::Dataset;
+use crate::data::image::MissingImage;
 use crate::error::{Error, Result};
 use crate::nn::{Engine, ParamStore};
 use crate::provenance::TowerRecord;
@@ -150,51 +151,68 @@ fn build_uncached_iisan(
     data: &Dataset,
     store: &mut ParamStore,
 ) -> Result<Box<dyn ItemTower>> {
-    let dim = mc.user.dim;
     let (ic, tc) = (&mc.iisan, &mc.towers);
     let dev = store.device().clone();
-    let dtype = tc.dtype.dtype();
     let missing = |what: &str| {
         Error::Config(format!(
             "iisan_uncached with modality {} needs model.towers.{what}",
             ic.modality.name()
         ))
     };
-    let text: Option<Box<dyn HiddenStates>> = if ic.modality.needs_text() {
-        let dir = tc
-            .text_model
-            .as_ref()
-            .ok_or_else(|| missing("text_model"))?;
-        Some(Box::new(states::LiveText {
-            bert: std::sync::Arc::new(Bert::load_as(dir, &dev, dtype)?),
-            tokens: inputs::ItemTokens::new(data, dir, tc.max_tokens)?,
-            chunk: tc.eval_chunk,
-        }))
-    } else {
-        None
+    let text = match ic.modality.needs_text() {
+        true => Some(
+            tc.text_model
+                .as_deref()
+                .ok_or_else(|| missing("text_model"))?,
+        ),
+        false => None,
     };
-    let image: Option<Box<dyn HiddenStates>> = if ic.modality.needs_image() {
-        let dir = tc
-            .image_model
-            .as_ref()
-            .ok_or_else(|| missing("image_model"))?;
-        Some(Box::new(states::LiveImage {
-            vit: std::sync::Arc::new(Vit::load_as(dir, tc.image_size, &dev, dtype)?),
-            images: inputs::ItemImages::new(data, dir, tc.image_size, tc.missing_images)?,
-            chunk: tc.eval_chunk,
-        }))
-    } else {
-        None
+    let image = match ic.modality.needs_image() {
+        true => Some(
+            tc.image_model
+                .as_deref()
+                .ok_or_else(|| missing("image_model"))?,
+        ),
+        false => None,
     };
-    let frozen = [&text, &image]
-        .iter()
-        .zip([&tc.text_model, &tc.image_model])
-        .filter(|(s, _)| s.is_some())
-        .map(|(_, d)| d.as_ref().map_or(Ok(0), |d| file_params(d)))
+    let live = LiveTowers::load(
+        text.map(|d| (d, tc.max_tokens)),
+        image.map(|d| (d, tc.image_size)),
+        &dev,
+        tc.dtype.dtype(),
+    )?;
+    let mut t = live_iisan(
+        mc,
+        &live,
+        data,
+        (tc.eval_chunk, tc.missing_images),
+        engine,
+        store,
+    )?;
+    let (text_dir, image_dir) = live.dirs();
+    let frozen = [text_dir, image_dir]
+        .into_iter()
+        .flatten()
+        .map(file_params)
         .sum::<Result<usize>>()?;
-    let mut t = IisanTower::new(store, ic, engine, text, image, dim)?;
     t.set_uncached(frozen);
     Ok(Box::new(t))
+}
+
+/// The IISAN tower of `mc` over the live states of `towers` for `data`'s items (`chunk` items
+/// per tower forward; items without an image per `missing`): uncached IISAN, and a run's new
+/// items.
+pub fn live_iisan(
+    mc: &ModelConfig,
+    towers: &LiveTowers,
+    data: &Dataset,
+    (chunk, missing): (usize, MissingImage),
+    engine: Engine,
+    store: &mut ParamStore,
+) -> Result<IisanTower> {
+    let states = towers.states(data, chunk, missing)?;
+    let dim = mc.user.dim;
+    IisanTower::new(store, &mc.iisan, engine, states.text, states.image, dim)
 }
 
 /// The frozen towers a model of `mc` depends on, as recorded now: for `iisan`, those its caches

@@ -9,7 +9,6 @@ use candle_core::{Device, Tensor};
 
 use super::config::{Kernels, ModelConfig};
 use super::factory::build_tower;
-use super::item_index::ItemIndex;
 use super::sasrec::UserEncoder;
 use super::tower::ItemTower;
 use crate::data::Dataset;
@@ -82,18 +81,6 @@ impl TrainedModel {
     /// The model's options.
     pub fn config(&self) -> &ModelConfig {
         &self.config
-    }
-
-    /// Write the item side for serving into `dir`: `items.safetensors` (tensor `items`, f32
-    /// `[N + 1, d]`, row 0 the zero padding row; evaluation-mode embeddings of every item,
-    /// `chunk` at a time) and `item_ids.txt` (the external id of row `r` on line `r`, from 1).
-    /// Each file is written beside its final name and renamed ([`ItemIndex::write`]).
-    pub fn write_items(&self, dir: &Path, chunk: usize) -> Result<()> {
-        ItemIndex {
-            keys: self.item_keys.clone(),
-            items: self.item_embeddings(chunk)?,
-        }
-        .write(dir)
     }
 
     /// External item ids in row order (`item_keys()[0]` is the padding row).

@@ -10,7 +10,7 @@ use super::plots::BarChart;
 use crate::efficiency::tpme::{TpmeWeights, tpme_by_group};
 use crate::error::{Error, Result};
 use crate::eval::{Mask, Metric};
-use crate::train::Summary;
+use crate::run::Summary;
 
 /// One method's row of the comparison.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -1,7 +1,7 @@
 //! Plain-text tables of run outcomes for the terminal.
 
 use crate::eval::{Mask, Metric};
-use crate::train::Summary;
+use crate::run::Summary;
 
 /// A Markdown table of test metrics (one row per run and mask in `masks`) and efficiency for
 /// `runs`, with `ks` columns.

@@ -14,10 +14,10 @@ use super::metrics::Metrics;
 use crate::deploy::new_items::{ItemEmbedder, NewItem};
 use crate::error::{Error, Result};
 use crate::model::ServedModel;
-use crate::model::item_index::{ItemIndex, check_new_keys};
 use crate::provenance::TowerRecord;
+use crate::run::finished::{open_served, read_plan, read_towers};
+use crate::run::item_index::{ItemIndex, check_new_keys};
 use crate::scorer::Scorer;
-use crate::train::finished::{open_served, read_plan, read_towers};
 
 /// The server's state, shared by every request.
 pub struct AppState {

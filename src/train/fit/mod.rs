@@ -11,8 +11,6 @@ use rand::seq::SliceRandom;
 
 mod resume;
 
-use super::run_dir::RunDir;
-use super::summary::{DatasetInfo, EpochRecord, GIT_REV, Summary};
 use super::trainer::Trainer;
 use crate::config::Schedule;
 use crate::data::Split;
@@ -20,6 +18,10 @@ use crate::efficiency::{Efficiency, peak_device_mib, peak_rss_mib};
 use crate::error::{Error, Result};
 use crate::eval::{Metrics, PerMask};
 use crate::progress::{EpochEnd, Unit};
+use crate::run::checkpoint;
+use crate::run::summary::GIT_REV;
+use crate::run::{DatasetInfo, EpochRecord, ItemIndex, RunDir, Summary};
+use crate::scorer::Scorer;
 
 /// The best validation epoch so far and the epochs since.
 struct EarlyStopping {
@@ -260,14 +262,16 @@ impl Trainer<'_> {
             }
         }
         let test = self.test_metrics(&run, &st.stop)?;
-        self.model
-            .write_items(run.dir(), self.plan.evaluator.item_chunk)?;
+        // the item side for serving, with the parameters just restored
+        let items = self.model.item_embeddings(self.plan.evaluator.item_chunk)?;
+        let keys = self.model.item_keys().to_vec();
+        ItemIndex { keys, items }.write(run.dir())?;
         if self.plan.cfg.train.profile {
             let table = self.profile.table();
             self.progress
                 .note(&format!("time per phase (whole run):\n{table}"));
         }
-        resume::remove(&run, st.epochs_run)?;
+        checkpoint::remove(&run, st.epochs_run)?;
         let summary = self.summary(&run, sched, st, test, wall.elapsed().as_secs_f64())?;
         run.finish(&summary)?;
         Ok(summary)
@@ -292,7 +296,7 @@ impl Trainer<'_> {
             None
         } else {
             let v = self.evaluate(Split::Valid)?;
-            resume::fault("evaluation", epoch);
+            checkpoint::fault("evaluation", epoch);
             self.profile.merge(&v.phases);
             st.eval_seconds += v.seconds;
             Some(v)

@@ -7,9 +7,9 @@ use super::summary::Summary;
 use crate::config::{Config, Plan};
 use crate::data::Dataset;
 use crate::error::{Error, Result};
-use crate::model::item_index::ItemIndex;
 use crate::model::{ServedModel, TrainedModel};
 use crate::nn::DeviceSpec;
+use crate::run::item_index::ItemIndex;
 
 /// A finished run opened for use: its checked configuration, its dataset, its summary and its
 /// model with the best epoch's parameters.

@@ -1,19 +1,7 @@
-//! The run directory: a self-describing record of one training run.
-//!
-//! ```text
-//! runs/<name>/
-//!   config.toml          the resolved configuration
-//!   dataset.json         name, fingerprint, statistics, synthetic or not
-//!   towers.json          the frozen towers used: absolute folder, content hash, inputs
-//!   metrics.jsonl        one JSON object per epoch
-//!   best.safetensors     parameters of the best validation epoch
-//!   items.safetensors    the item embedding matrix `items` [N + 1, d] with those parameters
-//!   item_ids.txt         the external item id of each row, one per line from row 1
-//!   summary.json         test metrics at the best epoch (both masks), efficiency, revision
-//! ```
-//! The run writes into `runs/.<name>.partial/` (locked through `run.lock` while it runs) and
-//! renames it to `runs/<name>/` only when it completed, so a run directory under its final name
-//! is never half-written, and two trainings never share a directory.
+//! The run directory being written: `runs/.<name>.partial/` (locked through `run.lock` while a
+//! training owns it), renamed to `runs/<name>/` only when the run completed, so a run
+//! directory under its final name is never half-written, and two trainings never share a
+//! directory. The files it holds: [`super`].
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -1,0 +1,140 @@
+//! The exact-resume checkpoint of a run directory: after every epoch the training loop writes
+//! everything the next epoch depends on, and resuming continues from it to the same bits as a
+//! run that was never interrupted.
+//!
+//! ```text
+//! resume-<E>.safetensors   param.<name> (current), best.<name> (best epoch's),
+//!                          adam.<group>.<i>.{m,v} (Adam moments)
+//! resume.json              epoch E, early-stopping state, timer, the dropout stream's state,
+//!                          Adam step counts, the tensors file's name
+//! ```
+//! The tensors go first (beside their name, renamed), then `resume.json` (the commit point),
+//! then the previous epoch's tensors are deleted: a crash at any moment leaves a consistent
+//! checkpoint. The data order is not stored: each epoch's shuffle is replayed from the seed.
+//! `metrics.jsonl` lines past the checkpoint's epoch (an epoch cut short after its line was
+//! written) are dropped on resume.
+//!
+//! Fault injection for the kill-and-resume script and tests: `IISAN_FAULT=checkpoint-write:E`
+//! aborts between writing epoch E's tensors and committing them; `IISAN_FAULT=after-epoch:E`
+//! aborts once epoch E's checkpoint is committed; `IISAN_FAULT=evaluation:E` (the training
+//! loop's) aborts when epoch E's validation has been computed but not recorded.
+
+use std::collections::{BTreeMap, HashMap};
+
+use candle_core::{Device, Tensor};
+use rand::rngs::Xoshiro256PlusPlus;
+use serde::{Deserialize, Serialize};
+
+use super::dir::RunDir;
+use crate::atomic::{write_beside, write_text};
+use crate::error::{Error, Result};
+use crate::eval::{Metrics, PerMask};
+
+/// The non-tensor state of the epoch loop after epoch `epoch`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LoopState {
+    /// The last completed epoch.
+    pub epoch: usize,
+    /// Whether early stopping ended the run there.
+    pub stopped: bool,
+    /// The best validation score so far (`None`: none yet).
+    pub best: Option<f64>,
+    /// Its epoch.
+    pub best_epoch: usize,
+    /// Epochs since without a better score.
+    pub bad: usize,
+    /// The best epoch's validation metrics.
+    pub best_valid: PerMask<Metrics>,
+    /// Training steps done.
+    pub timer_done: usize,
+    /// Training steps timed.
+    pub timer_timed: usize,
+    /// Their seconds.
+    pub timer_seconds: f64,
+    /// Seconds of validation so far.
+    pub eval_seconds: f64,
+    /// Peak memory when the first epoch's training ended.
+    pub train_peak: Option<f64>,
+    /// The device's peak then.
+    #[serde(default)]
+    pub train_peak_device: Option<f64>,
+    /// The dropout stream's state.
+    pub dropout: Xoshiro256PlusPlus,
+    /// Adam's step count per group.
+    pub adam_steps: BTreeMap<String, i32>,
+    /// The tensors file's name.
+    pub tensors: String,
+}
+
+/// Abort the process at fault point `point` of epoch `epoch` if `IISAN_FAULT` names it.
+pub fn fault(point: &str, epoch: usize) {
+    if std::env::var("IISAN_FAULT").is_ok_and(|f| f == format!("{point}:{epoch}")) {
+        eprintln!("IISAN_FAULT: aborting at {point} of epoch {epoch}");
+        std::process::abort();
+    }
+}
+
+/// Commit the checkpoint of epoch `state.epoch` into `run`: `tensors` (named as the module doc
+/// says) beside their file and renamed, then `resume.json`, then the previous epoch's tensors
+/// deleted. `state.tensors` is set here.
+pub fn write(run: &RunDir, tensors: HashMap<String, Tensor>, mut state: LoopState) -> Result<()> {
+    let epoch = state.epoch;
+    let name = format!("resume-{epoch}.safetensors");
+    write_beside(&run.file(&name), |tmp| {
+        Ok(candle_core::safetensors::save(&tensors, tmp)?)
+    })?;
+    fault("checkpoint-write", epoch);
+    state.tensors = name;
+    let json = serde_json::to_string_pretty(&state).expect("serialisable");
+    write_text(&run.file("resume.json"), &json)?;
+    if epoch > 1 {
+        let old = run.file(&format!("resume-{}.safetensors", epoch - 1));
+        if old.exists() {
+            std::fs::remove_file(&old).map_err(|e| Error::io(&old, e))?;
+        }
+    }
+    fault("after-epoch", epoch);
+    Ok(())
+}
+
+/// Delete the checkpoint files of a finished run (its last epoch `epoch`).
+pub fn remove(run: &RunDir, epoch: usize) -> Result<()> {
+    for f in [format!("resume-{epoch}.safetensors"), "resume.json".into()] {
+        let p = run.file(&f);
+        if p.exists() {
+            std::fs::remove_file(&p).map_err(|e| Error::io(&p, e))?;
+        }
+    }
+    Ok(())
+}
+
+/// The committed checkpoint of `run`: its loop state and its tensors (loaded on `device`);
+/// `metrics.jsonl` is cut back to the checkpoint's epoch.
+pub fn read(run: &RunDir, device: &Device) -> Result<(LoopState, HashMap<String, Tensor>)> {
+    let path = run.file("resume.json");
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        Error::file(&path, format!("no checkpoint to resume from ({e}): the run stopped before its first epoch ended; start it again with --restart"))
+    })?;
+    let s: LoopState = serde_json::from_str(&text)
+        .map_err(|e| Error::file(&path, format!("not a resume checkpoint: {e}")))?;
+    let tpath = run.file(&s.tensors);
+    let map = candle_core::safetensors::load(&tpath, device)
+        .map_err(|e| Error::file(&tpath, format!("cannot read the checkpoint: {e}")))?;
+    truncate_metrics(run, s.epoch)?;
+    Ok((s, map))
+}
+
+/// Keep the first `epochs` lines of `metrics.jsonl`.
+fn truncate_metrics(run: &RunDir, epochs: usize) -> Result<()> {
+    let path = run.file("metrics.jsonl");
+    let text = std::fs::read_to_string(&path).unwrap_or_default();
+    let kept: String = text
+        .lines()
+        .take(epochs)
+        .map(|l| format!("{l}\n"))
+        .collect();
+    if kept.len() != text.len() {
+        write_text(&path, &kept)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,29 @@
+//! The run directory: a self-describing record of one training run, and everything that reads
+//! or writes it (training, evaluation, serving, new items, reports all go through here).
+//!
+//! ```text
+//! runs/<name>/
+//!   config.toml          the resolved configuration
+//!   dataset.json         name, fingerprint, statistics, synthetic or not
+//!   towers.json          the frozen towers used: absolute folder, content hash, inputs
+//!   metrics.jsonl        one JSON object per epoch
+//!   best.safetensors     parameters of the best validation epoch
+//!   items.safetensors    the item embedding matrix `items` [N + 1, d] with those parameters
+//!   item_ids.txt         the external item id of each row, one per line from row 1
+//!   summary.json         test metrics at the best epoch (both masks), efficiency, revision
+//! ```
+//!
+//! [`dir`]: the directory being written (`runs/.<name>.partial/`, locked, renamed when done);
+//! [`summary`]: its records; [`checkpoint`]: the exact-resume checkpoint; [`item_index`]: the
+//! item matrix and ids serving reads and new items extend; [`finished`]: a finished run opened
+//! for evaluation or serving.
+
+pub mod checkpoint;
+pub mod dir;
+pub mod finished;
+pub mod item_index;
+pub mod summary;
+
+pub use dir::{Interrupted, RunDir};
+pub use item_index::ItemIndex;
+pub use summary::{DatasetInfo, EpochRecord, Summary};
