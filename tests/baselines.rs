@@ -236,7 +236,7 @@ fn each_method_trains_exactly_its_intended_parameters() {
 fn uncached_iisan_derives_its_taps_from_the_tower_configs() {
     let tmp = tempfile::tempdir().unwrap();
     let plan = config(tmp.path(), "iisan_uncached").check().unwrap();
-    let ic = plan.with_resolved_taps().unwrap().cfg.model.iisan;
+    let ic = plan.resolve().unwrap().cfg().model.iisan.clone();
     assert_eq!(ic.text_taps, Some((0..=6).collect()));
     assert_eq!(ic.image_taps, Some((0..=12).step_by(2).collect()));
 }

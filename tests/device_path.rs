@@ -32,7 +32,7 @@ fn check(method: &str, data_dir: &Path, extra: &[String]) {
     ];
     sets.extend_from_slice(extra);
     let plan = Config::load(None, &sets).unwrap().check().unwrap();
-    let data = Dataset::load(&plan.cfg.data.dir, &plan.cfg.data.options).unwrap();
+    let data = Dataset::load(&plan.cfg().data.dir, &plan.cfg().data.options).unwrap();
     let g = compare_paths(&plan, &data, &Device::Cpu, 2).unwrap();
     eprintln!("{method}: {g:?}");
     assert_eq!(g.batches, 2, "{method}");

@@ -60,8 +60,8 @@ pub(super) fn evaluate(run: &FinishedRun, o: &EvalOptions) -> Result<Evaluation>
         ks: o
             .ks
             .clone()
-            .unwrap_or_else(|| run.plan.evaluator.ks.clone()),
-        ..run.plan.evaluator.clone()
+            .unwrap_or_else(|| run.plan.evaluator().ks.clone()),
+        ..run.plan.evaluator().clone()
     };
     if ev.ks.is_empty() || ev.ks.contains(&0) {
         return Err(Error::Config("--ks: cut-offs must be positive".into()));

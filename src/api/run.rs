@@ -104,7 +104,7 @@ impl Run {
 
     /// The run's resolved configuration.
     pub fn config(&self) -> &Config {
-        &self.plan.cfg
+        self.plan.cfg()
     }
 
     /// `summary.json` of a finished run.
@@ -114,17 +114,17 @@ impl Run {
 
     /// The method.
     pub fn method(&self) -> Method {
-        self.plan.cfg.model.method
+        self.plan.cfg().model.method
     }
 
     /// The method as tables show it (`id`, `iisan:text`, `lora:text+image`, ...).
     pub fn method_label(&self) -> String {
-        self.plan.cfg.method_label()
+        self.plan.cfg().method_label()
     }
 
     /// The width `d` of user and item embeddings.
     pub fn dim(&self) -> usize {
-        self.plan.cfg.model.user.dim
+        self.plan.cfg().model.user.dim
     }
 
     /// The epochs trained so far (`metrics.jsonl`), in order.
@@ -313,7 +313,7 @@ impl Run {
         }
         let embedder = guard.as_mut().expect("opened above");
         embedder.missing_images =
-            missing_images.unwrap_or(self.plan.cfg.model.towers.missing_images);
+            missing_images.unwrap_or(self.plan.cfg().model.towers.missing_images);
         let index = add_items(&self.dir, embedder, items)?;
         let towers = embedder
             .towers()

@@ -57,7 +57,7 @@ pub fn train(cfg: Config, opts: &TrainOptions) -> Result<Run> {
     } else {
         Interrupted::Refuse
     };
-    let threads = plan.cfg.train.threads;
+    let threads = plan.cfg().train.threads;
     let summary = on_compute_pool(threads, || fresh(&plan, interrupted, &opts.progress))?;
     Run::open(&summary.run_dir)
 }
@@ -76,7 +76,7 @@ pub fn train(cfg: Config, opts: &TrainOptions) -> Result<Run> {
 pub fn resume(run: &Path, progress: &Reporter) -> Result<Run> {
     let partial = partial_dir(run);
     let plan = Config::load(Some(&partial.join("config.toml")), &[])?.check()?;
-    let threads = plan.cfg.train.threads;
+    let threads = plan.cfg().train.threads;
     let summary = on_compute_pool(threads, || resumed(&plan, &partial, progress))?;
     Run::open(&summary.run_dir)
 }
@@ -92,7 +92,7 @@ pub(super) fn partial_dir(run: &Path) -> PathBuf {
 
 /// Resume the interrupted run in `partial` (its dataset must be the one it started on).
 fn resumed(plan: &Plan, partial: &Path, progress: &Reporter) -> Result<Summary> {
-    let cfg = &plan.cfg;
+    let cfg = &plan.cfg();
     let data = Dataset::load(&cfg.data.dir, &cfg.data.options)?;
     let path = partial.join("dataset.json");
     let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
@@ -119,14 +119,13 @@ fn resumed(plan: &Plan, partial: &Path, progress: &Reporter) -> Result<Summary> 
 
 /// Train `plan` from the start.
 fn fresh(plan: &Plan, interrupted: Interrupted, progress: &Reporter) -> Result<Summary> {
-    let plan = &plan.with_resolved_taps()?;
-    let cfg = &plan.cfg;
+    let plan = &plan.resolve()?;
+    let cfg = &plan.cfg();
     let data = Dataset::load(&cfg.data.dir, &cfg.data.options)?;
     let sched = plan.schedule(&data)?;
     let model = plan.build_model(&data)?;
-    let towers = plan.tower_records()?;
     let run = RunDir::create(cfg, &data, interrupted)?;
-    run.write_towers(&towers)?;
+    run.write_towers(plan.towers())?;
     let mut trainer = Trainer::new(plan, &data, &model)?;
     trainer.progress = progress.clone();
     progress.note(&format!(

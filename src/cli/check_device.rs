@@ -51,15 +51,15 @@ pub(crate) fn check_device(a: CheckDeviceArgs) -> Result<()> {
     let mut plan = Config::load(a.config.as_deref(), &a.sets)?.check()?;
     if !a.device.is_cpu() {
         // the device draws its own dropout masks: compare with dropout off
-        plan.cfg.model.user.dropout = 0.0;
+        plan = plan.changed(|c| c.model.user.dropout = 0.0)?;
     }
     let device = a.device.open()?;
-    let data = Dataset::load(&plan.cfg.data.dir, &plan.cfg.data.options)?;
+    let data = Dataset::load(&plan.cfg().data.dir, &plan.cfg().data.options)?;
     let g = compare_paths(&plan, &data, &device, a.batches)?;
     println!(
         "{} on {}: {} batches, {} parameters; loss rel {:.2e}, gradient rel {:.2e} (worst {}); \
          after the Adam steps: parameters max |diff| {:.2e}, {:.4}% stepped apart",
-        plan.cfg.method_label(),
+        plan.cfg().method_label(),
         a.device,
         g.batches,
         g.params,

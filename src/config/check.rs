@@ -6,20 +6,24 @@
 use candle_core::Device;
 
 use super::Config;
+use crate::backbone::peft::{GROUP_ADAPTER, GROUP_IMAGE_TOWER, GROUP_LORA, GROUP_TEXT_TOWER};
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::eval::{Evaluator, Metric};
+use crate::model::iisan::san::GROUP_SAN;
+use crate::model::iisan::{GROUP_IMAGE_GATES, GROUP_IMAGE_HEAD, GROUP_TEXT_HEAD};
 use crate::model::{Method, TrainedModel};
-use crate::nn::TowerDType;
+use crate::nn::{GROUP_DEFAULT, TowerDType};
 use crate::provenance::TowerRecord;
 
-/// A configuration that passed every check.
+/// A configuration that passed every check: read through [`Plan::cfg`]; changed only through
+/// [`Plan::changed`], which checks again.
 #[derive(Debug, Clone)]
 pub struct Plan {
-    /// The checked configuration.
-    pub cfg: Config,
-    /// The evaluation protocol (cut-offs and chunking).
-    pub evaluator: Evaluator,
+    cfg: Config,
+    evaluator: Evaluator,
+    /// The frozen towers the model depends on, once [`Plan::resolve`] read them.
+    towers: Vec<TowerRecord>,
 }
 
 /// Training steps of a run on a given dataset.
@@ -57,7 +61,7 @@ impl Config {
         self.check_finite()?;
         self.data.options.validate()?;
         self.model.user.validate()?;
-        if self.model.method == Method::Iisan {
+        if matches!(self.model.method, Method::Iisan | Method::IisanUncached) {
             self.model.iisan.validate()?;
         }
         if self.model.towers.dtype != TowerDType::F32 {
@@ -93,6 +97,7 @@ impl Config {
         Ok(Plan {
             cfg: self,
             evaluator,
+            towers: Vec::new(),
         })
     }
 
@@ -135,6 +140,19 @@ impl Config {
         if t.epochs == 0 {
             return Err(bad("train.epochs", "must be at least 1".into()));
         }
+        if let Some(g) = t
+            .lr_groups
+            .keys()
+            .find(|g| !LR_GROUPS.contains(&g.as_str()))
+        {
+            return Err(bad(
+                &format!("train.lr_groups.{g}"),
+                format!(
+                    "names no parameter group (the groups: {})",
+                    LR_GROUPS.join(", ")
+                ),
+            ));
+        }
         for (name, lr) in std::iter::once(("train.lr".to_string(), t.lr)).chain(
             t.lr_groups
                 .iter()
@@ -154,7 +172,39 @@ impl Config {
     }
 }
 
+/// The learning-rate groups parameters belong to (docs/MODEL.md section 5).
+pub const LR_GROUPS: [&str; 9] = [
+    GROUP_DEFAULT,
+    GROUP_SAN,
+    GROUP_ADAPTER,
+    GROUP_LORA,
+    GROUP_TEXT_TOWER,
+    GROUP_IMAGE_TOWER,
+    GROUP_TEXT_HEAD,
+    GROUP_IMAGE_HEAD,
+    GROUP_IMAGE_GATES,
+];
+
 impl Plan {
+    /// The checked configuration.
+    pub fn cfg(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// The evaluation protocol (cut-offs and chunking).
+    pub fn evaluator(&self) -> &Evaluator {
+        &self.evaluator
+    }
+
+    /// The plan of the configuration changed by `f`, checked again (e.g. another device).
+    pub fn changed(&self, f: impl FnOnce(&mut Config)) -> Result<Plan> {
+        let mut cfg = self.cfg.clone();
+        f(&mut cfg);
+        let mut plan = cfg.check()?;
+        plan.towers = self.towers.clone();
+        Ok(plan)
+    }
+
     /// A freshly initialised model of the plan for `data` on `train.device` (its caches opened
     /// and checked against the data and the tap lists).
     pub fn build_model(&self, data: &Dataset) -> Result<TrainedModel> {
@@ -174,25 +224,28 @@ impl Plan {
         )
     }
 
-    /// The plan with every IISAN tap list left out derived from its tower's depth (the caches'
-    /// headers, or the tower folders for `iisan_uncached`), as training uses, prints and saves
-    /// it (docs/MODEL.md section 3).
-    pub fn with_resolved_taps(&self) -> Result<Plan> {
+    /// The plan with what depends on the frozen towers read once (each cache header, or each
+    /// tower folder for the methods that run towers): every IISAN tap list left out derived
+    /// from its tower's depth, as training uses, prints and saves it (docs/MODEL.md section 3),
+    /// and the towers' records ([`Plan::towers`]).
+    pub fn resolve(&self) -> Result<Plan> {
         let mut p = self.clone();
         let c = &mut p.cfg;
+        let towers = crate::model::factory::towers_of(&c.model, c.data.cache.as_deref())?;
         let ic = &c.model.iisan;
         let left_out = ic.text_taps.is_none() || ic.image_taps.is_none();
         if left_out && matches!(c.model.method, Method::Iisan | Method::IisanUncached) {
-            let (t, i) = crate::model::factory::tower_states(&c.model, c.data.cache.as_deref())?;
-            c.model.iisan = c.model.iisan.with_depths(t, i);
+            let s = towers.states;
+            c.model.iisan = c.model.iisan.with_depths(s.text, s.image);
         }
+        p.towers = towers.records;
         Ok(p)
     }
 
-    /// The frozen towers the plan's model depends on (path and content hash; see
-    /// [`crate::model::factory::tower_records`]).
-    pub fn tower_records(&self) -> Result<Vec<TowerRecord>> {
-        crate::model::factory::tower_records(&self.cfg.model, self.cfg.data.cache.as_deref())
+    /// The frozen towers the plan's model depends on (path and content hash), once
+    /// [`Plan::resolve`] read them (empty before).
+    pub fn towers(&self) -> &[TowerRecord] {
+        &self.towers
     }
 
     /// The validation metric that selects the best epoch.

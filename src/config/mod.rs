@@ -349,6 +349,7 @@ mod tests {
             ),
             ("run.name=\"a/b\"", "run.name"),
             ("run.name=\".hidden\"", "run.name"),
+            ("train.lr_groups.sann=1e-4", "train.lr_groups.sann"),
         ];
         for (set, key) in cases {
             let e = Config::load(None, &[set.to_string()])
@@ -357,6 +358,31 @@ mod tests {
                 .to_string();
             assert!(e.contains(key), "{set}: {e}");
         }
+    }
+
+    /// The IISAN section is checked for both IISAN methods; a checked plan changed later is
+    /// checked again (a half-precision tower dtype is refused for a method that trains them).
+    #[test]
+    fn iisan_options_are_checked_for_uncached_iisan_and_changes_are_checked_again() {
+        for method in ["iisan", "iisan_uncached"] {
+            let sets = [
+                format!("model.method=\"{method}\""),
+                "model.iisan.bottleneck=0".into(),
+            ];
+            let e = Config::load(None, &sets).unwrap().check().unwrap_err();
+            assert!(
+                e.to_string().contains("model.iisan.bottleneck"),
+                "{method}: {e}"
+            );
+        }
+        let cfg = Config::load(None, &["model.method=\"fft\"".into()]).unwrap();
+        let plan = cfg.check().unwrap();
+        let e = plan
+            .changed(|c| c.model.towers.dtype = crate::nn::TowerDType::Bf16)
+            .unwrap_err();
+        assert!(e.to_string().contains("model.towers.dtype"), "{e}");
+        let ok = plan.changed(|c| c.train.batch = 8).unwrap();
+        assert_eq!(ok.cfg().train.batch, 8);
     }
 
     #[test]

@@ -58,7 +58,7 @@ impl ItemEmbedder {
     /// is recorded and unchanged, and load IISAN's frozen towers.
     pub fn open(run: &Path) -> Result<ItemEmbedder> {
         let plan = read_plan(run)?;
-        let mc = &plan.cfg.model;
+        let mc = &plan.cfg().model;
         let (need_text, need_image) = match mc.method {
             Method::Id => {
                 return Err(Error::file(
@@ -108,7 +108,7 @@ impl ItemEmbedder {
                 )
             })
             .transpose()?;
-        let missing_images = plan.cfg.model.towers.missing_images;
+        let missing_images = plan.cfg().model.towers.missing_images;
         Ok(ItemEmbedder {
             checkpoint: run.join(best_checkpoint(run)?),
             plan,
@@ -121,7 +121,7 @@ impl ItemEmbedder {
 
     /// The run's method.
     pub fn method(&self) -> Method {
-        self.plan.cfg.model.method
+        self.plan.cfg().model.method
     }
 
     /// The towers the new items go through.
@@ -146,7 +146,7 @@ impl ItemEmbedder {
     fn check(&self, items: &[NewItem]) -> Result<()> {
         let keys: Vec<String> = items.iter().map(|i| i.key.clone()).collect();
         check_new_keys(&[], &keys)?;
-        let titles_allowed = self.plan.cfg.data.options.missing_title == MissingTitle::Empty;
+        let titles_allowed = self.plan.cfg().data.options.missing_title == MissingTitle::Empty;
         for it in items {
             if self.text.is_some() && it.title.trim().is_empty() && !titles_allowed {
                 return Err(Error::Input(format!("item {}: empty title", it.key)));
@@ -202,7 +202,7 @@ impl ItemEmbedder {
                 .collect(),
             user_keys: Vec::new(),
             sequences: Vec::new(),
-            max_seq_len: self.plan.cfg.data.options.max_seq_len,
+            max_seq_len: self.plan.cfg().data.options.max_seq_len,
             pop: vec![1.0; n + 1],
             fingerprint: String::new(),
             root: Some(dir.to_path_buf()),
@@ -212,7 +212,7 @@ impl ItemEmbedder {
     /// The run's item tower over `data`, its parameters registered in `store`: through the
     /// model's factory, over the recorded towers (IISAN: the frozen towers loaded at open).
     fn tower(&self, data: &Dataset, store: &mut ParamStore) -> Result<Box<dyn ItemTower>> {
-        let cfg = &self.plan.cfg;
+        let cfg = &self.plan.cfg();
         let engine = Engine::choose(cfg.train.kernels == Kernels::Cpu, store.device());
         let mut mc = cfg.model.clone();
         match &self.live {

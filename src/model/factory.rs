@@ -4,15 +4,16 @@
 use std::path::Path;
 
 use super::baselines::{IdTower, TunedTower, file_params};
-use super::config::{Method, ModelConfig};
+use super::config::{Method, ModelConfig, TowersConfig};
 use super::iisan::IisanTower;
 use super::iisan::states::{DeviceStates, HiddenStates};
 use super::live::LiveTowers;
+use super::modality::TextImage;
 use super::tower::ItemTower;
 use crate::backbone::bert::BertConfig;
 use crate::backbone::read_config;
 use crate::backbone::vit::VitConfig;
-use crate::cache::{HiddenStateCache, items_fingerprint};
+use crate::cache::{CacheHeader, HiddenStateCache, items_fingerprint};
 use crate::data::Dataset;
 use crate::data::image::MissingImage;
 use crate::error::{Error, Result};
@@ -51,9 +52,7 @@ fn build_cached_iisan(
 ) -> Result<Box<dyn ItemTower>> {
     let dim = mc.user.dim;
     let ic = &mc.iisan;
-    let dir = cache.ok_or_else(|| {
-        Error::Config("method iisan needs data.cache (the directory `iisan encode` wrote)".into())
-    })?;
+    let dir = cache.ok_or_else(no_cache)?;
     let fp = items_fingerprint(data);
     let open = |name: &str, needed: bool| -> Result<Option<Box<dyn HiddenStates>>> {
         if !needed {
@@ -79,40 +78,74 @@ fn build_cached_iisan(
     )?))
 }
 
-/// The number of hidden states of each tower an IISAN model of `mc` reads (`None` for a tower
-/// it does not read, and for other methods): from the caches' headers in `cache` for `iisan`,
-/// from the tower folders' `config.json` (`num_hidden_layers + 1`) for `iisan_uncached`.
-pub fn tower_states(
-    mc: &ModelConfig,
-    cache: Option<&Path>,
-) -> Result<(Option<usize>, Option<usize>)> {
+/// What a model of `mc` depends on in its frozen towers, each read once: the number of hidden
+/// states of each tower an IISAN model reads (`None` for a tower it does not read, and for
+/// other methods), and the towers' records.
+#[derive(Debug, Clone)]
+pub struct TowersOf {
+    /// Hidden states per tower: from the caches' headers in `cache` for `iisan`, from the tower
+    /// folders' `config.json` (`num_hidden_layers + 1`) for `iisan_uncached`.
+    pub states: TextImage<Option<usize>>,
+    /// The frozen towers as recorded now: for `iisan`, those its caches were encoded with
+    /// (caches written before towers were recorded contribute none); for the methods that run
+    /// towers in the step, `model.towers`' folders with their content hashes; none for `id`.
+    pub records: Vec<TowerRecord>,
+}
+
+/// The error of `method = "iisan"` without a cache directory.
+fn no_cache() -> Error {
+    Error::Config("method iisan needs data.cache (the directory `iisan encode` wrote)".into())
+}
+
+/// [`TowersOf`] a model of `mc` whose caches are in `cache`.
+pub fn towers_of(mc: &ModelConfig, cache: Option<&Path>) -> Result<TowersOf> {
     let m = mc.iisan.modality;
-    let needs = [m.needs_text(), m.needs_image()];
-    let states = |k: usize| -> Result<Option<usize>> {
-        if !needs[k] {
-            return Ok(None);
-        }
-        match mc.method {
-            Method::Iisan => {
-                let Some(dir) = cache else { return Ok(None) };
-                let path = dir.join(["text.hsc", "image.hsc"][k]);
-                Ok(Some(HiddenStateCache::open(&path)?.header().states))
-            }
-            // the towers' own config readers, with the loaders' checks and messages
-            Method::IisanUncached if k == 0 => {
-                mc.towers.text_model.as_ref().map_or(Ok(None), |d| {
-                    let (c, _): (BertConfig, _) = read_config(d, &["bert"])?;
-                    Ok(Some(c.num_hidden_layers + 1))
-                })
-            }
-            Method::IisanUncached => mc.towers.image_model.as_ref().map_or(Ok(None), |d| {
-                let (c, _): (VitConfig, _) = read_config(d, &["vit", "dinov2"])?;
-                Ok(Some(c.num_hidden_layers + 1))
-            }),
-            _ => Ok(None),
-        }
+    let needs = TextImage {
+        text: m.needs_text(),
+        image: m.needs_image(),
     };
-    Ok((states(0)?, states(1)?))
+    let mut out = TowersOf {
+        states: TextImage::default(),
+        records: Vec::new(),
+    };
+    match mc.method {
+        Method::Id => {}
+        Method::Iisan => {
+            let dir = cache.ok_or_else(no_cache)?;
+            let header = |name: &str, needed: bool| -> Result<Option<CacheHeader>> {
+                needed
+                    .then(|| Ok(HiddenStateCache::open(&dir.join(name))?.header().clone()))
+                    .transpose()
+            };
+            let headers = TextImage {
+                text: header("text.hsc", needs.text)?,
+                image: header("image.hsc", needs.image)?,
+            };
+            out.states = headers.as_ref().map(|h| h.as_ref().map(|h| h.states));
+            let [t, i] = headers.named().map(|(_, h)| h.and_then(|h| h.tower));
+            out.records = t.into_iter().chain(i).collect();
+        }
+        Method::IisanUncached => {
+            // the towers' own config readers, with the loaders' checks and messages
+            if let (true, Some(d)) = (needs.text, &mc.towers.text_model) {
+                let (c, _): (BertConfig, _) = read_config(d, &["bert"])?;
+                out.states.text = Some(c.num_hidden_layers + 1);
+            }
+            if let (true, Some(d)) = (needs.image, &mc.towers.image_model) {
+                let (c, _): (VitConfig, _) = read_config(d, &["vit", "dinov2"])?;
+                out.states.image = Some(c.num_hidden_layers + 1);
+            }
+            out.records = tuned_records(&mc.towers, needs)?;
+        }
+        Method::Fft | Method::Adapter | Method::Lora | Method::Bitfit => {
+            let all = TextImage {
+                text: true,
+                image: true,
+            };
+            out.records = tuned_records(&mc.towers, all)?;
+        }
+    }
+    Ok(out)
 }
 
 /// On a device other than the CPU, the cache's states of `taps` uploaded there once
@@ -215,34 +248,13 @@ pub fn live_iisan(
     IisanTower::new(store, &mc.iisan, engine, states.text, states.image, dim)
 }
 
-/// The frozen towers a model of `mc` depends on, as recorded now: for `iisan`, those its caches
-/// in `cache` were encoded with (caches written before towers were recorded contribute none);
-/// for the methods that run towers in the step, `model.towers`' folders with their content
-/// hashes; none for `id`.
-pub fn tower_records(mc: &ModelConfig, cache: Option<&Path>) -> Result<Vec<TowerRecord>> {
-    let m = mc.iisan.modality;
-    let (text, image) = match mc.method {
-        Method::Id => return Ok(Vec::new()),
-        Method::Iisan => {
-            let dir = cache.ok_or_else(|| Error::Config("method iisan needs data.cache".into()))?;
-            let mut out = Vec::new();
-            for (name, needed) in [("text.hsc", m.needs_text()), ("image.hsc", m.needs_image())] {
-                if needed {
-                    let c = HiddenStateCache::open(&dir.join(name))?;
-                    out.extend(c.header().tower.clone());
-                }
-            }
-            return Ok(out);
-        }
-        Method::IisanUncached => (m.needs_text(), m.needs_image()),
-        Method::Fft | Method::Adapter | Method::Lora | Method::Bitfit => (true, true),
-    };
-    let tc = &mc.towers;
+/// The records of the tower folders of `tc` the model reads (`used`).
+fn tuned_records(tc: &TowersConfig, used: TextImage<bool>) -> Result<Vec<TowerRecord>> {
     let mut out = Vec::new();
-    if let (true, Some(dir)) = (text, &tc.text_model) {
+    if let (true, Some(dir)) = (used.text, &tc.text_model) {
         out.push(TowerRecord::of("text", dir, Some(tc.max_tokens), None)?);
     }
-    if let (true, Some(dir)) = (image, &tc.image_model) {
+    if let (true, Some(dir)) = (used.image, &tc.image_model) {
         out.push(TowerRecord::of("image", dir, None, Some(tc.image_size))?);
     }
     Ok(out)

@@ -36,7 +36,7 @@ pub fn read_summary(dir: &Path) -> Result<Summary> {
 /// item matrix and item ids; no dataset or tower is read.
 pub fn open_served(dir: &Path) -> Result<ServedModel> {
     let plan = read_plan(dir)?;
-    let cfg = &plan.cfg;
+    let cfg = &plan.cfg();
     let index = ItemIndex::read(dir)?;
     ServedModel::new(
         &cfg.model.user,
@@ -67,7 +67,7 @@ pub fn open_finished(dir: &Path, device: Option<DeviceSpec>) -> Result<FinishedR
     let summary = read_summary(dir)?;
     let mut plan = read_plan(dir)?;
     if let Some(d) = device {
-        plan.cfg.train.device = d;
+        plan = plan.changed(|c| c.train.device = d)?;
     }
     let best = dir.join("best.safetensors");
     if !best.exists() {
@@ -76,7 +76,7 @@ pub fn open_finished(dir: &Path, device: Option<DeviceSpec>) -> Result<FinishedR
             "missing: the run saved no best checkpoint (eval.skip runs keep last.safetensors)",
         ));
     }
-    let cfg = &plan.cfg;
+    let cfg = &plan.cfg();
     let data = Dataset::load(&cfg.data.dir, &cfg.data.options)?;
     if data.fingerprint != summary.dataset.fingerprint {
         return Err(Error::file(

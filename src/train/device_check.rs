@@ -93,13 +93,12 @@ pub fn compare_paths(
     device: &Device,
     batches: usize,
 ) -> Result<GradientCheck> {
-    let mut plan_b = plan.clone();
-    plan_b.cfg.train.kernels = Kernels::Autograd;
+    let plan_b = plan.changed(|c| c.train.kernels = Kernels::Autograd)?;
     let model_a = plan.build_model_on(data, &Device::Cpu)?;
     let model_b = plan_b.build_model_on(data, device)?;
     let mut ta = Trainer::new(plan, data, &model_a)?;
     let mut tb = Trainer::new(&plan_b, data, &model_b)?;
-    let b = plan.cfg.train.batch;
+    let b = plan.cfg().train.batch;
     let mut out = GradientCheck {
         batches: 0,
         loss_rel: 0.0,
@@ -155,7 +154,7 @@ fn stepped_apart(
     b: &TrainedModel,
     noise: &[bool],
 ) -> Result<(f64, f64)> {
-    let t = &plan.cfg.train;
+    let t = &plan.cfg().train;
     let lr_min = t.lr_groups.values().fold(t.lr, |m, &v| m.min(v));
     let (mut abs, mut split, mut total) = (0f64, 0usize, 0usize);
     for (i, (pa, pb)) in a
@@ -234,7 +233,7 @@ pub fn compare_towers(
     dtype: TowerDType,
     n: usize,
 ) -> Result<Vec<TowerCheck>> {
-    let tc = &plan.cfg.model.towers;
+    let tc = &plan.cfg().model.towers;
     let ids: Vec<u32> = (1..=n.min(data.num_items()) as u32).collect();
     let mut out = Vec::new();
     let mut push = |tower: &str, a: Tensor, b: Tensor| -> Result<()> {

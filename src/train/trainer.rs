@@ -39,12 +39,12 @@ pub struct Trainer<'a> {
 impl<'a> Trainer<'a> {
     /// A trainer of `model` on `data` under `plan` (Adam state fresh, RNGs from the seed).
     pub fn new(plan: &'a Plan, data: &'a Dataset, model: &'a TrainedModel) -> Result<Self> {
-        let seed = plan.cfg.train.seed;
+        let seed = plan.cfg().train.seed;
         Ok(Trainer {
             plan,
             data,
             model,
-            opt: GroupedAdam::new(model.params(), &plan.cfg, model.engine())?,
+            opt: GroupedAdam::new(model.params(), plan.cfg(), model.engine())?,
             device: model.params().device().clone(),
             shuffle_rng: StdRng::seed_from_u64(seed.wrapping_add(1)),
             dropout_ctx: Ctx::train(seed.wrapping_add(2)),
@@ -130,7 +130,7 @@ impl<'a> Trainer<'a> {
 
     /// Full-ranking evaluation of every user on `split` through the plan's evaluator.
     pub fn evaluate(&self, split: Split) -> Result<EvalResult> {
-        self.plan.evaluator.evaluate(self.model, self.data, split)
+        self.plan.evaluator().evaluate(self.model, self.data, split)
     }
 }
 

@@ -128,7 +128,7 @@ pub fn build_model_with(
     tower_kernels: iisan::model::Kernels,
 ) -> (iisan::config::Plan, iisan::model::TrainedModel) {
     let plan = cfg.check().expect("valid config");
-    let c = &plan.cfg;
+    let c = &plan.cfg();
     let model = iisan::model::TrainedModel::build(
         &c.model,
         c.data.cache.as_deref(),

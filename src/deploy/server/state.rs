@@ -55,7 +55,7 @@ impl AppState {
         metrics.items.set(model.num_items() as i64);
         Ok(AppState {
             run: run.to_path_buf(),
-            method: plan.cfg.model.method.name().to_string(),
+            method: plan.cfg().model.method.name().to_string(),
             towers: read_towers(run).unwrap_or_default(),
             model: RwLock::new(Arc::new(model)),
             generation: AtomicU64::new(1),

@@ -177,7 +177,7 @@ impl Trainer<'_> {
         );
         let t0 = Instant::now();
         let mut total = 0.0;
-        let batch = self.plan.cfg.train.batch;
+        let batch = self.plan.cfg().train.batch;
         for (s, users) in order.chunks(batch).take(sched.steps).enumerate() {
             self.progress.check(|| {
                 format!(
@@ -214,7 +214,7 @@ impl Trainer<'_> {
 
     /// Report the end of epoch `rec` (its validation selection score, if validated).
     fn report_epoch(&self, rec: &EpochRecord, score: Option<f64>, improved: bool) {
-        let cfg = &self.plan.cfg;
+        let cfg = &self.plan.cfg();
         self.progress.epoch(&EpochEnd {
             epoch: rec.epoch,
             loss: rec.loss,
@@ -234,7 +234,7 @@ impl Trainer<'_> {
     /// best validation epoch's parameters).
     pub fn fit(&mut self, run: RunDir, sched: Schedule, start: Start) -> Result<Summary> {
         let wall = Instant::now();
-        let t = &self.plan.cfg.train;
+        let t = &self.plan.cfg().train;
         let (patience, warmup, epochs) = (t.patience, t.warmup_steps, t.epochs);
         let mut order: Vec<usize> = (0..self.data.num_users()).collect();
         let (mut st, done) = match start {
@@ -263,10 +263,12 @@ impl Trainer<'_> {
         }
         let test = self.test_metrics(&run, &st.stop)?;
         // the item side for serving, with the parameters just restored
-        let items = self.model.item_embeddings(self.plan.evaluator.item_chunk)?;
+        let items = self
+            .model
+            .item_embeddings(self.plan.evaluator().item_chunk)?;
         let keys = self.model.item_keys().to_vec();
         ItemIndex { keys, items }.write(run.dir())?;
-        if self.plan.cfg.train.profile {
+        if self.plan.cfg().train.profile {
             let table = self.profile.table();
             self.progress
                 .note(&format!("time per phase (whole run):\n{table}"));
@@ -292,7 +294,7 @@ impl Trainer<'_> {
             st.train_peak_device = peak_device_mib(self.model.params().device());
         }
         st.epochs_run = epoch;
-        let valid = if self.plan.cfg.eval.skip {
+        let valid = if self.plan.cfg().eval.skip {
             None
         } else {
             let v = self.evaluate(Split::Valid)?;
@@ -321,7 +323,7 @@ impl Trainer<'_> {
         };
         let score = valid
             .metrics
-            .get(self.plan.cfg.eval.mask)
+            .get(self.plan.cfg().eval.mask)
             .get(self.plan.select());
         let improved = st.stop.improves(score);
         self.report_epoch(&rec, Some(score), improved);
@@ -345,7 +347,7 @@ impl Trainer<'_> {
         test: PerMask<Metrics>,
         wall_seconds: f64,
     ) -> Result<Summary> {
-        let (skip, params) = (self.plan.cfg.eval.skip, self.model.params());
+        let (skip, params) = (self.plan.cfg().eval.skip, self.model.params());
         let efficiency = Efficiency {
             trainable_params: params.num_trainable(),
             total_params: params.num_trainable() + self.model.tower().frozen_params(),
@@ -360,13 +362,13 @@ impl Trainer<'_> {
             train_peak_rss_mib: st.train_peak,
             peak_device_mib: peak_device_mib(params.device()),
             train_peak_device_mib: st.train_peak_device,
-            device: Some(self.plan.cfg.train.device.to_string()),
+            device: Some(self.plan.cfg().train.device.to_string()),
             threads: rayon::current_num_threads(),
         };
         Ok(Summary {
-            method: self.plan.cfg.method_label(),
+            method: self.plan.cfg().method_label(),
             dataset: DatasetInfo::of(self.data),
-            selection_mask: self.plan.cfg.eval.mask.name().to_string(),
+            selection_mask: self.plan.cfg().eval.mask.name().to_string(),
             select_metric: self.plan.select(),
             best_epoch: st.stop.best_epoch,
             epochs_run: st.epochs_run,
@@ -377,7 +379,7 @@ impl Trainer<'_> {
             efficiency,
             profile: self.profile.clone(),
             wall_seconds,
-            seed: self.plan.cfg.train.seed,
+            seed: self.plan.cfg().train.seed,
             git_rev: GIT_REV.to_string(),
             run_dir: run.final_path().to_path_buf(),
         })
@@ -386,7 +388,7 @@ impl Trainer<'_> {
     /// Test metrics with the best epoch's parameters (restored into the model), or, for runs
     /// that skip evaluation, none (the last parameters are saved instead).
     fn test_metrics(&mut self, run: &RunDir, stop: &EarlyStopping) -> Result<PerMask<Metrics>> {
-        if self.plan.cfg.eval.skip {
+        if self.plan.cfg().eval.skip {
             self.model
                 .params()
                 .save(&run.file("last.safetensors"), None)?;
