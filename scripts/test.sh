@@ -3,7 +3,8 @@
 #   1. the test build (`cargo test --release --no-run`: the test binaries and the `iisan`
 #      binary, which the model import and the Python tests use), then the two pretrained towers
 #      the tests read (scripts/fetch-models.sh, idempotent);
-#   2. `cargo test --release`: unit, integration, golden and doc tests;
+#   2. `cargo test --release`: unit, integration, golden and doc tests; the library without its
+#      optional features checked;
 #   3. the Python package built as a wheel by maturin and installed into a virtual environment
 #      of its own (target/py-test), with numpy and pytest;
 #   4. pytest on python/tests.
@@ -15,6 +16,8 @@ cd "$(dirname "$0")/.."
 cargo test --release --no-run
 bash scripts/fetch-models.sh
 cargo test --release
+# the library alone, without its optional parts (serve, charts, import) still builds
+cargo check --lib --no-default-features
 PY="${IISAN_PYTHON:-python3}"
 VENV=target/py-test
 if [ ! -x "$VENV/bin/python" ]; then

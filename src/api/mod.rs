@@ -31,6 +31,8 @@
 pub mod data;
 mod encoding;
 mod evaluation;
+#[cfg(feature = "import")]
+pub mod formats;
 mod run;
 mod training;
 

@@ -8,6 +8,7 @@ pub mod batch;
 pub mod cold;
 pub mod draw;
 pub mod image;
+#[cfg(feature = "import")]
 pub mod import;
 pub mod output;
 pub mod split;

@@ -3,4 +3,5 @@
 //! ([`crate::run::finished`]) and serves through [`crate::model::ServedModel`].
 
 pub mod new_items;
+#[cfg(feature = "serve")]
 pub mod server;

@@ -6,6 +6,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+#[cfg(feature = "charts")]
 use super::plots::BarChart;
 use crate::efficiency::tpme::{TpmeWeights, tpme_by_group};
 use crate::error::{Error, Result};
@@ -167,8 +168,9 @@ pub fn csv(rows: &[CompareRow]) -> String {
     s
 }
 
-/// Write `compare.md`, `compare.csv`, `compare.json` and the bar charts `time.svg`,
-/// `memory.svg`, `params.svg` into `dir` (each through a temporary name); returns the Markdown.
+/// Write `compare.md`, `compare.csv`, `compare.json` and (with the `charts` feature) the bar
+/// charts `time.svg`, `memory.svg`, `params.svg` into `dir` (each through a temporary name);
+/// returns the Markdown.
 pub fn write_all(rows: &[CompareRow], mask: Mask, w: TpmeWeights, dir: &Path) -> Result<String> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let md = markdown(rows, mask, w);
@@ -183,6 +185,14 @@ pub fn write_all(rows: &[CompareRow], mask: Mask, w: TpmeWeights, dir: &Path) ->
         std::fs::write(&tmp, text).map_err(|e| Error::io(&tmp, e))?;
         std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
     }
+    #[cfg(feature = "charts")]
+    write_charts(rows, dir)?;
+    Ok(md)
+}
+
+/// The bar charts `time.svg`, `memory.svg` and `params.svg` of `rows` in `dir`.
+#[cfg(feature = "charts")]
+fn write_charts(rows: &[CompareRow], dir: &Path) -> Result<()> {
     let bars = |f: fn(&CompareRow) -> f64| -> Vec<(String, f64)> {
         rows.iter().map(|r| (r.method.clone(), f(r))).collect()
     };
@@ -219,7 +229,7 @@ pub fn write_all(rows: &[CompareRow], mask: Mask, w: TpmeWeights, dir: &Path) ->
         }
         .write_svg(&dir.join(file))?;
     }
-    Ok(md)
+    Ok(())
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! efficiency comparison with TPME ([`compare`]) and its bar charts ([`plots`]).
 
 pub mod compare;
+#[cfg(feature = "charts")]
 pub mod plots;
 pub mod table;
 
