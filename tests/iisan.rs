@@ -152,7 +152,7 @@ fn every_modality_and_fusion_trains_and_every_parameter_gets_a_gradient() {
 }
 
 /// Everything on the CPU kernels (`train.kernels = "cpu"`: the IISAN tower of
-/// `model/iisan/kernel.rs`, the user encoder, the loss) against candle autograd: equal loss and equal gradients for every parameter, in every modality and fusion,
+/// `model/iisan/fusion.rs`, the user encoder, the loss) against candle autograd: equal loss and equal gradients for every parameter, in every modality and fusion,
 /// with Versa width maps (text 384 vs image 512) in the inter path. Both trainers share the
 /// seed, so the user encoder draws the same dropout masks.
 #[test]
@@ -217,8 +217,8 @@ fn assert_same_gradients(
     }
 }
 
-/// The user encoder and in-batch loss on their CPU kernels (`model/sasrec/kernel.rs`,
-/// `train/loss/kernel.rs`) against candle autograd, with dropout active (both draw the same
+/// The user encoder and in-batch loss on their CPU kernels (`model/sasrec/encoder.rs`,
+/// `train/loss/in_batch.rs`) against candle autograd, with dropout active (both draw the same
 /// masks from the same seed): equal loss and equal gradients for every parameter, under an
 /// item tower with its own backward (IISAN's tower on its CPU kernels) and one differentiated by autograd
 /// (the ID embedding table), over several steps so that the Adam updates are compared too.
