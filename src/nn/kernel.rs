@@ -6,7 +6,9 @@
 //! backward turns the gradient of the output into named gradients ([`Kernel::Grads`]: one field
 //! per weight, and the input's). Each concept's file holds its kernel beside its forward on
 //! candle ops, and the [`Engine`] (chosen once per model, from the device and
-//! `train.kernels`) says which one runs.
+//! `train.kernels`) says which one runs. Every implementation's tests run the same check of
+//! its backward against finite differences (`check_against_differences`), and the concepts'
+//! tests compare kernel and candle forward.
 //!
 //! Either way the trainer differentiates one graph: a kernel's output enters it as one node
 //! ([`KernelNodes::node`], a custom op through [`super::graft`]) whose backward runs the kernel's
@@ -212,6 +214,58 @@ impl GradSink {
         }
         Ok(())
     }
+}
+
+/// The check every kernel's tests run: central differences of `f(θ) = <c, output(θ)>` against
+/// `gradient(θ, c)` (what the kernel's backward gives for output weights `c`) at every
+/// `stride`-th coordinate of `θ`, in f64, with a fixed pseudo-random `c`. `θ` holds the values
+/// the backward differentiates (weights, and inputs where the backward returns their gradient);
+/// `output` runs the kernel's forward on them. Panics naming the first coordinate that
+/// disagrees by more than `tol` (relative to `1 + |difference|`).
+#[cfg(test)]
+pub(crate) fn check_against_differences(
+    theta: &[f32],
+    output: impl Fn(&[f32]) -> Vec<f32>,
+    gradient: impl Fn(&[f32], &[f32]) -> Vec<f32>,
+    (eps, tol, stride): (f32, f64, usize),
+) {
+    let n = output(theta).len();
+    let c: Vec<f32> = (0..n)
+        .map(|i| ((i * 37 + 11) % 23) as f32 / 11.5 - 1.0)
+        .collect();
+    let f = |t: &[f32]| -> f64 {
+        output(t)
+            .iter()
+            .zip(&c)
+            .map(|(a, b)| *a as f64 * *b as f64)
+            .sum()
+    };
+    let g = gradient(theta, &c);
+    assert_eq!(g.len(), theta.len(), "one gradient per value");
+    for i in (0..theta.len()).step_by(stride.max(1)) {
+        let (mut plus, mut minus) = (theta.to_vec(), theta.to_vec());
+        plus[i] += eps;
+        minus[i] -= eps;
+        let fd = (f(&plus) - f(&minus)) / (2.0 * eps as f64);
+        assert!(
+            (fd - g[i] as f64).abs() < tol * (1.0 + fd.abs()),
+            "value {i}: backward {} vs differences {fd}",
+            g[i]
+        );
+    }
+}
+
+/// Split a flat `θ` into consecutive pieces of the given lengths.
+#[cfg(test)]
+pub(crate) fn split<'a>(theta: &'a [f32], lens: &[usize]) -> Vec<&'a [f32]> {
+    let mut out = Vec::with_capacity(lens.len());
+    let mut at = 0;
+    for &l in lens {
+        out.push(&theta[at..at + l]);
+        at += l;
+    }
+    assert_eq!(at, theta.len(), "lengths cover theta");
+    out
 }
 
 #[cfg(test)]

@@ -278,6 +278,57 @@ impl Kernel for AffineChain {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::nn::kernel::{check_against_differences, split};
+
+    /// The collapsed chain's backward against finite differences (the check every kernel
+    /// runs): F (4 -> 4, bias), P (4 -> 3, bias), W_c (3 -> 2, no bias) over three rows; θ =
+    /// each layer's weight and bias, then the input rows.
+    #[test]
+    fn the_backward_matches_finite_differences() {
+        let shapes = [(4usize, 4usize, true), (3, 4, true), (2, 3, false)];
+        let n = 3;
+        let mut lens: Vec<usize> = Vec::new();
+        for &(o, i, b) in &shapes {
+            lens.push(o * i);
+            lens.push(if b { o } else { 0 });
+        }
+        lens.push(n * 4);
+        let total: usize = lens.iter().sum();
+        let theta: Vec<f32> = (0..total)
+            .map(|i| ((i * 31 % 17) as f32 - 8.0) / 6.0)
+            .collect();
+        let run = |t: &[f32], c: Option<&[f32]>| -> (Vec<f32>, Vec<f32>) {
+            let p = split(t, &lens);
+            let layers = shapes
+                .iter()
+                .enumerate()
+                .map(|(j, &(out, inp, b))| AffineLayer {
+                    w: p[2 * j].to_vec(),
+                    out,
+                    inp,
+                    b: b.then(|| p[2 * j + 1].to_vec()),
+                })
+                .collect();
+            let chain = AffineChain::new(layers);
+            let input = HeadInput { s: p[6], acc: None };
+            let y = chain.forward(input);
+            let Some(c) = c else { return (y, Vec::new()) };
+            let g = chain.backward(input, y.clone(), c);
+            let mut flat: Vec<f32> = Vec::new();
+            for l in &g.layers {
+                flat.extend(&l.w);
+                flat.extend(l.b.iter().flatten());
+            }
+            flat.extend(&g.ds);
+            (y, flat)
+        };
+        check_against_differences(
+            &theta,
+            |t| run(t, None).0,
+            |t, c| run(t, Some(c)).1,
+            (1e-2, 1e-2, 1),
+        );
+    }
 
     fn seq(n: usize, scale: f32, shift: f32) -> Vec<f32> {
         (0..n)

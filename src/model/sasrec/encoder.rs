@@ -253,7 +253,7 @@ pub struct UserKernel {
     eps: f32,
     dropout: f32,
     /// The weights, by name.
-    w: UserParams<Vec<f32>>,
+    pub(super) w: UserParams<Vec<f32>>,
 }
 
 impl UserKernel {

@@ -170,3 +170,58 @@ fn forward_matches_tensor_encoder_and_input_gradient_matches_differences() {
         );
     }
 }
+
+/// The user kernel's backward against finite differences (the check every kernel runs), in
+/// evaluation mode: θ = every weight (`UserParams` order), then the packed input rows; every
+/// 7th value is perturbed.
+#[test]
+fn the_kernel_backward_matches_finite_differences_for_weights_and_inputs() {
+    let cfg = UserEncoderConfig {
+        dim: 8,
+        heads: 2,
+        ffn: 12,
+        dropout: 0.0,
+        ..Default::default()
+    };
+    let mut store = ParamStore::new(13, Device::Cpu);
+    let enc = UserEncoder::new(&mut store, &cfg, 4, Engine::Kernels).unwrap();
+    let ids = [0u32, 2, 3, 4, 0, 0, 5, 6];
+    let rows = PackedRows::of(&ids, 2, 4);
+    let base = UserKernel::read(&enc).unwrap();
+    let mut theta: Vec<f32> = base.w.clone().into_vec().concat();
+    let n_weights = theta.len();
+    theta.extend((0..rows.count() * 8).map(|i| ((i * 37 % 17) as f32 - 8.0) / 8.0));
+    let ctx = Ctx::eval();
+    let kernel_of = |t: &[f32]| {
+        let mut at = 0;
+        let w = base.w.map(|v| {
+            let s = t[at..at + v.len()].to_vec();
+            at += v.len();
+            s
+        });
+        let mut k = UserKernel::read(&enc).unwrap();
+        k.w = w;
+        k
+    };
+    let run = |t: &[f32], c: Option<&[f32]>| -> (Vec<f32>, Vec<f32>) {
+        let k = kernel_of(t);
+        let input = UserInput {
+            e: &t[n_weights..],
+            rows: &rows,
+            ctx: &ctx,
+        };
+        let saved = k.forward(input);
+        let out = saved.output().to_vec();
+        let Some(c) = c else { return (out, Vec::new()) };
+        let g = k.backward(input, saved, c);
+        let mut flat = g.params.into_vec().concat();
+        flat.extend(g.d_input);
+        (out, flat)
+    };
+    crate::nn::kernel::check_against_differences(
+        &theta,
+        |t| run(t, None).0,
+        |t, c| run(t, Some(c)).1,
+        (2e-3, 3e-2, 7),
+    );
+}
