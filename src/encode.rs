@@ -206,15 +206,15 @@ pub fn encode_text(
         images_sha256: None,
         shard: o.shard_of(data.num_items()),
     };
+    let ctx = Ctx::eval();
+    let per = bert.num_states() * c.hidden_size;
+    let window = o.batch * WINDOW_BATCHES;
     let stop = header.item_range().end;
     let (mut w, pb, t0) = match begin(out, header, &o.progress)? {
         Begin::UpToDate(r) => return Ok(r),
         Begin::Write(w, pb, t0) => (*w, pb, t0),
     };
     let start = w.next_item();
-    let ctx = Ctx::eval();
-    let per = bert.num_states() * c.hidden_size;
-    let window = o.batch * WINDOW_BATCHES;
     let mut id = start;
     while id < stop {
         o.progress.check(|| stopped(out))?;

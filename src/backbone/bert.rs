@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::peft::{Adapter, PeftBuilder};
 use super::{
     SelfAttention, Taken, adapt, adapter, layer_norm, linear, open_weights, open_weights_trainable,
-    query_value, read_config, stack_cls,
+    read_config, stack_cls,
 };
 use crate::error::{Error, Result};
 use crate::nn::{Ctx, frozen, frozen::Dense, gelu::gelu_erf, layer_norm::LayerNorm};
@@ -199,20 +199,10 @@ impl Bert {
         for i in 0..c.num_hidden_layers {
             let l = vb.pp(format!("encoder.layer.{i}"));
             let a = l.pp("attention");
-            let (query, value) = query_value(
-                &mut peft,
-                i,
-                linear(&a, d, d, "self.query", file)?,
-                linear(&a, d, d, "self.value", file)?,
-            )?;
+            let heads = (c.num_attention_heads, c.attention_probs_dropout_prob);
+            let attn = SelfAttention::load(&a, "self.", (i, d), heads, &mut peft, file)?;
             layers.push(BertLayer {
-                attn: SelfAttention {
-                    query,
-                    key: linear(&a, d, d, "self.key", file)?,
-                    value,
-                    heads: c.num_attention_heads,
-                    dropout: c.attention_probs_dropout_prob,
-                },
+                attn,
                 attn_out: linear(&a, d, d, "output.dense", file)?,
                 adapter_attn: adapter(&mut peft, i, "attn", d)?,
                 attn_ln: layer_norm(&a, d, c.layer_norm_eps, "output.LayerNorm", file)?,

@@ -235,6 +235,34 @@ pub(crate) struct SelfAttention {
 }
 
 impl SelfAttention {
+    /// The attention of layer `layer` (width `d`) whose projections are `{at}query`, `{at}key`
+    /// and `{at}value` in `vb`; query and value take LoRA when `peft` asks for it.
+    pub fn load(
+        vb: &VarBuilder,
+        at: &str,
+        (layer, d): (usize, usize),
+        (heads, dropout): (usize, f32),
+        peft: &mut Option<&mut PeftBuilder>,
+        file: &Path,
+    ) -> Result<SelfAttention> {
+        let query = linear(vb, d, d, &format!("{at}query"), file)?;
+        let value = linear(vb, d, d, &format!("{at}value"), file)?;
+        let (query, value) = match peft {
+            Some(p) => (
+                p.project(query, layer, "query")?,
+                p.project(value, layer, "value")?,
+            ),
+            None => (Proj::Plain(query), Proj::Plain(value)),
+        };
+        Ok(SelfAttention {
+            query,
+            key: linear(vb, d, d, &format!("{at}key"), file)?,
+            value,
+            heads,
+            dropout,
+        })
+    }
+
     /// Queries from `queries` `[B, Tq, D]`, keys and values from `x` `[B, T, D]`, optional
     /// additive mask broadcastable to `[B, H, Tq, T]`; returns the per-head context `[B, Tq, D]`
     /// (before the output projection). `queries` is `x` itself, or its [CLS] row alone in a
@@ -273,22 +301,6 @@ impl SelfAttention {
             .transpose(1, 2)?
             .reshape((b, tq, d))?)
     }
-}
-
-/// Query and value of layer `layer`, with LoRA when `peft` asks for it.
-pub(crate) fn query_value(
-    peft: &mut Option<&mut PeftBuilder>,
-    layer: usize,
-    query: Dense,
-    value: Dense,
-) -> Result<(Proj, Proj)> {
-    Ok(match peft {
-        Some(p) => (
-            p.project(query, layer, "query")?,
-            p.project(value, layer, "value")?,
-        ),
-        None => (Proj::Plain(query), Proj::Plain(value)),
-    })
 }
 
 /// The adapter of layer `layer` at `site`, when `peft` asks for adapters.

@@ -13,7 +13,7 @@ use super::peft::{Adapter, PeftBuilder};
 use super::vit_positions::{PositionGrid, position_embeddings};
 use super::{
     SelfAttention, Taken, adapt, adapter, get, layer_norm, linear, open_weights,
-    open_weights_trainable, query_value, read_config, stack_cls,
+    open_weights_trainable, read_config, stack_cls,
 };
 use crate::error::{Error, Result};
 use crate::nn::{Ctx, frozen, frozen::Dense, gelu::gelu_erf, layer_norm::LayerNorm};
@@ -392,21 +392,11 @@ fn load_layer(
             Ok(None)
         }
     };
-    let (query, value) = query_value(
-        peft,
-        i,
-        linear(&a, d, d, "attention.query", file)?,
-        linear(&a, d, d, "attention.value", file)?,
-    )?;
+    let heads = (c.num_attention_heads, c.attention_probs_dropout_prob);
+    let attn = SelfAttention::load(&a, "attention.", (i, d), heads, peft, file)?;
     Ok(VitLayer {
         norm1: layer_norm(&l, d, c.layer_norm_eps, n1, file)?,
-        attn: SelfAttention {
-            query,
-            key: linear(&a, d, d, "attention.key", file)?,
-            value,
-            heads: c.num_attention_heads,
-            dropout: c.attention_probs_dropout_prob,
-        },
+        attn,
         attn_out: linear(&a, d, d, "output.dense", file)?,
         adapter_attn: adapter(peft, i, "attn", d)?,
         scale1: scale("layer_scale1")?,

@@ -33,7 +33,7 @@ pub fn build_tower(
     let dim = mc.user.dim;
     match mc.method {
         Method::Id => Ok(Box::new(IdTower::new(store, data.num_items(), dim)?)),
-        Method::Iisan => build_cached_iisan(mc, cache, engine, data, store),
+        Method::Iisan => build_cached_iisan(mc, cache.ok_or_else(no_cache)?, engine, data, store),
         Method::IisanUncached => build_uncached_iisan(mc, engine, data, store),
         Method::Fft | Method::Adapter | Method::Lora | Method::Bitfit => Ok(Box::new(
             TunedTower::new(store, &mc.towers, mc.method, data, dim)?,
@@ -45,14 +45,12 @@ pub fn build_tower(
 /// against `data`'s items) for the modalities it needs.
 fn build_cached_iisan(
     mc: &ModelConfig,
-    cache: Option<&Path>,
+    dir: &Path,
     engine: Engine,
     data: &Dataset,
     store: &mut ParamStore,
 ) -> Result<Box<dyn ItemTower>> {
-    let dim = mc.user.dim;
     let ic = &mc.iisan;
-    let dir = cache.ok_or_else(no_cache)?;
     let fp = items_fingerprint(data);
     let open = |name: &str, needed: bool| -> Result<Option<Box<dyn HiddenStates>>> {
         if !needed {
@@ -74,7 +72,12 @@ fn build_cached_iisan(
     let text = on_device(text, &taps.gathered(&taps.text), data, store)?;
     let image = on_device(image, &taps.gathered(&taps.image), data, store)?;
     Ok(Box::new(IisanTower::new(
-        store, ic, engine, text, image, dim,
+        store,
+        ic,
+        engine,
+        text,
+        image,
+        mc.user.dim,
     )?))
 }
 

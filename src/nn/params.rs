@@ -288,20 +288,6 @@ impl ParamScope<'_> {
         let full = self.name(name);
         self.store.add(&full, shape, init, group)
     }
-
-    /// [`ParamStore::linear`] under this scope.
-    pub fn linear(
-        &mut self,
-        name: &str,
-        input: usize,
-        output: usize,
-        bias: bool,
-        init: Init,
-        group: &'static str,
-    ) -> Result<Linear> {
-        let full = self.name(name);
-        self.store.linear(&full, input, output, bias, init, group)
-    }
 }
 
 #[cfg(test)]
@@ -364,18 +350,15 @@ mod tests {
 
     #[test]
     fn scopes_prefix_names() {
-        // store.pp("item").pp("text") creates "item.text.<name>"; linear adds ".weight"/".bias".
+        // store.pp("item").pp("text") creates "item.text.<name>"; store.pp("item") "item.<name>".
         let mut s = ParamStore::new(1, Device::Cpu);
         let mut item = s.pp("item");
         item.pp("text")
             .add("gate", &[2], Init::Zeros, GROUP_DEFAULT)
             .unwrap();
-        item.linear("fuse", 3, 2, true, Init::Zeros, GROUP_DEFAULT)
+        item.add("fuse.weight", &[2, 3], Init::Zeros, GROUP_DEFAULT)
             .unwrap();
         let names: Vec<&str> = s.params().iter().map(|p| p.name.as_str()).collect();
-        assert_eq!(
-            names,
-            ["item.text.gate", "item.fuse.weight", "item.fuse.bias"]
-        );
+        assert_eq!(names, ["item.text.gate", "item.fuse.weight"]);
     }
 }

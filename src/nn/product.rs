@@ -33,7 +33,7 @@ pub fn matmul(
 ) {
     assert_eq!(c.len(), m * n, "matmul: output length");
     // SAFETY: c holds m * n elements (asserted) and, borrowed mutably, aliases neither operand.
-    unsafe { matmul_into(c.as_mut_ptr(), a, ta, b, tb, (m, n, k), accumulate) }
+    unsafe { matmul_into(c.as_mut_ptr(), (a, ta), (b, tb), (m, n, k), accumulate) }
 }
 
 /// [`matmul`] into a new `[m, n]` buffer. The buffer is not zeroed first: the product writes
@@ -63,7 +63,7 @@ pub fn matmul_append(
     // `set_len` makes them part of the vector. `c` is borrowed mutably, so it aliases neither
     // operand.
     unsafe {
-        matmul_into(c.as_mut_ptr().add(len), a, ta, b, tb, (m, n, k), false);
+        matmul_into(c.as_mut_ptr().add(len), (a, ta), (b, tb), (m, n, k), false);
         c.set_len(len + m * n);
     }
 }
@@ -74,13 +74,10 @@ pub fn matmul_append(
 /// # Safety
 /// `c` must be valid for writes (and, when `accumulate`, reads) of `m * n` elements and alias
 /// neither operand.
-#[allow(clippy::too_many_arguments)]
 unsafe fn matmul_into(
     c: *mut f32,
-    a: &[f32],
-    ta: Op,
-    b: &[f32],
-    tb: Op,
+    (a, ta): (&[f32], Op),
+    (b, tb): (&[f32], Op),
     (m, n, k): (usize, usize, usize),
     accumulate: bool,
 ) {

@@ -99,24 +99,8 @@ pub fn markdown(rows: &[CompareRow], mask: Mask, w: TpmeWeights) -> String {
         "| method | dataset | HR@10 | NDCG@10 | trainable | s/epoch | peak MiB | TPME |\n\
          |---|---|---|---|---|---|---|---|\n",
     );
-    let opt = |v: Option<f64>| v.map_or("—".to_string(), |v| format!("{v:.4}"));
     for r in rows {
-        s.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {:.2}{} | {:.0} | {:.4} |\n",
-            r.method,
-            r.dataset,
-            opt(r.hr10),
-            opt(r.ndcg10),
-            r.trainable_params,
-            r.seconds_per_epoch,
-            if r.extrapolated {
-                " (extrapolated)"
-            } else {
-                ""
-            },
-            r.peak_memory_mib,
-            r.tpme
-        ));
+        s.push_str(&format!("| {} |\n", cells(r, true).join(" | ")));
     }
     // the paper's headline ratios: each IISAN variant against full fine-tuning
     if let Some(fft) = rows.iter().find(|r| r.method.starts_with("fft")) {
@@ -150,22 +134,52 @@ pub fn csv(rows: &[CompareRow]) -> String {
     let mut s = String::from(
         "method,dataset,hr10,ndcg10,trainable_params,seconds_per_epoch,extrapolated,peak_memory_mib,tpme\n",
     );
-    let opt = |v: Option<f64>| v.map_or(String::new(), |v| v.to_string());
     for r in rows {
-        s.push_str(&format!(
-            "{},{},{},{},{},{},{},{},{}\n",
-            r.method,
-            r.dataset,
-            opt(r.hr10),
-            opt(r.ndcg10),
-            r.trainable_params,
-            r.seconds_per_epoch,
-            r.extrapolated,
-            r.peak_memory_mib,
-            r.tpme
-        ));
+        s.push_str(&cells(r, false).join(","));
+        s.push('\n');
     }
     s
+}
+
+/// One row's cells in the tables' column order: rounded for reading (`markdown`), or every
+/// digit for the CSV.
+fn cells(r: &CompareRow, markdown: bool) -> Vec<String> {
+    let opt = |v: Option<f64>| match (v, markdown) {
+        (None, true) => "—".to_string(),
+        (None, false) => String::new(),
+        (Some(v), true) => format!("{v:.4}"),
+        (Some(v), false) => v.to_string(),
+    };
+    let (seconds, memory, tpme) = if markdown {
+        let note = if r.extrapolated {
+            " (extrapolated)"
+        } else {
+            ""
+        };
+        let memory = format!("{:.0}", r.peak_memory_mib);
+        (
+            format!("{:.2}{note}", r.seconds_per_epoch),
+            memory,
+            format!("{:.4}", r.tpme),
+        )
+    } else {
+        let memory = r.peak_memory_mib.to_string();
+        (r.seconds_per_epoch.to_string(), memory, r.tpme.to_string())
+    };
+    let mut c = vec![
+        r.method.clone(),
+        r.dataset.clone(),
+        opt(r.hr10),
+        opt(r.ndcg10),
+        r.trainable_params.to_string(),
+        seconds,
+    ];
+    if !markdown {
+        // the Markdown table notes an extrapolation beside the seconds instead
+        c.push(r.extrapolated.to_string());
+    }
+    c.extend([memory, tpme]);
+    c
 }
 
 /// Write `compare.md`, `compare.csv`, `compare.json` and (with the `charts` feature) the bar

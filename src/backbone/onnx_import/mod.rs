@@ -315,28 +315,20 @@ fn check_shapes(
 }
 
 /// The `config.json` of the imported `Dinov2Model` of `shapes`, naming the file `onnx`.
-fn config_json(shapes: &Shapes, onnx: &Path) -> serde_json::Value {
-    let Shapes {
-        hidden,
-        layers,
-        heads,
-        ffn,
-        patch,
-        side,
-    } = *shapes;
+fn config_json(s: &Shapes, onnx: &Path) -> serde_json::Value {
     json!({
         "architectures": ["Dinov2Model"],
         "model_type": "dinov2",
-        "hidden_size": hidden,
-        "num_hidden_layers": layers,
-        "num_attention_heads": heads,
-        "mlp_ratio": ffn / hidden,
+        "hidden_size": s.hidden,
+        "num_hidden_layers": s.layers,
+        "num_attention_heads": s.heads,
+        "mlp_ratio": s.ffn / s.hidden,
         "hidden_act": "gelu",
         "hidden_dropout_prob": 0.0,
         "attention_probs_dropout_prob": 0.0,
         "layer_norm_eps": 1e-6,
-        "image_size": side * patch,
-        "patch_size": patch,
+        "image_size": s.side * s.patch,
+        "patch_size": s.patch,
         "num_channels": 3,
         "qkv_bias": true,
         "layerscale_value": 1.0,

@@ -77,25 +77,15 @@ impl TunedTower {
         cfg.validate(method)?;
         let tuning = cfg.tuning(method)?;
         let device = store.device().clone();
-        let mut frozen = 0;
-        let text = match &cfg.text_model {
-            Some(dir) => {
-                let (part, untrained) =
-                    load_text_part(store, cfg, tuning, data, dir, dim, &device)?;
-                frozen += untrained;
-                Some(part)
-            }
-            None => None,
-        };
-        let image = match &cfg.image_model {
-            Some(dir) => {
-                let (part, untrained) =
-                    load_image_part(store, cfg, tuning, data, dir, dim, &device)?;
-                frozen += untrained;
-                Some(part)
-            }
-            None => None,
-        };
+        let text = (cfg.text_model.as_ref())
+            .map(|dir| load_text_part(store, cfg, tuning, data, (dir, dim)))
+            .transpose()?;
+        let image = (cfg.image_model.as_ref())
+            .map(|dir| load_image_part(store, cfg, tuning, data, (dir, dim)))
+            .transpose()?;
+        // the towers' parameters that do not train
+        let frozen = text.as_ref().map_or(0, |t| t.1) + image.as_ref().map_or(0, |i| i.1);
+        let (text, image) = (text.map(|t| t.0), image.map(|i| i.0));
         let parts = text.is_some() as usize + image.is_some() as usize;
         let fuse = store.linear(
             "item.fuse",
@@ -128,71 +118,67 @@ fn tower_group(tuning: TowerTuning, own: &'static str) -> &'static str {
     }
 }
 
-/// Load the text tower in `dir` under `tuning`, register what trains and add its head
-/// `item.head_text`; returns the tower with its inputs and head, and the tower's parameters
-/// that do not train.
+/// Load one modality's tower through `load` (which returns the tower, what it took to train
+/// and its width), register what trains in `group` and add its head `item.head_<modality>`
+/// (`width -> dim`); returns the tower and head, and the tower's parameters that do not train.
+fn load_part<T>(
+    store: &mut ParamStore,
+    (tuning, modality, group): (TowerTuning, &str, &'static str),
+    (dir, dim): (&Path, usize),
+    load: impl FnOnce(&mut PeftBuilder) -> Result<(T, Taken, usize)>,
+) -> Result<((T, Linear), usize)> {
+    let mut pb = PeftBuilder {
+        store: &mut *store,
+        tuning,
+        prefix: modality.into(),
+    };
+    let (tower, taken, width) = load(&mut pb)?;
+    let trained = register_taken(store, &taken, modality, group)?;
+    let frozen = file_params(dir)? - trained;
+    let name = format!("item.head_{modality}");
+    let head = store.linear(&name, width, dim, true, Init::TorchLinear, GROUP_DEFAULT)?;
+    Ok(((tower, head), frozen))
+}
+
+/// Load the text tower in `dir` under `tuning` with its head `item.head_text` and the items'
+/// tokens; returns them and the tower's parameters that do not train.
 fn load_text_part(
     store: &mut ParamStore,
     cfg: &TowersConfig,
     tuning: TowerTuning,
     data: &Dataset,
-    dir: &Path,
-    dim: usize,
-    device: &Device,
+    (dir, dim): (&Path, usize),
 ) -> Result<((Bert, ItemTokens, Linear), usize)> {
-    let mut pb = PeftBuilder {
-        store: &mut *store,
-        tuning,
-        prefix: "text".into(),
-    };
-    let (bert, taken) = Bert::load_tuned(dir, device, &mut pb)?;
+    let device = store.device().clone();
     let group = tower_group(tuning, GROUP_TEXT_TOWER);
-    let trained = register_taken(store, &taken, "text", group)?;
-    let frozen = file_params(dir)? - trained;
+    let ((bert, head), frozen) = load_part(store, (tuning, "text", group), (dir, dim), |pb| {
+        let (bert, taken) = Bert::load_tuned(dir, &device, pb)?;
+        let width = bert.config.hidden_size;
+        Ok((bert, taken, width))
+    })?;
     let tokens = ItemTokens::new(data, dir, cfg.max_tokens)?;
-    let w = bert.config.hidden_size;
-    let head = store.linear(
-        "item.head_text",
-        w,
-        dim,
-        true,
-        Init::TorchLinear,
-        GROUP_DEFAULT,
-    )?;
     Ok(((bert, tokens, head), frozen))
 }
 
-/// Load the image tower in `dir` under `tuning`, register what trains and add its head
-/// `item.head_image`; returns the tower with its inputs and head, and the tower's parameters
-/// that do not train.
+/// Load the image tower in `dir` under `tuning` with its head `item.head_image` and the
+/// items' images; returns them and the tower's parameters that do not train.
 fn load_image_part(
     store: &mut ParamStore,
     cfg: &TowersConfig,
     tuning: TowerTuning,
     data: &Dataset,
-    dir: &Path,
-    dim: usize,
-    device: &Device,
+    (dir, dim): (&Path, usize),
 ) -> Result<((Vit, ItemImages, Linear), usize)> {
-    let mut pb = PeftBuilder {
-        store: &mut *store,
-        tuning,
-        prefix: "image".into(),
-    };
-    let (vit, taken) = Vit::load_tuned(dir, cfg.image_size, device, &mut pb)?;
+    let device = store.device().clone();
     let group = tower_group(tuning, GROUP_IMAGE_TOWER);
-    let trained = register_taken(store, &taken, "image", group)?;
-    let frozen = file_params(dir)? - trained;
-    let images = ItemImages::new(data, dir, cfg.image_size, cfg.missing_images)?;
-    let w = vit.config.hidden_size;
-    let head = store.linear(
-        "item.head_image",
-        w,
-        dim,
-        true,
-        Init::TorchLinear,
-        GROUP_DEFAULT,
-    )?;
+    let size = cfg.image_size;
+    let ((vit, head), frozen) = load_part(store, (tuning, "image", group), (dir, dim), |pb| {
+        Vit::load_tuned(dir, size, &device, pb).map(|(vit, taken)| {
+            let width = vit.config.hidden_size;
+            (vit, taken, width)
+        })
+    })?;
+    let images = ItemImages::new(data, dir, size, cfg.missing_images)?;
     Ok(((vit, images, head), frozen))
 }
 

@@ -194,6 +194,36 @@ fn select_on_device(
     Ok(all.index_select(&idx, 1)?.to_device(device)?)
 }
 
+/// A frozen tower that computes its states on demand (the live towers below).
+pub(crate) trait OnDemand: Send + Sync {
+    /// States per item and their width.
+    fn shape(&self) -> (usize, usize);
+
+    /// Items per tower forward.
+    fn chunk(&self) -> usize;
+
+    /// The f32 [CLS] states `[n, S, D]` of items `c`, on the tower's device.
+    fn run(&self, c: &[u32]) -> Result<Tensor>;
+}
+
+impl<T: OnDemand> HiddenStates for T {
+    fn states(&self) -> usize {
+        self.shape().0
+    }
+
+    fn width(&self) -> usize {
+        self.shape().1
+    }
+
+    fn gather_tap_major(&self, ids: &[u32], taps: &[usize]) -> Result<Vec<f32>> {
+        run_chunked(self, ids, taps, self.chunk(), |c| self.run(c))
+    }
+
+    fn gather_item_major(&self, ids: &[u32], taps: &[usize], device: &Device) -> Result<Tensor> {
+        select_on_device(ids, taps, self.chunk(), device, |c| self.run(c))
+    }
+}
+
 /// The frozen text tower computing states on demand.
 pub struct LiveText {
     /// The tower (shared: a server embedding new items keeps one loaded).
@@ -204,26 +234,15 @@ pub struct LiveText {
     pub chunk: usize,
 }
 
-impl HiddenStates for LiveText {
-    fn states(&self) -> usize {
-        self.bert.num_states()
+impl OnDemand for LiveText {
+    fn shape(&self) -> (usize, usize) {
+        (self.bert.num_states(), self.bert.config.hidden_size)
     }
 
-    fn width(&self) -> usize {
-        self.bert.config.hidden_size
+    fn chunk(&self) -> usize {
+        self.chunk
     }
 
-    fn gather_tap_major(&self, ids: &[u32], taps: &[usize]) -> Result<Vec<f32>> {
-        run_chunked(self, ids, taps, self.chunk, |c| self.run(c))
-    }
-
-    fn gather_item_major(&self, ids: &[u32], taps: &[usize], device: &Device) -> Result<Tensor> {
-        select_on_device(ids, taps, self.chunk, device, |c| self.run(c))
-    }
-}
-
-impl LiveText {
-    /// The f32 [CLS] states `[n, S, D]` of items `c`, on the tower's device.
     fn run(&self, c: &[u32]) -> Result<Tensor> {
         let (tid, mask) = self.tokens.batch(c, self.bert.device())?;
         self.bert.cls_states(&tid, &mask, &Ctx::eval())
@@ -240,26 +259,15 @@ pub struct LiveImage {
     pub chunk: usize,
 }
 
-impl HiddenStates for LiveImage {
-    fn states(&self) -> usize {
-        self.vit.num_states()
+impl OnDemand for LiveImage {
+    fn shape(&self) -> (usize, usize) {
+        (self.vit.num_states(), self.vit.config.hidden_size)
     }
 
-    fn width(&self) -> usize {
-        self.vit.config.hidden_size
+    fn chunk(&self) -> usize {
+        self.chunk
     }
 
-    fn gather_tap_major(&self, ids: &[u32], taps: &[usize]) -> Result<Vec<f32>> {
-        run_chunked(self, ids, taps, self.chunk, |c| self.run(c))
-    }
-
-    fn gather_item_major(&self, ids: &[u32], taps: &[usize], device: &Device) -> Result<Tensor> {
-        select_on_device(ids, taps, self.chunk, device, |c| self.run(c))
-    }
-}
-
-impl LiveImage {
-    /// The f32 [CLS] states `[n, S, D]` of items `c`, on the tower's device.
     fn run(&self, c: &[u32]) -> Result<Tensor> {
         let px = self.images.batch(c, self.vit.device())?;
         self.vit.cls_states(&px, &Ctx::eval())

@@ -40,6 +40,15 @@ pub struct RowsLossValue {
     pub d_table: Vec<f32>,
 }
 
+/// What one training loss reads (see [`UserEncoder::train_loss`]).
+#[derive(Clone, Copy)]
+struct LossInputs<'a> {
+    emb: &'a Tensor,
+    batch: &'a TrainBatch,
+    inv: &'a [u32],
+    loss: &'a dyn RowsLoss,
+}
+
 impl UserEncoder {
     /// The training loss of `batch` (training mode: dropout from `ctx`): the batch's distinct
     /// items have embeddings `emb` `[U, d]` (graph tensors), slot `s` holds entry `inv[s]` of
@@ -52,20 +61,20 @@ impl UserEncoder {
         loss: &dyn RowsLoss,
         (ctx, prof): (&Ctx, &mut Profile),
     ) -> Result<Tensor> {
+        let x = LossInputs {
+            emb,
+            batch,
+            inv,
+            loss,
+        };
         match self.engine {
-            Engine::Kernels => self.kernel_loss(emb, batch, inv, loss, (ctx, prof)),
-            Engine::Graph => self.graph_loss(emb, batch, inv, loss, (ctx, prof)),
+            Engine::Kernels => self.kernel_loss(&x, (ctx, prof)),
+            Engine::Graph => self.graph_loss(&x, (ctx, prof)),
         }
     }
 
-    fn graph_loss(
-        &self,
-        emb: &Tensor,
-        batch: &TrainBatch,
-        inv: &[u32],
-        loss: &dyn RowsLoss,
-        (ctx, prof): (&Ctx, &mut Profile),
-    ) -> Result<Tensor> {
+    fn graph_loss(&self, x: &LossInputs, (ctx, prof): (&Ctx, &mut Profile)) -> Result<Tensor> {
+        let (emb, batch, inv) = (x.emb, x.batch, x.inv);
         let dev = emb.device();
         let (b, l) = (batch.batch, batch.width - 1);
         let (p, e) = prof.time("user encoder forward", || -> Result<_> {
@@ -79,17 +88,11 @@ impl UserEncoder {
             let p = self.forward_rows(&inputs, &rows, &mask, ctx)?;
             Ok((p, e))
         })?;
-        prof.time("loss forward", || loss.graph(&p, &e))
+        prof.time("loss forward", || x.loss.graph(&p, &e))
     }
 
-    fn kernel_loss(
-        &self,
-        emb: &Tensor,
-        batch: &TrainBatch,
-        inv: &[u32],
-        loss: &dyn RowsLoss,
-        (ctx, prof): (&Ctx, &mut Profile),
-    ) -> Result<Tensor> {
+    fn kernel_loss(&self, x: &LossInputs, (ctx, prof): (&Ctx, &mut Profile)) -> Result<Tensor> {
+        let (emb, batch, inv) = (x.emb, x.batch, x.inv);
         let d = self.dim();
         let (_, rows, in_rows) = input_rows(batch, inv);
         let mut table = vec![0f32; d];
@@ -105,7 +108,7 @@ impl UserEncoder {
             ctx,
         };
         let run = prof.time("user encoder forward", || kernel.forward(input));
-        let lv = prof.time("loss", || loss.kernel(&rows, run.output(), &table, d));
+        let lv = prof.time("loss", || x.loss.kernel(&rows, run.output(), &table, d));
         let value = Tensor::new(lv.loss, emb.device())?;
         let weights: Vec<Tensor> = self.params().into_vec().into_iter().cloned().collect();
         let (n, dev) = (emb.dim(0)?, emb.device().clone());

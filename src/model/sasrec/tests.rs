@@ -105,8 +105,9 @@ fn causal_outputs_ignore_the_future_and_parameters_count() {
 /// The evaluation-mode forward equals the tensor encoder's `forward_rows`, and the
 /// gradient of `sum(c * out)` with respect to the inputs matches central finite differences
 /// of the kernel's own forward (f64 accumulation of the probe loss).
-#[test]
-fn forward_matches_tensor_encoder_and_input_gradient_matches_differences() {
+/// A 2-block encoder of width 8 (2 heads, FFN 12, no dropout, 4 positions) on the kernel
+/// engine, its weights drawn from `seed`.
+fn small_kernel_encoder(seed: u64) -> UserEncoder {
     let cfg = UserEncoderConfig {
         dim: 8,
         heads: 2,
@@ -114,8 +115,13 @@ fn forward_matches_tensor_encoder_and_input_gradient_matches_differences() {
         dropout: 0.0,
         ..Default::default()
     };
-    let mut store = ParamStore::new(11, Device::Cpu);
-    let enc = UserEncoder::new(&mut store, &cfg, 4, crate::nn::Engine::Kernels).unwrap();
+    let mut store = ParamStore::new(seed, Device::Cpu);
+    UserEncoder::new(&mut store, &cfg, 4, Engine::Kernels).unwrap()
+}
+
+#[test]
+fn forward_matches_tensor_encoder_and_input_gradient_matches_differences() {
+    let enc = small_kernel_encoder(11);
     let ids = [0u32, 2, 3, 4, 5, 6, 7, 8, 0, 0, 0, 9];
     let rows = PackedRows::of(&ids, 3, 4);
     let r = rows.count();
@@ -176,15 +182,7 @@ fn forward_matches_tensor_encoder_and_input_gradient_matches_differences() {
 /// 7th value is perturbed.
 #[test]
 fn the_kernel_backward_matches_finite_differences_for_weights_and_inputs() {
-    let cfg = UserEncoderConfig {
-        dim: 8,
-        heads: 2,
-        ffn: 12,
-        dropout: 0.0,
-        ..Default::default()
-    };
-    let mut store = ParamStore::new(13, Device::Cpu);
-    let enc = UserEncoder::new(&mut store, &cfg, 4, Engine::Kernels).unwrap();
+    let enc = small_kernel_encoder(13);
     let ids = [0u32, 2, 3, 4, 0, 0, 5, 6];
     let rows = PackedRows::of(&ids, 2, 4);
     let base = UserKernel::read(&enc).unwrap();
