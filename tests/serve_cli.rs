@@ -6,74 +6,15 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use base64::Engine;
+use common::server::Server;
 use common::*;
 use serde_json::{Value, json};
-
-/// A running `iisan serve`; killed if the test fails before stopping it.
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Server {
-    fn start(cwd: &Path, run: &str, extra: &[&str]) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_iisan"))
-            .args(["serve", run, "--addr", "127.0.0.1:0"])
-            .args(extra)
-            .current_dir(cwd)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start iisan serve");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let addr = line
-            .split_whitespace()
-            .find(|w| w.starts_with("http://"))
-            .unwrap_or_else(|| panic!("no address in {line:?}"));
-        Server {
-            child,
-            base: addr.to_string(),
-        }
-    }
-
-    fn signal(&self, sig: &str) {
-        let ok = Command::new("kill")
-            .args([sig, &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(ok.success());
-    }
-
-    /// SIGTERM, then the exit status and stderr.
-    fn stop(mut self) -> (bool, String) {
-        self.signal("-TERM");
-        let out = std::mem::replace(&mut self.child, Command::new("true").spawn().unwrap())
-            .wait_with_output()
-            .unwrap();
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 async fn post(c: &reqwest::Client, url: String, body: impl Into<reqwest::Body>) -> (u16, Value) {
     let r = c.post(url).body(body).send().await.unwrap();
@@ -173,6 +114,9 @@ async fn routes_answer(c: &reqwest::Client, u: &impl Fn(&str) -> String, t: &Pat
         (Some("iisan"), Some(50))
     );
     assert_eq!(info["towers"].as_array().unwrap().len(), 2);
+    // clients see the run's name and the towers' hashes, never a file-system path
+    assert_eq!(info["run"], "served");
+    assert!(!body.contains('/'), "{body}");
     let one = json!({"history": history(), "k": 5}).to_string();
     let (st, one) = post(c, u("/v1/recommend"), one).await;
     assert_eq!(st, 200, "{one}");
@@ -202,7 +146,7 @@ async fn errors_are_json(c: &reqwest::Client, u: &impl Fn(&str) -> String) {
             422,
             "unknown item id NOPE",
         ),
-        (huge, 413, "length limit"),
+        (huge, 413, "the limit is 100000 bytes"),
     ] {
         let (st, v) = post(c, u("/v1/recommend"), body).await;
         assert_eq!(st, want, "{v}");

@@ -2,11 +2,12 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::Args;
 
 use iisan::deploy::server::{ServeOptions, run};
-use iisan::error::Result;
+use iisan::error::{Error, Result};
 
 /// `iisan serve` arguments.
 #[derive(Args)]
@@ -28,6 +29,29 @@ pub(crate) struct ServeArgs {
     /// Threads computing recommendations (the rest of the machine answers HTTP).
     #[arg(long, default_value_t = ServeOptions::default().compute_threads)]
     compute_threads: usize,
+    /// Bytes all request bodies in flight may hold together; beyond, 503.
+    #[arg(long, default_value_t = ServeOptions::default().max_inflight_body)]
+    max_inflight_body: usize,
+    /// Open connections at most; beyond, a new one is answered 503 and closed.
+    #[arg(long, default_value_t = ServeOptions::default().max_connections)]
+    max_connections: usize,
+    /// Seconds a connection may take to send a request head, or stay idle between requests.
+    #[arg(long, default_value_t = ServeOptions::default().header_timeout.as_secs_f64())]
+    header_timeout: f64,
+    /// Seconds one request may take, its body's upload included; beyond, 408.
+    #[arg(long, default_value_t = ServeOptions::default().request_timeout.as_secs_f64())]
+    request_timeout: f64,
+    /// Seconds SIGTERM waits for open connections before the server exits anyway.
+    #[arg(long, default_value_t = ServeOptions::default().shutdown_grace.as_secs_f64())]
+    shutdown_grace: f64,
+}
+
+/// `s` seconds as a duration; `flag` names the option in the error.
+fn seconds(flag: &str, s: f64) -> Result<Duration> {
+    Duration::try_from_secs_f64(s)
+        .ok()
+        .filter(|d| !d.is_zero() && s <= 86_400.0)
+        .ok_or_else(|| Error::Input(format!("--{flag} {s}: give seconds above 0, at most 86400")))
 }
 
 /// `iisan serve`.
@@ -37,6 +61,11 @@ pub(crate) fn serve(a: ServeArgs) -> Result<()> {
         max_body: a.max_body,
         max_batch: a.max_batch.max(1),
         compute_threads: a.compute_threads.max(1),
+        max_inflight_body: a.max_inflight_body.max(a.max_body),
+        max_connections: a.max_connections.max(1),
+        header_timeout: seconds("header-timeout", a.header_timeout)?,
+        request_timeout: seconds("request-timeout", a.request_timeout)?,
+        shutdown_grace: seconds("shutdown-grace", a.shutdown_grace)?,
         ..ServeOptions::default()
     };
     run(&a.run, a.addr, opts)

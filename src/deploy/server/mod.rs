@@ -2,9 +2,12 @@
 //! in docs/SERVING.md). Recommendations are computed on one compute thread in micro-batches
 //! ([`batcher`]); `POST /v1/items`, `POST /v1/reload` and SIGHUP swap the user encoder and
 //! the item matrix together ([`state`]); SIGTERM and Ctrl-C stop accepting connections and
-//! let the requests in flight finish.
+//! let the requests in flight finish, for a bounded time ([`connections`]). Every request is
+//! held to the bounds of [`bodies`]; docs/SECURITY.md lists them.
 
 pub mod batcher;
+pub mod bodies;
+pub mod connections;
 pub mod error;
 pub mod metrics;
 pub mod responses;
@@ -15,6 +18,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -22,6 +26,8 @@ use axum::middleware::from_fn_with_state;
 use axum::routing::{get, post};
 
 use crate::error::{Error, Result};
+use bodies::BodyBounds;
+use connections::{ConnectionLimits, serve_connections};
 use state::AppState;
 
 /// The server's limits.
@@ -29,8 +35,20 @@ use state::AppState;
 pub struct ServeOptions {
     /// Requests on `/v1/*` admitted at once; more get 429.
     pub max_concurrent: usize,
-    /// Largest request body in bytes; larger gets 413.
+    /// Largest request body in bytes; larger gets 413 (a declared one before it is read).
     pub max_body: usize,
+    /// Bytes all request bodies in flight may hold together; a request whose body does not
+    /// fit gets 503.
+    pub max_inflight_body: usize,
+    /// Open connections at most; more are answered 503 and closed.
+    pub max_connections: usize,
+    /// How long a connection may take to send a request head (also how long an idle
+    /// keep-alive connection is kept).
+    pub header_timeout: Duration,
+    /// How long one request may take, body upload included; longer gets 408.
+    pub request_timeout: Duration,
+    /// How long a stop waits for open connections before the server exits anyway.
+    pub shutdown_grace: Duration,
     /// Histories (or items) per request.
     pub max_batch: usize,
     /// Histories the compute thread answers per matrix product.
@@ -44,6 +62,11 @@ impl Default for ServeOptions {
         ServeOptions {
             max_concurrent: 256,
             max_body: 16 << 20,
+            max_inflight_body: 256 << 20,
+            max_connections: 512,
+            header_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(60),
+            shutdown_grace: Duration::from_secs(10),
             max_batch: 1024,
             batch_rows: 256,
             compute_threads: 1,
@@ -53,6 +76,8 @@ impl Default for ServeOptions {
 
 /// The router over `state`.
 pub fn router(state: Arc<AppState>) -> Router {
+    let o = &state.opts;
+    let bounds = BodyBounds::new(o.max_body, o.max_inflight_body, o.request_timeout);
     let v1 = Router::new()
         .route("/recommend", post(routes::recommend))
         .route("/items", post(routes::add_items))
@@ -65,21 +90,34 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/metrics", get(routes::metrics))
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
+        .layer(from_fn_with_state(bounds, bodies::bound))
         .layer(from_fn_with_state(state.metrics.clone(), metrics::track))
         .layer(DefaultBodyLimit::max(state.opts.max_body))
         .with_state(state)
 }
 
-/// Serve `state` on `listener` until `shutdown` completes, then finish the requests in flight.
+/// Serve `state` on `listener` until `shutdown` completes, then let the requests in flight
+/// finish, for at most the options' `shutdown_grace`.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: Arc<AppState>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(|e| Error::Internal(format!("server: {e}")))
+    let o = &state.opts;
+    let limits = ConnectionLimits {
+        max_connections: o.max_connections,
+        header_timeout: o.header_timeout,
+        shutdown_grace: o.shutdown_grace,
+    };
+    let stopped = serve_connections(listener, router(state.clone()), limits, shutdown).await;
+    if stopped.abandoned > 0 {
+        eprintln!(
+            "{} connections still open after {} s: closed",
+            stopped.abandoned,
+            limits.shutdown_grace.as_secs_f64()
+        );
+    }
+    Ok(())
 }
 
 /// Open run `run`, listen on `addr` (port 0: any free port; the chosen address is printed as
@@ -99,7 +137,7 @@ pub fn run(run: &Path, addr: SocketAddr, opts: ServeOptions) -> Result<()> {
             .map_err(|e| Error::Internal(format!("listener: {e}")))?;
         println!(
             "listening on http://{local} ({} method, {} items)",
-            state.method,
+            state.facts().method,
             state.current().items().dim(0).unwrap_or(1) - 1
         );
         reload_on_sighup(state.clone())?;

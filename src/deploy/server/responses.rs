@@ -86,10 +86,36 @@ pub struct Info {
     pub max_len: usize,
     /// The run's method.
     pub method: String,
-    /// The run directory.
+    /// The run directory's name (not its path: clients learn nothing of the file system).
     pub run: String,
-    /// The towers the run recorded.
-    pub towers: Vec<TowerRecord>,
+    /// The towers the run recorded, without their folders.
+    pub towers: Vec<PublicTower>,
     /// The tool's version.
     pub version: &'static str,
+}
+
+/// A tower as `GET /info` shows it: what it is, not where it lies.
+#[derive(Debug, Serialize)]
+pub struct PublicTower {
+    /// `text` or `image`.
+    pub modality: String,
+    /// The content hash of its folder.
+    pub sha256: String,
+    /// Tokens per title (text towers).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<usize>,
+    /// Image side in pixels (image towers).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image_size: Option<usize>,
+}
+
+impl From<&TowerRecord> for PublicTower {
+    fn from(t: &TowerRecord) -> PublicTower {
+        PublicTower {
+            modality: t.modality.clone(),
+            sha256: t.sha256.clone(),
+            max_tokens: t.max_tokens,
+            image_size: t.image_size,
+        }
+    }
 }

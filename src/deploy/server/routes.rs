@@ -15,7 +15,9 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
-use super::responses::{Added, BatchRecommendations, Health, Info, Recommendations, Reloaded};
+use super::responses::{
+    Added, BatchRecommendations, Health, Info, PublicTower, Recommendations, Reloaded,
+};
 use super::state::AppState;
 use crate::deploy::new_items::NewItem;
 use crate::scorer::Scorer;
@@ -169,14 +171,16 @@ pub async fn health() -> Json<Health> {
 /// `GET /info`: method, catalogue, dimensions, towers.
 pub async fn info(State(s): Shared) -> Json<Info> {
     let m = s.current();
+    let facts = s.facts();
+    let run = s.run.file_name().unwrap_or(s.run.as_os_str());
     Json(Info {
         dim: m.items().dim(1).unwrap_or(0),
         generation: s.generation(),
         items: m.num_items(),
         max_len: m.max_len(),
-        method: s.method.clone(),
-        run: s.run.display().to_string(),
-        towers: s.towers.clone(),
+        method: facts.method.clone(),
+        run: run.to_string_lossy().into_owned(),
+        towers: facts.towers.iter().map(PublicTower::from).collect(),
         version: env!("CARGO_PKG_VERSION"),
     })
 }

@@ -19,14 +19,30 @@ use crate::run::finished::{open_served, read_plan, read_towers};
 use crate::run::item_index::{ItemIndex, check_new_keys};
 use crate::scorer::Scorer;
 
-/// The server's state, shared by every request.
-pub struct AppState {
-    /// The run directory served.
-    pub run: PathBuf,
+/// What the served run is, re-read with the model on every reload.
+#[derive(Debug)]
+pub struct RunFacts {
     /// The run's method name.
     pub method: String,
     /// The towers the run recorded (empty for `id`).
     pub towers: Vec<TowerRecord>,
+}
+
+impl RunFacts {
+    fn read(run: &Path) -> Result<RunFacts> {
+        let plan = read_plan(run)?;
+        Ok(RunFacts {
+            method: plan.cfg().model.method.name().to_string(),
+            towers: read_towers(run)?,
+        })
+    }
+}
+
+/// The server's state, shared by every request.
+pub struct AppState {
+    /// The run directory served.
+    pub run: PathBuf,
+    facts: RwLock<Arc<RunFacts>>,
     model: RwLock<Arc<ServedModel>>,
     generation: AtomicU64,
     writer: Mutex<Option<Arc<ItemEmbedder>>>,
@@ -49,14 +65,13 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
 impl AppState {
     /// Open run directory `run` for serving.
     pub fn open(run: &Path, opts: ServeOptions) -> Result<AppState> {
-        let plan = read_plan(run)?;
+        let facts = RunFacts::read(run)?;
         let model = open_served(run)?;
         let metrics = Arc::new(Metrics::new());
         metrics.items.set(model.num_items() as i64);
         Ok(AppState {
             run: run.to_path_buf(),
-            method: plan.cfg().model.method.name().to_string(),
-            towers: read_towers(run).unwrap_or_default(),
+            facts: RwLock::new(Arc::new(facts)),
             model: RwLock::new(Arc::new(model)),
             generation: AtomicU64::new(1),
             writer: Mutex::new(None),
@@ -72,6 +87,11 @@ impl AppState {
         self.model.read().expect("model lock").clone()
     }
 
+    /// The served run's method and towers.
+    pub fn facts(&self) -> Arc<RunFacts> {
+        self.facts.read().expect("facts lock").clone()
+    }
+
     /// How many models have been loaded (1 at start).
     pub fn generation(&self) -> u64 {
         self.generation.load(Ordering::SeqCst)
@@ -85,12 +105,17 @@ impl AppState {
         model
     }
 
-    /// Re-read the run directory (user encoder and item matrix together) and swap it in;
-    /// requests already admitted finish on the old model. On an error the old model stays.
+    /// Re-read the run directory (user encoder and item matrix together, its method and
+    /// towers) and swap it in; requests already admitted finish on the old model. The item
+    /// embedder is dropped, so the next items added are embedded with the towers the run
+    /// records now. On an error the old model stays.
     pub async fn reload(&self) -> Result<Arc<ServedModel>> {
-        let _writing = self.writer.lock().await;
+        let mut writer = self.writer.lock().await;
         let run = self.run.clone();
-        let model = blocking(move || open_served(&run)).await?;
+        let (facts, model) =
+            blocking(move || Ok((RunFacts::read(&run)?, open_served(&run)?))).await?;
+        *writer = None;
+        *self.facts.write().expect("facts lock") = Arc::new(facts);
         Ok(self.swap(model))
     }
 
