@@ -71,7 +71,12 @@ fn bad_input_is_a_one_line_error_naming_file_and_line() {
         &[],
         "items.tsv:2: expected `ID<TAB>title`, found no tab",
     );
-    expect_bad("A\ta\n\tb\n", users, &[], "items.tsv:2: empty item id");
+    expect_bad(
+        "A\ta\n\tb\n",
+        users,
+        &[],
+        "items.tsv:2: item id \"\" is empty",
+    );
     expect_bad(
         "A\ta\nB\tb\nC\tc\nD\td\nE\te\n",
         "u1\tA B C D E\nu2 A B\n",
@@ -82,7 +87,7 @@ fn bad_input_is_a_one_line_error_naming_file_and_line() {
         "A\ta\nB\tb\nC\tc\nD\td\nE\te\n",
         "u1\tA B C D E\n\tA B C D E\n",
         &[],
-        "users.tsv:2: empty user id",
+        "users.tsv:2: user id \"\" is empty",
     );
     expect_bad("", users, &[], "items.tsv: no items (empty file)");
     expect_bad("A\ta\n", "", &[], "users.tsv: no users (empty file)");

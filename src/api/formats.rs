@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::data::import::amazon;
 use crate::data::import::recbole;
-use crate::data::import::{Imported, MANIFEST, Manifest, write_dataset};
+use crate::data::import::{IMPORT, Imported, Manifest, write_dataset};
 use crate::data::output::check_out;
 use crate::error::Result;
 
@@ -73,7 +73,7 @@ pub fn import_amazon(
     // refuse a foreign `out` before the read, not after it
     let mut inputs = vec![reviews, meta];
     inputs.extend(o.images.as_deref());
-    check_out(out, MANIFEST, &inputs)?;
+    check_out(out, IMPORT, &inputs)?;
     let (data, manifest) = amazon::import(reviews, meta, o)?;
     let folders: Vec<&Path> = o.images.iter().map(|p| p.as_path()).collect();
     write_dataset(out, &data, &manifest, &folders)?;
@@ -105,7 +105,7 @@ pub fn import_recbole(
     let t0 = Instant::now();
     let mut inputs = vec![inter];
     inputs.extend(item);
-    check_out(out, MANIFEST, &inputs)?;
+    check_out(out, IMPORT, &inputs)?;
     let (data, manifest) = recbole::import(inter, item, o)?;
     write_dataset(out, &data, &manifest, &[])?;
     Ok(report(&data, manifest, t0))

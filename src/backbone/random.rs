@@ -40,18 +40,12 @@ pub fn write_random(
     if out.exists() {
         return Err(Error::file(out, "exists: choose a new folder"));
     }
+    // the scratch folder is removed if filling it fails (data::output::Scratch)
     let tmp = scratch_beside(out)?;
-    match fill(layout, &tmp, seed, tokenizer_from) {
-        Ok(n) => {
-            std::fs::rename(&tmp, out).map_err(|e| Error::io(out, e))?;
-            Ok(n)
-        }
-        Err(e) => {
-            // the scratch folder is this call's own: nothing else was ever in it
-            let _ = std::fs::remove_dir_all(&tmp);
-            Err(e)
-        }
-    }
+    let n = fill(layout, &tmp, seed, tokenizer_from)?;
+    std::fs::rename(&*tmp, out).map_err(|e| Error::io(out, e))?;
+    tmp.keep();
+    Ok(n)
 }
 
 /// Build the layout on a variable map, draw its values and write the folder's files into `dir`.

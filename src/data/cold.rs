@@ -55,7 +55,7 @@ pub fn split_cold(src: &Path, out: &Path, frac: f64, seed: u64) -> Result<ColdRe
             "already exists (split-cold writes a new directory)",
         ));
     }
-    check_out(out, "split-cold.json", &[src])?;
+    check_out(out, "data split-cold", &[src])?;
     let users = read_users(&src.join("users.tsv"))?;
     let items_text = read_text(&src.join("items.tsv"))?;
     let (n_items, cold) = draw_cold(&users, frac, seed);
@@ -124,7 +124,7 @@ fn write_dir(src: &Path, out: &Path, files: &[(&str, String)]) -> Result<()> {
         std::fs::write(&p, text).map_err(|e| Error::io(&p, e))?;
     }
     link_images(src, &tmp)?;
-    replace_with(&tmp, out, Existing::Absent)
+    replace_with(tmp, out, Existing::Absent, "data split-cold")
 }
 
 /// The item ids of a `cold_items.txt` (one per line; blank lines skipped).

@@ -68,14 +68,11 @@ impl ImagePrep {
     /// Decode the image at `path` and preprocess it into `[3, size, size]` floats; an image
     /// of more than [`MAX_IMAGE_PIXELS`] pixels is refused before it is decoded.
     pub fn load(&self, path: &Path) -> Result<Vec<f32>> {
-        let mut reader = image::ImageReader::open(path)
+        let reader = image::ImageReader::open(path)
             .map_err(|e| Error::io(path, e))?
             .with_guessed_format()
             .map_err(|e| Error::io(path, e))?;
-        reader.limits(decode_limits());
-        let img = reader
-            .decode()
-            .map_err(|e| Error::file(path, format!("cannot decode image: {e}")))?;
+        let img = decode_bounded(reader).map_err(|e| Error::file(path, e))?;
         self.from_rgb(&img.to_rgb8())
     }
 
@@ -115,20 +112,35 @@ impl ImagePrep {
 /// PNG of 13000 x 13000 would take 1.3 GB to decode and resize).
 pub const MAX_IMAGE_PIXELS: u64 = 40_000_000;
 
-/// The decoder limits that enforce [`MAX_IMAGE_PIXELS`] (4 bytes a pixel at most).
-pub fn decode_limits() -> image::Limits {
-    let mut l = image::Limits::default();
-    l.max_alloc = Some(MAX_IMAGE_PIXELS * 4);
-    l
+/// Decode the image `reader` reads, refusing one of more than [`MAX_IMAGE_PIXELS`] pixels
+/// (whatever its colour type) from its header, before anything is decoded; the decoder's own
+/// allocations are bounded to 8 bytes a pixel of that (16-bit RGBA).
+pub fn decode_bounded<R: std::io::BufRead + std::io::Seek>(
+    reader: image::ImageReader<R>,
+) -> std::result::Result<image::DynamicImage, String> {
+    use image::ImageDecoder;
+    let mut decoder = reader
+        .into_decoder()
+        .map_err(|e| format!("cannot decode image: {e}"))?;
+    let (w, h) = decoder.dimensions();
+    let pixels = u64::from(w) * u64::from(h);
+    if pixels > MAX_IMAGE_PIXELS {
+        return Err(format!(
+            "the image is {w} x {h} = {pixels} pixels; the limit is {MAX_IMAGE_PIXELS}"
+        ));
+    }
+    let mut limits = image::Limits::default();
+    limits.max_alloc = Some(MAX_IMAGE_PIXELS * 8);
+    (decoder.set_limits(limits)).map_err(|e| format!("cannot decode image: {e}"))?;
+    image::DynamicImage::from_decoder(decoder).map_err(|e| format!("cannot decode image: {e}"))
 }
 
-/// Decode an image held in memory under [`decode_limits`].
+/// Decode an image held in memory under [`decode_bounded`].
 pub fn decode_bytes(bytes: &[u8]) -> std::result::Result<image::DynamicImage, String> {
-    let mut reader = image::ImageReader::new(std::io::Cursor::new(bytes))
+    let reader = image::ImageReader::new(std::io::Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| e.to_string())?;
-    reader.limits(decode_limits());
-    reader.decode().map_err(|e| e.to_string())
+    decode_bounded(reader)
 }
 
 /// The image file of item `key` under `dir/images/` (`.png`, `.jpg`, `.jpeg` or `.webp`).
@@ -196,8 +208,9 @@ mod tests {
 
     #[test]
     fn an_image_beyond_the_pixel_cap_is_refused_before_decoding() {
-        // a 300-byte PNG whose header claims 13000 x 13000 RGB (507 MB decoded): signature,
-        // IHDR, an empty IDAT and IEND
+        // 300-byte PNGs whose headers claim 13000 x 13000 RGB (507 MB decoded) and 12000 x
+        // 12000 greyscale (144 M pixels in 144 MB: under a cap counted in bytes of RGBA, so
+        // the cap counts pixels): signature, IHDR, an empty IDAT and IEND
         let chunk = |kind: &[u8], data: &[u8]| {
             let mut c = (data.len() as u32).to_be_bytes().to_vec();
             let body = [kind, data].concat();
@@ -205,19 +218,25 @@ mod tests {
             c.extend(crc32(&body).to_be_bytes());
             c
         };
-        let mut ihdr = 13000u32.to_be_bytes().to_vec();
-        ihdr.extend(13000u32.to_be_bytes());
-        ihdr.extend([8, 2, 0, 0, 0]);
-        let png = [
-            b"\x89PNG\r\n\x1a\n".to_vec(),
-            chunk(b"IHDR", &ihdr),
-            chunk(b"IDAT", &[]),
-            chunk(b"IEND", &[]),
-        ]
-        .concat();
         assert_eq!(crc32(b"IEND"), 0xAE42_6082, "the CRC every PNG ends with");
-        let e = decode_bytes(&png).unwrap_err();
-        assert!(e.to_lowercase().contains("limit"), "{e}");
+        for (side, colour) in [(13000u32, 2u8), (12000, 0)] {
+            let mut ihdr = side.to_be_bytes().to_vec();
+            ihdr.extend(side.to_be_bytes());
+            ihdr.extend([8, colour, 0, 0, 0]);
+            let png = [
+                b"\x89PNG\r\n\x1a\n".to_vec(),
+                chunk(b"IHDR", &ihdr),
+                chunk(b"IDAT", &[]),
+                chunk(b"IEND", &[]),
+            ]
+            .concat();
+            let e = decode_bytes(&png).unwrap_err();
+            let want = format!(
+                "{side} x {side} = {} pixels; the limit is 40000000",
+                side * side
+            );
+            assert!(e.contains(&want), "{e}");
+        }
     }
 
     #[test]

@@ -7,6 +7,7 @@
 pub mod batch;
 pub mod cold;
 pub mod draw;
+pub mod ids;
 pub mod image;
 #[cfg(feature = "import")]
 pub mod import;

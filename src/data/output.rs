@@ -1,11 +1,29 @@
-//! Output directories of the dataset commands (`data synth`, `data subset`, `data split-cold`):
-//! a command writes a new directory beside its target and renames it into place, and may
-//! replace only its own earlier output, recognised by the marker file it writes there. It never
-//! writes into `.`, the working directory or one of its ancestors, or its own source.
+//! Output directories of the dataset commands (`data synth`, `data subset`, `data split-cold`,
+//! `data import`, `data export`): a command writes a new directory beside its target and
+//! renames it into place. It may replace only an earlier output of the same command holding
+//! nothing else: each output records, in [`RECORD`], the command that wrote it and every entry
+//! it wrote; a directory whose record names another command, or that holds an entry the record
+//! does not list (a file the user added), is refused, and nothing is deleted. It never writes
+//! into `.`, the working directory or one of its ancestors, or its own source. A scratch
+//! directory is removed when the command fails (docs/SECURITY.md, "Outputs").
 
 use std::path::{Path, PathBuf};
 
+use serde::{Deserialize, Serialize};
+
 use crate::error::{Error, Result};
+
+/// The file in every output directory that records which command wrote it and what.
+pub const RECORD: &str = ".iisan-output.json";
+
+/// The contents of [`RECORD`].
+#[derive(Debug, Serialize, Deserialize)]
+struct Record {
+    /// The command, e.g. `data import`.
+    command: String,
+    /// The entries it wrote at the directory's top level (besides the record).
+    entries: Vec<String>,
+}
 
 /// What is at an output path before a command writes it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,10 +50,10 @@ fn absolute(path: &Path) -> Result<PathBuf> {
     }
 }
 
-/// Check the output directory `out` of a command that writes `marker` into its outputs and reads
-/// `sources`: refuse `.`/the working directory or an ancestor of it, a source or a directory
-/// inside one, and an existing non-empty directory without `marker`.
-pub fn check_out(out: &Path, marker: &str, sources: &[&Path]) -> Result<Existing> {
+/// Check the output directory `out` of `command`, which reads `sources`: refuse `.`/the working
+/// directory or an ancestor of it, a source or a directory inside one, and an existing
+/// non-empty directory that is not wholly this command's earlier output (see the module doc).
+pub fn check_out(out: &Path, command: &str, sources: &[&Path]) -> Result<Existing> {
     let abs = absolute(out)?;
     let cwd = std::env::current_dir().map_err(|e| Error::io(Path::new("."), e))?;
     if cwd.starts_with(&abs) {
@@ -62,22 +80,82 @@ pub fn check_out(out: &Path, marker: &str, sources: &[&Path]) -> Result<Existing
     if !out.is_dir() {
         return Err(Error::file(out, "exists and is not a directory"));
     }
-    if out.join(marker).is_file() {
-        return Ok(Existing::Ours);
-    }
     let mut entries = std::fs::read_dir(out).map_err(|e| Error::io(out, e))?;
     if entries.next().is_none() {
         return Ok(Existing::Empty);
     }
-    Err(Error::file(
-        out,
-        format!("exists and was not written by this command (no {marker}): refusing to replace it"),
-    ))
+    check_owned(out, command).map(|()| Existing::Ours)
+}
+
+/// Whether `out` (non-empty) holds exactly what an earlier `command` wrote, by its record.
+fn check_owned(out: &Path, command: &str) -> Result<()> {
+    let refuse = |why: String| {
+        Err(Error::file(
+            out,
+            format!("{why}: refusing to replace it; move it away or choose another --out"),
+        ))
+    };
+    let record = out.join(RECORD);
+    let text = match std::fs::read_to_string(&record) {
+        Ok(t) if t.len() <= 1 << 20 => t,
+        _ => return refuse(format!("exists and was not written by `iisan {command}`")),
+    };
+    let Ok(rec) = serde_json::from_str::<Record>(&text) else {
+        return refuse(format!("exists and its {RECORD} cannot be read"));
+    };
+    if rec.command != command {
+        let other = rec.command;
+        return refuse(format!(
+            "holds the output of `iisan {other}`, not of `iisan {command}`"
+        ));
+    }
+    for e in std::fs::read_dir(out).map_err(|e| Error::io(out, e))? {
+        let name = e.map_err(|e| Error::io(out, e))?.file_name();
+        let name = name.to_string_lossy();
+        if name != RECORD && !rec.entries.iter().any(|w| *w == name) {
+            return refuse(format!(
+                "holds {name:?}, which `iisan {command}` did not write"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A fresh directory beside an output, removed on drop unless [`replace_with`] moved it into
+/// place (a failed command leaves nothing behind). It dereferences to its path.
+#[derive(Debug)]
+pub struct Scratch {
+    path: PathBuf,
+    done: bool,
+}
+
+impl std::ops::Deref for Scratch {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if !self.done {
+            // this process created the folder and wrote everything in it
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
+}
+
+impl Scratch {
+    /// Keep the folder where it is (the caller moved it, or moves it itself).
+    pub fn keep(mut self) -> PathBuf {
+        self.done = true;
+        std::mem::take(&mut self.path)
+    }
 }
 
 /// A fresh directory beside `out` to write into (`.<name>.tmp-<pid>`; a leftover of this
 /// process id, which can only be this command's own, is removed first).
-pub fn scratch_beside(out: &Path) -> Result<PathBuf> {
+pub fn scratch_beside(out: &Path) -> Result<Scratch> {
     let name = out
         .file_name()
         .ok_or_else(|| Error::file(out, "not a directory name"))?;
@@ -93,12 +171,29 @@ pub fn scratch_beside(out: &Path) -> Result<PathBuf> {
         std::fs::remove_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
     }
     std::fs::create_dir(&tmp).map_err(|e| Error::io(&tmp, e))?;
-    Ok(tmp)
+    Ok(Scratch {
+        path: tmp,
+        done: false,
+    })
 }
 
-/// Move the finished directory `tmp` to `out`, replacing what [`check_out`] allowed there (the
-/// old directory is renamed aside first and deleted only after the new one is in place).
-pub fn replace_with(tmp: &Path, out: &Path, existing: Existing) -> Result<()> {
+/// Record `command` and the entries of the finished directory `tmp`, and move it to `out`,
+/// replacing what [`check_out`] allowed there (the old directory is renamed aside first, put
+/// back if the move fails, and deleted only after the new one is in place).
+pub fn replace_with(tmp: Scratch, out: &Path, existing: Existing, command: &str) -> Result<()> {
+    let mut entries = Vec::new();
+    for e in std::fs::read_dir(&*tmp).map_err(|e| Error::io(&tmp, e))? {
+        let e = e.map_err(|e| Error::io(&tmp, e))?;
+        entries.push(e.file_name().to_string_lossy().into_owned());
+    }
+    entries.sort();
+    let record = Record {
+        command: command.into(),
+        entries,
+    };
+    let p = tmp.join(RECORD);
+    let json = serde_json::to_string_pretty(&record).expect("serialisable") + "\n";
+    std::fs::write(&p, json).map_err(|e| Error::io(&p, e))?;
     let old = match existing {
         Existing::Absent => None,
         Existing::Empty => {
@@ -113,7 +208,13 @@ pub fn replace_with(tmp: &Path, out: &Path, existing: Existing) -> Result<()> {
             Some(old)
         }
     };
-    std::fs::rename(tmp, out).map_err(|e| Error::io(out, e))?;
+    if let Err(e) = std::fs::rename(&*tmp, out) {
+        if let Some(old) = &old {
+            let _ = std::fs::rename(old, out);
+        }
+        return Err(Error::io(out, e));
+    }
+    tmp.keep();
     if let Some(old) = old {
         std::fs::remove_dir_all(&old).map_err(|e| Error::io(&old, e))?;
     }
@@ -137,14 +238,17 @@ pub fn link_images(src: &Path, dir: &Path) -> Result<()> {
 mod tests {
     use super::*;
 
+    /// New, empty and the same command's own outputs are written; the source, the working
+    /// directory, a foreign directory, another command's output and an own output the user
+    /// added a file to are refused, and nothing of theirs is deleted.
     #[test]
-    fn only_new_empty_or_own_directories_outside_the_source_are_written() {
+    fn only_new_empty_or_wholly_own_directories_outside_the_source_are_written() {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         let src = d.join("src");
         std::fs::create_dir_all(src.join("images")).unwrap();
         assert_eq!(
-            check_out(&d.join("new"), "m.json", &[&src]).unwrap(),
+            check_out(&d.join("new"), "t", &[&src]).unwrap(),
             Existing::Absent
         );
         for (out, msg) in [
@@ -152,30 +256,45 @@ mod tests {
             (src.join("images"), "inside the source"),
             (PathBuf::from("."), "working directory"),
         ] {
-            let e = check_out(&out, "m.json", &[&src]).unwrap_err().to_string();
+            let e = check_out(&out, "t", &[&src]).unwrap_err().to_string();
             assert!(e.contains(msg), "{e}");
         }
         let other = d.join("other");
         std::fs::create_dir_all(&other).unwrap();
-        assert_eq!(check_out(&other, "m.json", &[]).unwrap(), Existing::Empty);
-        std::fs::write(other.join("keep.txt"), "x").unwrap();
-        let e = check_out(&other, "m.json", &[]).unwrap_err().to_string();
-        assert!(e.contains("not written by this command (no m.json)"), "{e}");
-        // our own output is replaced, and only after the new one is complete
+        assert_eq!(check_out(&other, "t", &[]).unwrap(), Existing::Empty);
+        std::fs::write(other.join("manifest.json"), "{}").unwrap();
+        let e = check_out(&other, "t", &[]).unwrap_err().to_string();
+        assert!(e.contains("was not written by `iisan t`"), "{e}");
+        // an own output is replaced, and only after the new one is complete
         let ours = d.join("ours");
-        std::fs::create_dir_all(&ours).unwrap();
-        std::fs::write(ours.join("m.json"), "{}").unwrap();
-        std::fs::write(ours.join("stale.txt"), "old").unwrap();
-        let existing = check_out(&ours, "m.json", &[]).unwrap();
-        assert_eq!(existing, Existing::Ours);
-        let tmp = scratch_beside(&ours).unwrap();
-        std::fs::write(tmp.join("m.json"), "{\"new\": 1}").unwrap();
-        replace_with(&tmp, &ours, existing).unwrap();
-        assert!(!ours.join("stale.txt").exists());
-        assert_eq!(
-            std::fs::read_to_string(ours.join("m.json")).unwrap(),
-            "{\"new\": 1}"
+        let write = |existing| {
+            let tmp = scratch_beside(&ours).unwrap();
+            std::fs::write(tmp.join("m.json"), "{}").unwrap();
+            replace_with(tmp, &ours, existing, "t").unwrap();
+        };
+        write(Existing::Absent);
+        assert_eq!(check_out(&ours, "t", &[]).unwrap(), Existing::Ours);
+        let e = check_out(&ours, "u", &[]).unwrap_err().to_string();
+        assert!(
+            e.contains("holds the output of `iisan t`, not of `iisan u`"),
+            "{e}"
         );
-        assert_eq!(std::fs::read_dir(d).unwrap().count(), 3, "no scratch left");
+        write(Existing::Ours);
+        std::fs::write(ours.join("notes.txt"), "mine").unwrap();
+        let e = check_out(&ours, "t", &[]).unwrap_err().to_string();
+        assert!(
+            e.contains("holds \"notes.txt\", which `iisan t` did not write"),
+            "{e}"
+        );
+        assert!(ours.join("notes.txt").exists());
+        // a scratch folder that is dropped (the command failed) is removed
+        let tmp = scratch_beside(&d.join("failed")).unwrap();
+        std::fs::write(tmp.join("half"), "x").unwrap();
+        drop(tmp);
+        let left: Vec<_> = std::fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left.len(), 3, "{left:?}");
     }
 }

@@ -37,7 +37,7 @@ const MARKER: &str = "subset.json";
 /// beside `out` and renamed. `out` may be new, empty, or an earlier subset (replaced); never the
 /// source, inside it, or another directory.
 pub fn write_subset(src: &Path, out: &Path, users: usize, seed: u64) -> Result<SubsetReport> {
-    let existing = check_out(out, MARKER, &[src])?;
+    let existing = check_out(out, "data subset", &[src])?;
     let users_text = read(&src.join("users.tsv"))?;
     let items_text = read(&src.join("items.tsv"))?;
     let mut lines: Vec<&str> = users_text
@@ -70,7 +70,7 @@ pub fn write_subset(src: &Path, out: &Path, users: usize, seed: u64) -> Result<S
         serde_json::json!({"source": src.display().to_string(), "users": users, "seed": seed});
     write(&tmp.join(MARKER), &marker.to_string())?;
     link_images(src, &tmp)?;
-    replace_with(&tmp, out, existing)?;
+    replace_with(tmp, out, existing, "data subset")?;
     Ok(SubsetReport {
         users: kept.len(),
         items: items.len(),

@@ -321,7 +321,7 @@ pub enum Written {
 /// An existing `out` with the same `synth.json` is left as it is; a different one is an error
 /// unless `force`, which replaces it.
 pub fn write(cfg: &SynthConfig, out: &Path, force: bool) -> Result<Written> {
-    let existing = check_out(out, "synth.json", &[])?;
+    let existing = check_out(out, "data synth", &[])?;
     if existing == Existing::Ours {
         let manifest = out.join("synth.json");
         let same = std::fs::read_to_string(&manifest)
@@ -372,7 +372,7 @@ pub fn write(cfg: &SynthConfig, out: &Path, force: bool) -> Result<Written> {
     write_file(&tmp.join("attributes.tsv"), &attrs)?;
     let manifest = serde_json::to_string_pretty(cfg).expect("serialisable");
     write_file(&tmp.join("synth.json"), &manifest)?;
-    replace_with(&tmp, out, existing)?;
+    replace_with(tmp, out, existing, "data synth")?;
     Ok(Written::Created)
 }
 

@@ -10,6 +10,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
+use super::ids;
 use crate::error::{Error, Result};
 
 /// One raw item line.
@@ -76,15 +77,9 @@ pub fn parse_items(path: &Path, text: &str) -> Result<RawItems> {
         let (key, title) = split_tab(raw)
             .ok_or_else(|| Error::line(path, line, "expected `ID<TAB>title`, found no tab"))?;
         let key = key.trim();
-        if key.is_empty() {
-            return Err(Error::line(path, line, "empty item id"));
-        }
-        if key.contains(char::is_whitespace) {
-            return Err(Error::line(
-                path,
-                line,
-                format!("item id {key:?} contains whitespace"),
-            ));
+        if let Some(p) = ids::item_id_problem(key) {
+            let msg = format!("item id {} {p}", ids::shown(key));
+            return Err(Error::line(path, line, msg));
         }
         if let Some(&prev) = out.index.get(key) {
             return Err(Error::line(
@@ -127,8 +122,9 @@ pub fn parse_users(path: &Path, text: &str) -> Result<Vec<RawUser>> {
             )
         })?;
         let key = key.trim();
-        if key.is_empty() {
-            return Err(Error::line(path, line, "empty user id"));
+        if let Some(p) = ids::user_id_problem(key) {
+            let msg = format!("user id {} {p}", ids::shown(key));
+            return Err(Error::line(path, line, msg));
         }
         if let Some(first) = seen.insert(key.to_string(), line) {
             return Err(Error::line(
@@ -194,7 +190,7 @@ mod tests {
             "x.tsv:2: expected `ID<TAB>title`, found no tab"
         );
         let e = parse_items(p(), "A\tx\n\tno id\n").unwrap_err();
-        assert_eq!(e.to_string(), "x.tsv:2: empty item id");
+        assert_eq!(e.to_string(), "x.tsv:2: item id \"\" is empty");
         let e = parse_items(p(), "A\tx\nA\ty\n").unwrap_err();
         assert!(e.to_string().starts_with("x.tsv:2: duplicate item id"));
         let e = parse_items(p(), "\n\n").unwrap_err();

@@ -17,6 +17,7 @@ use std::path::Path;
 use candle_core::{DType, Device, Tensor};
 
 use crate::atomic::{write_beside, write_text};
+use crate::data::ids;
 use crate::error::{Error, Result};
 
 /// The item ids (row order, `keys[0]` the padding row's `<pad>`) and the matrix `[N + 1, d]`.
@@ -124,11 +125,11 @@ pub fn check_new_keys(existing: &[String], keys: &[String]) -> Result<()> {
     if keys.is_empty() {
         return Err(Error::Input("no items to add".into()));
     }
-    if let Some(i) = keys.iter().position(|k| k.is_empty()) {
-        return Err(Error::Input(format!("item {} has an empty id", i + 1)));
-    }
-    if let Some(k) = keys.iter().find(|k| k.chars().any(char::is_whitespace)) {
-        return Err(Error::Input(format!("item id {k:?} contains white space")));
+    for (i, k) in keys.iter().enumerate() {
+        if let Some(p) = ids::item_id_problem(k) {
+            let msg = format!("item {}: id {} {p}", i + 1, ids::shown(k));
+            return Err(Error::Input(msg));
+        }
     }
     let old: HashSet<&str> = existing.iter().skip(1).map(String::as_str).collect();
     let mut seen = HashSet::new();

@@ -119,7 +119,7 @@ fn parse_review(
         .edition
         .review(line)
         .map_err(|m| Error::line(path, n as usize, m))?;
-    check_field(path, n as usize, "user id", &r.user, true)?;
+    check_field(path, n as usize, "user id", &r.user, false)?;
     check_field(path, n as usize, "item id", &r.item, true)?;
     if !r.time.is_finite() {
         return Err(Error::line(path, n as usize, "timestamp is not finite"));

@@ -20,6 +20,7 @@ use std::time::Instant;
 use sha2::{Digest, Sha256};
 
 use super::Source;
+use super::line_bound::{MAX_LINE, read_line_bounded};
 use crate::error::{Error, Result};
 use crate::progress::{Reporter, Task, Unit};
 
@@ -117,12 +118,16 @@ fn split(
     let mut bytes = Vec::with_capacity(CHUNK + (64 << 10));
     let mut first_line = 1;
     loop {
-        let got = lines.read_until(b'\n', &mut bytes);
+        let got = read_line_bounded(&mut *lines, &mut bytes, MAX_LINE);
         let end = match got {
             Ok(0) => true,
             Ok(_) => {
                 n += 1;
                 false
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                let _ = errors.send((seq, Error::line(path, n as usize + 1, e.to_string())));
+                return n;
             }
             Err(e) => {
                 let e = Error::file(path, format!("after line {n}: {e}"));

@@ -10,6 +10,7 @@
 
 pub mod amazon;
 pub mod amazon_lines;
+pub mod line_bound;
 pub mod lines;
 pub mod recbole;
 
@@ -20,11 +21,15 @@ use std::rc::Rc;
 
 use serde::Serialize;
 
+use super::ids;
 use super::output::{check_out, replace_with, scratch_beside};
 use crate::error::{Error, Result};
 
 /// The marker of an import's output directory.
 pub const MANIFEST: &str = "manifest.json";
+
+/// The command an import's output directory records (data::output).
+pub const IMPORT: &str = "data import";
 
 /// One source file of an import.
 #[derive(Debug, Clone, Serialize)]
@@ -141,12 +146,22 @@ fn write_lines(path: &Path, rows: impl Iterator<Item = String>) -> Result<()> {
         .map_err(|e| Error::io(path, e))
 }
 
-/// Hard-link `src` to `dst`, or copy it where linking is refused (another file system).
+/// Hard-link `src` to `dst`, or copy it where linking is refused (another file system); `dst`
+/// is always a new file: an existing one (two ids naming one file) is an error, never
+/// overwritten.
 fn link_or_copy(src: &Path, dst: &Path) -> Result<()> {
-    if std::fs::hard_link(src, dst).is_ok() {
-        return Ok(());
+    match std::fs::hard_link(src, dst) {
+        Ok(()) => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            return Err(Error::io(dst, e));
+        }
+        Err(_) => {}
     }
-    std::fs::copy(src, dst).map_err(|e| Error::io(src, e))?;
+    let mut from = std::fs::File::open(src).map_err(|e| Error::io(src, e))?;
+    let mut to = (std::fs::OpenOptions::new().write(true).create_new(true))
+        .open(dst)
+        .map_err(|e| Error::io(dst, e))?;
+    std::io::copy(&mut from, &mut to).map_err(|e| Error::io(dst, e))?;
     Ok(())
 }
 
@@ -161,7 +176,7 @@ pub fn write_dataset(
 ) -> Result<()> {
     let mut sources: Vec<&Path> = manifest.sources.iter().map(|s| s.path.as_path()).collect();
     sources.extend(folders);
-    let existing = check_out(out, MANIFEST, &sources)?;
+    let existing = check_out(out, IMPORT, &sources)?;
     let tmp = scratch_beside(out)?;
     let items = data.items.iter().map(|(k, t)| format!("{k}\t{t}\n"));
     write_lines(&tmp.join("items.tsv"), items)?;
@@ -177,7 +192,9 @@ pub fn write_dataset(
         let dir = tmp.join("images");
         std::fs::create_dir(&dir).map_err(|e| Error::io(&dir, e))?;
         for (i, src) in &data.images {
-            let ext = src.extension().unwrap_or_default().to_string_lossy();
+            // the id passed data::ids (no separator, not . or ..): the name stays in `dir`
+            let ext = src.extension().unwrap_or_default();
+            let ext = ext.to_string_lossy().to_ascii_lowercase();
             link_or_copy(
                 src,
                 &dir.join(format!("{}.{ext}", data.items[*i as usize].0)),
@@ -187,24 +204,30 @@ pub fn write_dataset(
     let json = serde_json::to_string_pretty(manifest).expect("serialisable") + "\n";
     let p = tmp.join(MANIFEST);
     std::fs::write(&p, json).map_err(|e| Error::io(&p, e))?;
-    replace_with(&tmp, out, existing)
+    replace_with(tmp, out, existing, IMPORT)
 }
 
-/// A field value that IISAN's TSV format cannot hold (a tab or a line break; white space inside
-/// an id), as an error at `path:line`.
-pub fn check_field(path: &Path, line: usize, what: &str, v: &str, id: bool) -> Result<()> {
-    let bad =
-        v.contains(['\t', '\n', '\r']) || (id && (v.is_empty() || v.contains(char::is_whitespace)));
-    if bad {
-        return Err(Error::line(
+/// An item or user id that cannot be one (data::ids: a path separator, a control character,
+/// white space in an item id, ...), as an error at `path:line`.
+pub fn check_field(path: &Path, line: usize, what: &str, v: &str, item: bool) -> Result<()> {
+    // a user id may hold spaces in IISAN TSV, but an imported one is kept to the item rule's
+    // white space too (sources separate their fields by it)
+    let problem = if item {
+        ids::item_id_problem(v)
+    } else {
+        let space = v
+            .contains(char::is_whitespace)
+            .then_some("holds white space");
+        ids::user_id_problem(v).or(space)
+    };
+    match problem {
+        Some(p) => Err(Error::line(
             path,
             line,
-            format!(
-                "{what} {v:?} cannot be written as IISAN TSV (empty, or holds white space / tabs)"
-            ),
-        ));
+            format!("{what} {} {p}", ids::shown(v)),
+        )),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// This tool's name and version, for manifests.

@@ -173,7 +173,7 @@ pub fn import(
     let mut rows: Vec<(u32, f64, usize, u32)> = Vec::new();
     let inter_file = for_records(inter, &o.progress, &mut bad, |n, f, h| {
         let (uc, ic) = (h.col(inter, "user_id")?, h.col(inter, "item_id")?);
-        check_field(inter, n, "user_id", f[uc], true)?;
+        check_field(inter, n, "user_id", f[uc], false)?;
         check_field(inter, n, "item_id", f[ic], true)?;
         let ts = match h.names.iter().position(|c| c == "timestamp") {
             Some(tc) => f[tc]
@@ -233,7 +233,7 @@ pub fn export(dir: &Path, opts: &DataOptions, out: &Path) -> Result<ExportReport
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .ok_or_else(|| Error::file(out, "not a directory name"))?;
-    let existing = check_out(out, MANIFEST, &[dir])?;
+    let existing = check_out(out, "data export", &[dir])?;
     let mut inter = String::from("user_id:token\titem_id:token\ttimestamp:float\n");
     for (u, seq) in data.user_keys.iter().zip(&data.sequences) {
         for (pos, &i) in seq.iter().enumerate() {
@@ -263,7 +263,7 @@ pub fn export(dir: &Path, opts: &DataOptions, out: &Path) -> Result<ExportReport
         let p = tmp.join(file);
         std::fs::write(&p, text).map_err(|e| Error::io(&p, e))?;
     }
-    replace_with(&tmp, out, existing)?;
+    replace_with(tmp, out, existing, "data export")?;
     Ok(ExportReport {
         interactions: data.num_interactions(),
         users: data.num_users(),
