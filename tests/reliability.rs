@@ -92,7 +92,11 @@ fn dataset_commands_replace_only_their_own_output() {
     fs::write(t.join("mine/notes.txt"), "mine").unwrap();
     let o = iisan(t, &["data", "synth", "--out", "mine", "--force"]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(stderr(&o).contains("no synth.json"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("not written by `iisan data synth`"),
+        "{}",
+        stderr(&o)
+    );
     assert_eq!(
         fs::read_to_string(t.join("mine/notes.txt")).unwrap(),
         "mine"
@@ -138,7 +142,11 @@ fn dataset_commands_replace_only_their_own_output() {
     );
     let o = sub("mine", "10");
     assert_eq!(o.status.code(), Some(2));
-    assert!(stderr(&o).contains("no subset.json"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("not written by `iisan data subset`"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
@@ -267,6 +275,51 @@ fn an_interrupted_run_resumes_to_the_same_bits() {
     );
 }
 
+/// A resume continues the run as it began: an edited `config.toml` is refused naming the key
+/// and both values; a run cut short after its summary was written is completed, not called
+/// unstarted; a name that is a path is refused.
+#[test]
+fn a_resume_refuses_an_edited_config_and_completes_a_cut_short_finish() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let data = small_synth(t, "d", 60, 30);
+    let set = format!("data.dir={:?}", data.to_str().unwrap());
+    let a = ["train", "--quiet", "--set", &set, "--set", "train.epochs=2"];
+    let a = [&a[..], &["--set", "run.name=\"k\""]].concat();
+    assert!(!iisan_env(t, &a, "after-epoch:1").status.success());
+    let config = t.join("runs/.k.partial/config.toml");
+    let text = fs::read_to_string(&config).unwrap();
+    let lr = text
+        .lines()
+        .find(|l| l.starts_with("lr = "))
+        .unwrap()
+        .to_string();
+    fs::write(&config, text.replace(&lr, "lr = 0.5")).unwrap();
+    let resume = ["train", "--quiet", "--resume", "k"];
+    let o = iisan(t, &resume);
+    one_line_exit_2(
+        &o,
+        &[
+            "config.toml: was edited since the run started",
+            "train.lr: ",
+        ],
+    );
+    fs::write(&config, &text).unwrap();
+    // cut short once the summary is written: the resume moves the run into place
+    let o = iisan_env(t, &resume, "finish:2");
+    assert!(!o.status.success());
+    assert!(t.join("runs/.k.partial/summary.json").exists());
+    let o = iisan(t, &resume);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let done = t.join("runs/k");
+    for gone in ["resume.json", "resume-2.safetensors", "run.lock"] {
+        assert!(!done.join(gone).exists(), "{gone} left");
+    }
+    assert!(done.join("summary.json").exists() && !t.join("runs/.k.partial").exists());
+    let o = iisan(t, &["train", "--quiet", "--resume", "../k"]);
+    one_line_exit_2(&o, &["plain directory name"]);
+}
+
 #[test]
 fn tower_config_errors_name_config_json() {
     let tmp = tempfile::tempdir().unwrap();
@@ -314,4 +367,34 @@ fn tower_config_errors_name_config_json() {
         "{}",
         stderr(&o)
     );
+}
+
+/// Requests a run cannot answer are refused with a reason: k above the catalogue, serving an
+/// interrupted run, a comparison written into a run directory, cold items the run trained on.
+#[test]
+fn requests_a_run_cannot_answer_are_refused_with_the_reason() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let data = small_synth(t, "d", 60, 30);
+    train_run(t, &run_sets(&data, "r", "id"));
+    let o = iisan(
+        t,
+        &["recommend", "runs/r", "--history", "S0001", "-k", "31"],
+    );
+    one_line_exit_2(&o, &["k = 31 is more than the catalogue's 30 items"]);
+    let set = format!("data.dir={:?}", data.to_str().unwrap());
+    let a = ["train", "--quiet", "--set", &set, "--set", "train.epochs=2"];
+    let a = [&a[..], &["--set", "run.name=\"k\""]].concat();
+    assert!(!iisan_env(t, &a, "after-epoch:1").status.success());
+    let o = iisan(t, &["serve", "runs/.k.partial", "--addr", "127.0.0.1:0"]);
+    one_line_exit_2(&o, &["is not a finished run (no summary.json)"]);
+    let o = iisan(t, &["compare", "--runs", "runs/r", "--out", "runs/r"]);
+    one_line_exit_2(&o, &["runs/r: is a run directory"]);
+    // S0001 is in users' training sequences of the synthetic data
+    fs::write(t.join("cold.txt"), "S0001\n").unwrap();
+    let o = iisan(t, &["eval", "runs/r", "--cold-items", "cold.txt"]);
+    one_line_exit_2(&o, &["cold.txt", "\"S0001\" is in the training data"]);
+    fs::write(t.join("cold.txt"), "NOPE\n").unwrap();
+    let o = iisan(t, &["eval", "runs/r", "--cold-items", "cold.txt"]);
+    one_line_exit_2(&o, &["\"NOPE\" is not in the catalogue"]);
 }

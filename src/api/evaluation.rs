@@ -1,13 +1,14 @@
 //! A finished run evaluated again on the test split: all users, or split by whether their
 //! target is one of a set of cold items (docs/COLD-START.md).
 
-use std::path::PathBuf;
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::data::Split;
 use crate::data::cold::read_cold_items;
+use crate::data::{Dataset, Split};
 use crate::error::{Error, Result};
 use crate::eval::{Evaluator, Metrics, PerMask, RankPair};
 use crate::nn::DeviceSpec;
@@ -54,6 +55,32 @@ impl Evaluation {
     }
 }
 
+/// Refuse cold items the catalogue lacks or the run trained on (one in a training position:
+/// any place of a sequence before its last two, which validation and test hold out).
+fn check_cold(data: &Dataset, cold: &HashSet<String>, path: &Path) -> Result<()> {
+    let known: HashSet<&str> = data.item_keys.iter().map(String::as_str).collect();
+    if let Some(k) = cold.iter().find(|k| !known.contains(k.as_str())) {
+        return Err(Error::file(
+            path,
+            format!("item {k:?} is not in the catalogue"),
+        ));
+    }
+    for seq in &data.sequences {
+        let trained = &seq[..seq.len().saturating_sub(2)];
+        if let Some(&i) = trained
+            .iter()
+            .find(|&&i| cold.contains(&data.item_keys[i as usize]))
+        {
+            let k = &data.item_keys[i as usize];
+            return Err(Error::file(
+                path,
+                format!("item {k:?} is in the training data, so it is not cold"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Evaluate `run` on its test split (the caller puts this on the compute pool).
 pub(super) fn evaluate(run: &FinishedRun, o: &EvalOptions) -> Result<Evaluation> {
     let ev = Evaluator {
@@ -66,9 +93,12 @@ pub(super) fn evaluate(run: &FinishedRun, o: &EvalOptions) -> Result<Evaluation>
     if ev.ks.is_empty() || ev.ks.contains(&0) {
         return Err(Error::Config("--ks: cut-offs must be positive".into()));
     }
-    let cold = o.cold_items.as_deref().map(read_cold_items).transpose()?;
-    let t0 = Instant::now();
     let data = &run.data;
+    let cold = o.cold_items.as_deref().map(read_cold_items).transpose()?;
+    if let (Some(cold), Some(path)) = (&cold, &o.cold_items) {
+        check_cold(data, cold, path)?;
+    }
+    let t0 = Instant::now();
     let ranks = ev.ranks(&run.model, data, Split::Test)?;
     let seconds = t0.elapsed().as_secs_f64();
     let group = |name: &str, r: Vec<RankPair>| EvalGroup {

@@ -229,6 +229,11 @@ impl Run {
             return Err(Error::Input("k must be at least 1".into()));
         }
         let served = self.served()?;
+        let items = served.keys().len() - 1;
+        if k > items {
+            let msg = format!("k = {k} is more than the catalogue's {items} items");
+            return Err(Error::Input(msg));
+        }
         check_rows(histories, served.keys().len())?;
         served.recommend(histories, k, exclude_history)
     }

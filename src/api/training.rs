@@ -3,11 +3,14 @@
 use std::path::{Path, PathBuf};
 
 use super::{Run, on_compute_pool};
-use crate::config::{Config, Plan};
+use crate::atomic::read_bounded;
+use crate::config::{Config, Plan, check_run_name};
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::model::config::Method;
 use crate::progress::Reporter;
+use crate::run::checkpoint;
+use crate::run::depends::Started;
 use crate::run::{DatasetInfo, Interrupted, RunDir, Summary};
 use crate::train::{Start, Trainer};
 
@@ -74,20 +77,51 @@ pub fn train(cfg: Config, opts: &TrainOptions) -> Result<Run> {
 /// # }
 /// ```
 pub fn resume(run: &Path, progress: &Reporter) -> Result<Run> {
-    let partial = partial_dir(run);
-    let plan = Config::load(Some(&partial.join("config.toml")), &[])?.check()?;
+    let partial = partial_dir(run)?;
+    if partial.join("summary.json").is_file() {
+        // the run finished and was cut short while moving into place: complete that
+        let done = checkpoint::complete(RunDir::reopen(&partial)?)?;
+        progress.note(&format!(
+            "{} had finished; moved it into place",
+            done.display()
+        ));
+        return Run::open(&done);
+    }
+    let config_path = partial.join("config.toml");
+    let config = read_bounded(&config_path, 1 << 20)?;
+    let plan = Config::load(Some(&config_path), &[])?.check()?;
+    let started = Started::read(&partial).map_err(|e| {
+        Error::file(
+            &partial,
+            format!("{e}: a run without its start record cannot be resumed safely; start it again with --restart"),
+        )
+    })?;
+    started.check(&partial, &config, plan.resolve()?.towers())?;
     let threads = plan.cfg().train.threads;
     let summary = on_compute_pool(threads, || resumed(&plan, &partial, progress))?;
     Run::open(&summary.run_dir)
 }
 
-/// The partial directory of `run`: the path itself if it is a directory, else
-/// `runs/.<run>.partial`.
-pub(super) fn partial_dir(run: &Path) -> PathBuf {
+/// The partial directory of `run`: the path itself if it is a directory, else the run named
+/// `run` under `runs/` (`runs/.<run>.partial`).
+pub(super) fn partial_dir(run: &Path) -> Result<PathBuf> {
     if run.is_dir() {
-        return run.to_path_buf();
+        return Ok(run.to_path_buf());
     }
-    Path::new("runs").join(format!(".{}.partial", run.display()))
+    let name = run.to_string_lossy();
+    check_run_name(&name).map_err(|e| Error::file(run, e.to_string()))?;
+    let partial = Path::new("runs").join(format!(".{name}.partial"));
+    if !partial.is_dir() {
+        return Err(Error::file(
+            run,
+            format!(
+                "no interrupted run of this name under runs/ (no {}): for a run under another \
+                 run.dir, pass its directory, RUN_DIR/.{name}.partial",
+                partial.display()
+            ),
+        ));
+    }
+    Ok(partial)
 }
 
 /// Resume the interrupted run in `partial` (its dataset must be the one it started on).
@@ -126,6 +160,11 @@ fn fresh(plan: &Plan, interrupted: Interrupted, progress: &Reporter) -> Result<S
     let model = plan.build_model(&data)?;
     let run = RunDir::create(cfg, &data, interrupted)?;
     run.write_towers(plan.towers())?;
+    let started = Started {
+        config: cfg.to_toml(),
+        towers: plan.towers().to_vec(),
+    };
+    started.write(run.dir())?;
     let mut trainer = Trainer::new(plan, &data, &model)?;
     trainer.progress = progress.clone();
     progress.note(&format!(

@@ -40,6 +40,22 @@ pub struct HiddenStateCache {
     path: PathBuf,
 }
 
+/// The folder of `path` (`<dir>/<modality>.hsc`) when it holds shards of that cache
+/// (`<modality>.shard-*.hsc`).
+fn shards_beside(path: &Path) -> Option<PathBuf> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let stem = path.file_stem()?.to_string_lossy().into_owned();
+    let prefix = format!("{stem}.shard-");
+    let found = std::fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .any(|e| e.file_name().to_string_lossy().starts_with(&prefix));
+    found.then(|| dir.to_path_buf())
+}
+
 impl HiddenStateCache {
     /// Open the whole cache `path`; its length must be exactly header + `(items + 1) * row`
     /// bytes. A shard file is refused (it holds a slice: `iisan cache merge` joins them).
@@ -63,7 +79,16 @@ impl HiddenStateCache {
 
     /// Open a whole cache or a shard file; its length must be exactly header + rows bytes.
     pub fn open_file(path: &Path) -> Result<HiddenStateCache> {
-        let f = File::open(path).map_err(|e| Error::io(path, e))?;
+        let f = File::open(path).map_err(|e| match shards_beside(path) {
+            Some(dir) if e.kind() == std::io::ErrorKind::NotFound => Error::file(
+                path,
+                format!(
+                    "is missing, but shards of it are there: join them with `iisan cache merge {}`",
+                    dir.display()
+                ),
+            ),
+            _ => Error::io(path, e),
+        })?;
         // SAFETY: read-only mapping of a finished cache file, which is never modified in place
         // (writers go through `.partial` and rename).
         let map = unsafe { Mmap::map(&f) }.map_err(|e| Error::io(path, e))?;
@@ -233,6 +258,20 @@ mod tests {
     use super::*;
     use std::fs::OpenOptions;
     use std::io::Write;
+
+    /// A folder holding only shards of a cache points to `iisan cache merge`.
+    #[test]
+    fn a_folder_of_shards_only_points_to_merge() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("text.shard-1-of-2.hsc"), b"").unwrap();
+        let e = HiddenStateCache::open(&dir.path().join("text.hsc"))
+            .err()
+            .unwrap();
+        assert!(
+            e.to_string().contains("join them with `iisan cache merge"),
+            "{e}"
+        );
+    }
 
     fn header(dtype: CacheDtype) -> CacheHeader {
         CacheHeader {

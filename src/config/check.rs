@@ -40,7 +40,7 @@ fn bad(key: &str, why: String) -> Error {
 }
 
 /// A run name is one plain directory name (empty: the default name is made).
-fn check_run_name(name: &str) -> Result<()> {
+pub fn check_run_name(name: &str) -> Result<()> {
     let bad_char = name
         .chars()
         .any(|c| c == '/' || c == '\\' || c.is_control());

@@ -11,7 +11,7 @@ mod check;
 mod legacy;
 mod overrides;
 
-pub use check::{Plan, Schedule};
+pub use check::{Plan, Schedule, check_run_name};
 
 use crate::data::DataOptions;
 use crate::error::{Error, Result};

@@ -223,10 +223,7 @@ impl ParamStore {
                 (p.name.clone(), t)
             })
             .collect();
-        let tmp = path.with_extension("safetensors.tmp");
-        candle_core::safetensors::save(&map, &tmp)
-            .map_err(|e| Error::file(&tmp, format!("cannot write the checkpoint: {e}")))?;
-        std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+        crate::atomic::write_tensors(path, &map)
     }
 
     /// Load values saved by [`ParamStore::save`]; a missing tensor or a shape mismatch is an

@@ -186,6 +186,15 @@ fn cells(r: &CompareRow, markdown: bool) -> Vec<String> {
 /// charts `time.svg`, `memory.svg`, `params.svg` into `dir` (each through a temporary name);
 /// returns the Markdown.
 pub fn write_all(rows: &[CompareRow], mask: Mask, w: TpmeWeights, dir: &Path) -> Result<String> {
+    if ["summary.json", "run.lock", "config.toml"]
+        .iter()
+        .any(|f| dir.join(f).exists())
+    {
+        return Err(Error::file(
+            dir,
+            "is a run directory: write the comparison elsewhere (--out)",
+        ));
+    }
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let md = markdown(rows, mask, w);
     let json = serde_json::to_string_pretty(rows).expect("serialisable rows");

@@ -17,16 +17,19 @@
 //! Fault injection for the kill-and-resume script and tests: `IISAN_FAULT=checkpoint-write:E`
 //! aborts between writing epoch E's tensors and committing them; `IISAN_FAULT=after-epoch:E`
 //! aborts once epoch E's checkpoint is committed; `IISAN_FAULT=evaluation:E` (the training
-//! loop's) aborts when epoch E's validation has been computed but not recorded.
+//! loop's) aborts when epoch E's validation has been computed but not recorded;
+//! `IISAN_FAULT=finish:E` aborts once the summary of a run whose last epoch is E is written.
 
 use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
 
 use candle_core::{Device, Tensor};
 use rand::rngs::Xoshiro256PlusPlus;
 use serde::{Deserialize, Serialize};
 
 use super::dir::RunDir;
-use crate::atomic::{write_beside, write_text};
+use super::summary::Summary;
+use crate::atomic::{write_tensors, write_text};
 use crate::error::{Error, Result};
 use crate::eval::{Metrics, PerMask};
 
@@ -80,9 +83,7 @@ pub fn fault(point: &str, epoch: usize) {
 pub fn write(run: &RunDir, tensors: HashMap<String, Tensor>, mut state: LoopState) -> Result<()> {
     let epoch = state.epoch;
     let name = format!("resume-{epoch}.safetensors");
-    write_beside(&run.file(&name), |tmp| {
-        Ok(candle_core::safetensors::save(&tensors, tmp)?)
-    })?;
+    write_tensors(&run.file(&name), &tensors)?;
     fault("checkpoint-write", epoch);
     state.tensors = name;
     let json = serde_json::to_string_pretty(&state).expect("serialisable");
@@ -97,9 +98,40 @@ pub fn write(run: &RunDir, tensors: HashMap<String, Tensor>, mut state: LoopStat
     Ok(())
 }
 
-/// Delete the checkpoint files of a finished run (its last epoch `epoch`).
-pub fn remove(run: &RunDir, epoch: usize) -> Result<()> {
-    for f in [format!("resume-{epoch}.safetensors"), "resume.json".into()] {
+/// Finish `run` after its last epoch `epoch`, in steps each of which a crash can cut short and
+/// a resume completes ([`complete`]): `summary.json` is written (from then on the run counts as
+/// finished), `resume.json` is deleted before the tensors it names, the directory is renamed to
+/// its final name with its lock still inside, and the lock file goes last.
+pub fn finish(run: RunDir, summary: &Summary, epoch: usize) -> Result<PathBuf> {
+    run.write_summary(summary)?;
+    fault("finish", epoch);
+    remove(&run, Some(epoch))?;
+    run.finish()
+}
+
+/// Complete the finishing of a run that was cut short after its `summary.json` was written.
+pub fn complete(run: RunDir) -> Result<PathBuf> {
+    remove(&run, None)?;
+    run.finish()
+}
+
+/// Delete the checkpoint: `resume.json` first (so it never names a deleted file), then the
+/// tensors of epoch `epoch`, or every `resume-<E>.safetensors` when it is not known.
+fn remove(run: &RunDir, epoch: Option<usize>) -> Result<()> {
+    let mut files = vec!["resume.json".to_string()];
+    match epoch {
+        Some(e) => files.push(format!("resume-{e}.safetensors")),
+        None => {
+            for e in std::fs::read_dir(run.dir()).map_err(|e| Error::io(run.dir(), e))? {
+                let name = e.map_err(|e| Error::io(run.dir(), e))?.file_name();
+                let name = name.to_string_lossy();
+                if name.starts_with("resume-") && name.ends_with(".safetensors") {
+                    files.push(name.into_owned());
+                }
+            }
+        }
+    }
+    for f in files {
         let p = run.file(&f);
         if p.exists() {
             std::fs::remove_file(&p).map_err(|e| Error::io(&p, e))?;

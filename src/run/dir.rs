@@ -201,15 +201,26 @@ impl RunDir {
         writeln!(f, "{line}").map_err(|e| Error::io(&path, e))
     }
 
-    /// Write `summary.json` and move the directory to its final name (the lock file goes;
-    /// the lock is held until the rename is done).
-    pub fn finish(self, summary: &Summary) -> Result<PathBuf> {
+    /// Write `summary.json`: from here on the run counts as finished.
+    pub fn write_summary(&self, summary: &Summary) -> Result<()> {
         let text = serde_json::to_string_pretty(summary).expect("serialisable");
-        write_text(&self.file("summary.json"), &text)?;
-        let lock_path = self.file(LOCK);
-        std::fs::remove_file(&lock_path).map_err(|e| Error::io(&lock_path, e))?;
+        write_text(&self.file("summary.json"), &text)
+    }
+
+    /// Whether `summary.json` was written (the run finished; moving it may have been cut
+    /// short).
+    pub fn has_summary(&self) -> bool {
+        self.file("summary.json").is_file()
+    }
+
+    /// Move the directory to its final name, the lock held and its file inside until the
+    /// rename is done, then delete the lock file (a run cut short between the two has a
+    /// stale `run.lock`, which nothing reads in a finished run).
+    pub fn finish(self) -> Result<PathBuf> {
         std::fs::rename(&self.partial, &self.final_path)
             .map_err(|e| Error::io(&self.final_path, e))?;
+        let lock_path = self.final_path.join(LOCK);
+        std::fs::remove_file(&lock_path).map_err(|e| Error::io(&lock_path, e))?;
         drop(self.lock);
         Ok(self.final_path)
     }

@@ -35,6 +35,12 @@ pub fn read_summary(dir: &Path) -> Result<Summary> {
 /// Open the finished run directory `dir` for serving: its user encoder (best parameters), its
 /// item matrix and item ids; no dataset or tower is read.
 pub fn open_served(dir: &Path) -> Result<ServedModel> {
+    if !dir.join("summary.json").is_file() {
+        return Err(Error::file(
+            dir,
+            "is not a finished run (no summary.json): finish it with `iisan train --resume` first",
+        ));
+    }
     let plan = read_plan(dir)?;
     let cfg = &plan.cfg();
     let index = ItemIndex::read(dir)?;

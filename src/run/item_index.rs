@@ -16,7 +16,7 @@ use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
 
-use crate::atomic::{write_beside, write_text};
+use crate::atomic::{write_tensors, write_text};
 use crate::data::ids;
 use crate::error::{Error, Result};
 
@@ -43,12 +43,8 @@ impl ItemIndex {
             )));
         }
         let items = self.items.to_dtype(DType::F32)?;
-        write_beside(&dir.join(MATRIX), |tmp| {
-            Ok(candle_core::safetensors::save(
-                &std::collections::HashMap::from([("items", items)]),
-                tmp,
-            )?)
-        })?;
+        let tensors = std::collections::HashMap::from([("items".to_string(), items)]);
+        write_tensors(&dir.join(MATRIX), &tensors)?;
         let ids: String = self.keys[1..].iter().map(|k| format!("{k}\n")).collect();
         write_text(&dir.join(IDS), &ids)
     }
@@ -186,8 +182,9 @@ mod tests {
                 "already in the catalogue or repeated: A",
             ),
             (vec!["D".into(), "D".into()], "repeated: D"),
-            (vec!["".into()], "item 1 has an empty id"),
-            (vec!["x y".into()], "contains white space"),
+            (vec!["".into()], "item 1: id \"\" is empty"),
+            (vec!["../x".into()], "holds a path separator"),
+            (vec!["x y".into()], "holds white space"),
         ] {
             let rows = Tensor::zeros((keys.len(), 2), DType::F32, &Device::Cpu).unwrap();
             let e = ItemIndex::append(dir.path(), &keys, &rows).unwrap_err();

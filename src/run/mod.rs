@@ -19,6 +19,7 @@
 //! for evaluation or serving.
 
 pub mod checkpoint;
+pub mod depends;
 pub mod dir;
 pub mod finished;
 pub mod item_index;

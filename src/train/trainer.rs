@@ -134,12 +134,22 @@ impl<'a> Trainer<'a> {
     }
 }
 
-/// Why a step must not update the weights: a non-finite loss, or the first parameter whose
+/// A loss above this has exploded though it is finite: the in-batch softmax loss starts near
+/// ln(candidates) (about 10 for any realistic batch) and a loss of 1e6 needs score gaps of a
+/// million, which no model that is still learning produces.
+const MAX_LOSS: f32 = 1e6;
+
+/// Why a step must not update the weights: a non-finite or exploded loss, or the first parameter whose
 /// gradient holds a non-finite value (found by its sum, which is finite exactly when every
 /// element is, short of an overflow that is itself a divergence).
 fn check_finite(loss: f32, grads: &GradStore, params: &ParamStore) -> Result<()> {
     if !loss.is_finite() {
         return Err(Error::Diverged(format!("the loss is {loss}")));
+    }
+    if loss > MAX_LOSS {
+        return Err(Error::Diverged(format!(
+            "the loss is {loss}, beyond {MAX_LOSS:e}: the scores have exploded"
+        )));
     }
     for p in params.params() {
         if let Some(g) = grads.get(p.var.as_tensor()) {
@@ -153,4 +163,22 @@ fn check_finite(loss: f32, grads: &GradStore, params: &ParamStore) -> Result<()>
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A finite loss of 1e13 stops training as a divergence, like NaN; 10 passes.
+    #[test]
+    fn an_exploded_finite_loss_is_a_divergence() {
+        let params = ParamStore::new(1, Device::Cpu);
+        let v = candle_core::Var::new(1f32, &Device::Cpu).unwrap();
+        let grads = v.as_tensor().backward().unwrap();
+        for bad in [1e13f32, f32::NAN] {
+            let e = check_finite(bad, &grads, &params).unwrap_err();
+            assert!(matches!(e, Error::Diverged(_)), "{e}");
+        }
+        check_finite(10.0, &grads, &params).unwrap();
+    }
 }

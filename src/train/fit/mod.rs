@@ -273,9 +273,10 @@ impl Trainer<'_> {
             self.progress
                 .note(&format!("time per phase (whole run):\n{table}"));
         }
-        checkpoint::remove(&run, st.epochs_run)?;
+        // each step of finishing can be cut short and resumed (run::checkpoint::finish)
+        let epochs_run = st.epochs_run;
         let summary = self.summary(&run, sched, st, test, wall.elapsed().as_secs_f64())?;
-        run.finish(&summary)?;
+        checkpoint::finish(run, &summary, epochs_run)?;
         Ok(summary)
     }
 
