@@ -41,21 +41,6 @@ fn gzip(src: &Path, dst: &Path) {
     fs::write(dst, enc.finish().unwrap()).unwrap();
 }
 
-fn import_2023(cwd: &Path, reviews: &Path, meta: &Path, extra: &[&str]) -> std::process::Output {
-    let mut args = vec![
-        "data",
-        "import",
-        "amazon2023",
-        "--quiet",
-        "--reviews",
-        s(reviews),
-        "--meta",
-        s(meta),
-    ];
-    args.extend(extra);
-    iisan(cwd, &args)
-}
-
 fn manifest(dir: &Path) -> serde_json::Value {
     serde_json::from_str(&fs::read_to_string(dir.join("manifest.json")).unwrap()).unwrap()
 }

@@ -15,22 +15,6 @@ fn fixture() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/import/amazon2023")
 }
 
-fn import(cwd: &Path, reviews: &Path, meta: &Path, extra: &[&str]) -> std::process::Output {
-    let (r, m) = (reviews.to_str().unwrap(), meta.to_str().unwrap());
-    let mut args = vec![
-        "data",
-        "import",
-        "amazon2023",
-        "--quiet",
-        "--reviews",
-        r,
-        "--meta",
-        m,
-    ];
-    args.extend(extra);
-    iisan(cwd, &args)
-}
-
 /// The fixture's reviews with `from` replaced by `to` in every line, written to `d/name`.
 fn edited_reviews(d: &Path, name: &str, from: &str, to: &str) -> PathBuf {
     let text = fs::read_to_string(fixture().join("Fixture.jsonl")).unwrap();
@@ -66,7 +50,7 @@ fn ids_that_are_paths_or_control_characters_are_refused_where_they_enter() {
         "\"parent_asin\": \"../../P1\"",
     );
     let before = tree(d);
-    let o = import(d, &escape, &meta, &["--out", "out"]);
+    let o = import_2023(d, &escape, &meta, &["--out", "out"]);
     one_line_exit_2(
         &o,
         &[
@@ -82,7 +66,7 @@ fn ids_that_are_paths_or_control_characters_are_refused_where_they_enter() {
         "\"user_id\": \"u1\"",
         "\"user_id\": \"u\\u001b[2J1\"",
     );
-    let o = import(d, &esc, &meta, &["--out", "out"]);
+    let o = import_2023(d, &esc, &meta, &["--out", "out"]);
     one_line_exit_2(
         &o,
         &[
@@ -100,7 +84,7 @@ fn ids_that_are_paths_or_control_characters_are_refused_where_they_enter() {
         "\"parent_asin\": \"P2\"",
         "\"parent_asin\": \"P\\u00002\"",
     );
-    let o = import(d, &nul, &meta, &["--out", "out"]);
+    let o = import_2023(d, &nul, &meta, &["--out", "out"]);
     one_line_exit_2(&o, &["nul.jsonl:2:", "holds a control character"]);
     // a dataset file and `items add` hold ids to the same rules
     let data = small_synth(d, "data", 20, 10);
@@ -132,7 +116,7 @@ fn a_compressed_file_with_one_huge_line_is_refused_at_the_line_bound() {
     fs::write(&gz, enc2.finish().unwrap()).unwrap();
     assert!(fs::metadata(&gz).unwrap().len() < 1 << 20);
     drop(enc);
-    let o = import(
+    let o = import_2023(
         d,
         &gz,
         &fixture().join("meta_Fixture.jsonl"),
@@ -164,7 +148,7 @@ fn an_output_is_replaced_only_when_the_same_command_wrote_all_of_it() {
         "{\"name\": \"someone else's\"}",
     )
     .unwrap();
-    let o = import(d, &reviews, &meta, &args);
+    let o = import_2023(d, &reviews, &meta, &args);
     one_line_exit_2(
         &o,
         &["out: exists and was not written by `iisan data import`"],
@@ -172,11 +156,11 @@ fn an_output_is_replaced_only_when_the_same_command_wrote_all_of_it() {
     assert!(d.join("out/manifest.json").exists());
     fs::remove_dir_all(d.join("out")).unwrap();
     // our own import is replaced by the next one ...
-    assert!(import(d, &reviews, &meta, &args).status.success());
-    assert!(import(d, &reviews, &meta, &args).status.success());
+    assert!(import_2023(d, &reviews, &meta, &args).status.success());
+    assert!(import_2023(d, &reviews, &meta, &args).status.success());
     // ... unless the user put a file there
     fs::write(d.join("out/notes.txt"), "mine").unwrap();
-    let o = import(d, &reviews, &meta, &args);
+    let o = import_2023(d, &reviews, &meta, &args);
     one_line_exit_2(
         &o,
         &["holds \"notes.txt\", which `iisan data import` did not write"],
@@ -186,36 +170,18 @@ fn an_output_is_replaced_only_when_the_same_command_wrote_all_of_it() {
     // an export does not replace an import, nor an import an export
     let data = small_synth(d, "data", 20, 10);
     let data = data.to_str().unwrap();
-    let o = iisan(
-        d,
-        &[
-            "data",
-            "export",
-            "recbole",
-            "--dataset",
-            data,
-            "--out",
-            "exported",
-        ],
-    );
+    let export = |out: &str| {
+        let args = ["data", "export", "recbole", "--dataset", data, "--out", out];
+        iisan(d, &args)
+    };
+    let o = export("exported");
     assert!(o.status.success(), "{}", stderr(&o));
-    let o = iisan(
-        d,
-        &[
-            "data",
-            "export",
-            "recbole",
-            "--dataset",
-            data,
-            "--out",
-            "out",
-        ],
-    );
+    let o = export("out");
     one_line_exit_2(
         &o,
         &["holds the output of `iisan data import`, not of `iisan data export`"],
     );
-    let o = import(
+    let o = import_2023(
         d,
         &reviews,
         &meta,

@@ -54,8 +54,19 @@ fn seconds(flag: &str, s: f64) -> Result<Duration> {
         .ok_or_else(|| Error::Input(format!("--{flag} {s}: give seconds above 0, at most 86400")))
 }
 
+/// mimalloc's `mi_option_purge_delay` (the 16th entry of `mi_option_e` in its `mimalloc.h`, v2
+/// and v3 alike; the Rust binding names no constant for it).
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
 /// `iisan serve`.
 pub(crate) fn serve(a: ServeArgs) -> Result<()> {
+    // A server's memory should come back after a burst of large request bodies: the allocator
+    // otherwise keeps freed memory until the thread that freed it allocates again, which idle
+    // workers never do. Purging at once costs a system call per freed segment, which request
+    // handling can afford (training keeps mimalloc's default delay).
+    // SAFETY: sets one integer option of the process's allocator, which mimalloc allows at
+    // any time.
+    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0) };
     let opts = ServeOptions {
         max_concurrent: a.max_concurrent.max(1),
         max_body: a.max_body,

@@ -217,3 +217,12 @@ pub fn train_run(cwd: &Path, sets: &[String]) {
     let o = iisan(cwd, &args);
     assert!(o.status.success(), "{}", stderr(&o));
 }
+
+/// `iisan data import amazon2023 --quiet --reviews REVIEWS --meta META EXTRA...` in `cwd`.
+pub fn import_2023(cwd: &Path, reviews: &Path, meta: &Path, extra: &[&str]) -> Output {
+    let (r, m) = (reviews.to_str().unwrap(), meta.to_str().unwrap());
+    let mut args = vec!["data", "import", "amazon2023", "--quiet"];
+    args.extend(["--reviews", r, "--meta", m]);
+    args.extend(extra);
+    iisan(cwd, &args)
+}

@@ -10,6 +10,7 @@ pub mod bodies;
 pub mod connections;
 pub mod error;
 pub mod metrics;
+pub mod requests;
 pub mod responses;
 pub mod routes;
 pub mod state;

@@ -10,64 +10,25 @@ use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use base64::Engine;
-use serde::Deserialize;
-use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
+use super::requests::{decode_items, decode_recommend};
 use super::responses::{
     Added, BatchRecommendations, Health, Info, PublicTower, Recommendations, Reloaded,
 };
 use super::state::AppState;
-use crate::deploy::new_items::NewItem;
 use crate::scorer::Scorer;
 
 type Shared = State<Arc<AppState>>;
-
-/// Parse a JSON body: a body over the size limit is 413, anything not matching `T` is 400.
-fn parse<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, ApiError> {
-    let bytes = body.map_err(|r| ApiError::new(r.status(), r.body_text()))?;
-    serde_json::from_slice(&bytes).map_err(|e| ApiError::bad_request(format!("invalid JSON: {e}")))
-}
-
-/// `POST /v1/recommend` body: one history or a batch.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RecommendRequest {
-    history: Option<Vec<String>>,
-    histories: Option<Vec<Vec<String>>>,
-    #[serde(default = "default_k")]
-    k: usize,
-    #[serde(default)]
-    exclude_history: bool,
-}
-
-fn default_k() -> usize {
-    10
-}
 
 /// `POST /v1/recommend`.
 pub async fn recommend(
     State(s): Shared,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let req: RecommendRequest = parse(body)?;
-    let (batch, single) = match (req.history, req.histories) {
-        (Some(h), None) => (vec![h], true),
-        (None, Some(hs)) => (hs, false),
-        _ => {
-            return Err(ApiError::bad_request(
-                "give exactly one of history, histories",
-            ));
-        }
-    };
-    let max = s.opts.max_batch;
-    if batch.is_empty() || batch.len() > max {
-        return Err(ApiError::bad_request(format!(
-            "histories: between 1 and {max} per request, got {}",
-            batch.len()
-        )));
-    }
+    let bytes = body.map_err(|r| ApiError::new(r.status(), r.body_text()))?;
+    let req = decode_recommend(&bytes, s.opts.max_batch)?;
+    let (batch, single) = (req.histories, req.single);
     let model = s.current();
     if req.k == 0 || req.k > model.num_items() {
         return Err(ApiError::bad_request(format!(
@@ -99,51 +60,13 @@ pub async fn recommend(
     Ok(Json(BatchRecommendations { results }).into_response())
 }
 
-/// One item of `POST /v1/items`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ItemIn {
-    id: String,
-    #[serde(default)]
-    title: String,
-    /// The image file's bytes, base64 (standard alphabet).
-    image: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ItemsRequest {
-    items: Vec<ItemIn>,
-}
-
 /// `POST /v1/items`: embed and add items; answers the catalogue size.
 pub async fn add_items(
     State(s): Shared,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Added>, ApiError> {
-    let req: ItemsRequest = parse(body)?;
-    let max = s.opts.max_batch;
-    if req.items.is_empty() || req.items.len() > max {
-        return Err(ApiError::bad_request(format!(
-            "items: between 1 and {max} per request, got {}",
-            req.items.len()
-        )));
-    }
-    let b64 = base64::engine::general_purpose::STANDARD;
-    let mut items = Vec::with_capacity(req.items.len());
-    for it in req.items {
-        let image = match &it.image {
-            Some(t) => Some(b64.decode(t).map_err(|e| {
-                ApiError::bad_request(format!("item {}: image is not base64: {e}", it.id))
-            })?),
-            None => None,
-        };
-        items.push(NewItem {
-            key: it.id,
-            title: it.title,
-            image,
-        });
-    }
+    let bytes = body.map_err(|r| ApiError::new(r.status(), r.body_text()))?;
+    let items = decode_items(&bytes, s.opts.max_batch)?;
     let n = items.len();
     let model = s.add_items(items).await?;
     Ok(Json(Added {
