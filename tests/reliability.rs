@@ -276,7 +276,7 @@ fn an_interrupted_run_resumes_to_the_same_bits() {
 }
 
 /// A resume continues the run as it began: an edited `config.toml` is refused naming the key
-/// and both values; a run cut short after its summary was written is completed, not called
+/// and both values, an edited `resume.json` as such; a run cut short after its summary was written is completed, not called
 /// unstarted; a name that is a path is refused.
 #[test]
 fn a_resume_refuses_an_edited_config_and_completes_a_cut_short_finish() {
@@ -305,6 +305,16 @@ fn a_resume_refuses_an_edited_config_and_completes_a_cut_short_finish() {
         ],
     );
     fs::write(&config, &text).unwrap();
+    // an edited checkpoint record is refused, not believed
+    let record = t.join("runs/.k.partial/resume.json");
+    let saved = fs::read_to_string(&record).unwrap();
+    fs::write(&record, saved.replacen("\"epoch\": 1", "\"epoch\": 2", 1)).unwrap();
+    let o = iisan(t, &resume);
+    one_line_exit_2(
+        &o,
+        &["resume.json: was edited or damaged since it was written"],
+    );
+    fs::write(&record, &saved).unwrap();
     // cut short once the summary is written: the resume moves the run into place
     let o = iisan_env(t, &resume, "finish:2");
     assert!(!o.status.success());

@@ -67,6 +67,38 @@ pub struct LoopState {
     pub adam_steps: BTreeMap<String, i32>,
     /// The tensors file's name.
     pub tensors: String,
+    /// SHA-256 of this record written without this field (see [`sealed`]): an edited
+    /// `resume.json` is refused, not believed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+}
+
+/// `state` as the text of `resume.json`, with its digest: the SHA-256 of the same record
+/// written without one.
+fn sealed(state: &LoopState) -> String {
+    let mut s = state.clone();
+    s.digest = None;
+    let plain = serde_json::to_string_pretty(&s).expect("serialisable");
+    s.digest = Some(hex_sha256(plain.as_bytes()));
+    serde_json::to_string_pretty(&s).expect("serialisable")
+}
+
+fn hex_sha256(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Whether `state` (as read) carries the digest of its own contents.
+fn intact(state: &LoopState) -> bool {
+    let mut s = state.clone();
+    let Some(d) = s.digest.take() else {
+        return false;
+    };
+    let plain = serde_json::to_string_pretty(&s).expect("serialisable");
+    hex_sha256(plain.as_bytes()) == d
 }
 
 /// Abort the process at fault point `point` of epoch `epoch` if `IISAN_FAULT` names it.
@@ -86,7 +118,7 @@ pub fn write(run: &RunDir, tensors: HashMap<String, Tensor>, mut state: LoopStat
     write_tensors(&run.file(&name), &tensors)?;
     fault("checkpoint-write", epoch);
     state.tensors = name;
-    let json = serde_json::to_string_pretty(&state).expect("serialisable");
+    let json = sealed(&state);
     write_text(&run.file("resume.json"), &json)?;
     if epoch > 1 {
         let old = run.file(&format!("resume-{}.safetensors", epoch - 1));
@@ -149,6 +181,13 @@ pub fn read(run: &RunDir, device: &Device) -> Result<(LoopState, HashMap<String,
     })?;
     let s: LoopState = serde_json::from_str(&text)
         .map_err(|e| Error::file(&path, format!("not a resume checkpoint: {e}")))?;
+    if !intact(&s) {
+        return Err(Error::file(
+            &path,
+            "was edited or damaged since it was written (its digest does not match): resume \
+             only from the checkpoint as the training wrote it, or start again with --restart",
+        ));
+    }
     let tpath = run.file(&s.tensors);
     let map = candle_core::safetensors::load(&tpath, device)
         .map_err(|e| Error::file(&tpath, format!("cannot read the checkpoint: {e}")))?;

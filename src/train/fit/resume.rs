@@ -39,6 +39,7 @@ pub(super) fn write(trainer: &Trainer, st: &FitState, run: &RunDir, epoch: usize
         dropout: trainer.dropout_ctx.rng_state(),
         adam_steps,
         tensors: String::new(),
+        digest: None,
     };
     checkpoint::write(run, tensors, s)
 }
