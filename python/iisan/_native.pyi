@@ -71,8 +71,10 @@ class Run:
         mask: Optional[str] = "history",
         cold_items: Optional[PathLike] = None,
         device: Optional[str] = None,
+        by: Optional[str] = None,
     ) -> Dict[str, Any]:
-        """The test metrics of the best checkpoint, as ``iisan eval --json`` prints them."""
+        """The test metrics of the best checkpoint, as ``iisan eval --json`` prints them;
+        with ``cold_items`` or ``by`` ("popularity", "history", "cold") a dict of groups."""
 
 def train(
     config_path: Optional[PathLike] = None,

@@ -9,7 +9,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyList, PyString};
 
 use iisan::api::{EvalOptions, Matrix, NewItem, Scored};
-use iisan::eval::Mask;
+use iisan::eval::{Breakdown, Mask};
 
 use crate::convert::{image, named, strings, to_python};
 use crate::errors::{OrRaise, input};
@@ -245,9 +245,11 @@ impl Run {
     /// ...}; with mask None both, {"history": {...}, "none": {...}}. `ks`: the cut-offs
     /// (default: the run's eval.ks). `cold_items`: a file of item ids (cold_items.txt of
     /// `iisan data split-cold`): the users are reported as groups {"all", "warm", "cold"}, each
-    /// {"users": n, "history": {...}, "none": {...}}. Reads the dataset the run was trained on
-    /// (its data.dir, relative to the working directory).
-    #[pyo3(signature = (ks = None, mask = Some("history"), cold_items = None, device = None))]
+    /// {"users": n, "history": {...}, "none": {...}}. `by`: "popularity", "history" or "cold"
+    /// adds the groups of that breakdown ("head"/"torso"/"tail", "<=7"/"8-10"/"11+",
+    /// "warm"/"cold"; those that are sets of items also carry "items": n). Reads the dataset
+    /// the run was trained on (its data.dir, relative to the working directory).
+    #[pyo3(signature = (ks = None, mask = Some("history"), cold_items = None, device = None, by = None))]
     fn evaluate<'py>(
         &self,
         py: Python<'py>,
@@ -255,27 +257,33 @@ impl Run {
         mask: Option<&str>,
         cold_items: Option<PathBuf>,
         device: Option<&str>,
+        by: Option<&str>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let mask: Option<Mask> = mask.map(|m| named(py, "mask", m)).transpose()?;
+        let by: Option<Breakdown> = by.map(|b| named(py, "by", b)).transpose()?;
         let device = device
             .map(|d| d.parse().map_err(|e: String| input(py, e)))
             .transpose()?;
         let o = EvalOptions {
             ks,
             cold_items: cold_items.clone(),
+            by,
             device,
         };
         let ev = py.detach(|| self.inner.evaluate(&o)).or_raise(py)?;
-        if cold_items.is_some() {
+        if cold_items.is_some() || by.is_some() {
             let groups: serde_json::Map<String, serde_json::Value> = ev
                 .groups
                 .iter()
                 .map(|g| {
-                    let v = serde_json::json!({
+                    let mut v = serde_json::json!({
                         "users": g.users,
                         "history": g.metrics.get(Mask::History),
                         "none": g.metrics.get(Mask::None),
                     });
+                    if let Some(n) = g.items {
+                        v["items"] = n.into();
+                    }
                     (g.name.clone(), v)
                 })
                 .collect();

@@ -83,6 +83,9 @@ def test_evaluate_gives_iisan_eval_json(cli_run):
     assert both["history"] == json.loads((cli_run / "summary.json").read_text())["test"]["history"]
     hist = json.loads(cli("eval", cli_run, "--json", "--mask", "history", "--ks", "1,20").stdout)
     assert run.evaluate(ks=[1, 20]) == hist and set(hist) == {"HR@1", "HR@20", "NDCG@1", "NDCG@20", "MRR"}
+    by = json.loads(cli("eval", cli_run, "--json", "--by", "popularity").stdout)
+    assert run.evaluate(by="popularity") == by and set(by) == {"all", "head", "torso", "tail"}
+    assert sum(by[t]["items"] for t in ("head", "torso", "tail")) == len(run.item_ids)
 
 
 def test_user_embeddings_are_the_states_recommend_scores_with(dataset, cli_run):

@@ -1,5 +1,6 @@
-//! A finished run evaluated again on the test split: all users, or split by whether their
-//! target is one of a set of cold items (docs/COLD-START.md).
+//! A finished run evaluated again on the test split: all users, split by whether their target
+//! is one of a set of cold items (docs/COLD-START.md), or broken down by target popularity,
+//! history length or coldness ([`crate::eval::breakdown`]), from the same ranking.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -10,6 +11,7 @@ use serde::Serialize;
 use crate::data::cold::read_cold_items;
 use crate::data::{Dataset, Split};
 use crate::error::{Error, Result};
+use crate::eval::breakdown::{Breakdown, buckets};
 use crate::eval::{Evaluator, Metrics, PerMask, RankPair};
 use crate::nn::DeviceSpec;
 use crate::run::finished::FinishedRun;
@@ -22,6 +24,9 @@ pub struct EvalOptions {
     /// Report the users whose test target is one of these items (`cold_items.txt` of
     /// `iisan data split-cold`) apart from the others: groups `all`, `warm`, `cold`.
     pub cold_items: Option<PathBuf>,
+    /// Also report the users split into the buckets of this breakdown (after `all` and any
+    /// warm / cold groups).
+    pub by: Option<Breakdown>,
     /// Evaluate on this device instead of the run's `train.device`.
     pub device: Option<DeviceSpec>,
 }
@@ -33,6 +38,10 @@ pub struct EvalGroup {
     pub name: String,
     /// Users in the group.
     pub users: usize,
+    /// Catalogue items in the group, where the group is a set of items (a popularity tier,
+    /// warm or cold items of a breakdown).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub items: Option<usize>,
     /// HR@K, NDCG@K and MRR under each mask.
     pub metrics: PerMask<Metrics>,
 }
@@ -93,6 +102,12 @@ pub(super) fn evaluate(run: &FinishedRun, o: &EvalOptions) -> Result<Evaluation>
     if ev.ks.is_empty() || ev.ks.contains(&0) {
         return Err(Error::Config("--ks: cut-offs must be positive".into()));
     }
+    if o.cold_items.is_some() && o.by == Some(Breakdown::Cold) {
+        return Err(Error::Config(
+            "--by cold splits by the run's own training data; give it or --cold-items, not both"
+                .into(),
+        ));
+    }
     let data = &run.data;
     let cold = o.cold_items.as_deref().map(read_cold_items).transpose()?;
     if let (Some(cold), Some(path)) = (&cold, &o.cold_items) {
@@ -104,6 +119,7 @@ pub(super) fn evaluate(run: &FinishedRun, o: &EvalOptions) -> Result<Evaluation>
     let group = |name: &str, r: Vec<RankPair>| EvalGroup {
         name: name.to_string(),
         users: r.len(),
+        items: None,
         metrics: ev.metrics(&r),
     };
     let mut groups = vec![group("all", ranks.clone())];
@@ -128,6 +144,15 @@ pub(super) fn evaluate(run: &FinishedRun, o: &EvalOptions) -> Result<Evaluation>
         }
         groups.push(group("warm", warm));
         groups.push(group("cold", cold));
+    }
+    if let Some(by) = o.by {
+        for b in buckets(by, data) {
+            let r: Vec<RankPair> = b.users.iter().map(|&u| ranks[u]).collect();
+            groups.push(EvalGroup {
+                items: b.items,
+                ..group(b.name, r)
+            });
+        }
     }
     Ok(Evaluation {
         ks: ev.ks,

@@ -1,5 +1,5 @@
 //! `iisan eval RUN`: [`iisan::Run::evaluate`] printed as a report table, JSON, or (with
-//! `--cold-items`) split into warm and cold targets.
+//! `--cold-items` or `--by`) as groups of users.
 
 use std::path::PathBuf;
 
@@ -8,7 +8,7 @@ use serde_json::json;
 
 use iisan::api::{EvalOptions, Evaluation, Run};
 use iisan::error::Result;
-use iisan::eval::{Mask, Metric};
+use iisan::eval::{Breakdown, Mask, Metric};
 
 /// `iisan eval` arguments.
 #[derive(Args)]
@@ -28,6 +28,11 @@ pub(crate) struct EvalArgs {
     /// `iisan data split-cold`) apart from the others: rows all, warm, cold.
     #[arg(long)]
     cold_items: Option<PathBuf>,
+    /// Also report the test users split by their target's training popularity (head, torso,
+    /// tail), their history length (<=7, 8-10, 11+) or whether their target was trained on
+    /// (warm, cold); docs/MODEL.md section 6.
+    #[arg(long, value_enum)]
+    by: Option<Breakdown>,
     /// Evaluate on this device (cpu, cuda, cuda:N) instead of the run's train.device.
     #[arg(long)]
     device: Option<iisan::nn::DeviceSpec>,
@@ -39,11 +44,12 @@ pub(crate) fn eval(a: EvalArgs) -> Result<()> {
     let o = EvalOptions {
         ks: a.ks.clone(),
         cold_items: a.cold_items.clone(),
+        by: a.by,
         device: a.device,
     };
     let ev = run.evaluate(&o)?;
     let masks = a.mask.map_or(Mask::ALL.to_vec(), |m| vec![m]);
-    if a.cold_items.is_some() {
+    if a.cold_items.is_some() || a.by.is_some() {
         print_groups(&ev, &masks, a.json);
         return Ok(());
     }
@@ -76,7 +82,10 @@ fn print_groups(ev: &Evaluation, masks: &[Mask], json: bool) {
             .iter()
             .map(|g| {
                 let m = &g.metrics;
-                let v = json!({"users": g.users, "history": m.get(Mask::History), "none": m.get(Mask::None)});
+                let mut v = json!({"users": g.users, "history": m.get(Mask::History), "none": m.get(Mask::None)});
+                if let Some(n) = g.items {
+                    v["items"] = n.into();
+                }
                 (g.name.clone(), v)
             })
             .collect();
@@ -87,15 +96,17 @@ fn print_groups(ev: &Evaluation, masks: &[Mask], json: bool) {
         return;
     }
     let k = ev.ks[0];
-    println!("| targets | users | mask    | HR@{k:<3} | NDCG@{k:<3} | MRR    |");
-    println!("|---------|-------|---------|--------|---------|--------|");
+    println!("| group   | users | items | mask    | HR@{k:<3} | NDCG@{k:<3} | MRR    |");
+    println!("|---------|-------|-------|---------|--------|---------|--------|");
     for g in &ev.groups {
+        let items = g.items.map_or("".to_string(), |n| n.to_string());
         for &mask in masks {
             let x = g.metrics.get(mask);
             println!(
-                "| {:<7} | {:>5} | {:<7} | {:.4} | {:.4}  | {:.4} |",
+                "| {:<7} | {:>5} | {:>5} | {:<7} | {:.4} | {:.4}  | {:.4} |",
                 g.name,
                 g.users,
+                items,
                 mask.name(),
                 // + 0.0 prints a zero sum as 0.0000, not -0.0000
                 x.get(Metric::Hr(k)) + 0.0,
