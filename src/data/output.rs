@@ -96,9 +96,8 @@ fn check_owned(out: &Path, command: &str) -> Result<()> {
         ))
     };
     let record = out.join(RECORD);
-    let text = match std::fs::read_to_string(&record) {
-        Ok(t) if t.len() <= 1 << 20 => t,
-        _ => return refuse(format!("exists and was not written by `iisan {command}`")),
+    let Ok(text) = crate::atomic::read_bounded(&record, 1 << 20) else {
+        return refuse(format!("exists and was not written by `iisan {command}`"));
     };
     let Ok(rec) = serde_json::from_str::<Record>(&text) else {
         return refuse(format!("exists and its {RECORD} cannot be read"));
