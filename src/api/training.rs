@@ -89,7 +89,7 @@ pub fn resume(run: &Path, progress: &Reporter) -> Result<Run> {
     }
     let config_path = partial.join("config.toml");
     let config = read_bounded(&config_path, 1 << 20)?;
-    let plan = Config::load(Some(&config_path), &[])?.check()?;
+    let plan = Config::from_text(&config, Some(&config_path), &[])?.check()?;
     let started = Started::read(&partial).map_err(|e| {
         Error::file(
             &partial,

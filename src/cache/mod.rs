@@ -47,13 +47,9 @@ fn shards_beside(path: &Path) -> Option<PathBuf> {
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    let stem = path.file_stem()?.to_string_lossy().into_owned();
-    let prefix = format!("{stem}.shard-");
-    let found = std::fs::read_dir(dir)
-        .ok()?
-        .flatten()
-        .any(|e| e.file_name().to_string_lossy().starts_with(&prefix));
-    found.then(|| dir.to_path_buf())
+    let modality = path.file_stem()?.to_string_lossy();
+    let shards = shard::find_shards(dir, &modality).ok()?;
+    (!shards.is_empty()).then(|| dir.to_path_buf())
 }
 
 impl HiddenStateCache {

@@ -1,7 +1,7 @@
 //! The factory: the item tower of a configured method, over a dataset and (for IISAN) its
 //! hidden-state cache.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::baselines::{IdTower, TunedTower, file_params};
 use super::config::{Method, ModelConfig, TowersConfig};
@@ -195,22 +195,12 @@ fn build_uncached_iisan(
             ic.modality.name()
         ))
     };
-    let text = match ic.modality.needs_text() {
-        true => Some(
-            tc.text_model
-                .as_deref()
-                .ok_or_else(|| missing("text_model"))?,
-        ),
-        false => None,
-    };
-    let image = match ic.modality.needs_image() {
-        true => Some(
-            tc.image_model
-                .as_deref()
-                .ok_or_else(|| missing("image_model"))?,
-        ),
-        false => None,
-    };
+    let text = tower_folder(ic.modality.needs_text(), &tc.text_model, || {
+        missing("text_model")
+    })?;
+    let image = tower_folder(ic.modality.needs_image(), &tc.image_model, || {
+        missing("image_model")
+    })?;
     let live = LiveTowers::load(
         text.map(|d| (d, tc.max_tokens)),
         image.map(|d| (d, tc.image_size)),
@@ -261,4 +251,16 @@ fn tuned_records(tc: &TowersConfig, used: TextImage<bool>) -> Result<Vec<TowerRe
         out.push(TowerRecord::of("image", dir, None, Some(tc.image_size))?);
     }
     Ok(out)
+}
+
+/// The folder of a tower the modality reads (`needed`), which the config must name (else the
+/// error `missing` makes); `None` for a tower it does not read.
+fn tower_folder(
+    needed: bool,
+    dir: &Option<PathBuf>,
+    missing: impl FnOnce() -> Error,
+) -> Result<Option<&Path>> {
+    needed
+        .then(|| dir.as_deref().ok_or_else(missing))
+        .transpose()
 }

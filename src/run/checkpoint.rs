@@ -73,19 +73,24 @@ pub struct LoopState {
     pub digest: Option<String>,
 }
 
-/// `state` as the text of `resume.json`, with its digest: the SHA-256 of the same record
-/// written without one.
+/// `state` as the text of `resume.json`, with its digest.
 fn sealed(state: &LoopState) -> String {
-    let mut s = state.clone();
-    s.digest = None;
-    let plain = serde_json::to_string_pretty(&s).expect("serialisable");
-    s.digest = Some(hex_sha256(plain.as_bytes()));
+    let s = LoopState {
+        digest: Some(digest_of(state)),
+        ..state.clone()
+    };
     serde_json::to_string_pretty(&s).expect("serialisable")
 }
 
-fn hex_sha256(bytes: &[u8]) -> String {
+/// The SHA-256 (hex) of `state` written as `resume.json` without its digest.
+fn digest_of(state: &LoopState) -> String {
     use sha2::{Digest, Sha256};
-    Sha256::digest(bytes)
+    let plain = LoopState {
+        digest: None,
+        ..state.clone()
+    };
+    let text = serde_json::to_string_pretty(&plain).expect("serialisable");
+    Sha256::digest(text.as_bytes())
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
@@ -93,12 +98,7 @@ fn hex_sha256(bytes: &[u8]) -> String {
 
 /// Whether `state` (as read) carries the digest of its own contents.
 fn intact(state: &LoopState) -> bool {
-    let mut s = state.clone();
-    let Some(d) = s.digest.take() else {
-        return false;
-    };
-    let plain = serde_json::to_string_pretty(&s).expect("serialisable");
-    hex_sha256(plain.as_bytes()) == d
+    state.digest.as_deref() == Some(digest_of(state).as_str())
 }
 
 /// Abort the process at fault point `point` of epoch `epoch` if `IISAN_FAULT` names it.
