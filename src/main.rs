@@ -5,8 +5,6 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use iisan::eval::Mask;
-
 mod cli;
 
 use cli::data::DataCmd;
@@ -47,7 +45,8 @@ enum Cmd {
     },
     /// Run the frozen towers once over every item and write the hidden-state caches.
     Encode(EncodeArgs),
-    /// Print the metrics table of finished runs side by side.
+    /// Print the metrics table of finished runs side by side, or (--html) write their report:
+    /// one HTML page of settings, metrics, training curves, efficiency and breakdowns.
     Report {
         /// Run directories (each holding summary.json).
         #[arg(required = true)]
@@ -55,6 +54,12 @@ enum Cmd {
         /// Cut-offs K to show (must be among each run's eval.ks).
         #[arg(long, value_delimiter = ',', default_value = "10")]
         ks: Vec<usize>,
+        /// Write the runs' report as one self-contained HTML page here instead of printing
+        /// the table: settings, metrics, training curves, efficiency and breakdowns with charts.
+        #[arg(long, value_name = "OUT.html")]
+        html: Option<PathBuf>,
+        #[command(flatten)]
+        page: cli::report::PageArgs,
     },
     /// The efficiency comparison of finished runs (HR@10, NDCG@10, trainable parameters,
     /// s/epoch, peak memory, TPME) as Markdown, CSV, JSON and bar charts.
@@ -62,15 +67,11 @@ enum Cmd {
         /// Run directories (each holding summary.json).
         #[arg(long, num_args = 1.., required = true)]
         runs: Vec<PathBuf>,
-        /// Masking convention of the test metrics shown: history (the paper's) or none.
-        #[arg(long, value_enum, default_value = "history")]
-        mask: Mask,
-        /// TPME weights of time, parameters and memory.
-        #[arg(long, default_value = "0.45,0.1,0.45")]
-        weights: String,
-        /// Where to write compare.{md,csv,json} and {time,memory,params}.svg.
+        /// Where to write compare.{md,csv,json}, {time,memory,params,tpme}.svg and report.html.
         #[arg(long, default_value = "runs/compare")]
         out: PathBuf,
+        #[command(flatten)]
+        page: cli::report::PageArgs,
     },
     /// Re-evaluate a finished run's best checkpoint on the test split and print the report
     /// table (run from the directory the run was trained in: its config's paths are relative).
@@ -157,13 +158,13 @@ fn main() -> ExitCode {
         Cmd::Recommend(a) => cli::recommend::recommend(a),
         Cmd::Items { cmd } => cli::items::items(cmd),
         Cmd::Serve(a) => cli::serve::serve(a),
-        Cmd::Report { runs, ks } => cli::report::report(runs, ks),
-        Cmd::Compare {
+        Cmd::Report {
             runs,
-            mask,
-            weights,
-            out,
-        } => cli::report::compare_runs(runs, mask, weights, out),
+            ks,
+            html,
+            page,
+        } => cli::report::report(runs, ks, html, page),
+        Cmd::Compare { runs, out, page } => cli::report::compare_runs(runs, out, page),
         Cmd::Eval(a) => cli::eval::eval(a),
         Cmd::CheckDevice(a) => cli::check_device::check_device(a),
     };

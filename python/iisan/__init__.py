@@ -19,6 +19,7 @@ from . import data, errors
 from ._config import Config, Overrides, overrides as _overrides, source as _source
 from ._native import Run, __version__
 from ._native import encode as _encode
+from ._native import report as _report
 from ._native import resume as _resume
 from ._native import train as _train
 from ._progress import Bar, ProgressArg, callback as _callback
@@ -117,11 +118,38 @@ def encode(
     )
 
 
+def report(
+    runs: List[PathLike],
+    out: PathLike,
+    *,
+    mask: str = "history",
+    weights: str = "0.45,0.1,0.45",
+    breakdowns: bool = True,
+    progress: ProgressArg = True,
+) -> None:
+    """Write the report of the finished runs ``runs`` to ``out`` as one self-contained HTML page
+    (``iisan report --html``): their settings side by side, test metrics under both masks,
+    training curves with the best epoch, the efficiency comparison (parameters, seconds per
+    epoch, peak memory, TPME with ``weights``) and, with ``breakdowns``, the test metrics by
+    target popularity, history length and coldness (which ranks each run's test users again).
+    Charts use ``mask`` (``history`` or ``none``). An existing ``out`` is replaced only when it
+    is an earlier report."""
+    _report(
+        [os.fspath(r) for r in runs],
+        os.fspath(out),
+        mask=mask,
+        weights=weights,
+        breakdowns=breakdowns,
+        progress=_callback(progress),
+    )
+
+
 __all__ = [
     "Run",
     "train",
     "resume",
     "encode",
+    "report",
     "data",
     "errors",
     "Bar",

@@ -138,3 +138,11 @@ def synth(
     force: bool = False,
 ) -> bool: ...
 def split_cold(dataset: PathLike, out: PathLike, frac: float = 0.1, seed: int = 2024) -> Dict[str, Any]: ...
+def report(
+    runs: List[PathLike],
+    out: PathLike,
+    mask: str = "history",
+    weights: str = "0.45,0.1,0.45",
+    breakdowns: bool = True,
+    progress: Callback = None,
+) -> None: ...

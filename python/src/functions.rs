@@ -7,8 +7,10 @@ use pyo3::prelude::*;
 
 use iisan::Config;
 use iisan::api::data::{self, AmazonOptions, DataOptions, Edition, RecboleOptions, SynthConfig};
-use iisan::api::{self, EncodeJob, TrainOptions};
+use iisan::api::{self, EncodeJob, ReportOptions, TrainOptions};
 use iisan::data::MissingTitle;
+use iisan::efficiency::tpme::TpmeWeights;
+use iisan::eval::{Breakdown, Mask};
 
 use crate::convert::{named, to_python};
 use crate::driver::drive;
@@ -261,4 +263,30 @@ pub(crate) fn export_recbole<'py>(
         .detach(|| data::export_recbole(&dataset, &o, &out))
         .or_raise(py)?;
     to_python(py, &r)
+}
+
+/// Write the HTML report of finished runs (see `iisan.report`).
+#[pyfunction]
+#[pyo3(signature = (runs, out, mask = "history", weights = "0.45,0.1,0.45", breakdowns = true, progress = None))]
+pub(crate) fn report(
+    py: Python<'_>,
+    runs: Vec<PathBuf>,
+    out: PathBuf,
+    mask: &str,
+    weights: &str,
+    breakdowns: bool,
+    progress: Option<&Bound<'_, PyAny>>,
+) -> PyResult<()> {
+    let o = ReportOptions {
+        mask: named::<Mask>(py, "mask", mask)?,
+        weights: TpmeWeights::parse(weights).or_raise(py)?,
+        by: if breakdowns {
+            vec![Breakdown::Popularity, Breakdown::History, Breakdown::Cold]
+        } else {
+            Vec::new()
+        },
+    };
+    drive(py, progress, move |reporter| {
+        api::write_html_report(&runs, &out, &o, &reporter)
+    })
 }

@@ -33,5 +33,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(functions::export_recbole, m)?)?;
     m.add_function(wrap_pyfunction!(functions::synth, m)?)?;
     m.add_function(wrap_pyfunction!(functions::split_cold, m)?)?;
+    m.add_function(wrap_pyfunction!(functions::report, m)?)?;
     Ok(())
 }

@@ -11,8 +11,8 @@ use serde::Serialize;
 use crate::data::cold::read_cold_items;
 use crate::data::{Dataset, Split};
 use crate::error::{Error, Result};
-use crate::eval::breakdown::{Breakdown, buckets};
-use crate::eval::{Evaluator, Metrics, PerMask, RankPair};
+use crate::eval::breakdown::{Breakdown, EvalGroup, buckets};
+use crate::eval::{Evaluator, RankPair};
 use crate::nn::DeviceSpec;
 use crate::run::finished::FinishedRun;
 
@@ -29,21 +29,6 @@ pub struct EvalOptions {
     pub by: Option<Breakdown>,
     /// Evaluate on this device instead of the run's `train.device`.
     pub device: Option<DeviceSpec>,
-}
-
-/// One group of users and its test metrics under both masks.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct EvalGroup {
-    /// `all`, `warm` or `cold`.
-    pub name: String,
-    /// Users in the group.
-    pub users: usize,
-    /// Catalogue items in the group, where the group is a set of items (a popularity tier,
-    /// warm or cold items of a breakdown).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub items: Option<usize>,
-    /// HR@K, NDCG@K and MRR under each mask.
-    pub metrics: PerMask<Metrics>,
 }
 
 /// The test metrics of a run: the group `all`, then `warm` and `cold` when asked for.
@@ -146,17 +131,47 @@ pub(super) fn evaluate(run: &FinishedRun, o: &EvalOptions) -> Result<Evaluation>
         groups.push(group("cold", cold));
     }
     if let Some(by) = o.by {
-        for b in buckets(by, data) {
-            let r: Vec<RankPair> = b.users.iter().map(|&u| ranks[u]).collect();
-            groups.push(EvalGroup {
-                items: b.items,
-                ..group(b.name, r)
-            });
-        }
+        groups.extend(bucket_groups(&ev, &ranks, by, data));
     }
     Ok(Evaluation {
         ks: ev.ks,
         groups,
         seconds,
     })
+}
+
+/// The groups of `by`'s buckets, their metrics from the users' `ranks`.
+fn bucket_groups(
+    ev: &Evaluator,
+    ranks: &[RankPair],
+    by: Breakdown,
+    data: &Dataset,
+) -> Vec<EvalGroup> {
+    buckets(by, data)
+        .into_iter()
+        .map(|b| {
+            let r: Vec<RankPair> = b.users.iter().map(|&u| ranks[u]).collect();
+            EvalGroup {
+                name: b.name.to_string(),
+                users: r.len(),
+                items: b.items,
+                metrics: ev.metrics(&r),
+            }
+        })
+        .collect()
+}
+
+/// The test metrics of `run` broken down by each of `by`, from one ranking of its test users
+/// at the run's cut-offs (the caller puts this on the compute pool).
+#[cfg(feature = "charts")]
+pub(super) fn breakdowns(
+    run: &FinishedRun,
+    by: &[Breakdown],
+) -> Result<Vec<(Breakdown, Vec<EvalGroup>)>> {
+    let ev = run.plan.evaluator();
+    let ranks = ev.ranks(&run.model, &run.data, Split::Test)?;
+    Ok(by
+        .iter()
+        .map(|&b| (b, bucket_groups(ev, &ranks, b, &run.data)))
+        .collect())
 }

@@ -6,6 +6,7 @@
 //!   [`Run::item_embeddings`], [`Run::add_items`] (new items without retraining) and
 //!   [`Run::evaluate`];
 //! - [`encode`] a dataset's items through the frozen towers into the hidden-state caches;
+//! - [`write_html_report`]: finished runs side by side on one HTML page (feature `charts`);
 //! - [`data`]: statistics, imports of the field's formats, the synthetic default.
 //!
 //! Nothing here prints: long tasks report to a [`Reporter`] (the command line draws bars, the
@@ -33,16 +34,21 @@ mod encoding;
 mod evaluation;
 #[cfg(feature = "import")]
 pub mod formats;
+#[cfg(feature = "charts")]
+mod report;
 mod run;
 mod training;
 
 pub use crate::deploy::new_items::{NewItem, read_new_items};
+pub use crate::eval::EvalGroup;
 pub use crate::model::Scored;
 pub use crate::progress::{EpochEnd, Progress, Reporter, Silent, Unit};
 pub use crate::run::Summary;
 pub use crate::run::finished::read_summary;
 pub use encoding::{EncodeJob, encode};
-pub use evaluation::{EvalGroup, EvalOptions, Evaluation};
+pub use evaluation::{EvalOptions, Evaluation};
+#[cfg(feature = "charts")]
+pub use report::{ReportOptions, html_report, write_html_report};
 pub use run::{AddedItems, Matrix, Run};
 pub use training::{TrainOptions, resume, train};
 

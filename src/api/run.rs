@@ -11,9 +11,14 @@ use crate::config::{Config, Plan};
 use crate::data::image::MissingImage;
 use crate::deploy::new_items::{ItemEmbedder, NewItem, add_items};
 use crate::error::{Error, Result};
+#[cfg(feature = "charts")]
+use crate::eval::{Breakdown, EvalGroup};
 use crate::model::{Method, Scored, ServedModel};
+use crate::nn::DeviceSpec;
 use crate::run::Summary;
-use crate::run::finished::{FinishedRun, open_finished, open_served, read_plan, read_summary};
+use crate::run::finished::{
+    FinishedRun, open_finished, open_served, read_epochs, read_plan, read_summary,
+};
 use crate::run::summary::EpochRecord;
 
 /// A row-major `f32` matrix.
@@ -129,18 +134,7 @@ impl Run {
 
     /// The epochs trained so far (`metrics.jsonl`), in order.
     pub fn epochs(&self) -> Result<Vec<EpochRecord>> {
-        let path = self.dir.join("metrics.jsonl");
-        let text = match std::fs::read_to_string(&path) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            r => r.map_err(|e| Error::io(&path, e))?,
-        };
-        text.lines()
-            .enumerate()
-            .map(|(i, l)| {
-                serde_json::from_str(l)
-                    .map_err(|e| Error::line(&path, i + 1, format!("not an epoch record: {e}")))
-            })
-            .collect()
+        read_epochs(&self.dir)
     }
 
     /// The served model, or the error an interrupted run answers.
@@ -352,8 +346,25 @@ impl Run {
     /// # }
     /// ```
     pub fn evaluate(&self, o: &EvalOptions) -> Result<Evaluation> {
+        let run = self.finished(o.device)?;
+        let threads = run.summary.efficiency.threads;
+        on_compute_pool(threads, || evaluation::evaluate(&run, o))
+    }
+
+    /// The test metrics broken down by each of `by` at the run's cut-offs, from one ranking
+    /// (the report's breakdown tables).
+    #[cfg(feature = "charts")]
+    pub(crate) fn breakdowns(&self, by: &[Breakdown]) -> Result<Vec<(Breakdown, Vec<EvalGroup>)>> {
+        let run = self.finished(None)?;
+        let threads = run.summary.efficiency.threads;
+        on_compute_pool(threads, || evaluation::breakdowns(&run, by))
+    }
+
+    /// The run opened for evaluation on `device` (the one of its training when `None`, kept
+    /// for the next call).
+    fn finished(&self, device: Option<DeviceSpec>) -> Result<Arc<FinishedRun>> {
         self.served()?;
-        let run = match o.device {
+        Ok(match device {
             Some(d) => Arc::new(open_finished(&self.dir, Some(d))?),
             None => {
                 let mut guard = self.finished.lock().unwrap_or_else(|e| e.into_inner());
@@ -364,9 +375,7 @@ impl Run {
                         .clone(),
                 }
             }
-        };
-        let threads = run.summary.efficiency.threads;
-        on_compute_pool(threads, || evaluation::evaluate(&run, o))
+        })
     }
 }
 

@@ -16,6 +16,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::data::Dataset;
+use crate::eval::{Metrics, PerMask};
 
 /// How to split the test users.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -39,6 +40,21 @@ pub struct Bucket {
     pub users: Vec<usize>,
     /// Catalogue items in the bucket (popularity and cold splits).
     pub items: Option<usize>,
+}
+
+/// One group of users and its test metrics under both masks.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EvalGroup {
+    /// `all`, `warm`, `cold`, or a bucket's name (`head`, `<=7`, ...).
+    pub name: String,
+    /// Users in the group.
+    pub users: usize,
+    /// Catalogue items in the group, where the group is a set of items (a popularity tier,
+    /// warm or cold items of a breakdown).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub items: Option<usize>,
+    /// HR@K, NDCG@K and MRR under each mask.
+    pub metrics: PerMask<Metrics>,
 }
 
 /// How often each item (by row; row 0 the padding) occurs in a training position.

@@ -8,7 +8,7 @@ pub mod evaluator;
 pub mod metrics;
 pub mod ranking;
 
-pub use breakdown::Breakdown;
+pub use breakdown::{Breakdown, EvalGroup};
 pub use evaluator::{EvalResult, Evaluator};
 pub use metrics::{Metric, Metrics};
 pub use ranking::{Mask, PerMask, RankPair};

@@ -7,7 +7,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 #[cfg(feature = "charts")]
-use super::plots::BarChart;
+use super::bars::Bars;
 use crate::efficiency::tpme::{TpmeWeights, tpme_by_group};
 use crate::error::{Error, Result};
 use crate::eval::{Mask, Metric};
@@ -183,7 +183,7 @@ fn cells(r: &CompareRow, markdown: bool) -> Vec<String> {
 }
 
 /// Write `compare.md`, `compare.csv`, `compare.json` and (with the `charts` feature) the bar
-/// charts `time.svg`, `memory.svg`, `params.svg` into `dir` (each through a temporary name);
+/// charts `time.svg`, `memory.svg`, `params.svg`, `tpme.svg` into `dir` (each through a temporary name);
 /// returns the Markdown.
 pub fn write_all(rows: &[CompareRow], mask: Mask, w: TpmeWeights, dir: &Path) -> Result<String> {
     if ["summary.json", "run.lock", "config.toml"]
@@ -213,44 +213,59 @@ pub fn write_all(rows: &[CompareRow], mask: Mask, w: TpmeWeights, dir: &Path) ->
     Ok(md)
 }
 
-/// The bar charts `time.svg`, `memory.svg` and `params.svg` of `rows` in `dir`.
+/// The efficiency charts of `rows`, each with the file name `compare` writes it to: seconds
+/// per epoch, peak memory and trainable parameters on log axes (a method hundreds of times
+/// smaller still shows), and TPME on a linear one.
 #[cfg(feature = "charts")]
-fn write_charts(rows: &[CompareRow], dir: &Path) -> Result<()> {
+pub fn efficiency_charts(rows: &[CompareRow]) -> Vec<(&'static str, Bars)> {
     let bars = |f: fn(&CompareRow) -> f64| -> Vec<(String, f64)> {
         rows.iter().map(|r| (r.method.clone(), f(r))).collect()
     };
     let dataset = rows.first().map_or("", |r| r.dataset.as_str());
-    let charts = [
+    let chart = |title: &str, unit: &str, f: fn(&CompareRow) -> f64, log: bool| {
+        let title = format!("{title} ({dataset}), lower is better");
+        Bars::single(&title, "method", unit, bars(f), log)
+    };
+    vec![
         (
             "time.svg",
-            "seconds per training epoch",
-            "s / epoch",
-            bars(|r| r.seconds_per_epoch),
-            false,
+            chart(
+                "seconds per training epoch",
+                "s / epoch (log)",
+                |r| r.seconds_per_epoch,
+                true,
+            ),
         ),
         (
             "memory.svg",
-            "peak memory",
-            "MiB",
-            bars(|r| r.peak_memory_mib),
-            false,
+            chart(
+                "peak memory of training",
+                "MiB (log)",
+                |r| r.peak_memory_mib,
+                true,
+            ),
         ),
         (
             "params.svg",
-            "trainable parameters",
-            "parameters (log)",
-            bars(|r| r.trainable_params as f64),
-            true,
+            chart(
+                "trainable parameters",
+                "parameters (log)",
+                |r| r.trainable_params as f64,
+                true,
+            ),
         ),
-    ];
-    for (file, title, unit, bars, log) in charts {
-        BarChart {
-            title: format!("{title} ({dataset})"),
-            unit: unit.into(),
-            bars,
-            log,
-        }
-        .write_svg(&dir.join(file))?;
+        (
+            "tpme.svg",
+            chart("TPME", "TPME (0 best, 1 worst)", |r| r.tpme, false),
+        ),
+    ]
+}
+
+/// The efficiency charts of `rows` as SVG files in `dir`.
+#[cfg(feature = "charts")]
+fn write_charts(rows: &[CompareRow], dir: &Path) -> Result<()> {
+    for (file, chart) in efficiency_charts(rows) {
+        chart.write_svg(&dir.join(file))?;
     }
     Ok(())
 }

@@ -3,7 +3,8 @@
 
 use std::path::Path;
 
-use super::summary::Summary;
+use super::summary::{EpochRecord, Summary};
+use crate::atomic::read_bounded;
 use crate::config::{Config, Plan};
 use crate::data::Dataset;
 use crate::error::{Error, Result};
@@ -25,11 +26,33 @@ pub struct FinishedRun {
     pub model: TrainedModel,
 }
 
+/// The largest `summary.json` read (one is a few KiB; its profile grows with phases, not epochs).
+const MAX_SUMMARY: u64 = 16 << 20;
+
+/// The largest `metrics.jsonl` read (about 600 bytes an epoch: 100,000 epochs fit).
+const MAX_EPOCHS: u64 = 64 << 20;
+
 /// Read `dir/summary.json`.
 pub fn read_summary(dir: &Path) -> Result<Summary> {
     let path = dir.join("summary.json");
-    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+    let text = read_bounded(&path, MAX_SUMMARY)?;
     serde_json::from_str(&text).map_err(|e| Error::file(&path, format!("not a run summary: {e}")))
+}
+
+/// Read `dir/metrics.jsonl`, the epochs trained so far in order (none when the file is absent).
+pub fn read_epochs(dir: &Path) -> Result<Vec<EpochRecord>> {
+    let path = dir.join("metrics.jsonl");
+    if !path.exists() {
+        return Ok(Vec::new());
+    }
+    let text = read_bounded(&path, MAX_EPOCHS)?;
+    text.lines()
+        .enumerate()
+        .map(|(i, l)| {
+            serde_json::from_str(l)
+                .map_err(|e| Error::line(&path, i + 1, format!("not an epoch record: {e}")))
+        })
+        .collect()
 }
 
 /// Open the finished run directory `dir` for serving: its user encoder (best parameters), its
