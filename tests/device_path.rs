@@ -69,6 +69,12 @@ fn the_device_path_equals_the_cpu_kernels_for_every_method() {
     ];
     check("iisan", &data, &iisan_sets);
     check("id", &data, &[]);
+    // the full softmax over the catalogue, on both methods that allow it
+    let full = "train.loss=\"full\"".to_string();
+    check("id", &data, std::slice::from_ref(&full));
+    let mut sets = iisan_sets.to_vec();
+    sets.push(full);
+    check("iisan", &data, &sets);
     // the methods that run the towers in the step (28 px images keep them quick)
     let dir = common::synth_at(&tmp.path().join("small"), 40, 30, 28);
     for method in ["iisan_uncached", "fft", "adapter", "lora", "bitfit"] {

@@ -5,7 +5,7 @@
 
 use candle_core::Device;
 
-use super::Config;
+use super::{Config, Loss};
 use crate::backbone::peft::{GROUP_ADAPTER, GROUP_IMAGE_TOWER, GROUP_LORA, GROUP_TEXT_TOWER};
 use crate::data::Dataset;
 use crate::error::{Error, Result};
@@ -161,6 +161,19 @@ impl Config {
             if !(lr.is_finite() && lr > 0.0) {
                 return Err(bad(&name, format!("= {lr} must be a positive number")));
             }
+        }
+        // the full softmax embeds the whole catalogue every step: a lookup for `id`, the side
+        // network over cached states for `iisan`; through the towers it would run them over
+        // every item each step
+        if t.loss == Loss::Full && !matches!(self.model.method, Method::Id | Method::Iisan) {
+            return Err(bad(
+                "train.loss",
+                format!(
+                    "= \"full\" needs the whole catalogue embedded every step: it is for \
+                     model.method \"id\" and \"iisan\" (over the cache), not {:?}",
+                    self.model.method.name()
+                ),
+            ));
         }
         if !(0.0..1.0).contains(&t.beta1) || !(0.0..1.0).contains(&t.beta2) || t.eps <= 0.0 {
             return Err(bad(

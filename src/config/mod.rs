@@ -82,6 +82,22 @@ pub struct TrainConfig {
     /// Where the model trains, evaluates and embeds items: `cpu`, `cuda` or `cuda:N`
     /// (docs/GPU.md; CUDA needs a build with `--features cuda`).
     pub device: DeviceSpec,
+    /// The training loss: `inbatch` (the paper's in-batch softmax with logQ correction) or
+    /// `full` (softmax cross-entropy over the whole catalogue; `id` and cached `iisan` only);
+    /// docs/MODEL.md section 5.
+    pub loss: Loss,
+}
+
+/// Which softmax the training loss normalises over (docs/MODEL.md section 5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum Loss {
+    /// The other targets of the batch, corrected by their log popularity (the paper's).
+    #[default]
+    #[serde(rename = "inbatch")]
+    InBatch,
+    /// Every item of the catalogue, every step.
+    #[serde(rename = "full")]
+    Full,
 }
 
 impl Default for TrainConfig {
@@ -112,6 +128,7 @@ impl Default for TrainConfig {
             warmup_steps: 0,
             kernels: Kernels::Cpu,
             device: DeviceSpec::Cpu,
+            loss: Loss::InBatch,
         }
     }
 }
@@ -358,6 +375,29 @@ mod tests {
                 .to_string();
             assert!(e.contains(key), "{set}: {e}");
         }
+    }
+
+    /// The full softmax is for the methods that embed the catalogue without the towers.
+    #[test]
+    fn the_full_loss_is_refused_where_the_towers_would_run_over_every_item() {
+        for (method, ok) in [
+            ("id", true),
+            ("iisan", true),
+            ("fft", false),
+            ("iisan_uncached", false),
+        ] {
+            let sets = [
+                format!("model.method={method:?}"),
+                "train.loss=\"full\"".into(),
+            ];
+            let r = Config::load(None, &sets).and_then(Config::check);
+            assert_eq!(r.is_ok(), ok, "{method}");
+            if let Err(e) = r {
+                assert!(e.to_string().contains("train.loss"), "{e}");
+            }
+        }
+        let e = Config::load(None, &["train.loss=\"sampled\"".into()]).unwrap_err();
+        assert!(e.to_string().contains("train.loss"), "{e}");
     }
 
     /// The IISAN section is checked for both IISAN methods; a checked plan changed later is

@@ -1,4 +1,4 @@
-//! One training step: the in-batch loss of a batch of users and the gradient of every
+//! One training step: the loss (in-batch or full softmax) of a batch of users and the gradient of every
 //! trainable parameter (docs/MODEL.md section 5), one graph and one backward pass whichever
 //! engine runs the model's parts, then the grouped Adam update. The loop over epochs is
 //! [`super::fit`]; the trainer borrows the [`TrainedModel`] it fits, which outlives it.
@@ -10,15 +10,16 @@ use candle_core::{Device, Tensor};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
-use super::loss::InBatch;
+use super::loss::{Full, InBatch};
 use super::optim::GroupedAdam;
-use crate::config::Plan;
+use crate::config::{Loss, Plan};
 use crate::data::batch::{TrainBatch, dedup_slots};
 use crate::data::{Dataset, Split};
 use crate::efficiency::Profile;
 use crate::error::{Error, Result};
 use crate::eval::EvalResult;
 use crate::model::TrainedModel;
+use crate::model::sasrec::RowsLoss;
 use crate::nn::{Ctx, ParamStore};
 use crate::progress::Reporter;
 
@@ -102,30 +103,51 @@ impl<'a> Trainer<'a> {
         self.forward(users, &mut Profile::default())
     }
 
-    /// The batch of `users`, its distinct items and each slot's entry in `[zero; distinct]`.
+    /// The batch of `users`, the items the loss needs embedded and each slot's entry in
+    /// `[zero; those items]`: the batch's distinct items for the in-batch loss, every item of
+    /// the catalogue (entry = item id) for the full softmax.
     fn batch(&self, users: &[usize], prof: &mut Profile) -> (TrainBatch, Vec<u32>, Vec<u32>) {
         prof.time("batch", || {
             let tb = TrainBatch::new(self.data, users);
-            let (uniq, inv) = dedup_slots(&tb.slots);
+            let (uniq, inv) = match self.plan.cfg().train.loss {
+                Loss::InBatch => dedup_slots(&tb.slots),
+                Loss::Full => {
+                    let all = (1..self.data.item_keys.len() as u32).collect();
+                    (all, tb.slots.clone())
+                }
+            };
             (tb, uniq, inv)
         })
     }
 
-    /// The batch's loss: the item tower embeds its distinct items, the user encoder reads each
-    /// user's inputs and the in-batch loss scores its outputs.
+    /// The batch's loss: the item tower embeds the items the loss needs, the user encoder
+    /// reads each user's inputs and the configured loss scores its outputs.
     fn forward(&self, users: &[usize], prof: &mut Profile) -> Result<Tensor> {
         let (tb, uniq, inv) = self.batch(users, prof);
         let ctx = &self.dropout_ctx;
         let emb = self.model.tower().embed_train(&uniq, ctx, prof)?;
-        let loss = InBatch {
-            batch: &tb,
-            inv: &inv,
-            pop: &self.data.pop,
-            device: &self.device,
+        let (in_batch, full);
+        let loss: &dyn RowsLoss = match self.plan.cfg().train.loss {
+            Loss::InBatch => {
+                in_batch = InBatch {
+                    batch: &tb,
+                    inv: &inv,
+                    pop: &self.data.pop,
+                    device: &self.device,
+                };
+                &in_batch
+            }
+            Loss::Full => {
+                full = Full {
+                    batch: &tb,
+                    device: &self.device,
+                };
+                &full
+            }
         };
         self.model
             .user()
-            .train_loss(&emb, &tb, &inv, &loss, (ctx, prof))
+            .train_loss(&emb, &tb, &inv, loss, (ctx, prof))
     }
 
     /// Full-ranking evaluation of every user on `split` through the plan's evaluator.

@@ -17,12 +17,12 @@ use crate::efficiency::Profile;
 use crate::error::{Error, Result};
 use crate::nn::{Ctx, Engine, Kernel, NodeBackward, Pending};
 
-/// A loss of the encoder's outputs against item embeddings (the in-batch loss), on both
-/// engines. `p` holds the outputs at the batch's real input positions (`rows` order).
+/// A loss of the encoder's outputs against item embeddings (the in-batch or the full softmax),
+/// on both engines. `p` holds the outputs at the batch's real input positions (`rows` order).
 pub trait RowsLoss {
-    /// Graph engine: the loss of `p` `[R, d]` against the embedding of every slot of the batch,
-    /// `e` `[B * (L + 1), d]`.
-    fn graph(&self, p: &Tensor, e: &Tensor) -> Result<Tensor>;
+    /// Graph engine: the loss of `p` `[R, d]` against the table `[U + 1, d]` (row 0 the padding
+    /// entry; slot `s` of the batch holds entry `inv[s]`).
+    fn graph(&self, p: &Tensor, table: &Tensor) -> Result<Tensor>;
 
     /// Kernel engine: the loss of `p` `[R, d]` against the table `[U + 1, d]` (row 0 the padding
     /// entry) and its gradients with respect to `p` and to the table.
@@ -77,18 +77,16 @@ impl UserEncoder {
         let (emb, batch, inv) = (x.emb, x.batch, x.inv);
         let dev = emb.device();
         let (b, l) = (batch.batch, batch.width - 1);
-        let (p, e) = prof.time("user encoder forward", || -> Result<_> {
+        let (p, table) = prof.time("user encoder forward", || -> Result<_> {
             let zero = Tensor::zeros((1, self.dim()), DType::F32, dev)?;
             let table = Tensor::cat(&[&zero, emb], 0)?;
             let (in_ids, rows, in_rows) = input_rows(batch, inv);
             let inputs = table.index_select(&Tensor::from_vec(in_rows, rows.count(), dev)?, 0)?;
-            let slots = Tensor::from_vec(inv.to_vec(), batch.slots.len(), dev)?;
-            let e = table.index_select(&slots, 0)?; // [B * W, d]
             let mask = UserEncoder::attention_mask(&in_ids, b, l, dev)?;
             let p = self.forward_rows(&inputs, &rows, &mask, ctx)?;
-            Ok((p, e))
+            Ok((p, table))
         })?;
-        prof.time("loss forward", || x.loss.graph(&p, &e))
+        prof.time("loss forward", || x.loss.graph(&p, &table))
     }
 
     fn kernel_loss(&self, x: &LossInputs, (ctx, prof): (&Ctx, &mut Profile)) -> Result<Tensor> {

@@ -296,8 +296,10 @@ pub struct InBatch<'a> {
 }
 
 impl RowsLoss for InBatch<'_> {
-    fn graph(&self, p: &Tensor, e: &Tensor) -> Result<Tensor> {
-        LossPlan::new(self.batch, self.pop, self.device)?.loss_rows(p, e)
+    fn graph(&self, p: &Tensor, table: &Tensor) -> Result<Tensor> {
+        let slots = Tensor::from_vec(self.inv.to_vec(), self.inv.len(), self.device)?;
+        let e = table.index_select(&slots, 0)?; // [B * W, d]
+        LossPlan::new(self.batch, self.pop, self.device)?.loss_rows(p, &e)
     }
 
     fn kernel(&self, rows: &PackedRows, p: &[f32], table: &[f32], d: usize) -> RowsLossValue {

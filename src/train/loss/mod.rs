@@ -1,6 +1,9 @@
-//! The training loss: the in-batch softmax loss with log-popularity correction
-//! (docs/MODEL.md section 5) on both engines ([`in_batch`]).
+//! The training losses (docs/MODEL.md section 5), each on both engines: the paper's in-batch
+//! softmax with log-popularity correction ([`in_batch`], `train.loss = "inbatch"`) and the
+//! softmax over the whole catalogue ([`full`], `train.loss = "full"`).
 
+pub mod full;
 pub mod in_batch;
 
+pub use full::{Full, FullSoftmax};
 pub use in_batch::{InBatch, InBatchLoss, LossInput, LossPlan, MASKED_LOGIT};
