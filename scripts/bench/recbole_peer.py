@@ -3,10 +3,11 @@ iisan's ID baseline, evaluated under both of iisan's masking conventions; and th
 RecBole holds out the same validation and test interaction for every user as iisan.
 
     python recbole_peer.py DATA_PATH NAME OUT.json [--epochs N]
+    python recbole_peer.py DATA_PATH NAME OUT.json --rerank SAVED.pth   # test ranks again
 
 DATA_PATH/NAME/NAME.inter is the export. Writes OUT.json: test HR@10 / NDCG@10 / MRR under
 `none` (RecBole's own full-sort convention, computed here from RecBole's scores) and `history`
-(the items of the user's input sequence masked, iisan's default), RecBole's own reported test
+(iisan's default: every item seen before the target left out, a repeated target a miss), RecBole's own reported test
 metrics, best / run epochs, seconds per epoch, and the split check. Run by
 scripts/bench/recbole_peer.sh, which also trains iisan's side.
 """
@@ -73,7 +74,7 @@ def settings(name, data_path, epochs):
         "device": "cpu",
         "use_gpu": False,
         "show_progress": False,
-        "checkpoint_dir": "runs/peer/recbole-saved",
+        "checkpoint_dir": "recbole-saved",
         "log_wandb": False,
     }
 
@@ -112,11 +113,24 @@ def metrics(ranks, k=10):
     }
 
 
-def rank_both(model, loader, ds):
-    """1-based rank of each test target among all items, ties counted against the model (as
-    iisan's evaluator), without a mask (`none`) and with the input sequence's items masked
-    except the target (`history`)."""
+def histories(data_path, name):
+    """User token -> the item tokens before its test target (all of them, as iisan's `history`
+    mask reads them, not only the MAX_ITEM_LIST_LENGTH inputs)."""
+    rows = {}
+    with open(f"{data_path}/{name}/{name}.inter") as fh:
+        next(fh)
+        for line in fh:
+            u, i, ts = line.rstrip("\n").split("\t")
+            rows.setdefault(u, []).append((float(ts), i))
+    return {u: [i for _, i in sorted(seq, key=lambda r: r[0])[:-1]] for u, seq in rows.items()}
+
+
+def rank_both(model, loader, ds, hist_tokens):
+    """1-based rank of each test target among the catalogue's items under iisan's two
+    conventions (docs/MODEL.md section 6): `none`, ties counted against the model; `history`,
+    the items seen before the target left out, and a target seen before never a hit (rank N + 1)."""
     model.eval()
+    n_items = ds.item_num - 1  # real items; id 0 is padding
     none, hist = [], []
     with torch.no_grad():
         for batch in loader:
@@ -125,12 +139,16 @@ def rank_both(model, loader, ds):
             scores[:, 0] = -np.inf  # padding
             target = inter[ds.iid_field].long()
             ts = scores.gather(1, target.view(-1, 1))
-            none += ((scores >= ts).sum(1)).tolist()
-            seq = inter[model.ITEM_SEQ].long()
-            masked = scores.clone()
-            masked.scatter_(1, seq, -np.inf)
-            masked.scatter_(1, target.view(-1, 1), ts)
-            hist += ((masked >= ts).sum(1)).tolist()
+            rank_none = (scores >= ts).sum(1)
+            users = ds.id2token(ds.uid_field, inter[ds.uid_field].numpy())
+            for b, u in enumerate(users):
+                seen = np.unique(ds.token2id(ds.iid_field, hist_tokens[u]))
+                none.append(int(rank_none[b]))
+                if target[b].item() in seen:
+                    hist.append(n_items + 1)
+                else:
+                    above = int((scores[b, seen] >= ts[b]).sum())
+                    hist.append(int(rank_none[b]) - above)
     return metrics(none), metrics(hist)
 
 
@@ -144,6 +162,15 @@ def main():
     check = split_check(data_path, name, targets(valid, ds), targets(test, ds))
     print("split check:", check, flush=True)
     model = SASRec(cfg, train.dataset).to("cpu")
+    if "--rerank" in sys.argv:
+        # rank the test users again with a saved best model (OUT.json's other fields kept)
+        state = torch.load(sys.argv[sys.argv.index("--rerank") + 1], map_location="cpu")
+        model.load_state_dict(state["state_dict"])
+        res = json.load(open(out))
+        res["none"], res["history"] = rank_both(model, test, ds, histories(data_path, name))
+        json.dump(res, open(out, "w"), indent=2)
+        print(json.dumps(res, indent=2))
+        return
     trainer = Trainer(cfg, model)
     # seconds of each training pass (validation apart, as iisan's s/epoch) and each validation
     train_epoch, seconds = trainer._train_epoch, []
@@ -156,9 +183,14 @@ def main():
 
     trainer._train_epoch = timed
     scores = []
-    trainer.fit(train, valid, saved=True, show_progress=False, callback_fn=lambda e, v: scores.append(v))
+
+    def epoch_end(epoch, score):
+        scores.append(score)
+        print(f"epoch {epoch + 1}: valid Hit@10 {score:.4f}, {seconds[-1]:.1f} s training", flush=True)
+
+    trainer.fit(train, valid, saved=True, show_progress=False, callback_fn=epoch_end)
     reported = trainer.evaluate(test, load_best_model=True, show_progress=False)
-    none, hist = rank_both(trainer.model, test, ds)
+    none, hist = rank_both(trainer.model, test, ds, histories(data_path, name))
     res = {
         "split_check": check,
         "none": none,

@@ -48,13 +48,15 @@ elif [ "$IISAN" = cost ]; then
   # the cost of a step: one epoch capped at STEPS steps after one warm-up step, no evaluation
   for loss in inbatch full; do
     train "peer-iisan-cost-$loss" configs/iisan-scientific.toml --set "train.loss=\"$loss\"" \
-      --set "train.max_steps_per_epoch=$((STEPS + 1))" --set train.warmup_steps=1 --set eval.skip=true
+      --set train.epochs=1 --set "train.max_steps_per_epoch=$((STEPS + 1))" \
+      --set train.warmup_steps=1 --set eval.skip=true
   done
 fi
 if [ ! -f "$OUT/recbole.json" ]; then
   echo "== recbole SASRec ($(date -u +%FT%TZ))"
-  "$VENV/bin/python" scripts/bench/recbole_peer.py "$OUT/export" "$NAME" "$OUT/recbole.json" \
-    --epochs "$EPOCHS" > "$OUT/recbole.log" 2>&1
+  # RecBole writes its logs, tensorboard files and checkpoints under the working directory
+  (root=$PWD; cd "$OUT" && "$VENV/bin/python" "$root/scripts/bench/recbole_peer.py" export "$NAME" \
+    recbole.json --epochs "$EPOCHS" > recbole.log 2>&1)
 fi
 python3 - "$OUT" <<'PY'
 import json, os, sys

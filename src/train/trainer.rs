@@ -1,6 +1,6 @@
-//! One training step: the loss (in-batch or full softmax) of a batch of users and the gradient of every
-//! trainable parameter (docs/MODEL.md section 5), one graph and one backward pass whichever
-//! engine runs the model's parts, then the grouped Adam update. The loop over epochs is
+//! One training step: the loss (in-batch or full softmax) of a batch of users and the gradient
+//! of every trainable parameter (docs/MODEL.md section 5), one graph and one backward pass
+//! whichever engine runs the model's parts, then the grouped Adam update. The loop over epochs is
 //! [`super::fit`]; the trainer borrows the [`TrainedModel`] it fits, which outlives it.
 
 use std::time::Instant;
