@@ -87,20 +87,22 @@ def targets(loader, ds):
     return dict(zip(users, items))
 
 
-def split_check(data_path, name, valid, test):
-    """RecBole's held-out targets against the export's last two items per user."""
+def sequences(data_path, name):
+    """User token -> its item tokens in the export, ordered by timestamp (RecBole's order)."""
     rows = {}
     with open(f"{data_path}/{name}/{name}.inter") as fh:
         next(fh)
         for line in fh:
             u, i, ts = line.rstrip("\n").split("\t")
             rows.setdefault(u, []).append((float(ts), i))
-    bad = 0
-    for u, seq in rows.items():
-        seq.sort(key=lambda r: r[0])
-        if (valid.get(u), test.get(u)) != (seq[-2][1], seq[-1][1]):
-            bad += 1
-    return {"users": len(rows), "recbole_valid_users": len(valid), "recbole_test_users": len(test), "disagree": bad}
+    return {u: [i for _, i in sorted(seq, key=lambda r: r[0])] for u, seq in rows.items()}
+
+
+def split_check(data_path, name, valid, test):
+    """RecBole's held-out targets against the export's last two items per user."""
+    seqs = sequences(data_path, name)
+    bad = sum((valid.get(u), test.get(u)) != (seq[-2], seq[-1]) for u, seq in seqs.items())
+    return {"users": len(seqs), "recbole_valid_users": len(valid), "recbole_test_users": len(test), "disagree": bad}
 
 
 def metrics(ranks, k=10):
@@ -116,13 +118,7 @@ def metrics(ranks, k=10):
 def histories(data_path, name):
     """User token -> the item tokens before its test target (all of them, as iisan's `history`
     mask reads them, not only the MAX_ITEM_LIST_LENGTH inputs)."""
-    rows = {}
-    with open(f"{data_path}/{name}/{name}.inter") as fh:
-        next(fh)
-        for line in fh:
-            u, i, ts = line.rstrip("\n").split("\t")
-            rows.setdefault(u, []).append((float(ts), i))
-    return {u: [i for _, i in sorted(seq, key=lambda r: r[0])[:-1]] for u, seq in rows.items()}
+    return {u: seq[:-1] for u, seq in sequences(data_path, name).items()}
 
 
 def rank_both(model, loader, ds, hist_tokens):

@@ -13,7 +13,7 @@
 use candle_core::{Device, Tensor};
 use rayon::prelude::*;
 
-use super::in_batch::{LossGrads, LossInput};
+use super::one_pass::{LossGrads, LossInput, value_of};
 use crate::data::batch::{PackedRows, TrainBatch};
 use crate::error::Result;
 use crate::model::sasrec::{RowsLoss, RowsLossValue};
@@ -89,18 +89,8 @@ impl Kernel for FullSoftmax {
         self.loss_and_grads(input.p, input.table, input.d)
     }
 
-    /// The forward's gradients times `d_out[0]` (d total / d loss).
     fn backward(&self, _input: LossInput<'_>, saved: LossGrads, d_out: &[f32]) -> LossGrads {
-        let scale = d_out[0];
-        if scale == 1.0 {
-            return saved;
-        }
-        let times = |v: Vec<f32>| v.into_iter().map(|x| x * scale).collect();
-        LossGrads {
-            loss: saved.loss,
-            d_rows: times(saved.d_rows),
-            d_table: times(saved.d_table),
-        }
+        saved.scaled(d_out)
     }
 }
 
@@ -134,14 +124,10 @@ impl RowsLoss for Full<'_> {
     }
 
     fn kernel(&self, rows: &PackedRows, p: &[f32], table: &[f32], d: usize) -> RowsLossValue {
-        let plan = FullSoftmax::new(self.batch, rows);
-        let input = LossInput { p, table, d };
-        let g = plan.backward(input, plan.forward(input), &[1.0]);
-        RowsLossValue {
-            loss: g.loss,
-            d_rows: g.d_rows,
-            d_table: g.d_table,
-        }
+        value_of(
+            &FullSoftmax::new(self.batch, rows),
+            LossInput { p, table, d },
+        )
     }
 }
 

@@ -21,6 +21,7 @@ use std::collections::HashSet;
 use candle_core::{Device, Tensor};
 use rayon::prelude::*;
 
+use super::one_pass::{LossGrads, LossInput, value_of};
 use crate::data::batch::{PackedRows, TrainBatch};
 use crate::error::Result;
 use crate::model::sasrec::{RowsLoss, RowsLossValue};
@@ -128,17 +129,6 @@ pub struct InBatchLoss {
     entries: usize,
 }
 
-/// The loss value and its gradients.
-#[derive(Debug)]
-pub struct LossGrads {
-    /// Mean cross-entropy.
-    pub loss: f32,
-    /// d loss / d P `[R, d]`.
-    pub d_rows: Vec<f32>,
-    /// d loss / d table `[U + 1, d]` (row 0, the padding entry, included).
-    pub d_table: Vec<f32>,
-}
-
 impl InBatchLoss {
     /// The plan of `batch`, whose slot `s` holds table entry `entry[s]` (of `entries`), with the
     /// real input rows `rows` (flat `b * L + j` of the `[B, L]` inputs) and popularity `pop`.
@@ -243,18 +233,6 @@ impl InBatchLoss {
     }
 }
 
-/// What the loss reads: the user states `p` `[R, d]` of the real rows and the embedding table
-/// `[U + 1, d]` of the batch's distinct items (row 0 the padding entry).
-#[derive(Debug, Clone, Copy)]
-pub struct LossInput<'a> {
-    /// `[R, d]`.
-    pub p: &'a [f32],
-    /// `[U + 1, d]`.
-    pub table: &'a [f32],
-    /// Embedding width.
-    pub d: usize,
-}
-
 impl Kernel for InBatchLoss {
     type Input<'a> = LossInput<'a>;
     /// The loss and its gradient, computed in one pass (the gradient falls out of the softmax
@@ -266,18 +244,8 @@ impl Kernel for InBatchLoss {
         self.loss_and_grads(input.p, input.table, input.d)
     }
 
-    /// The forward's gradients times `d_out[0]` (d total / d loss; 1 for the training loss).
     fn backward(&self, _input: LossInput<'_>, saved: LossGrads, d_out: &[f32]) -> LossGrads {
-        let scale = d_out[0];
-        if scale == 1.0 {
-            return saved;
-        }
-        let times = |v: Vec<f32>| v.into_iter().map(|x| x * scale).collect();
-        LossGrads {
-            loss: saved.loss,
-            d_rows: times(saved.d_rows),
-            d_table: times(saved.d_table),
-        }
+        saved.scaled(d_out)
     }
 }
 
@@ -305,13 +273,7 @@ impl RowsLoss for InBatch<'_> {
     fn kernel(&self, rows: &PackedRows, p: &[f32], table: &[f32], d: usize) -> RowsLossValue {
         let entries = table.len() / d;
         let plan = InBatchLoss::new(self.batch, self.inv, entries, rows, self.pop);
-        let input = LossInput { p, table, d };
-        let g = plan.backward(input, plan.forward(input), &[1.0]);
-        RowsLossValue {
-            loss: g.loss,
-            d_rows: g.d_rows,
-            d_table: g.d_table,
-        }
+        value_of(&plan, LossInput { p, table, d })
     }
 }
 

@@ -4,6 +4,8 @@
 
 pub mod full;
 pub mod in_batch;
+pub mod one_pass;
 
 pub use full::{Full, FullSoftmax};
-pub use in_batch::{InBatch, InBatchLoss, LossInput, LossPlan, MASKED_LOGIT};
+pub use in_batch::{InBatch, InBatchLoss, LossPlan, MASKED_LOGIT};
+pub use one_pass::{LossGrads, LossInput};
