@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::Args;
 
-use iisan::deploy::server::{ServeOptions, run};
+use iisan::deploy::server::{ServeOptions, WriteToken, run};
 use iisan::error::{Error, Result};
 
 /// `iisan serve` arguments.
@@ -44,6 +44,29 @@ pub(crate) struct ServeArgs {
     /// Seconds SIGTERM waits for open connections before the server exits anyway.
     #[arg(long, default_value_t = ServeOptions::default().shutdown_grace.as_secs_f64())]
     shutdown_grace: f64,
+    /// A file holding the token that POST /v1/items and /v1/reload require as
+    /// `Authorization: Bearer <token>` (or the token itself in IISAN_SERVE_TOKEN).
+    #[arg(long)]
+    token_file: Option<PathBuf>,
+    /// Serve the write routes without a token on an address other hosts can reach.
+    #[arg(long)]
+    allow_unauthenticated_writes: bool,
+}
+
+/// The environment variable that may hold the write token itself.
+const TOKEN_VAR: &str = "IISAN_SERVE_TOKEN";
+
+/// The write token of `--token-file` or `IISAN_SERVE_TOKEN` (not both).
+fn write_token(file: Option<&std::path::Path>) -> Result<Option<WriteToken>> {
+    let var = std::env::var(TOKEN_VAR).ok().filter(|v| !v.is_empty());
+    match (file, var) {
+        (Some(_), Some(_)) => Err(Error::Input(format!(
+            "--token-file and {TOKEN_VAR} both give a write token: give one"
+        ))),
+        (Some(f), None) => WriteToken::from_file(f).map(Some),
+        (None, Some(v)) => WriteToken::new(&v, TOKEN_VAR).map(Some),
+        (None, None) => Ok(None),
+    }
 }
 
 /// `s` seconds as a duration; `flag` names the option in the error.
@@ -77,6 +100,8 @@ pub(crate) fn serve(a: ServeArgs) -> Result<()> {
         header_timeout: seconds("header-timeout", a.header_timeout)?,
         request_timeout: seconds("request-timeout", a.request_timeout)?,
         shutdown_grace: seconds("shutdown-grace", a.shutdown_grace)?,
+        write_token: write_token(a.token_file.as_deref())?,
+        allow_unauthenticated_writes: a.allow_unauthenticated_writes,
         ..ServeOptions::default()
     };
     run(&a.run, a.addr, opts)

@@ -15,7 +15,13 @@ pub struct Server {
 impl Server {
     /// Start `iisan serve RUN --addr 127.0.0.1:0 EXTRA...` in `cwd`; returns once it listens.
     pub fn start(cwd: &Path, run: &str, extra: &[&str]) -> Server {
+        Server::start_with(cwd, run, extra, &[])
+    }
+
+    /// [`Server::start`] with environment variables `env` set.
+    pub fn start_with(cwd: &Path, run: &str, extra: &[&str], env: &[(&str, &str)]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_iisan"))
+            .envs(env.iter().copied())
             .args(["serve", run, "--addr", "127.0.0.1:0"])
             .args(extra)
             .current_dir(cwd)

@@ -3,8 +3,10 @@
 //! ([`batcher`]); `POST /v1/items`, `POST /v1/reload` and SIGHUP swap the user encoder and
 //! the item matrix together ([`state`]); SIGTERM and Ctrl-C stop accepting connections and
 //! let the requests in flight finish, for a bounded time ([`connections`]). Every request is
-//! held to the bounds of [`bodies`]; docs/SECURITY.md lists them.
+//! held to the bounds of [`bodies`]; docs/SECURITY.md lists them. With a write token, the
+//! routes that change what is served need it ([`auth`]).
 
+pub mod auth;
 pub mod batcher;
 pub mod bodies;
 pub mod connections;
@@ -27,6 +29,8 @@ use axum::middleware::from_fn_with_state;
 use axum::routing::{get, post};
 
 use crate::error::{Error, Result};
+pub use auth::WriteToken;
+use auth::check_exposure;
 use bodies::BodyBounds;
 use connections::{ConnectionLimits, serve_connections};
 use state::AppState;
@@ -56,6 +60,10 @@ pub struct ServeOptions {
     pub batch_rows: usize,
     /// Threads of the compute pool (the user encoder and the scores of a batch).
     pub compute_threads: usize,
+    /// The token `POST /v1/items` and `POST /v1/reload` require (`None`: they are open).
+    pub write_token: Option<WriteToken>,
+    /// Serve open write routes on an address other hosts can reach.
+    pub allow_unauthenticated_writes: bool,
 }
 
 impl Default for ServeOptions {
@@ -71,6 +79,8 @@ impl Default for ServeOptions {
             max_batch: 1024,
             batch_rows: 256,
             compute_threads: 1,
+            write_token: None,
+            allow_unauthenticated_writes: false,
         }
     }
 }
@@ -79,10 +89,14 @@ impl Default for ServeOptions {
 pub fn router(state: Arc<AppState>) -> Router {
     let o = &state.opts;
     let bounds = BodyBounds::new(o.max_body, o.max_inflight_body, o.request_timeout);
-    let v1 = Router::new()
-        .route("/recommend", post(routes::recommend))
+    // the routes that change what is served need the write token, where there is one
+    let writes = Router::new()
         .route("/items", post(routes::add_items))
         .route("/reload", post(routes::reload))
+        .route_layer(from_fn_with_state(state.clone(), auth::require_token));
+    let v1 = Router::new()
+        .route("/recommend", post(routes::recommend))
+        .merge(writes)
         .route_layer(from_fn_with_state(state.clone(), routes::admit));
     Router::new()
         .nest("/v1", v1)
@@ -124,6 +138,11 @@ pub async fn serve(
 /// Open run `run`, listen on `addr` (port 0: any free port; the chosen address is printed as
 /// `listening on http://ADDR`), and serve until SIGTERM or Ctrl-C; SIGHUP reloads the run.
 pub fn run(run: &Path, addr: SocketAddr, opts: ServeOptions) -> Result<()> {
+    check_exposure(
+        addr.ip(),
+        opts.write_token.as_ref(),
+        opts.allow_unauthenticated_writes,
+    )?;
     let state = Arc::new(AppState::open(run, opts)?);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
