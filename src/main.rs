@@ -83,6 +83,11 @@ enum Cmd {
         #[command(subcommand)]
         cmd: ItemsCmd,
     },
+    /// The item index of a run at scale: a clone with millions of generated items (`synth`).
+    Index {
+        #[command(subcommand)]
+        cmd: cli::index::IndexCmd,
+    },
     /// Serve a finished run over HTTP: recommend, add items, reload, health, info, metrics.
     Serve(ServeArgs),
     /// Check the device path (a GPU, or autograd on the CPU) against the CPU kernels: loss,
@@ -157,6 +162,7 @@ fn main() -> ExitCode {
         } => cli::encode::cache_merge(dir),
         Cmd::Recommend(a) => cli::recommend::recommend(a),
         Cmd::Items { cmd } => cli::items::items(cmd),
+        Cmd::Index { cmd } => cli::index::index(cmd),
         Cmd::Serve(a) => cli::serve::serve(a),
         Cmd::Report {
             runs,

@@ -40,6 +40,7 @@ mod run;
 mod training;
 
 pub use crate::deploy::new_items::{NewItem, read_new_items};
+pub use crate::deploy::synth_items::{SynthReport, synth_items};
 pub use crate::eval::EvalGroup;
 pub use crate::model::Scored;
 pub use crate::progress::{EpochEnd, Progress, Reporter, Silent, Unit};

@@ -6,6 +6,7 @@ pub(crate) mod data;
 pub(crate) mod encode;
 pub(crate) mod eval;
 pub(crate) mod import;
+pub(crate) mod index;
 pub(crate) mod items;
 pub(crate) mod prep;
 pub(crate) mod progress;
