@@ -67,15 +67,7 @@ impl FullSoftmax {
                 (lse - target) as f64
             })
             .sum();
-        let mut d_rows = vec![0f32; r * d];
-        matmul(&mut d_rows, &s, Op::N, table, Op::N, (r, d, n), false);
-        let mut d_table = vec![0f32; n * d];
-        matmul(&mut d_table, &s, Op::T, p, Op::N, (n, d, r), false);
-        LossGrads {
-            loss: (loss / r as f64) as f32,
-            d_rows,
-            d_table,
-        }
+        LossGrads::from_scores(&s, LossInput { p, table, d }, loss / r as f64)
     }
 }
 

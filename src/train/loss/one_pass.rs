@@ -5,6 +5,7 @@
 
 use crate::model::sasrec::RowsLossValue;
 use crate::nn::Kernel;
+use crate::nn::cpu::{Op, matmul};
 
 /// What the loss reads: the user states `p` `[R, d]` of the real rows and the embedding table
 /// `[U + 1, d]` of the batch's distinct items (row 0 the padding entry).
@@ -30,6 +31,21 @@ pub struct LossGrads {
 }
 
 impl LossGrads {
+    /// The gradients from `d loss / d S` (`ds`, `[R, U]`, `S = P T^T` the rows' scores against
+    /// the table): `d P = dS T`, `d T = dS^T P`; `loss` the loss's value.
+    pub fn from_scores(ds: &[f32], x: LossInput<'_>, loss: f64) -> LossGrads {
+        let (r, u, d) = (x.p.len() / x.d, x.table.len() / x.d, x.d);
+        let mut d_rows = vec![0f32; r * d];
+        matmul(&mut d_rows, ds, Op::N, x.table, Op::N, (r, d, u), false);
+        let mut d_table = vec![0f32; u * d];
+        matmul(&mut d_table, ds, Op::T, x.p, Op::N, (u, d, r), false);
+        LossGrads {
+            loss: loss as f32,
+            d_rows,
+            d_table,
+        }
+    }
+
     /// The gradients times `d_out[0]` (d total / d loss; 1 for the training loss).
     pub fn scaled(self, d_out: &[f32]) -> LossGrads {
         let scale = d_out[0];
