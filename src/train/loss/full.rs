@@ -13,11 +13,10 @@
 use candle_core::{Device, Tensor};
 use rayon::prelude::*;
 
-use super::one_pass::{LossGrads, LossInput, value_of};
+use super::one_pass::{LossGrads, LossInput, OnePassLoss};
 use crate::data::batch::{PackedRows, TrainBatch};
 use crate::error::Result;
 use crate::model::sasrec::{RowsLoss, RowsLossValue};
-use crate::nn::Kernel;
 use crate::nn::cpu::{Op, matmul};
 
 /// The kernel: each real row's target item (its table row).
@@ -41,9 +40,12 @@ impl FullSoftmax {
             .collect();
         FullSoftmax { targets }
     }
+}
 
+impl OnePassLoss for FullSoftmax {
     /// Loss and gradients from the real rows' states `p` `[R, d]` and the table `[N + 1, d]`.
-    fn loss_and_grads(&self, p: &[f32], table: &[f32], d: usize) -> LossGrads {
+    fn loss_and_grads(&self, x: LossInput<'_>) -> LossGrads {
+        let (p, table, d) = (x.p, x.table, x.d);
         let (r, n) = (self.targets.len(), table.len() / d);
         assert_eq!(p.len(), r * d, "full softmax: rows");
         let mut s = vec![0f32; r * n];
@@ -67,22 +69,7 @@ impl FullSoftmax {
                 (lse - target) as f64
             })
             .sum();
-        LossGrads::from_scores(&s, LossInput { p, table, d }, loss / r as f64)
-    }
-}
-
-impl Kernel for FullSoftmax {
-    type Input<'a> = LossInput<'a>;
-    /// The loss and its gradient, computed in one pass.
-    type Saved = LossGrads;
-    type Grads = LossGrads;
-
-    fn forward(&self, input: LossInput<'_>) -> LossGrads {
-        self.loss_and_grads(input.p, input.table, input.d)
-    }
-
-    fn backward(&self, _input: LossInput<'_>, saved: LossGrads, d_out: &[f32]) -> LossGrads {
-        saved.scaled(d_out)
+        LossGrads::from_scores(&s, x, loss / r as f64)
     }
 }
 
@@ -116,16 +103,14 @@ impl RowsLoss for Full<'_> {
     }
 
     fn kernel(&self, rows: &PackedRows, p: &[f32], table: &[f32], d: usize) -> RowsLossValue {
-        value_of(
-            &FullSoftmax::new(self.batch, rows),
-            LossInput { p, table, d },
-        )
+        FullSoftmax::new(self.batch, rows).value(LossInput { p, table, d })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::nn::Kernel;
     use crate::train::loss::in_batch::hand_built_batch;
 
     /// One row, d = 1, items 1 and 2 with embeddings 1 and 2, state 1, target item 1: logits

@@ -21,11 +21,10 @@ use std::collections::HashSet;
 use candle_core::{Device, Tensor};
 use rayon::prelude::*;
 
-use super::one_pass::{LossGrads, LossInput, value_of};
+use super::one_pass::{LossGrads, LossInput, OnePassLoss};
 use crate::data::batch::{PackedRows, TrainBatch};
 use crate::error::Result;
 use crate::model::sasrec::{RowsLoss, RowsLossValue};
-use crate::nn::Kernel;
 use crate::nn::cpu::{Op, matmul};
 
 /// Value of masked logits.
@@ -179,9 +178,12 @@ impl InBatchLoss {
             entries,
         }
     }
+}
 
+impl OnePassLoss for InBatchLoss {
     /// Loss and gradients from the real rows' user states `p` `[R, d]` and the table `[U + 1, d]`.
-    fn loss_and_grads(&self, p: &[f32], table: &[f32], d: usize) -> LossGrads {
+    fn loss_and_grads(&self, x: LossInput<'_>) -> LossGrads {
+        let (p, table, d) = (x.p, x.table, x.d);
         let (r, u) = (self.rows.len(), self.entries);
         assert_eq!(p.len(), r * d, "loss kernel: rows");
         assert_eq!(table.len(), u * d, "loss kernel: table");
@@ -221,23 +223,7 @@ impl InBatchLoss {
                 (lse - logits[target as usize]) as f64
             })
             .sum();
-        LossGrads::from_scores(&s, LossInput { p, table, d }, loss / r as f64)
-    }
-}
-
-impl Kernel for InBatchLoss {
-    type Input<'a> = LossInput<'a>;
-    /// The loss and its gradient, computed in one pass (the gradient falls out of the softmax
-    /// the forward computes anyway).
-    type Saved = LossGrads;
-    type Grads = LossGrads;
-
-    fn forward(&self, input: LossInput<'_>) -> LossGrads {
-        self.loss_and_grads(input.p, input.table, input.d)
-    }
-
-    fn backward(&self, _input: LossInput<'_>, saved: LossGrads, d_out: &[f32]) -> LossGrads {
-        saved.scaled(d_out)
+        LossGrads::from_scores(&s, x, loss / r as f64)
     }
 }
 
@@ -265,7 +251,7 @@ impl RowsLoss for InBatch<'_> {
     fn kernel(&self, rows: &PackedRows, p: &[f32], table: &[f32], d: usize) -> RowsLossValue {
         let entries = table.len() / d;
         let plan = InBatchLoss::new(self.batch, self.inv, entries, rows, self.pop);
-        value_of(&plan, LossInput { p, table, d })
+        plan.value(LossInput { p, table, d })
     }
 }
 
@@ -284,6 +270,7 @@ pub(crate) fn hand_built_batch() -> (TrainBatch, [f64; 5]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::nn::Kernel;
 
     #[test]
     fn hand_built_masks_and_loss() {

@@ -1,7 +1,7 @@
 //! What the two loss kernels share: each computes the loss and its gradients in one pass (the
-//! gradient falls out of the softmax the forward computes anyway), from the same input, so
-//! their `Kernel` backward is the saved gradient scaled, and their value for the user
-//! encoder's objective is forward then backward at scale 1.
+//! gradient falls out of the softmax the forward computes anyway), from the same input
+//! ([`OnePassLoss`]), so their `Kernel` backward is the saved gradient scaled, and their value
+//! for the user encoder's objective is that one pass.
 
 use crate::model::sasrec::RowsLossValue;
 use crate::nn::Kernel;
@@ -61,15 +61,33 @@ impl LossGrads {
     }
 }
 
-/// The loss and its gradients of a one-pass loss kernel, as the objective reads them.
-pub fn value_of<K>(kernel: &K, input: LossInput<'_>) -> RowsLossValue
-where
-    K: for<'a> Kernel<Input<'a> = LossInput<'a>, Saved = LossGrads, Grads = LossGrads>,
-{
-    let g = kernel.backward(input, kernel.forward(input), &[1.0]);
-    RowsLossValue {
-        loss: g.loss,
-        d_rows: g.d_rows,
-        d_table: g.d_table,
+/// A loss that computes its value and gradients in one pass over the rows' states and the
+/// table; its [`Kernel`] forward is that pass, its backward the saved gradients scaled.
+pub trait OnePassLoss {
+    /// The loss and its gradients.
+    fn loss_and_grads(&self, x: LossInput<'_>) -> LossGrads;
+
+    /// The loss and its gradients as the user encoder's objective reads them.
+    fn value(&self, x: LossInput<'_>) -> RowsLossValue {
+        let g = self.loss_and_grads(x);
+        RowsLossValue {
+            loss: g.loss,
+            d_rows: g.d_rows,
+            d_table: g.d_table,
+        }
+    }
+}
+
+impl<T: OnePassLoss> Kernel for T {
+    type Input<'a> = LossInput<'a>;
+    type Saved = LossGrads;
+    type Grads = LossGrads;
+
+    fn forward(&self, input: LossInput<'_>) -> LossGrads {
+        self.loss_and_grads(input)
+    }
+
+    fn backward(&self, _input: LossInput<'_>, saved: LossGrads, d_out: &[f32]) -> LossGrads {
+        saved.scaled(d_out)
     }
 }
