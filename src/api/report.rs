@@ -2,18 +2,19 @@
 //! metrics broken down (one ranking of its test users per run, on the compute pool), and the
 //! page written beside its destination and renamed into place, replacing only an earlier report.
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use super::Run;
+use super::on_compute_pool;
 use crate::atomic::{read_bounded, write_text};
 use crate::efficiency::tpme::TpmeWeights;
 use crate::error::{Error, Result};
-use crate::eval::{Breakdown, Mask};
+use crate::eval::{Breakdown, EvalGroup, Mask};
 use crate::progress::{Reporter, Unit};
 use crate::report::html::render;
-use crate::report::page::is_report;
+use crate::report::page::{MARK_WITHIN, is_report};
 use crate::report::view::{PageOptions, RunView};
-use crate::run::finished::{read_epochs, read_summary};
+use crate::run::finished::{open_finished, read_epochs, read_summary};
 
 /// What the report shows.
 #[derive(Debug, Clone)]
@@ -39,9 +40,6 @@ impl Default for ReportOptions {
 /// The largest `config.toml` read.
 const MAX_CONFIG: u64 = 1 << 20;
 
-/// The largest existing file a report may replace (a report of many runs is a few MiB).
-const MAX_REPORT: u64 = 256 << 20;
-
 /// One run's records; its breakdowns where its dataset and model open (else why not, shown on
 /// the page and in a note to `progress`).
 fn view(dir: &Path, o: &ReportOptions, progress: &Reporter) -> Result<RunView> {
@@ -53,12 +51,10 @@ fn view(dir: &Path, o: &ReportOptions, progress: &Reporter) -> Result<RunView> {
     } else if !summary.evaluated {
         Err("the run skipped evaluation (eval.skip): it has no best checkpoint to rank with".into())
     } else {
-        Run::open(dir)
-            .and_then(|r| r.breakdowns(&o.by))
-            .map_err(|e| {
-                progress.note(&format!("{}: not broken down: {e}", dir.display()));
-                e.to_string()
-            })
+        broken_down(dir, &o.by).map_err(|e| {
+            progress.note(&format!("{}: not broken down: {e}", dir.display()));
+            e.to_string()
+        })
     };
     Ok(RunView {
         dir: dir.to_path_buf(),
@@ -66,6 +62,16 @@ fn view(dir: &Path, o: &ReportOptions, progress: &Reporter) -> Result<RunView> {
         epochs,
         config,
         breakdowns,
+    })
+}
+
+/// The test metrics of run `dir` by each of `by`: its dataset and best model opened as
+/// `iisan eval` opens them (not its item index, which ranking does not read), ranked once on
+/// a pool of the threads it trained with.
+fn broken_down(dir: &Path, by: &[Breakdown]) -> Result<Vec<(Breakdown, Vec<EvalGroup>)>> {
+    let run = open_finished(dir, None)?;
+    on_compute_pool(run.summary.efficiency.threads, || {
+        super::evaluation::breakdowns(&run, by)
     })
 }
 
@@ -118,12 +124,13 @@ fn check_destination(out: &Path) -> Result<()> {
     if !out.exists() {
         return Ok(());
     }
-    let text = if out.is_file() {
-        read_bounded(out, MAX_REPORT).ok()
-    } else {
-        None
-    };
-    if text.is_some_and(|t| is_report(&t)) {
+    // the mark is near the top: only the head is read, whatever the file's size
+    let mut head = Vec::with_capacity(MARK_WITHIN);
+    let read = out.is_file()
+        && std::fs::File::open(out)
+            .and_then(|f| f.take(MARK_WITHIN as u64).read_to_end(&mut head))
+            .is_ok();
+    if read && is_report(&head) {
         Ok(())
     } else {
         Err(Error::file(

@@ -11,8 +11,6 @@ use crate::config::{Config, Plan};
 use crate::data::image::MissingImage;
 use crate::deploy::new_items::{ItemEmbedder, NewItem, add_items};
 use crate::error::{Error, Result};
-#[cfg(feature = "charts")]
-use crate::eval::{Breakdown, EvalGroup};
 use crate::model::{Method, Scored, ServedModel};
 use crate::nn::DeviceSpec;
 use crate::run::Summary;
@@ -349,15 +347,6 @@ impl Run {
         let run = self.finished(o.device)?;
         let threads = run.summary.efficiency.threads;
         on_compute_pool(threads, || evaluation::evaluate(&run, o))
-    }
-
-    /// The test metrics broken down by each of `by` at the run's cut-offs, from one ranking
-    /// (the report's breakdown tables).
-    #[cfg(feature = "charts")]
-    pub(crate) fn breakdowns(&self, by: &[Breakdown]) -> Result<Vec<(Breakdown, Vec<EvalGroup>)>> {
-        let run = self.finished(None)?;
-        let threads = run.summary.efficiency.threads;
-        on_compute_pool(threads, || evaluation::breakdowns(&run, by))
     }
 
     /// The run opened for evaluation on `device` (the one of its training when `None`, kept

@@ -52,7 +52,7 @@ pub(crate) fn report(
     page: PageArgs,
 ) -> Result<()> {
     if let Some(out) = html {
-        return write_page(&runs, &out, &page);
+        return write_page(&runs, &out, &page.options()?);
     }
     let summaries = load_summaries(&runs)?;
     print!(
@@ -71,12 +71,12 @@ pub(crate) fn compare_runs(runs: Vec<PathBuf>, out: PathBuf, page: PageArgs) -> 
         "wrote {}/compare.{{md,csv,json}} and {{time,memory,params,tpme}}.svg",
         out.display()
     );
-    write_page(&runs, &out.join("report.html"), &page)
+    write_page(&runs, &out.join("report.html"), &o)
 }
 
-fn write_page(runs: &[PathBuf], out: &Path, page: &PageArgs) -> Result<()> {
+fn write_page(runs: &[PathBuf], out: &Path, o: &ReportOptions) -> Result<()> {
     let reporter = super::progress::reporter(false);
-    write_html_report(runs, out, &page.options()?, &reporter)?;
+    write_html_report(runs, out, o, &reporter)?;
     println!("wrote {}", out.display());
     Ok(())
 }

@@ -31,7 +31,9 @@ pub fn render(runs: &[RunView], o: &PageOptions) -> Result<String> {
         .iter()
         .map(|r| r.summary.dataset.name.as_str())
         .collect();
-    datasets.dedup();
+    // each dataset once, in the runs' order
+    let mut seen = std::collections::HashSet::new();
+    datasets.retain(|d| seen.insert(*d));
     let subtitle = format!(
         "{} runs on {}; charts show test metrics masking {}; written {} by iisan {}",
         runs.len(),
@@ -44,8 +46,8 @@ pub fn render(runs: &[RunView], o: &PageOptions) -> Result<String> {
 }
 
 fn settings_section(runs: &[RunView], labels: &[String]) -> Section {
-    let mut head = vec!["run"];
-    head.extend([
+    let mut facts = Table::new(&[
+        "run",
         "directory",
         "dataset",
         "users / items / interactions",
@@ -54,7 +56,6 @@ fn settings_section(runs: &[RunView], labels: &[String]) -> Section {
         "wall time",
         "git",
     ]);
-    let mut facts = Table::new(&head);
     for (r, label) in runs.iter().zip(labels) {
         let s = &r.summary;
         let st = &s.dataset.stats;

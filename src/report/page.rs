@@ -181,14 +181,15 @@ pub fn document(title: &str, subtitle: &str, sections: &[Section]) -> String {
     s
 }
 
-/// Whether `text` is a page [`document`] wrote (its generator mark near the top): the only
-/// kind of file a report may replace.
-pub fn is_report(text: &str) -> bool {
-    text.starts_with("<!DOCTYPE html>")
-        && text
-            .get(..400)
-            .unwrap_or(text)
-            .contains("<meta name=\"generator\" content=\"iisan report\">")
+/// The bytes at the start of a page within which [`document`] writes its generator mark.
+pub const MARK_WITHIN: usize = 400;
+
+/// Whether `head` (the start of a file, at least its first [`MARK_WITHIN`] bytes where it has
+/// them) is a page [`document`] wrote: the only kind of file a report may replace.
+pub fn is_report(head: &[u8]) -> bool {
+    let head = &head[..head.len().min(MARK_WITHIN)];
+    let mark: &[u8] = b"<meta name=\"generator\" content=\"iisan report\">";
+    head.starts_with(b"<!DOCTYPE html>") && head.windows(mark.len()).any(|w| w == mark)
 }
 
 #[cfg(test)]
@@ -224,10 +225,12 @@ mod tests {
                 body: h,
             }],
         );
-        assert!(is_report(&page));
-        assert!(!is_report("{\"method\": \"iisan\"}"));
+        assert!(is_report(page.as_bytes()));
+        // the page's head alone is enough: the mark lies within MARK_WITHIN bytes
+        assert!(is_report(&page.as_bytes()[..MARK_WITHIN]));
+        assert!(!is_report(b"{\"method\": \"iisan\"}"));
         assert!(!is_report(
-            "<!DOCTYPE html><html><body>someone else's page</body></html>"
+            b"<!DOCTYPE html><html><body>someone else's page</body></html>"
         ));
     }
 }

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use crate::efficiency::tpme::TpmeWeights;
-use crate::eval::{Breakdown, EvalGroup, Mask, Metric};
+use crate::eval::{Breakdown, EvalGroup, Mask, Metric, Metrics};
 use crate::run::Summary;
 use crate::run::summary::EpochRecord;
 
@@ -53,13 +53,17 @@ pub fn labels(runs: &[RunView]) -> Vec<String> {
         .collect()
 }
 
+/// A run's test metrics under the `history` mask.
+fn history(r: &RunView) -> &Metrics {
+    r.summary.test.get(Mask::History)
+}
+
 /// The cut-offs every evaluated run computed (runs that skipped evaluation have none).
 pub fn shared_ks(runs: &[RunView]) -> Vec<usize> {
     let tested = |r: &&RunView| r.summary.evaluated;
     let Some(first) = runs.iter().find(tested) else {
         return Vec::new();
     };
-    let history = |r: &RunView| r.summary.test.get(Mask::History).clone();
     let mut ks: Vec<usize> = history(first).0.keys().filter_map(|m| m.cutoff()).collect();
     ks.sort_unstable();
     ks.dedup();
