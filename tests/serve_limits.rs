@@ -103,6 +103,8 @@ fn connections_are_limited_timed_out_and_bodies_bounded() {
         .unwrap();
     let a = answer(&mut big);
     assert!(a.starts_with("HTTP/1.1 413"), "{a}");
+    // the unread body stays on the connection: the answer closes it, so no client reuses it
+    assert!(a.to_ascii_lowercase().contains("connection: close"), "{a}");
     assert!(
         a.contains("declares 100000000 bytes; the limit is 1000 bytes"),
         "{a}"
@@ -120,6 +122,7 @@ fn connections_are_limited_timed_out_and_bodies_bounded() {
     third.write_all(head).unwrap();
     let a = answer(&mut third);
     assert!(a.starts_with("HTTP/1.1 503"), "{a}");
+    assert!(a.to_ascii_lowercase().contains("connection: close"), "{a}");
     assert!(a.contains("request bodies in flight"), "{a}");
     for w in &mut waiting {
         let a = answer(w);

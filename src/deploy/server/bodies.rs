@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{Request, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tokio::sync::Semaphore;
@@ -77,11 +77,23 @@ fn declared(req: &Request, max_body: usize) -> Result<usize, ApiError> {
     })
 }
 
+/// `answer` with `Connection: close`: given before the request's body was read (or while it
+/// was still arriving), the connection holds unread bytes, so it is not reused; without the
+/// header a client could send its next request down a connection the server is closing.
+fn closing(mut answer: Response) -> Response {
+    answer
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    answer
+}
+
 /// The middleware: refuse an oversized declared body, reserve the body's bytes in the budget,
-/// and bound the request's time.
+/// and bound the request's time. Every refusal, and a 413 from the routes (a body sent in
+/// chunks that outgrew the limit), closes the connection ([`closing`]).
 pub async fn bound(State(b): State<BodyBounds>, req: Request, next: Next) -> Response {
     let bytes = match declared(&req, b.max_body) {
         Ok(n) => n,
+        Err(e) if e.status == StatusCode::PAYLOAD_TOO_LARGE => return closing(e.into_response()),
         Err(e) => return e.into_response(),
     };
     let reserved = match bytes {
@@ -93,11 +105,14 @@ pub async fn bound(State(b): State<BodyBounds>, req: Request, next: Next) -> Res
                     "busy: request bodies in flight hold the server's limit of {} MiB, retry later",
                     b.max_inflight >> 20
                 );
-                return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, msg).into_response();
+                return closing(
+                    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, msg).into_response(),
+                );
             }
         },
     };
     let answer = match tokio::time::timeout(b.request_timeout, next.run(req)).await {
+        Ok(r) if r.status() == StatusCode::PAYLOAD_TOO_LARGE => closing(r),
         Ok(r) => r,
         Err(_) => {
             let msg = format!(
@@ -105,7 +120,7 @@ pub async fn bound(State(b): State<BodyBounds>, req: Request, next: Next) -> Res
                  is overloaded)",
                 b.request_timeout.as_secs_f64()
             );
-            ApiError::new(StatusCode::REQUEST_TIMEOUT, msg).into_response()
+            closing(ApiError::new(StatusCode::REQUEST_TIMEOUT, msg).into_response())
         }
     };
     drop(reserved);
