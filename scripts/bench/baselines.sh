@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The efficiency comparison of issue 5, in one sitting on this machine (batch 64 for every method):
+# The efficiency comparison of the baselines, in one sitting on this machine (batch 64 for every method):
 #  1. full data, training cost only, the same protocol for every method: one epoch capped at
 #     STEPS steps after WARMUP warm-up steps (eval.skip; seconds per epoch extrapolated to the
 #     full epoch where capped; peak memory = training footprint);

@@ -2,7 +2,7 @@
 # Encoding throughput and peak RSS, `iisan encode` against PyTorch (transformers) in one sitting:
 # text (MiniLM-L6, every Scientific title, batch 64) and images (DINOv2-S/14 on the synthetic
 # dataset at 112 and 224 px, batch 32), 2 threads each. Prints one markdown row per workload
-# and the CPU's model and vector flags (BENCHMARKS.md, issue 14 item 1).
+# and the CPU's model and vector flags (BENCHMARKS.md, "Encoding vs PyTorch").
 #
 #   bash scripts/bench/encode_vs_torch.sh        # PY=/tmp/iisan-ref-venv/bin/python BIN=...
 #

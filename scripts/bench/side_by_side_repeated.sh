@@ -3,7 +3,7 @@
 # short runs that alternate (ours, reference, ours, reference, ...) in one sitting, so that a
 # slow spell of a shared machine lands on both sides. Same settings as side_by_side.sh (batch
 # 64, lr 1e-4 SAN / 2e-4 rest, same thread count). Prints the CPU and its vector flags, every
-# epoch's training seconds, the median per side and their ratio (BENCHMARKS.md, issue 14 item 2).
+# epoch's training seconds, the median per side and their ratio (BENCHMARKS.md, "Cached IISAN vs the PyTorch reference in alternating runs").
 #   REPEATS=5 EPOCHS=5 THREADS=2 bash scripts/bench/side_by_side_repeated.sh
 # Needs what side_by_side.sh needs (it builds the reference's cache and ours when missing).
 set -euo pipefail

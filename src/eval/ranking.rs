@@ -10,8 +10,8 @@
 //! Scores come from one matmul per group of users against every item, the group sized to the
 //! memory bound. The target's own score is read from the same row that scores the other items,
 //! so items whose embeddings are bitwise equal to the target's tie exactly, whatever the matmul
-//! kernel's summation order. (Until issue 14 a first pass over item chunks read the target
-//! scores and a second one counted: two matmuls of every score.)
+//! kernel's summation order. (Earlier versions read the target scores in a first pass over item
+//! chunks and counted in a second: two matmuls of every score.)
 
 use candle_core::Tensor;
 use rayon::prelude::*;
