@@ -1,5 +1,6 @@
-//! Compute time of one recommendation (no HTTP): a finished run's user encoder and item matrix
-//! ranking single histories one at a time, as the server's compute thread does for a request
+//! Compute time of one recommendation (no HTTP): a finished run's user encoder and catalogue
+//! (through its ANN index when it has one) ranking single histories one at a time, as the
+//! server's compute thread does for a request
 //! that arrives alone. Prints the catalogue size and p50 / p99 / mean milliseconds.
 //!
 //! Usage: `cargo run --release --example recommend_latency -- RUN HISTORIES.txt [N]`
@@ -11,7 +12,8 @@ fn main() -> iisan::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let (run, file) = (&args[0], &args[1]);
     let n: usize = args.get(2).map_or(2000, |s| s.parse().expect("N"));
-    let model = iisan::run::finished::open_served(std::path::Path::new(run))?;
+    let mode = iisan::api::SearchMode::Auto;
+    let model = iisan::run::finished::open_served(std::path::Path::new(run), mode)?;
     let text = std::fs::read_to_string(file).expect("histories file");
     let histories: Vec<Vec<u32>> = text
         .lines()

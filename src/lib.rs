@@ -20,6 +20,7 @@ pub mod api;
 pub mod atomic;
 pub mod backbone;
 pub mod cache;
+pub mod catalogue;
 pub mod config;
 pub mod data;
 pub mod deploy;

@@ -213,13 +213,20 @@ async fn reload_under_load(c: &reqwest::Client, u: &impl Fn(&str) -> String, t: 
         }));
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
+    // each file replaced as iisan replaces files, by a rename: the server memory-maps the
+    // item matrix, so bytes written over it in place would change what it serves at once
     for f in [
         "best.safetensors",
         "items.safetensors",
         "item_ids.txt",
         "config.toml",
     ] {
-        std::fs::copy(t.join("runs/r2").join(f), t.join("runs/served").join(f)).unwrap();
+        let (to, tmp) = (
+            t.join("runs/served").join(f),
+            t.join("runs/served/copy.tmp"),
+        );
+        std::fs::copy(t.join("runs/r2").join(f), &tmp).unwrap();
+        std::fs::rename(&tmp, &to).unwrap();
     }
     let (st, v) = post(c, u("/v1/reload"), "").await;
     assert_eq!((st, v["items"].as_u64()), (200, Some(50)), "{v}");

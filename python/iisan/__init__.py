@@ -18,6 +18,8 @@ from typing import Any, Dict, List, Optional, Union
 from . import data, errors
 from ._config import Config, Overrides, overrides as _overrides, source as _source
 from ._native import Run, __version__
+from ._native import build_index as _build_index
+from ._native import compact_items as _compact_items
 from ._native import encode as _encode
 from ._native import report as _report
 from ._native import resume as _resume
@@ -144,8 +146,46 @@ def report(
     )
 
 
+def build_index(
+    run: PathLike,
+    *,
+    connectivity: Optional[int] = None,
+    expansion_add: Optional[int] = None,
+    expansion_search: Optional[int] = None,
+    candidates: Optional[int] = None,
+    storage: Optional[str] = None,
+    threads: int = 0,
+    progress: ProgressArg = True,
+) -> Dict[str, Any]:
+    """Build the approximate nearest-neighbour index of the finished run ``run`` over every
+    item of its catalogue (``iisan index build``): ``Run.recommend``, ``Run.evaluate`` and
+    ``iisan serve`` then rank through it, re-scoring its candidates exactly. Parameters left
+    out take the measured defaults (docs/SERVING.md); ``storage`` is ``"f16"`` (the default) or
+    ``"f32"``.
+    Returns ``{"items", "seconds", "bytes"}``."""
+    return _build_index(
+        os.fspath(run),
+        connectivity=connectivity,
+        expansion_add=expansion_add,
+        expansion_search=expansion_search,
+        candidates=candidates,
+        storage=storage,
+        threads=threads,
+        progress=_callback(progress),
+    )
+
+
+def compact_items(run: PathLike, *, threads: int = 0, progress: ProgressArg = True) -> Dict[str, Any]:
+    """Fold the items added to ``run`` since its catalogue was written (``Run.add_items``,
+    ``iisan items add``, the server) into its memory-mapped base, and insert them into its
+    ANN index (``iisan index compact``). Returns ``{"items", "folded", "indexed"}``."""
+    return _compact_items(os.fspath(run), threads=threads, progress=_callback(progress))
+
+
 __all__ = [
     "Run",
+    "build_index",
+    "compact_items",
     "train",
     "resume",
     "encode",

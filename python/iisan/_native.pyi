@@ -21,9 +21,12 @@ class Run:
     threads."""
 
     @staticmethod
-    def open(path: PathLike) -> "Run":
+    def open(
+        path: PathLike, exact: bool = False, expansion_search: Optional[int] = None
+    ) -> "Run":
         """Open the run directory ``path`` (a finished run, or an interrupted one's partial
-        directory)."""
+        directory). ``exact``: rank every item even when the run has an ANN index;
+        ``expansion_search``: the index's search beam width instead of its built one."""
     @property
     def path(self) -> pathlib.Path:
         """The run directory."""
@@ -72,9 +75,11 @@ class Run:
         cold_items: Optional[PathLike] = None,
         device: Optional[str] = None,
         by: Optional[str] = None,
+        exact: bool = False,
     ) -> Dict[str, Any]:
         """The test metrics of the best checkpoint, as ``iisan eval --json`` prints them;
-        with ``cold_items`` or ``by`` ("popularity", "history", "cold") a dict of groups."""
+        with ``cold_items`` or ``by`` ("popularity", "history", "cold") a dict of groups. A
+        run with an ANN index is evaluated on the lists it serves unless ``exact``."""
 
 def train(
     config_path: Optional[PathLike] = None,
@@ -146,3 +151,14 @@ def report(
     breakdowns: bool = True,
     progress: Callback = None,
 ) -> None: ...
+def build_index(
+    run: PathLike,
+    connectivity: Optional[int] = None,
+    expansion_add: Optional[int] = None,
+    expansion_search: Optional[int] = None,
+    candidates: Optional[int] = None,
+    storage: Optional[str] = None,
+    threads: int = 0,
+    progress: Callback = None,
+) -> Dict[str, Any]: ...
+def compact_items(run: PathLike, threads: int = 0, progress: Callback = None) -> Dict[str, Any]: ...

@@ -12,6 +12,7 @@ mod convert;
 mod driver;
 mod errors;
 mod functions;
+mod index;
 mod run;
 
 /// mimalloc, as in the `iisan` binary: candle allocates a fresh buffer per tensor op, and
@@ -34,5 +35,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(functions::synth, m)?)?;
     m.add_function(wrap_pyfunction!(functions::split_cold, m)?)?;
     m.add_function(wrap_pyfunction!(functions::report, m)?)?;
+    m.add_function(wrap_pyfunction!(index::build_index, m)?)?;
+    m.add_function(wrap_pyfunction!(index::compact_items, m)?)?;
     Ok(())
 }

@@ -8,7 +8,7 @@ use numpy::{IntoPyArray, PyArray2};
 use pyo3::prelude::*;
 use pyo3::types::{PyList, PyString};
 
-use iisan::api::{EvalOptions, Matrix, NewItem, Scored};
+use iisan::api::{EvalOptions, Matrix, NewItem, Scored, SearchMode};
 use iisan::eval::{Breakdown, Mask};
 
 use crate::convert::{image, named, strings, to_python};
@@ -80,10 +80,25 @@ fn array<'py>(py: Python<'py>, m: Matrix) -> Bound<'py, PyArray2<f32>> {
 #[pymethods]
 impl Run {
     /// Open the run directory `path`: a finished run, or an interrupted one (its partial
-    /// directory `runs/.<name>.partial`).
+    /// directory `runs/.<name>.partial`). `exact`: rank every item even when the run has an
+    /// ANN index (`iisan.build_index`); `expansion_search`: the index's search beam width
+    /// instead of the one it was built with.
     #[staticmethod]
-    fn open(py: Python<'_>, path: PathBuf) -> PyResult<Run> {
-        let inner = py.detach(|| iisan::Run::open(&path)).or_raise(py)?;
+    #[pyo3(signature = (path, exact = false, expansion_search = None))]
+    fn open(
+        py: Python<'_>,
+        path: PathBuf,
+        exact: bool,
+        expansion_search: Option<usize>,
+    ) -> PyResult<Run> {
+        let mode = match (exact, expansion_search) {
+            (true, _) => SearchMode::Exact,
+            (false, Some(n)) => SearchMode::Beam(n),
+            (false, None) => SearchMode::Auto,
+        };
+        let inner = py
+            .detach(|| iisan::Run::open_with(&path, mode))
+            .or_raise(py)?;
         Ok(Run::new(inner))
     }
 
@@ -249,7 +264,10 @@ impl Run {
     /// adds the groups of that breakdown ("head"/"torso"/"tail", "<=7"/"8-10"/"11+",
     /// "warm"/"cold"; those that are sets of items also carry "items": n). Reads the dataset
     /// the run was trained on (its data.dir, relative to the working directory).
-    #[pyo3(signature = (ks = None, mask = Some("history"), cold_items = None, device = None, by = None))]
+    /// `exact`: the full ranking of every item even when the run has an ANN index (without
+    /// it, a run with an index is evaluated on the lists it serves).
+    #[pyo3(signature = (ks = None, mask = Some("history"), cold_items = None, device = None, by = None, exact = false))]
+    #[allow(clippy::too_many_arguments)]
     fn evaluate<'py>(
         &self,
         py: Python<'py>,
@@ -258,6 +276,7 @@ impl Run {
         cold_items: Option<PathBuf>,
         device: Option<&str>,
         by: Option<&str>,
+        exact: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
         let mask: Option<Mask> = mask.map(|m| named(py, "mask", m)).transpose()?;
         let by: Option<Breakdown> = by.map(|b| named(py, "by", b)).transpose()?;
@@ -269,6 +288,7 @@ impl Run {
             cold_items: cold_items.clone(),
             by,
             device,
+            exact,
         };
         let ev = py.detach(|| self.inner.evaluate(&o)).or_raise(py)?;
         if cold_items.is_some() || by.is_some() {

@@ -13,6 +13,7 @@ use crate::data::{Dataset, Split};
 use crate::error::{Error, Result};
 use crate::eval::breakdown::{Breakdown, EvalGroup, buckets};
 use crate::eval::{Evaluator, RankPair};
+use crate::model::{Query, Scored, ServedModel};
 use crate::nn::DeviceSpec;
 use crate::run::finished::FinishedRun;
 
@@ -29,6 +30,9 @@ pub struct EvalOptions {
     pub by: Option<Breakdown>,
     /// Evaluate on this device instead of the run's `train.device`.
     pub device: Option<DeviceSpec>,
+    /// Rank every item exactly even when the run has an ANN index (the metrics training
+    /// reported); without it, a run with an index is evaluated on what it serves.
+    pub exact: bool,
 }
 
 /// The test metrics of a run: the group `all`, then `warm` and `cold` when asked for.
@@ -40,6 +44,10 @@ pub struct Evaluation {
     pub groups: Vec<EvalGroup>,
     /// Seconds the ranking took.
     pub seconds: f64,
+    /// Whether the ranking was the ANN index's served lists (HR@K and NDCG@K of the top
+    /// `max K` each user is served; MRR counts only targets in those lists), not the full
+    /// ranking of every item.
+    pub ann: bool,
 }
 
 impl Evaluation {
@@ -75,8 +83,14 @@ fn check_cold(data: &Dataset, cold: &HashSet<String>, path: &Path) -> Result<()>
     Ok(())
 }
 
-/// Evaluate `run` on its test split (the caller puts this on the compute pool).
-pub(super) fn evaluate(run: &FinishedRun, o: &EvalOptions) -> Result<Evaluation> {
+/// Evaluate `run` on its test split (the caller puts this on the compute pool): by the full
+/// ranking of every item, or, with `served` (a model whose catalogue ranks through an ANN
+/// index), by the lists it serves.
+pub(super) fn evaluate(
+    run: &FinishedRun,
+    served: Option<&ServedModel>,
+    o: &EvalOptions,
+) -> Result<Evaluation> {
     let ev = Evaluator {
         ks: o
             .ks
@@ -99,7 +113,10 @@ pub(super) fn evaluate(run: &FinishedRun, o: &EvalOptions) -> Result<Evaluation>
         check_cold(data, cold, path)?;
     }
     let t0 = Instant::now();
-    let ranks = ev.ranks(&run.model, data, Split::Test)?;
+    let ranks = match served {
+        Some(s) => served_ranks(s, data, &ev.ks)?,
+        None => ev.ranks(&run.model, data, Split::Test)?,
+    };
     let seconds = t0.elapsed().as_secs_f64();
     let group = |name: &str, r: Vec<RankPair>| EvalGroup {
         name: name.to_string(),
@@ -137,7 +154,64 @@ pub(super) fn evaluate(run: &FinishedRun, o: &EvalOptions) -> Result<Evaluation>
         ks: ev.ks,
         groups,
         seconds,
+        ann: served.is_some(),
     })
+}
+
+/// Users ranked per call of the served model.
+const SERVED_USERS: usize = 512;
+
+/// Each test user's rank of its target among the `max(ks)` items `served` recommends for its
+/// history (1-based; `N + 1` when the target is not among them, beyond every cut-off), under
+/// both masks: `history` leaves the history's items out of the list (a target that repeats
+/// one never hits, as in the full ranking: docs/MODEL.md section 6), `none` leaves nothing
+/// out. Dataset items are matched to catalogue rows by id.
+fn served_ranks(served: &ServedModel, data: &Dataset, ks: &[usize]) -> Result<Vec<RankPair>> {
+    let cat = served.catalogue();
+    let k = ks.iter().copied().max().unwrap_or(1).min(cat.num_items());
+    let row: Vec<u32> = (data.item_keys.iter().enumerate())
+        .map(|(i, key)| match i {
+            0 => Ok(0),
+            _ => cat.rows(&[key.as_str()]).map(|r| r[0]),
+        })
+        .collect::<Result<_>>()?;
+    let miss = cat.num_items() as u64 + 1;
+    let users: Vec<usize> = (0..data.num_users()).collect();
+    let mut ranks = Vec::with_capacity(users.len());
+    for chunk in users.chunks(SERVED_USERS) {
+        let hists: Vec<Vec<u32>> = chunk
+            .iter()
+            .map(|&u| {
+                let h = data.history(u, Split::Test).iter();
+                h.filter(|&&i| i != 0).map(|&i| row[i as usize]).collect()
+            })
+            .collect();
+        let queries: Vec<Query> = hists
+            .iter()
+            .flat_map(|h| {
+                [true, false].map(|ex| Query {
+                    history: h,
+                    k,
+                    exclude_history: ex,
+                })
+            })
+            .collect();
+        let lists = served.answer(&queries)?;
+        for ((&u, h), pair) in chunk.iter().zip(&hists).zip(lists.chunks(2)) {
+            let t = row[data.target(u, Split::Test) as usize];
+            let at = |l: &[Scored]| {
+                l.iter()
+                    .position(|s| s.item == t)
+                    .map_or(miss, |p| p as u64 + 1)
+            };
+            let history = if h.contains(&t) { miss } else { at(&pair[0]) };
+            ranks.push(RankPair {
+                history,
+                none: at(&pair[1]),
+            });
+        }
+    }
+    Ok(ranks)
 }
 
 /// The groups of `by`'s buckets, their metrics from the users' `ranks`.

@@ -5,6 +5,8 @@
 //! - [`Run::open`] a run directory, then [`Run::recommend`], [`Run::user_embeddings`],
 //!   [`Run::item_embeddings`], [`Run::add_items`] (new items without retraining) and
 //!   [`Run::evaluate`];
+//! - [`build_index`]: a run's ANN index for catalogues of millions of items;
+//!   [`compact_items`] folds the items added since into its base;
 //! - [`encode`] a dataset's items through the frozen towers into the hidden-state caches;
 //! - [`write_html_report`]: finished runs side by side on one HTML page (feature `charts`);
 //! - [`data`]: statistics, imports of the field's formats, the synthetic default.
@@ -34,11 +36,13 @@ mod encoding;
 mod evaluation;
 #[cfg(feature = "import")]
 pub mod formats;
+mod index;
 #[cfg(feature = "charts")]
 mod report;
 mod run;
 mod training;
 
+pub use crate::catalogue::{AnnParams, CompactReport, SearchMode, Storage};
 pub use crate::deploy::new_items::{NewItem, read_new_items};
 pub use crate::deploy::synth_items::{SynthReport, synth_items};
 pub use crate::eval::EvalGroup;
@@ -48,6 +52,7 @@ pub use crate::run::Summary;
 pub use crate::run::finished::read_summary;
 pub use encoding::{EncodeJob, encode};
 pub use evaluation::{EvalOptions, Evaluation};
+pub use index::{BuildReport, build_index, compact_items};
 #[cfg(feature = "charts")]
 pub use report::{ReportOptions, html_report, write_html_report};
 pub use run::{AddedItems, Matrix, Run};

@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use super::evaluation::{self, EvalOptions, Evaluation};
 use super::on_compute_pool;
+use crate::catalogue::SearchMode;
 use crate::config::{Config, Plan};
 use crate::data::image::MissingImage;
 use crate::deploy::new_items::{ItemEmbedder, NewItem, add_items};
@@ -72,6 +73,12 @@ impl Run {
     /// # }
     /// ```
     pub fn open(dir: &Path) -> Result<Run> {
+        Run::open_with(dir, SearchMode::Auto)
+    }
+
+    /// [`Run::open`], ranking by `mode`: through the run's ANN index when it has one
+    /// ([`SearchMode::Auto`]), or every item exactly ([`SearchMode::Exact`]).
+    pub fn open_with(dir: &Path, mode: SearchMode) -> Result<Run> {
         let finished = dir.join("summary.json").exists();
         if !finished && !dir.join("run.lock").exists() {
             return Err(Error::file(
@@ -81,7 +88,10 @@ impl Run {
         }
         let plan = read_plan(dir)?;
         let (summary, served) = if finished {
-            (Some(read_summary(dir)?), Some(Arc::new(open_served(dir)?)))
+            (
+                Some(read_summary(dir)?),
+                Some(Arc::new(open_served(dir, mode)?)),
+            )
         } else {
             (None, None)
         };
@@ -148,19 +158,19 @@ impl Run {
 
     /// Items in the catalogue (padding not counted).
     pub fn num_items(&self) -> Result<usize> {
-        Ok(self.served()?.keys().len() - 1)
+        Ok(self.served()?.catalogue().num_items())
     }
 
     /// The item ids in row order: `item_ids()[r - 1]` is row `r`'s.
     pub fn item_ids(&self) -> Result<Vec<String>> {
-        Ok(self.served()?.keys()[1..].to_vec())
+        Ok(self.served()?.catalogue().ids())
     }
 
     /// The id of item row `row` (1-based), if there is one.
     pub fn item_id(&self, row: u32) -> Option<String> {
         let served = self.served().ok()?;
-        let keys = served.keys();
-        (row >= 1 && (row as usize) < keys.len()).then(|| keys[row as usize].clone())
+        let cat = served.catalogue();
+        (row >= 1 && (row as usize) <= cat.num_items()).then(|| cat.key(row).to_string())
     }
 
     /// The rows of the item ids `history` (oldest first); every unknown id is named in one
@@ -221,12 +231,12 @@ impl Run {
             return Err(Error::Input("k must be at least 1".into()));
         }
         let served = self.served()?;
-        let items = served.keys().len() - 1;
+        let items = served.catalogue().num_items();
         if k > items {
             let msg = format!("k = {k} is more than the catalogue's {items} items");
             return Err(Error::Input(msg));
         }
-        check_rows(histories, served.keys().len())?;
+        check_rows(histories, items + 1)?;
         served.recommend(histories, k, exclude_history)
     }
 
@@ -267,9 +277,9 @@ impl Run {
     /// ```
     pub fn item_embeddings(&self) -> Result<Matrix> {
         let served = self.served()?;
-        let all = served.items();
-        let n = all.dim(0)? - 1;
-        let data = all.narrow(0, 1, n)?.flatten_all()?.to_vec1::<f32>()?;
+        let cat = served.catalogue();
+        let n = cat.num_items();
+        let data = cat.to_vec().split_off(cat.dim());
         Ok(Matrix {
             rows: n,
             cols: self.dim(),
@@ -311,14 +321,14 @@ impl Run {
         let embedder = guard.as_mut().expect("opened above");
         embedder.missing_images =
             missing_images.unwrap_or(self.plan.cfg().model.towers.missing_images);
-        let index = add_items(&self.dir, embedder, items)?;
+        let next = add_items(&self.dir, served.catalogue(), embedder, items)?;
         let towers = embedder
             .towers()
             .iter()
             .map(|t| format!("{} {}", t.modality, t.path.display()))
             .collect();
-        let total = index.keys.len() - 1;
-        let next = served.with_items(index.items, index.keys)?;
+        let total = next.num_items();
+        let next = served.with_catalogue(next)?;
         *self.served.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(next));
         Ok(AddedItems {
             added: items.len(),
@@ -346,7 +356,9 @@ impl Run {
     pub fn evaluate(&self, o: &EvalOptions) -> Result<Evaluation> {
         let run = self.finished(o.device)?;
         let threads = run.summary.efficiency.threads;
-        on_compute_pool(threads, || evaluation::evaluate(&run, o))
+        let served = self.served()?;
+        let ann = (!o.exact && served.catalogue().ann().is_some()).then_some(&*served);
+        on_compute_pool(threads, || evaluation::evaluate(&run, ann, o))
     }
 
     /// The run opened for evaluation on `device` (the one of its training when `None`, kept

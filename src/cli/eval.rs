@@ -36,18 +36,28 @@ pub(crate) struct EvalArgs {
     /// Evaluate on this device (cpu, cuda, cuda:N) instead of the run's train.device.
     #[arg(long)]
     device: Option<iisan::nn::DeviceSpec>,
+    /// `--exact`: the full ranking even when the run has an ANN index (without it, a run
+    /// with an index is evaluated on the lists it serves).
+    #[command(flatten)]
+    ranking: super::Ranking,
 }
 
 /// `iisan eval`.
 pub(crate) fn eval(a: EvalArgs) -> Result<()> {
-    let run = Run::open(&a.run)?;
+    let run = Run::open_with(&a.run, a.ranking.mode())?;
     let o = EvalOptions {
         ks: a.ks.clone(),
         cold_items: a.cold_items.clone(),
         by: a.by,
         device: a.device,
+        exact: a.ranking.exact,
     };
     let ev = run.evaluate(&o)?;
+    if ev.ann {
+        eprintln!(
+            "ranked by the ANN index: the metrics of the lists it serves (--exact for the full ranking)"
+        );
+    }
     let masks = a.mask.map_or(Mask::ALL.to_vec(), |m| vec![m]);
     if a.cold_items.is_some() || a.by.is_some() {
         print_groups(&ev, &masks, a.json);

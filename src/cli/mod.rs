@@ -14,3 +14,33 @@ pub(crate) mod recommend;
 pub(crate) mod report;
 pub(crate) mod serve;
 pub(crate) mod train;
+
+/// How a command ranks: `--exact`, or through the run's ANN index when it has one (with the
+/// beam width `--expansion-search` when given).
+pub(crate) fn search_mode(exact: bool, beam: Option<usize>) -> iisan::api::SearchMode {
+    use iisan::api::SearchMode;
+    match (exact, beam) {
+        (true, _) => SearchMode::Exact,
+        (false, Some(n)) => SearchMode::Beam(n),
+        (false, None) => SearchMode::Auto,
+    }
+}
+
+/// `--expansion-search` as recommend, eval and serve take it.
+#[derive(clap::Args)]
+pub(crate) struct Ranking {
+    /// Rank every item exactly, even when the run has an ANN index (`iisan index build`).
+    #[arg(long)]
+    pub exact: bool,
+    /// The ANN index's search beam width, instead of the one it was built with: wider finds
+    /// more of the exact top items, slower.
+    #[arg(long, value_name = "N", conflicts_with = "exact")]
+    pub expansion_search: Option<usize>,
+}
+
+impl Ranking {
+    /// The mode these options ask for.
+    pub(crate) fn mode(&self) -> iisan::api::SearchMode {
+        search_mode(self.exact, self.expansion_search)
+    }
+}

@@ -33,6 +33,8 @@ pub(crate) struct RecommendArgs {
     /// Print JSON instead of a table (always for --histories).
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    ranking: super::Ranking,
 }
 
 fn as_json(run: &Run, items: &[Scored]) -> serde_json::Value {
@@ -48,7 +50,7 @@ pub(crate) fn recommend(a: RecommendArgs) -> Result<()> {
     if a.k == 0 {
         return Err(Error::Input("-k must be at least 1".into()));
     }
-    let run = Run::open(&a.run)?;
+    let run = Run::open_with(&a.run, a.ranking.mode())?;
     if let Some(h) = &a.history {
         let keys: Vec<&str> = h.split_whitespace().collect();
         if keys.is_empty() {

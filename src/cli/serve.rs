@@ -51,6 +51,12 @@ pub(crate) struct ServeArgs {
     /// Serve the write routes without a token on an address other hosts can reach.
     #[arg(long)]
     allow_unauthenticated_writes: bool,
+    #[command(flatten)]
+    ranking: super::Ranking,
+    /// Serve as a replica of a run directory another process writes: check it every SECONDS
+    /// (default 2) and serve the items it gained; POST /v1/items and /v1/reload answer 403.
+    #[arg(long, num_args = 0..=1, default_missing_value = "2", value_name = "SECONDS")]
+    follow: Option<f64>,
 }
 
 /// The environment variable that may hold the write token itself.
@@ -102,6 +108,8 @@ pub(crate) fn serve(a: ServeArgs) -> Result<()> {
         shutdown_grace: seconds("shutdown-grace", a.shutdown_grace)?,
         write_token: write_token(a.token_file.as_deref())?,
         allow_unauthenticated_writes: a.allow_unauthenticated_writes,
+        search: a.ranking.mode(),
+        follow: a.follow.map(|s| seconds("follow", s)).transpose()?,
         ..ServeOptions::default()
     };
     run(&a.run, a.addr, opts)

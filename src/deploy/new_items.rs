@@ -3,8 +3,8 @@
 //! hashes checked): IISAN runs those frozen towers (loaded once, [`LiveTowers`]) on the new
 //! titles and images and the trained side network on their states; the tuned baselines (FFT,
 //! Adapter, LoRA, BitFit) run their tuned towers. An ID model has nothing to compute a new item's embedding from and is
-//! refused. The embeddings are appended to the run's item index ([`ItemIndex::append`]), so
-//! `recommend` and the server rank the new items at once.
+//! refused. The embeddings are appended to the run's catalogue ([`Catalogue::append`]: its
+//! append-only segment), so `recommend` and the server rank the new items at once.
 //!
 //! Cached IISAN read its training states from the hidden-state cache; new items' states come
 //! from the same tower folder computed in f32, so with an f16 cache an added copy of an
@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
 
+use crate::catalogue::{Catalogue, check_keys};
 use crate::config::Plan;
 use crate::data::image::{MissingImage, decode_bytes};
 use crate::data::{Dataset, MissingTitle};
@@ -24,7 +25,6 @@ use crate::model::{ItemTower, Kernels, Method};
 use crate::nn::{Ctx, Engine, ParamStore};
 use crate::provenance::TowerRecord;
 use crate::run::finished::{best_checkpoint, read_plan, read_towers};
-use crate::run::item_index::{ItemIndex, check_new_keys};
 
 /// One item to add: its id, its title, and its image file's bytes (PNG, JPEG or WebP).
 #[derive(Debug, Clone)]
@@ -145,7 +145,7 @@ impl ItemEmbedder {
 
     fn check(&self, items: &[NewItem]) -> Result<()> {
         let keys: Vec<String> = items.iter().map(|i| i.key.clone()).collect();
-        check_new_keys(&[], &keys)?;
+        check_keys(&keys, |_| false)?;
         let titles_allowed = self.plan.cfg().data.options.missing_title == MissingTitle::Empty;
         for it in items {
             if self.text.is_some() && it.title.trim().is_empty() && !titles_allowed {
@@ -252,12 +252,17 @@ pub fn read_new_items(items: &Path, images: Option<&Path>) -> Result<Vec<NewItem
     Ok(out)
 }
 
-/// Embed `items` with the run `run`'s model and append them to its item index; returns the new
-/// index.
-pub fn add_items(run: &Path, embedder: &ItemEmbedder, items: &[NewItem]) -> Result<ItemIndex> {
+/// Embed `items` with the run `run`'s model and append them to its catalogue `catalogue`;
+/// returns the catalogue with them.
+pub fn add_items(
+    run: &Path,
+    catalogue: &Catalogue,
+    embedder: &ItemEmbedder,
+    items: &[NewItem],
+) -> Result<Catalogue> {
     let keys: Vec<String> = items.iter().map(|i| i.key.clone()).collect();
     // refuse known ids before the towers run (the append checks again, under its lock)
-    check_new_keys(&ItemIndex::read(run)?.keys, &keys)?;
-    let rows = embedder.embed(items)?;
-    ItemIndex::append(run, &keys, &rows)
+    catalogue.check_new_keys(&keys)?;
+    let rows = embedder.embed(items)?.flatten_all()?.to_vec1::<f32>()?;
+    catalogue.append(run, &keys, &rows)
 }

@@ -15,10 +15,10 @@ use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use rand_distr::{Distribution, StandardNormal};
 
+use crate::catalogue::{Catalogue, SearchMode, write_base};
 use crate::data::output::{check_out, replace_with, scratch_beside};
 use crate::error::{Error, Result};
 use crate::progress::{Reporter, Unit};
-use crate::run::item_index::ItemIndex;
 
 /// The command recorded in the clone's output record.
 const COMMAND: &str = "index synth";
@@ -66,20 +66,23 @@ pub fn synth_items(
     progress: &Reporter,
 ) -> Result<SynthReport> {
     let existing = check_out(out, COMMAND, &[run])?;
-    let index = ItemIndex::read(run)?;
-    let (rows, d) = index.items.dims2()?;
+    let cat = Catalogue::open(run, SearchMode::Exact)?;
+    let (rows, d) = (cat.num_items() + 1, cat.dim());
     if rows < 3 {
         return Err(Error::file(
             run,
             "needs at least two real items to draw from",
         ));
     }
-    let real: Vec<f32> = index.items.flatten_all()?.to_vec1()?;
+    let real: Vec<f32> = cat.to_vec();
     let (sd, h) = kernel(&real, d);
-    let mut keys = index.keys.clone();
+    let mut keys: Vec<String> = std::iter::once("<pad>".to_string())
+        .chain(cat.ids())
+        .collect();
     let width = count.to_string().len();
     keys.extend((1..=count).map(|i| format!("synth-{i:0width$}")));
-    crate::run::item_index::check_new_keys(&index.keys, &keys[rows..])?;
+    cat.check_new_keys(&keys[rows..])?;
+    drop(cat);
     let mut all = real;
     all.reserve(count * d);
     let mut rng = StdRng::seed_from_u64(seed);
@@ -100,7 +103,7 @@ pub fn synth_items(
     let tmp = scratch_beside(out)?;
     copy_run_files(run, &tmp)?;
     let items = Tensor::from_vec(all, (rows + count, d), &Device::Cpu)?;
-    ItemIndex { keys, items }.write(&tmp)?;
+    write_base(&tmp, &keys, &items)?;
     replace_with(tmp, out, existing, COMMAND)?;
     Ok(SynthReport {
         out: out.to_path_buf(),
@@ -110,16 +113,19 @@ pub fn synth_items(
     })
 }
 
-/// Copy the run's top-level files (not its item index, which is written anew, nor its locks
-/// or output record) into `dir`.
+/// Copy the run's top-level files (not its catalogue, which is written anew, nor its ANN
+/// index, which indexes other rows, nor its locks or output record) into `dir`.
 fn copy_run_files(run: &Path, dir: &Path) -> Result<()> {
-    const SKIP: [&str; 5] = [
+    const SKIP: [&str; 6] = [
         "items.safetensors",
         "item_ids.txt",
         "items.lock",
         "run.lock",
+        crate::catalogue::ann::RECORD,
         crate::data::output::RECORD,
     ];
+    // the segment's files and the index files
+    const SKIP_PREFIX: [&str; 3] = ["items.seg-", "item_ids.seg-", "items-ann-"];
     for e in std::fs::read_dir(run).map_err(|e| Error::io(run, e))? {
         let e = e.map_err(|e| Error::io(run, e))?;
         let name = e.file_name();
@@ -127,7 +133,10 @@ fn copy_run_files(run: &Path, dir: &Path) -> Result<()> {
             .file_type()
             .map_err(|x| Error::io(&e.path(), x))?
             .is_file();
-        if is_file && !SKIP.iter().any(|s| name == *s) {
+        let prefixed = SKIP_PREFIX
+            .iter()
+            .any(|p| name.to_string_lossy().starts_with(p));
+        if is_file && !prefixed && !SKIP.iter().any(|s| name == *s) {
             let to = dir.join(&name);
             std::fs::copy(e.path(), &to).map_err(|x| Error::io(&to, x))?;
         }

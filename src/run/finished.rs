@@ -5,12 +5,12 @@ use std::path::Path;
 
 use super::summary::{EpochRecord, Summary};
 use crate::atomic::read_bounded;
+use crate::catalogue::{Catalogue, SearchMode};
 use crate::config::{Config, Plan};
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::model::{ServedModel, TrainedModel};
 use crate::nn::DeviceSpec;
-use crate::run::item_index::ItemIndex;
 
 /// A finished run opened for use: its checked configuration, its dataset, its summary and its
 /// model with the best epoch's parameters.
@@ -55,9 +55,9 @@ pub fn read_epochs(dir: &Path) -> Result<Vec<EpochRecord>> {
         .collect()
 }
 
-/// Open the finished run directory `dir` for serving: its user encoder (best parameters), its
-/// item matrix and item ids; no dataset or tower is read.
-pub fn open_served(dir: &Path) -> Result<ServedModel> {
+/// Open the finished run directory `dir` for serving: its user encoder (best parameters) and
+/// its catalogue, ranking by `mode`; no dataset or tower is read.
+pub fn open_served(dir: &Path, mode: SearchMode) -> Result<ServedModel> {
     if !dir.join("summary.json").is_file() {
         return Err(Error::file(
             dir,
@@ -66,13 +66,11 @@ pub fn open_served(dir: &Path) -> Result<ServedModel> {
     }
     let plan = read_plan(dir)?;
     let cfg = &plan.cfg();
-    let index = ItemIndex::read(dir)?;
     ServedModel::new(
         &cfg.model.user,
         cfg.data.options.max_seq_len,
         &dir.join(best_checkpoint(dir)?),
-        index.items,
-        index.keys,
+        Catalogue::open(dir, mode)?,
     )
 }
 

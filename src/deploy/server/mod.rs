@@ -11,6 +11,7 @@ pub mod batcher;
 pub mod bodies;
 pub mod connections;
 pub mod error;
+pub mod follow;
 pub mod metrics;
 pub mod requests;
 pub mod responses;
@@ -64,6 +65,11 @@ pub struct ServeOptions {
     pub write_token: Option<WriteToken>,
     /// Serve open write routes on an address other hosts can reach.
     pub allow_unauthenticated_writes: bool,
+    /// Rank through the run's ANN index when it has one, or always exactly (`--exact`).
+    pub search: crate::catalogue::SearchMode,
+    /// Follow the run directory another process writes, checking it this often (a replica:
+    /// its write routes answer 403); `None`: serve and write it.
+    pub follow: Option<Duration>,
 }
 
 impl Default for ServeOptions {
@@ -78,6 +84,8 @@ impl Default for ServeOptions {
             shutdown_grace: Duration::from_secs(10),
             max_batch: 1024,
             batch_rows: 256,
+            search: crate::catalogue::SearchMode::Auto,
+            follow: None,
             compute_threads: 1,
             write_token: None,
             allow_unauthenticated_writes: false,
@@ -90,10 +98,16 @@ pub fn router(state: Arc<AppState>) -> Router {
     let o = &state.opts;
     let bounds = BodyBounds::new(o.max_body, o.max_inflight_body, o.request_timeout);
     // the routes that change what is served need the write token, where there is one
-    let writes = Router::new()
-        .route("/items", post(routes::add_items))
-        .route("/reload", post(routes::reload))
-        .route_layer(from_fn_with_state(state.clone(), auth::require_token));
+    let writes = match o.follow {
+        // a replica: what it serves comes from the writer, through the run directory
+        Some(_) => Router::new()
+            .route("/items", post(routes::read_only))
+            .route("/reload", post(routes::read_only)),
+        None => Router::new()
+            .route("/items", post(routes::add_items))
+            .route("/reload", post(routes::reload))
+            .route_layer(from_fn_with_state(state.clone(), auth::require_token)),
+    };
     let v1 = Router::new()
         .route("/recommend", post(routes::recommend))
         .merge(writes)
@@ -138,11 +152,13 @@ pub async fn serve(
 /// Open run `run`, listen on `addr` (port 0: any free port; the chosen address is printed as
 /// `listening on http://ADDR`), and serve until SIGTERM or Ctrl-C; SIGHUP reloads the run.
 pub fn run(run: &Path, addr: SocketAddr, opts: ServeOptions) -> Result<()> {
-    check_exposure(
-        addr.ip(),
-        opts.write_token.as_ref(),
-        opts.allow_unauthenticated_writes,
-    )?;
+    if opts.follow.is_none() {
+        check_exposure(
+            addr.ip(),
+            opts.write_token.as_ref(),
+            opts.allow_unauthenticated_writes,
+        )?;
+    }
     let state = Arc::new(AppState::open(run, opts)?);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -158,9 +174,12 @@ pub fn run(run: &Path, addr: SocketAddr, opts: ServeOptions) -> Result<()> {
         println!(
             "listening on http://{local} ({} method, {} items)",
             state.facts().method,
-            state.current().items().dim(0).unwrap_or(1) - 1
+            state.current().catalogue().num_items()
         );
         reload_on_sighup(state.clone())?;
+        if let Some(every) = state.opts.follow {
+            follow::follow(state.clone(), every);
+        }
         serve(listener, state, stop_signal()).await?;
         eprintln!("stopped");
         Ok(())
@@ -178,7 +197,7 @@ fn reload_on_sighup(state: Arc<AppState>) -> Result<()> {
                 Ok(m) => eprintln!(
                     "SIGHUP: reloaded {} ({} items, generation {})",
                     state.run.display(),
-                    m.items().dim(0).unwrap_or(1) - 1,
+                    m.catalogue().num_items(),
                     state.generation()
                 ),
                 Err(e) => eprintln!("SIGHUP: reload failed, serving the previous model: {e}"),

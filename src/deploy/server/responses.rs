@@ -82,6 +82,8 @@ pub struct Info {
     pub generation: u64,
     /// Items in the catalogue.
     pub items: usize,
+    /// How items are ranked: `exact`, or `ann` (its index's rows and settings).
+    pub ranking: Ranking,
     /// Positions the user encoder reads.
     pub max_len: usize,
     /// The run's method.
@@ -92,6 +94,35 @@ pub struct Info {
     pub towers: Vec<PublicTower>,
     /// The tool's version.
     pub version: &'static str,
+}
+
+/// How `GET /info` says items are ranked.
+#[derive(Debug, Serialize)]
+pub struct Ranking {
+    /// `exact` or `ann`.
+    pub mode: &'static str,
+    /// Items in the ANN index (the rest, added since, are scanned).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub indexed: Option<usize>,
+    /// Candidates re-scored exactly per query.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub candidates: Option<usize>,
+    /// The graph search's beam width.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expansion_search: Option<usize>,
+}
+
+impl Ranking {
+    /// How `cat` ranks.
+    pub fn of(cat: &crate::catalogue::Catalogue) -> Ranking {
+        let ann = cat.ann();
+        Ranking {
+            mode: if ann.is_some() { "ann" } else { "exact" },
+            indexed: ann.map(|a| a.items()),
+            candidates: ann.map(|a| a.params().candidates),
+            expansion_search: ann.map(|a| a.expansion_search()),
+        }
+    }
 }
 
 /// A tower as `GET /info` shows it: what it is, not where it lies.

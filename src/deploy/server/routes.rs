@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use super::error::ApiError;
 use super::requests::{decode_items, decode_recommend};
 use super::responses::{
-    Added, BatchRecommendations, Health, Info, PublicTower, Recommendations, Reloaded,
+    Added, BatchRecommendations, Health, Info, PublicTower, Ranking, Recommendations, Reloaded,
 };
 use super::state::AppState;
 use crate::scorer::Scorer;
@@ -97,9 +97,10 @@ pub async fn info(State(s): Shared) -> Json<Info> {
     let facts = s.facts();
     let run = s.run.file_name().unwrap_or(s.run.as_os_str());
     Json(Info {
-        dim: m.items().dim(1).unwrap_or(0),
+        dim: m.catalogue().dim(),
         generation: s.generation(),
         items: m.num_items(),
+        ranking: Ranking::of(m.catalogue()),
         max_len: m.max_len(),
         method: facts.method.clone(),
         run: run.to_string_lossy().into_owned(),
@@ -115,6 +116,14 @@ pub async fn metrics(State(s): Shared) -> Response {
         s.metrics.render(),
     )
         .into_response()
+}
+
+/// `POST /v1/items` and `/v1/reload` of a replica that follows a writer: 403.
+pub async fn read_only() -> ApiError {
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        "this server follows its run directory (--follow): add items through the writer",
+    )
 }
 
 /// Unknown path: 404 as JSON.

@@ -11,12 +11,11 @@ use tokio::sync::{Mutex, Semaphore};
 use super::ServeOptions;
 use super::batcher::Batcher;
 use super::metrics::Metrics;
-use crate::deploy::new_items::{ItemEmbedder, NewItem};
+use crate::deploy::new_items::{ItemEmbedder, NewItem, add_items};
 use crate::error::{Error, Result};
 use crate::model::ServedModel;
 use crate::provenance::TowerRecord;
 use crate::run::finished::{open_served, read_plan, read_towers};
-use crate::run::item_index::{ItemIndex, check_new_keys};
 use crate::scorer::Scorer;
 
 /// What the served run is, re-read with the model on every reload.
@@ -66,7 +65,7 @@ impl AppState {
     /// Open run directory `run` for serving.
     pub fn open(run: &Path, opts: ServeOptions) -> Result<AppState> {
         let facts = RunFacts::read(run)?;
-        let model = open_served(run)?;
+        let model = open_served(run, opts.search)?;
         let metrics = Arc::new(Metrics::new());
         metrics.items.set(model.num_items() as i64);
         Ok(AppState {
@@ -111,15 +110,28 @@ impl AppState {
     /// records now. On an error the old model stays.
     pub async fn reload(&self) -> Result<Arc<ServedModel>> {
         let mut writer = self.writer.lock().await;
-        let run = self.run.clone();
+        let (run, mode) = (self.run.clone(), self.opts.search);
         let (facts, model) =
-            blocking(move || Ok((RunFacts::read(&run)?, open_served(&run)?))).await?;
+            blocking(move || Ok((RunFacts::read(&run)?, open_served(&run, mode)?))).await?;
         *writer = None;
         *self.facts.write().expect("facts lock") = Arc::new(facts);
         Ok(self.swap(model))
     }
 
-    /// Embed `items`, append them to the run's item index and serve the new index.
+    /// Serve the run's catalogue as it is now on disk, if it changed (a replica following a
+    /// writer); returns the items now served, or `None` when nothing changed.
+    pub async fn follow(&self) -> Result<Option<usize>> {
+        let _writer = self.writer.lock().await;
+        let (current, run) = (self.current(), self.run.clone());
+        let next = blocking(move || match current.catalogue().refresh(&run)? {
+            Some(cat) => current.with_catalogue(cat).map(Some),
+            None => Ok(None),
+        })
+        .await?;
+        Ok(next.map(|m| self.swap(m).num_items()))
+    }
+
+    /// Embed `items`, append them to the run's catalogue and serve it.
     pub async fn add_items(&self, items: Vec<NewItem>) -> Result<Arc<ServedModel>> {
         let mut writer = self.writer.lock().await;
         let embedder = match writer.as_ref() {
@@ -135,15 +147,14 @@ impl AppState {
             }
         };
         // ids the served catalogue already has are refused before the towers run; the
-        // append checks again against the index on disk, under its lock
+        // append checks again against the catalogue on disk, under its lock
         let current = self.current();
         let keys: Vec<String> = items.iter().map(|i| i.key.clone()).collect();
-        check_new_keys(current.keys(), &keys)?;
+        current.catalogue().check_new_keys(&keys)?;
         let run = self.run.clone();
         let model = blocking(move || {
-            let rows = embedder.embed(&items)?;
-            let index = ItemIndex::append(&run, &keys, &rows)?;
-            current.with_items(index.items, index.keys)
+            let next = add_items(&run, current.catalogue(), &embedder, &items)?;
+            current.with_catalogue(next)
         })
         .await?;
         Ok(self.swap(model))

@@ -20,7 +20,7 @@ use crate::eval::{Metrics, PerMask};
 use crate::progress::{EpochEnd, Unit};
 use crate::run::checkpoint;
 use crate::run::summary::GIT_REV;
-use crate::run::{DatasetInfo, EpochRecord, ItemIndex, RunDir, Summary};
+use crate::run::{DatasetInfo, EpochRecord, RunDir, Summary};
 use crate::scorer::Scorer;
 
 /// The best validation epoch so far and the epochs since.
@@ -267,7 +267,7 @@ impl Trainer<'_> {
             .model
             .item_embeddings(self.plan.evaluator().item_chunk)?;
         let keys = self.model.item_keys().to_vec();
-        ItemIndex { keys, items }.write(run.dir())?;
+        crate::catalogue::write_base(run.dir(), &keys, &items)?;
         if self.plan.cfg().train.profile {
             let table = self.profile.table();
             self.progress
