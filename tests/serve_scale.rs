@@ -164,6 +164,14 @@ async fn replicas_follow_the_writer_through_appends_and_compaction() {
         .await
         .unwrap();
     assert_eq!(st, 200);
+    // without an ANN index every item is scanned
+    let m = c
+        .get(format!("{}/metrics", replica.base))
+        .send()
+        .await
+        .unwrap();
+    let m = m.text().await.unwrap();
+    assert!(m.contains("iisan_catalogue_scanned_items 52"), "{m}");
     let (ok, err) = replica.stop();
     assert!(ok && err.contains("followed"), "{err}");
     drop(writer);

@@ -5,7 +5,7 @@ import shutil
 import numpy as np
 
 import iisan
-from conftest import cli, read_safetensors
+from conftest import cli
 
 
 def png(rgb):
@@ -43,11 +43,13 @@ def test_added_items_equal_the_clis_and_are_ranked(tmp_path, dataset, cli_run):
     images = [str(src[0]), src[1].read_bytes(), pixels]
     run = iisan.Run.open(py_copy)
     assert run.add_items(ids, titles, images) == 203
-    a = read_safetensors(cli_copy / "items.safetensors")["items"]
-    b = read_safetensors(py_copy / "items.safetensors")["items"]
-    assert a.shape == b.shape == (204, 64)
+    # the catalogue's files: the base untouched, the new items in the segment, the same bytes
+    for f in ["items.safetensors", "item_ids.txt", "items.seg-200.f32", "item_ids.seg-200.txt"]:
+        assert (cli_copy / f).read_bytes() == (py_copy / f).read_bytes(), f
+    a = iisan.Run.open(cli_copy).item_embeddings()
+    b = iisan.Run.open(py_copy).item_embeddings()
+    assert a.shape == b.shape == (203, 64)
     assert np.array_equal(a.view(np.uint32), b.view(np.uint32))
-    assert (cli_copy / "item_ids.txt").read_bytes() == (py_copy / "item_ids.txt").read_bytes()
     # the same Run ranks them at once, and so does a fresh one
     assert run.item_ids[-3:] == ids
     emb = run.item_embeddings()

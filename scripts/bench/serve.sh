@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Load test of `iisan serve` on loopback (BENCHMARKS.md, "Serving"): starts the server on a free
-# port, sends 10,000 POST /v1/recommend from 32 concurrent clients (5 % malformed: truncated
+# port, sends 10,000 (REQUESTS) POST /v1/recommend from 32 concurrent clients (5 % malformed: truncated
 # JSON, an unknown id, k = 0), then the same with 2 % POST /v1/items (one new item each) mixed
 # in, checks /health afterwards, and reports the server's peak RSS. The run directory is
 # copied first, so the items the test adds never touch it.
-# Usage: [SERVE_ARGS="--compute-threads 2"] scripts/bench/serve.sh RUN [DATASET_DIR]   (DATASET_DIR: whose users' histories are
-# sent; default ../shared/data/amazon-scientific). Needs a release build.
+# Usage: [SERVE_ARGS="--compute-threads 2"] [REQUESTS=10000] scripts/bench/serve.sh RUN [DATASET_DIR]
+# (DATASET_DIR: whose users' histories are sent; default ../shared/data/amazon-scientific;
+# REQUESTS per phase: fewer for slow configurations, e.g. the exact scan over 10^7 items).
+# Needs a release build.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 run=${1:?usage: serve.sh RUN [DATASET_DIR]}
@@ -27,7 +29,7 @@ for _ in $(seq 100); do grep -q listening "$work/serve.out" 2>/dev/null && break
 url=$(grep -o 'http://[0-9.:]*' "$work/serve.out")
 echo "server $pid at $url: $(head -1 "$work/serve.out")" >&2
 load() { ./target/release/examples/loadgen --url "$url" --histories "$work/histories.txt" \
-  --titles "$work/titles.txt" --requests 10000 --clients 32 --malformed 0.05 "$@"; }
+  --titles "$work/titles.txt" --requests ${REQUESTS:-10000} --clients 32 --malformed 0.05 "$@"; }
 echo "## recommend only"; load --items 0 --seed 1
 echo "## with POST /v1/items (2 %)"; load --items 0.02 --seed 2
 echo "## afterwards"

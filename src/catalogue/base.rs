@@ -48,6 +48,25 @@ pub fn write_base(dir: &Path, keys: &[String], items: &Tensor) -> Result<()> {
 }
 
 impl Base {
+    /// Which base this is (a segment records the base it extends, [`super::segment::BaseId`]):
+    /// its item count, last id, and first and last rows, hashed.
+    pub fn id(&self) -> super::segment::BaseId {
+        use sha2::{Digest, Sha256};
+        let b = self.keys.len() - 1;
+        let mut h = Sha256::new();
+        h.update((b as u64).to_le_bytes());
+        h.update(self.keys[b].as_bytes());
+        for r in [b.min(1), b] {
+            for v in self.matrix.row(r) {
+                h.update(v.to_le_bytes());
+            }
+        }
+        super::segment::BaseId {
+            items: b,
+            fingerprint: format!("{:x}", h.finalize())[..16].to_string(),
+        }
+    }
+
     /// Read the base of run directory `dir`. The ids file is read up to
     /// `(MAX_ID_BYTES + 1)` bytes per matrix row (the most the rows it can name take).
     pub fn read(dir: &Path) -> Result<Base> {

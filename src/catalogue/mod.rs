@@ -36,7 +36,7 @@ pub use search::{SearchMode, Want};
 pub use top_k::{Scored, TopK};
 
 use base::{Base, IDS};
-use segment::Segment;
+use segment::{BaseId, Segment};
 
 use crate::data::ids;
 use crate::error::{Error, Result};
@@ -74,6 +74,8 @@ pub struct Catalogue {
     stamp: Stamp,
     /// The ANN index record's, when read (`None`: no record).
     ann_stamp: Option<Stamp>,
+    /// The base, as its segment names it.
+    base_id: BaseId,
 }
 
 /// The exclusive lock every catalogue writer holds (released when dropped).
@@ -95,8 +97,8 @@ impl Catalogue {
         let stamp = stamp(dir)?;
         let ann_stamp = ann::record_stamp(dir)?;
         let base = Base::read(dir)?;
-        let b = base.keys.len() - 1;
-        let seg = Segment::read(dir, b, base.matrix.dim())?;
+        let base_id = base.id();
+        let seg = Segment::read(dir, &base_id, base.matrix.dim())?;
         let mut cat = Catalogue {
             base: Arc::new(base),
             tail: Arc::new(Tail::default()),
@@ -104,6 +106,7 @@ impl Catalogue {
             mode,
             stamp,
             ann_stamp,
+            base_id,
         };
         cat.tail = Arc::new(cat.tail_of(seg));
         if mode != SearchMode::Exact {
@@ -218,11 +221,10 @@ impl Catalogue {
         if stamp(dir)? != self.stamp || !same_index {
             return Catalogue::open(dir, self.mode).map(Some);
         }
-        let b = self.base_items();
-        if Segment::committed(dir, b)? == self.tail.seg.keys.len() {
+        if Segment::committed(dir, &self.base_id)? == self.tail.seg.keys.len() {
             return Ok(None);
         }
-        let seg = Segment::read(dir, b, self.dim())?;
+        let seg = Segment::read(dir, &self.base_id, self.dim())?;
         let mut next = self.clone();
         next.tail = Arc::new(self.tail_of(seg));
         Ok(Some(next))
@@ -243,16 +245,15 @@ impl Catalogue {
             );
             return Err(Error::Internal(msg));
         }
-        let b = self.base_items();
-        let fresh =
-            stamp(dir)? == self.stamp && Segment::committed(dir, b)? == self.tail.seg.keys.len();
+        let fresh = stamp(dir)? == self.stamp
+            && Segment::committed(dir, &self.base_id)? == self.tail.seg.keys.len();
         let now = if fresh {
             self.clone()
         } else {
             Catalogue::open(dir, self.mode)?
         };
         now.check_new_keys(keys)?;
-        let seg = now.tail.seg.append(dir, now.base_items(), keys, rows)?;
+        let seg = now.tail.seg.append(dir, &now.base_id, keys, rows)?;
         let mut next = now.clone();
         next.tail = Arc::new(now.tail_of(seg));
         Ok(next)

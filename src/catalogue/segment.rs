@@ -6,9 +6,11 @@
 //! item_ids.seg-<B>.txt their ids, one per line, appended
 //! items.seg-<B>.json   the commit point: {"items": n, "id_bytes": b}
 //! ```
-//! `<B>` is the number of items the base holds: a segment extends exactly one base, so once
-//! `iisan index compact` has folded it into a new base (of `B + n` items) the old segment's
-//! files name a base that no longer exists and are never read again.
+//! `<B>` is the number of items the base holds, and the commit file also records the base's
+//! fingerprint ([`BaseId`]): a segment extends exactly one base. Once `iisan index compact` has
+//! folded it into a new base (of `B + n` items) the old segment's files name a base that no
+//! longer exists and are never read again; a base replaced by another of the same size (a run
+//! directory's files copied over by hand) does not take up the old base's items either.
 //!
 //! An append truncates both data files to the committed lengths (dropping what an interrupted
 //! append left), appends, syncs them, and only then replaces the commit file (written beside
@@ -26,11 +28,21 @@ use crate::atomic::{read_bounded, write_beside};
 use crate::data::ids::MAX_ID_BYTES;
 use crate::error::{Error, Result};
 
-/// The committed lengths of a segment.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// The committed lengths of a segment, and the base it extends.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 struct Commit {
     items: usize,
     id_bytes: usize,
+    base: String,
+}
+
+/// The base a segment extends: its item count and fingerprint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BaseId {
+    /// Items in the base.
+    pub items: usize,
+    /// `super::base::Base::fingerprint`.
+    pub fingerprint: String,
 }
 
 /// The items of a segment, in row order after the base.
@@ -51,12 +63,20 @@ fn names(dir: &Path, base: usize) -> [PathBuf; 3] {
     ]
 }
 
-fn read_commit(path: &Path) -> Result<Commit> {
+/// The commit of the segment over `base` (empty when there is none, or when it extends
+/// another base of the same size).
+fn read_commit(path: &Path, base: &BaseId) -> Result<Commit> {
     if !path.exists() {
         return Ok(Commit::default());
     }
     let text = read_bounded(path, 4096)?;
-    serde_json::from_str(&text).map_err(|e| Error::file(path, format!("not a segment commit: {e}")))
+    let c: Commit = serde_json::from_str(&text)
+        .map_err(|e| Error::file(path, format!("not a segment commit: {e}")))?;
+    Ok(if c.base == base.fingerprint {
+        c
+    } else {
+        Commit::default()
+    })
 }
 
 /// Read `len` bytes from the start of `path` (an error when the file is shorter).
@@ -74,9 +94,9 @@ impl Segment {
     /// The committed items of the segment of `dir` over a base of `base` items, rows of width
     /// `dim` (none when there is no segment). The ids read are bounded by the commit, which
     /// is bounded by `items * (MAX_ID_BYTES + 1)`.
-    pub fn read(dir: &Path, base: usize, dim: usize) -> Result<Segment> {
-        let [rows_path, ids_path, commit_path] = names(dir, base);
-        let c = read_commit(&commit_path)?;
+    pub fn read(dir: &Path, base: &BaseId, dim: usize) -> Result<Segment> {
+        let [rows_path, ids_path, commit_path] = names(dir, base.items);
+        let c = read_commit(&commit_path, base)?;
         if c.id_bytes > c.items * (MAX_ID_BYTES + 1) {
             let msg = format!("{} id bytes for {} items", c.id_bytes, c.items);
             return Err(Error::file(&commit_path, msg));
@@ -95,9 +115,9 @@ impl Segment {
         Ok(Segment { keys, rows })
     }
 
-    /// How many items the segment over a base of `base` items commits (its commit file only).
-    pub fn committed(dir: &Path, base: usize) -> Result<usize> {
-        Ok(read_commit(&names(dir, base)[2])?.items)
+    /// How many items the segment over `base` commits (its commit file only).
+    pub fn committed(dir: &Path, base: &BaseId) -> Result<usize> {
+        Ok(read_commit(&names(dir, base.items)[2], base)?.items)
     }
 
     /// Append the items `keys` with rows `rows` (`[keys.len(), d]`) to the segment of `dir`
@@ -106,14 +126,15 @@ impl Segment {
     pub fn append(
         &self,
         dir: &Path,
-        base: usize,
+        base: &BaseId,
         keys: &[String],
         rows: &[f32],
     ) -> Result<Segment> {
-        let [rows_path, ids_path, commit_path] = names(dir, base);
+        let [rows_path, ids_path, commit_path] = names(dir, base.items);
         let old = Commit {
             items: self.keys.len(),
             id_bytes: self.keys.iter().map(|k| k.len() + 1).sum(),
+            base: base.fingerprint.clone(),
         };
         let ids: String = keys.iter().map(|k| format!("{k}\n")).collect();
         let bytes: Vec<u8> = rows.iter().flat_map(|v| v.to_le_bytes()).collect();
@@ -122,6 +143,7 @@ impl Segment {
         let new = Commit {
             items: old.items + keys.len(),
             id_bytes: old.id_bytes + ids.len(),
+            base: old.base.clone(),
         };
         let json = serde_json::to_string(&new).expect("serialisable");
         write_beside(&commit_path, |tmp| {
@@ -172,10 +194,14 @@ mod tests {
     fn appends_commit_whole_batches_and_leftovers_are_ignored_then_overwritten() {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
-        let empty = Segment::read(d, 7, 2).unwrap();
+        let base = BaseId {
+            items: 7,
+            fingerprint: "f7".into(),
+        };
+        let empty = Segment::read(d, &base, 2).unwrap();
         assert!(empty.keys.is_empty());
         let one = empty
-            .append(d, 7, &["A".into(), "B".into()], &[1.0, 2.0, 3.0, 4.0])
+            .append(d, &base, &["A".into(), "B".into()], &[1.0, 2.0, 3.0, 4.0])
             .unwrap();
         // an append killed after writing its data but before its commit: extra bytes in both
         // data files, the commit unchanged
@@ -192,18 +218,29 @@ mod tests {
             .unwrap()
             .write_all(b"HALF")
             .unwrap();
-        let back = Segment::read(d, 7, 2).unwrap();
+        let back = Segment::read(d, &base, 2).unwrap();
         assert_eq!(back.keys, ["A", "B"]);
         assert_eq!(back.rows, [1.0, 2.0, 3.0, 4.0]);
         // the next append drops the leftovers
-        one.append(d, 7, &["C".into()], &[5.0, 6.0]).unwrap();
-        let back = Segment::read(d, 7, 2).unwrap();
+        one.append(d, &base, &["C".into()], &[5.0, 6.0]).unwrap();
+        let back = Segment::read(d, &base, 2).unwrap();
         assert_eq!(back.keys, ["A", "B", "C"]);
         assert_eq!(back.rows, [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
         assert_eq!(std::fs::read_to_string(&ids).unwrap(), "A\nB\nC\n");
         // another base's segment is another file set
-        assert!(Segment::read(d, 8, 2).unwrap().keys.is_empty());
+        let eight = BaseId {
+            items: 8,
+            fingerprint: "f7".into(),
+        };
+        assert!(Segment::read(d, &eight, 2).unwrap().keys.is_empty());
+        // another base of the same size does not take up this one's items
+        let other = BaseId {
+            items: 7,
+            fingerprint: "g7".into(),
+        };
+        assert!(Segment::read(d, &other, 2).unwrap().keys.is_empty());
+        assert_eq!(Segment::committed(d, &other).unwrap(), 0);
         Segment::remove(d, 7).unwrap();
-        assert!(Segment::read(d, 7, 2).unwrap().keys.is_empty());
+        assert!(Segment::read(d, &base, 2).unwrap().keys.is_empty());
     }
 }

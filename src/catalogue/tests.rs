@@ -39,6 +39,12 @@ fn brute(all: &[f32], q: &[f32], k: usize, exclude: &[u32]) -> Vec<u32> {
     s.into_iter().take(k).map(|x| x.1).collect()
 }
 
+/// Row `r`'s score for `q`.
+fn exact_score(all: &[f32], q: &[f32], r: u32) -> f32 {
+    let row = &all[r as usize * D..(r as usize + 1) * D];
+    row.iter().zip(q).map(|(a, b)| a * b).sum()
+}
+
 fn items(v: &[Scored]) -> Vec<u32> {
     v.iter().map(|s| s.item).collect()
 }
@@ -98,8 +104,9 @@ fn exact_scan_ranks_base_and_segment_as_the_definition() {
 fn ann_candidates_are_rescored_exactly_and_later_rows_scanned_then_compacted() {
     let dir = tempfile::tempdir().unwrap();
     let mut all = write(dir.path(), 3_000, 3);
-    // a beam as wide as the catalogue: the graph search is then exhaustive, so the index's
-    // answers must equal the exact ones
+    // a beam as wide as the catalogue: the search visits every node it can reach (a graph
+    // over inner products may leave a few unreachable, so the lists are nearly, not always
+    // exactly, the exact ones)
     let params = AnnParams {
         expansion_search: 4096,
         candidates: 50,
@@ -118,6 +125,7 @@ fn ann_candidates_are_rescored_exactly_and_later_rows_scanned_then_compacted() {
     assert_eq!(got[0][0].item, 3_001);
     let exact = Catalogue::open(dir.path(), SearchMode::Exact).unwrap();
     let mut rng = StdRng::seed_from_u64(4);
+    let mut hits = 0;
     for _ in 0..50 {
         let q: Vec<f32> = (0..D).map(|_| rng.random_range(-1.0..1.0)).collect();
         let w = [Want {
@@ -128,11 +136,14 @@ fn ann_candidates_are_rescored_exactly_and_later_rows_scanned_then_compacted() {
             &cat.search(&q, &w).unwrap()[0],
             &exact.search(&q, &w).unwrap()[0],
         );
-        assert_eq!(items(a), items(e));
-        for (x, y) in a.iter().zip(e) {
-            assert!((x.score - y.score).abs() <= 1e-5 * y.score.abs().max(1.0));
+        // every score returned is the item's exact score
+        for x in a {
+            let want = exact_score(&all, &q, x.item);
+            assert!((x.score - want).abs() <= 1e-5 * want.abs().max(1.0));
         }
+        hits += items(a).iter().filter(|i| items(e).contains(i)).count();
     }
+    assert!(hits >= 490, "recall@10 {hits} / 500");
     // compaction folds the segment into the base and the item into the index
     let c = compact(dir.path(), &Reporter::silent()).unwrap();
     assert_eq!((c.folded, c.items, c.indexed), (1, 3_001, 1));

@@ -1,5 +1,6 @@
 //! `GET /metrics`: Prometheus text exposition of requests by route and status, a latency
-//! histogram by route, requests in flight and the catalogue size (the `prometheus` crate).
+//! histogram by route, requests in flight, the catalogue size and the items ranked by a scan
+//! because no ANN index holds them yet (the `prometheus` crate).
 
 use std::time::Instant;
 
@@ -20,6 +21,9 @@ pub struct Metrics {
     in_flight: IntGauge,
     /// Items in the served catalogue.
     pub items: IntGauge,
+    /// Items scanned at every query: all of them without an ANN index, else those added since
+    /// it was built (time to `iisan index compact` when this grows).
+    pub scanned: IntGauge,
 }
 
 impl Metrics {
@@ -50,11 +54,17 @@ impl Metrics {
             IntGauge::new("iisan_requests_in_flight", "Requests being answered").expect("valid");
         let items =
             IntGauge::new("iisan_catalogue_items", "Items the server ranks").expect("valid");
+        let scanned = IntGauge::new(
+            "iisan_catalogue_scanned_items",
+            "Items scored exactly at every query (not in the ANN index)",
+        )
+        .expect("valid");
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(latency.clone()),
             Box::new(in_flight.clone()),
             Box::new(items.clone()),
+            Box::new(scanned.clone()),
         ] {
             registry.register(c).expect("unique metric names");
         }
@@ -64,7 +74,16 @@ impl Metrics {
             latency,
             in_flight,
             items,
+            scanned,
         }
+    }
+
+    /// Set the catalogue's gauges to `model`'s.
+    pub fn show(&self, model: &crate::model::ServedModel) {
+        let cat = model.catalogue();
+        let indexed = cat.ann().map_or(0, |a| a.items());
+        self.items.set(cat.num_items() as i64);
+        self.scanned.set((cat.num_items() - indexed) as i64);
     }
 
     /// The text exposition of every metric.

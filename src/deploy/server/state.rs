@@ -67,7 +67,7 @@ impl AppState {
         let facts = RunFacts::read(run)?;
         let model = open_served(run, opts.search)?;
         let metrics = Arc::new(Metrics::new());
-        metrics.items.set(model.num_items() as i64);
+        metrics.show(&model);
         Ok(AppState {
             run: run.to_path_buf(),
             facts: RwLock::new(Arc::new(facts)),
@@ -98,7 +98,7 @@ impl AppState {
 
     fn swap(&self, model: ServedModel) -> Arc<ServedModel> {
         let model = Arc::new(model);
-        self.metrics.items.set(model.num_items() as i64);
+        self.metrics.show(&model);
         *self.model.write().expect("model lock") = model.clone();
         self.generation.fetch_add(1, Ordering::SeqCst);
         model
