@@ -3,7 +3,8 @@
 //! answers real user states, re-scores the candidates exactly and reports build time, recall@10
 //! against the exact top 10 of the whole matrix, and one-query latency (one thread).
 //!
-//! Usage: `cargo run --release -- ITEMS.safetensors STATES.f32 [QUERIES]`
+//! Usage: `[CASES=usearch-ip:32:128,...] cargo run --release -- ITEMS.safetensors STATES.f32
+//! [QUERIES]` (CASES: see `main`; the figures in docs/STACK.md section 17 came from it)
 //! (STATES.f32: little-endian f32 user states, 64 or the run's width per row, e.g. written by
 //! `iisan.Run.open(run).user_embeddings(histories).tofile(...)`).
 
@@ -38,16 +39,25 @@ fn main() {
         .collect();
     let nq = args.get(2).map_or(states.len() / d, |s| s.parse().unwrap());
     states.truncate(nq * d);
-    println!("{n} items, d = {d}, {nq} queries, {} threads", rayon::current_num_threads());
+    println!(
+        "{n} items, d = {d}, {nq} queries, {} threads",
+        rayon::current_num_threads()
+    );
 
     let t0 = Instant::now();
     let truth: Vec<Vec<usize>> = states
         .par_chunks(d)
         .map(|q| exact_top(items, d, q, K))
         .collect();
-    let exact_ms = t0.elapsed().as_secs_f64() * 1e3 * rayon::current_num_threads() as f64 / nq as f64;
+    let exact_ms =
+        t0.elapsed().as_secs_f64() * 1e3 * rayon::current_num_threads() as f64 / nq as f64;
     println!("exact scan: {exact_ms:.2} ms per query (one thread, averaged)");
 
+    run_cases(items, d, &states, &truth);
+}
+
+/// The cases of `CASES` (default: all at M = 16, ef_add 128), one after the other.
+fn run_cases(items: &[f32], d: usize, states: &[f32], truth: &[Vec<usize>]) {
     // which cases: `usearch-ip:M:EF_ADD`, `usearch-cos-ip:M:EF_ADD` (built by cosine, searched
     // by inner product), `usearch-l2aug:M:EF_ADD`, `usearch-ip-f16:M:EF_ADD`,
     // `hnsw_rs-ip:M:EF_C` (default: all at M = 16, 128)
@@ -58,11 +68,47 @@ fn main() {
         let f: Vec<&str> = case.split(':').collect();
         let (m, ef): (usize, usize) = (f[1].parse().unwrap(), f[2].parse().unwrap());
         match f[0] {
-            "usearch-ip" => usearch_case(items, d, &states, &truth, MetricKind::IP, ScalarKind::F32, m, ef),
-            "usearch-ip-f16" => usearch_case(items, d, &states, &truth, MetricKind::IP, ScalarKind::F16, m, ef),
-            "usearch-cos-ip" => usearch_case(items, d, &states, &truth, MetricKind::Cos, ScalarKind::F32, m, ef),
-            "usearch-l2aug" => usearch_case(items, d, &states, &truth, MetricKind::L2sq, ScalarKind::F32, m, ef),
-            "hnsw_rs-ip" => hnsw_rs_case(items, d, &states, &truth, m, ef),
+            "usearch-ip" => usearch_case(
+                items,
+                d,
+                states,
+                truth,
+                MetricKind::IP,
+                ScalarKind::F32,
+                m,
+                ef,
+            ),
+            "usearch-ip-f16" => usearch_case(
+                items,
+                d,
+                states,
+                truth,
+                MetricKind::IP,
+                ScalarKind::F16,
+                m,
+                ef,
+            ),
+            "usearch-cos-ip" => usearch_case(
+                items,
+                d,
+                states,
+                truth,
+                MetricKind::Cos,
+                ScalarKind::F32,
+                m,
+                ef,
+            ),
+            "usearch-l2aug" => usearch_case(
+                items,
+                d,
+                states,
+                truth,
+                MetricKind::L2sq,
+                ScalarKind::F32,
+                m,
+                ef,
+            ),
+            "hnsw_rs-ip" => hnsw_rs_case(items, d, states, truth, m, ef),
             other => panic!("unknown case {other}"),
         }
     }
@@ -89,7 +135,9 @@ fn exact_top(items: &[f32], d: usize, q: &[f32], k: usize) -> Vec<usize> {
 
 /// Re-score candidates exactly and keep the best `K`.
 fn rescore(items: &[f32], d: usize, q: &[f32], cand: impl Iterator<Item = usize>) -> Vec<usize> {
-    let mut v: Vec<(f32, usize)> = cand.map(|i| (dot(&items[i * d..(i + 1) * d], q), i)).collect();
+    let mut v: Vec<(f32, usize)> = cand
+        .map(|i| (dot(&items[i * d..(i + 1) * d], q), i))
+        .collect();
     v.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
     v.dedup_by_key(|x| x.1);
     v.truncate(K);
@@ -139,7 +187,11 @@ fn usearch_case(
     ef_add: usize,
 ) {
     let aug = metric == MetricKind::L2sq;
-    let data = if aug { augment(items, d) } else { items.to_vec() };
+    let data = if aug {
+        augment(items, d)
+    } else {
+        items.to_vec()
+    };
     let w = if aug { d + 1 } else { d };
     let n = items.len() / d;
     let opts = IndexOptions {
@@ -204,7 +256,14 @@ impl Distance<f32> for NegDot {
     }
 }
 
-fn hnsw_rs_case(items: &[f32], d: usize, states: &[f32], truth: &[Vec<usize>], conn: usize, ef_c: usize) {
+fn hnsw_rs_case(
+    items: &[f32],
+    d: usize,
+    states: &[f32],
+    truth: &[Vec<usize>],
+    conn: usize,
+    ef_c: usize,
+) {
     let norm = |v: &[f32]| dot(v, v).sqrt();
     let xmax = items.chunks_exact(d).map(norm).fold(0f32, f32::max);
     let qmax = states.chunks_exact(d).map(norm).fold(0f32, f32::max);
@@ -213,7 +272,11 @@ fn hnsw_rs_case(items: &[f32], d: usize, states: &[f32], truth: &[Vec<usize>], c
     let n = items.len() / d;
     let hnsw = Hnsw::<f32, NegDot>::new(conn, n, 16, ef_c, NegDot(xmax * xmax.max(qmax)));
     let t0 = Instant::now();
-    let refs: Vec<(&[f32], usize)> = data.chunks_exact(w).enumerate().map(|(i, v)| (v, i)).collect();
+    let refs: Vec<(&[f32], usize)> = data
+        .chunks_exact(w)
+        .enumerate()
+        .map(|(i, v)| (v, i))
+        .collect();
     hnsw.parallel_insert_slice(&refs);
     let build = t0.elapsed().as_secs_f64();
     for (ef, cand) in SEARCHES {
