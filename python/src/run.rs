@@ -91,11 +91,7 @@ impl Run {
         exact: bool,
         expansion_search: Option<usize>,
     ) -> PyResult<Run> {
-        let mode = match (exact, expansion_search) {
-            (true, _) => SearchMode::Exact,
-            (false, Some(n)) => SearchMode::Beam(n),
-            (false, None) => SearchMode::Auto,
-        };
+        let mode = SearchMode::of(exact, expansion_search);
         let inner = py
             .detach(|| iisan::Run::open_with(&path, mode))
             .or_raise(py)?;

@@ -9,17 +9,7 @@ pub use crate::catalogue::ann::BuildReport;
 use crate::catalogue::{AnnParams, CompactReport, ann, compact};
 use crate::error::{Error, Result};
 use crate::progress::Reporter;
-
-/// Refuse a directory that is not a finished run.
-fn finished(run: &Path) -> Result<()> {
-    if run.join("summary.json").is_file() {
-        return Ok(());
-    }
-    Err(Error::file(
-        run,
-        "is not a finished run (no summary.json): finish it with `iisan train --resume` first",
-    ))
-}
+use crate::run::finished::check_finished;
 
 /// Build the ANN index of finished run `run` over every item of its catalogue with `params`,
 /// on `threads` threads (0: one per core), and make it the index `recommend`, `eval` and
@@ -40,7 +30,7 @@ pub fn build_index(
     threads: usize,
     progress: &Reporter,
 ) -> Result<BuildReport> {
-    finished(run)?;
+    check_finished(run)?;
     check_params(params)?;
     on_compute_pool(threads, || ann::build(run, params, progress))
 }
@@ -48,7 +38,7 @@ pub fn build_index(
 /// Fold the items added to finished run `run` since its base was written (its append-only
 /// segment) into the base, and insert them into its ANN index if it has one.
 pub fn compact_items(run: &Path, threads: usize, progress: &Reporter) -> Result<CompactReport> {
-    finished(run)?;
+    check_finished(run)?;
     on_compute_pool(threads, || compact(run, progress))
 }
 

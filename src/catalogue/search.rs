@@ -46,6 +46,17 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
     crate::nn::cpu::dot(a, b) as f32
 }
 
+impl SearchMode {
+    /// The mode of the options `--exact` and `--expansion-search N` (`exact` wins).
+    pub fn of(exact: bool, beam: Option<usize>) -> SearchMode {
+        match (exact, beam) {
+            (true, _) => SearchMode::Exact,
+            (false, Some(n)) => SearchMode::Beam(n),
+            (false, None) => SearchMode::Auto,
+        }
+    }
+}
+
 impl Catalogue {
     /// The best items for each state (`states` row-major `[wants.len(), d]`), best first.
     pub fn search(&self, states: &[f32], wants: &[Want]) -> Result<Vec<Vec<Scored>>> {

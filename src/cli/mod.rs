@@ -15,17 +15,6 @@ pub(crate) mod report;
 pub(crate) mod serve;
 pub(crate) mod train;
 
-/// How a command ranks: `--exact`, or through the run's ANN index when it has one (with the
-/// beam width `--expansion-search` when given).
-pub(crate) fn search_mode(exact: bool, beam: Option<usize>) -> iisan::api::SearchMode {
-    use iisan::api::SearchMode;
-    match (exact, beam) {
-        (true, _) => SearchMode::Exact,
-        (false, Some(n)) => SearchMode::Beam(n),
-        (false, None) => SearchMode::Auto,
-    }
-}
-
 /// `--expansion-search` as recommend, eval and serve take it.
 #[derive(clap::Args)]
 pub(crate) struct Ranking {
@@ -41,6 +30,6 @@ pub(crate) struct Ranking {
 impl Ranking {
     /// The mode these options ask for.
     pub(crate) fn mode(&self) -> iisan::api::SearchMode {
-        search_mode(self.exact, self.expansion_search)
+        iisan::api::SearchMode::of(self.exact, self.expansion_search)
     }
 }

@@ -55,15 +55,21 @@ pub fn read_epochs(dir: &Path) -> Result<Vec<EpochRecord>> {
         .collect()
 }
 
+/// Refuse a directory that is not a finished run (no `summary.json`).
+pub fn check_finished(dir: &Path) -> Result<()> {
+    if dir.join("summary.json").is_file() {
+        return Ok(());
+    }
+    Err(Error::file(
+        dir,
+        "is not a finished run (no summary.json): finish it with `iisan train --resume` first",
+    ))
+}
+
 /// Open the finished run directory `dir` for serving: its user encoder (best parameters) and
 /// its catalogue, ranking by `mode`; no dataset or tower is read.
 pub fn open_served(dir: &Path, mode: SearchMode) -> Result<ServedModel> {
-    if !dir.join("summary.json").is_file() {
-        return Err(Error::file(
-            dir,
-            "is not a finished run (no summary.json): finish it with `iisan train --resume` first",
-        ));
-    }
+    check_finished(dir)?;
     let plan = read_plan(dir)?;
     let cfg = &plan.cfg();
     ServedModel::new(
