@@ -15,14 +15,15 @@ use candle_core::{Device, Tensor};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::backbone::{bert::Bert, vit::Vit};
+use crate::backbone::encoders::{ImageEncoder, TextEncoder};
+use crate::backbone::pooling::Pooling;
 use crate::cache::{
     CacheDtype, CacheHeader, CacheWriter, HiddenStateCache, Shard, ShardSpec, check_replaceable,
     items_fingerprint,
 };
 use crate::data::Dataset;
-use crate::data::image::{ImagePrep, MissingImage, find_image};
-use crate::data::text::{TextPrep, TokenBatch};
+use crate::data::image::{Fit, ImagePrep, MissingImage, find_image};
+use crate::data::text::TextPrep;
 use crate::error::{Error, Result};
 use crate::nn::{Ctx, TowerDType};
 use crate::progress::{Reporter, Task, Unit};
@@ -50,6 +51,8 @@ pub struct EncodeOptions {
     pub tower_dtype: TowerDType,
     /// Encode only this slice of the items into a shard file (`None`: every item).
     pub shard: Option<ShardSpec>,
+    /// How a text tower's token states become an item's (`None`: the family's default).
+    pub pooling: Option<Pooling>,
 }
 
 /// Batches per text sorting window, and the unit shards are cut on (a window of `batch * 16`
@@ -175,7 +178,7 @@ fn stopped(out: &Path) -> String {
     )
 }
 
-/// Encode every item's title with the BERT folder `model` into the cache file `out`.
+/// Encode every item's title with the text tower folder `model` into the cache file `out`.
 pub fn encode_text(
     data: &Dataset,
     model: &Path,
@@ -183,31 +186,39 @@ pub fn encode_text(
     o: &EncodeOptions,
 ) -> Result<EncodeReport> {
     let dev = &o.device;
-    let bert = Bert::load_as(model, dev, o.tower_dtype.dtype())?;
+    let tower = TextEncoder::load(model, o.pooling, dev, o.tower_dtype.dtype())?;
     let prep = TextPrep::from_model_dir(model, o.max_tokens)?;
-    let c = &bert.config;
+    let pooling = tower.pooling();
+    let mut record = TowerRecord::of("text", model, Some(o.max_tokens), None)?;
+    record.pooling = (pooling != Pooling::Cls).then(|| pooling.name().to_string());
     let header = CacheHeader {
-        model: model_id(
-            model,
-            format!("bert, {} layers x {}", c.num_hidden_layers, c.hidden_size),
-        ),
+        model: model_id(model, tower.describe()),
         modality: "text".into(),
-        states: bert.num_states(),
-        width: c.hidden_size,
+        states: tower.num_states(),
+        width: tower.width(),
         dtype: o.dtype,
         items: data.num_items(),
         items_fingerprint: items_fingerprint(data),
         preprocessing: format!(
-            "lower-cased title, max {} tokens{}",
+            "{}title, max {} tokens{}{}",
+            if prep.lower_cases() {
+                "lower-cased "
+            } else {
+                ""
+            },
             o.max_tokens,
+            match pooling {
+                Pooling::Cls => String::new(),
+                p => format!(", {} pooling", p.name()),
+            },
             o.precision_note()
         ),
-        tower: Some(TowerRecord::of("text", model, Some(o.max_tokens), None)?),
+        tower: Some(record),
         images_sha256: None,
         shard: o.shard_of(data.num_items()),
     };
     let ctx = Ctx::eval();
-    let per = bert.num_states() * c.hidden_size;
+    let per = tower.num_states() * tower.width();
     let window = o.batch * WINDOW_BATCHES;
     let stop = header.item_range().end;
     let (mut w, pb, t0) = match begin(out, header, &o.progress)? {
@@ -229,11 +240,8 @@ pub fn encode_text(
         let mut buf = vec![0f32; ids.len() * per];
         for chunk in order.chunks(o.batch) {
             let rows: Vec<&[u32]> = chunk.iter().map(|&k| toks[k].as_slice()).collect();
-            let tb = TokenBatch::pad(&rows);
-            let tid = Tensor::from_vec(tb.ids, (tb.batch, tb.len), dev)?;
-            let mask = Tensor::from_vec(tb.mask, (tb.batch, tb.len), dev)?;
-            let states: Vec<f32> = bert
-                .cls_states(&tid, &mask, &ctx)?
+            let states: Vec<f32> = tower
+                .states(&rows, o.max_tokens, &ctx)?
                 .flatten_all()?
                 .to_vec1()?;
             for (r, &k) in chunk.iter().enumerate() {
@@ -265,7 +273,7 @@ fn images_fingerprint(data: &Dataset, root: &Path) -> Result<String> {
     Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
 }
 
-/// Encode every item's image (`<dataset>/images/<key>.*`) with the ViT/DINOv2 folder `model`
+/// Encode every item's image (`<dataset>/images/<key>.*`) with the image tower folder `model`
 /// into the cache file `out`.
 pub fn encode_images(
     data: &Dataset,
@@ -278,25 +286,23 @@ pub fn encode_images(
         .root
         .clone()
         .ok_or_else(|| Error::Config("the dataset has no directory for images".into()))?;
-    let vit = Vit::load_as(model, o.image_size, dev, o.tower_dtype.dtype())?;
+    let tower = ImageEncoder::load(model, o.image_size, dev, o.tower_dtype.dtype())?;
     let prep = ImagePrep::from_model_dir(model, o.image_size as u32)?;
-    let c = &vit.config;
     let header = CacheHeader {
-        model: model_id(
-            model,
-            format!(
-                "{}, {} layers x {}",
-                c.model_type, c.num_hidden_layers, c.hidden_size
-            ),
-        ),
+        model: model_id(model, tower.describe()),
         modality: "image".into(),
-        states: vit.num_states(),
-        width: c.hidden_size,
+        states: tower.num_states(),
+        width: tower.width(),
         dtype: o.dtype,
         items: data.num_items(),
         items_fingerprint: items_fingerprint(data),
         preprocessing: format!(
-            "RGB, bilinear {s}x{s}, mean {:?}, std {:?}{}",
+            "RGB, {} {s}x{s}, mean {:?}, std {:?}{}",
+            match prep.fit {
+                Fit::Bilinear => "bilinear",
+                Fit::Bicubic => "bicubic",
+                Fit::BicubicCrop => "bicubic shortest edge and centre crop",
+            },
             prep.mean,
             prep.std,
             o.precision_note(),
@@ -339,7 +345,7 @@ pub fn encode_images(
             }
         }
         let pixels = Tensor::from_vec(px, (end - id, 3, s, s), dev)?;
-        let states: Vec<f32> = vit.cls_states(&pixels, &ctx)?.flatten_all()?.to_vec1()?;
+        let states: Vec<f32> = tower.states(&pixels, &ctx)?.flatten_all()?.to_vec1()?;
         w.append(&states)?;
         pb.advance((end - id) as u64);
         id = end;

@@ -39,6 +39,10 @@ pub struct TowerRecord {
     /// Image side in pixels (image towers).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image_size: Option<usize>,
+    /// How token states were pooled into an item's, by name (text towers other than
+    /// [CLS]-pooled encoders; none: [CLS]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pooling: Option<String>,
 }
 
 impl TowerRecord {
@@ -57,6 +61,7 @@ impl TowerRecord {
             sha256,
             max_tokens,
             image_size,
+            pooling: None,
         })
     }
 

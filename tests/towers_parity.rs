@@ -125,6 +125,7 @@ fn bilinear_resize_matches_pillow_within_one_level() {
         size: 112,
         mean: [0.0; 3],
         std: [1.0; 3],
+        fit: iisan::data::image::Fit::Bilinear,
     };
     for name in ["astronaut", "coffee"] {
         let ours = prep

@@ -4,7 +4,8 @@
 use std::path::PathBuf;
 
 use super::on_compute_pool;
-use crate::backbone::vit::Vit;
+use crate::backbone::encoders::{ImageEncoder, TextEncoder};
+use crate::backbone::pooling::Pooling;
 use crate::cache::shard::cache_file;
 use crate::cache::{CacheDtype, ShardSpec};
 use crate::data::image::MissingImage;
@@ -41,6 +42,9 @@ pub struct EncodeJob {
     pub device: DeviceSpec,
     /// The towers' precision (default f32); the cache stores `dtype` whatever it is.
     pub tower_dtype: TowerDType,
+    /// How a decoder text tower's token states become an item's (`None`: the family's
+    /// default; docs/MODEL.md section 2).
+    pub pooling: Option<Pooling>,
     /// Encode only this slice of the items into a shard file (docs/SHARDING.md).
     pub shard: Option<ShardSpec>,
     /// Where the items encoded are reported, and whether to stop (an interrupted encode
@@ -64,6 +68,7 @@ impl EncodeJob {
             missing_images: MissingImage::Error,
             device: DeviceSpec::Cpu,
             tower_dtype: TowerDType::F32,
+            pooling: None,
             shard: None,
             progress: Reporter::silent(),
         }
@@ -98,7 +103,10 @@ pub fn encode(job: &EncodeJob) -> Result<Vec<EncodeReport>> {
     job.device.check_built()?;
     if let Some(m) = &job.image_model {
         // refused now, not after the whole text encode
-        Vit::check(m, job.image_size)?;
+        ImageEncoder::check(m, job.image_size)?;
+    }
+    if let Some(m) = &job.text_model {
+        TextEncoder::check(m, job.pooling)?;
     }
     let data = Dataset::load(&job.dataset, &job.data_options)?;
     std::fs::create_dir_all(&job.out).map_err(|e| Error::io(&job.out, e))?;
@@ -111,6 +119,7 @@ pub fn encode(job: &EncodeJob) -> Result<Vec<EncodeReport>> {
         progress: job.progress.clone(),
         device: job.device.open()?,
         tower_dtype: job.tower_dtype,
+        pooling: job.pooling,
         shard: job.shard,
     };
     let file = |m: &str| cache_file(&job.out, m, job.shard);

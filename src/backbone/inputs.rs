@@ -30,13 +30,16 @@ impl ItemTokens {
         Ok(ItemTokens { rows })
     }
 
+    /// The token rows of items `ids`.
+    pub fn rows(&self, ids: &[u32]) -> Vec<&[u32]> {
+        ids.iter()
+            .map(|&i| self.rows[i as usize].as_slice())
+            .collect()
+    }
+
     /// The padded `(ids, mask)` tensors `[n, T]` of items `ids`.
     pub fn batch(&self, ids: &[u32], device: &Device) -> Result<(Tensor, Tensor)> {
-        let rows: Vec<&[u32]> = ids
-            .iter()
-            .map(|&i| self.rows[i as usize].as_slice())
-            .collect();
-        let tb = TokenBatch::pad(&rows);
+        let tb = TokenBatch::pad(&self.rows(ids));
         Ok((
             Tensor::from_vec(tb.ids, (tb.batch, tb.len), device)?,
             Tensor::from_vec(tb.mask, (tb.batch, tb.len), device)?,

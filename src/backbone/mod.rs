@@ -7,10 +7,16 @@
 //! published bert-base / ViT-B/16 layouts (for efficiency measurements). Weights are memory-mapped from `model.safetensors`.
 
 pub mod bert;
+pub mod clip;
+pub mod decoder;
+pub mod decoder_config;
+pub mod encoders;
 pub mod inputs;
 pub mod onnx_import;
 pub mod peft;
+pub mod pooling;
 pub mod random;
+pub mod rope;
 pub mod vit;
 pub mod vit_positions;
 
@@ -84,10 +90,10 @@ pub fn open_weights_trainable(
     device: &Device,
     select: impl Fn(&str) -> bool + Send + Sync + 'static,
 ) -> Result<(VarBuilder<'static>, Taken)> {
-    let path = weights_path(dir)?;
+    let paths = weights_paths(dir)?;
     // SAFETY: as in `open_weights`.
-    let inner = unsafe { MmapedSafetensors::new(&path) }
-        .map_err(|e| Error::file(&path, format!("cannot read weights: {e}")))?;
+    let inner = unsafe { MmapedSafetensors::multi(&paths) }
+        .map_err(|e| Error::file(&paths[0], format!("cannot read weights: {e}")))?;
     let taken: Taken = Arc::default();
     let backend = TrainableBackend {
         inner,
@@ -100,25 +106,60 @@ pub fn open_weights_trainable(
     ))
 }
 
-fn weights_path(dir: &Path) -> Result<PathBuf> {
-    let path = dir.join("model.safetensors");
-    if !path.exists() {
+/// Bytes of a `model.safetensors.index.json` read at most (a 70 B model's index is ~100 KB).
+const MAX_INDEX_BYTES: u64 = 16 << 20;
+
+/// The weight files of model folder `dir`: `model.safetensors`, or the shards that
+/// `model.safetensors.index.json` names (plain file names in the folder, each once).
+pub fn weights_paths(dir: &Path) -> Result<Vec<PathBuf>> {
+    let single = dir.join("model.safetensors");
+    if single.exists() {
+        return Ok(vec![single]);
+    }
+    let index = dir.join("model.safetensors.index.json");
+    if !index.exists() {
         return Err(Error::file(
             dir,
-            "not a model folder: model.safetensors is missing",
+            "not a model folder: model.safetensors (or model.safetensors.index.json) is missing",
         ));
     }
-    Ok(path)
+    let text = crate::atomic::read_bounded(&index, MAX_INDEX_BYTES)?;
+    let v: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| Error::file(&index, format!("invalid index: {e}")))?;
+    let map = v["weight_map"]
+        .as_object()
+        .ok_or_else(|| Error::file(&index, "no weight_map object"))?;
+    let mut names: Vec<&str> = Vec::new();
+    for (tensor, file) in map {
+        let f = file.as_str().unwrap_or("");
+        let plain = !f.is_empty()
+            && f.ends_with(".safetensors")
+            && !f.contains(['/', '\\'])
+            && !f.starts_with('.');
+        if !plain {
+            return Err(Error::file(
+                &index,
+                format!(
+                    "weight_map[{tensor:?}] = {file}: not a .safetensors file name in the folder"
+                ),
+            ));
+        }
+        if !names.contains(&f) {
+            names.push(f);
+        }
+    }
+    names.sort_unstable();
+    Ok(names.into_iter().map(|n| dir.join(n)).collect())
 }
 
 /// Memory-map the frozen weights of model folder `dir` (`model.safetensors`) on `device`, to be
 /// read as `dtype` (converted from the file's dtype as they load).
 pub fn open_weights(dir: &Path, device: &Device, dtype: DType) -> Result<VarBuilder<'static>> {
-    let path = weights_path(dir)?;
-    // SAFETY: the file is mapped read-only; the project never writes to model files while
+    let paths = weights_paths(dir)?;
+    // SAFETY: the files are mapped read-only; the project never writes to model files while
     // they are loaded.
-    unsafe { VarBuilder::from_mmaped_safetensors(&[&path], dtype, device) }
-        .map_err(|e| Error::file(&path, format!("cannot read weights: {e}")))
+    unsafe { VarBuilder::from_mmaped_safetensors(&paths, dtype, device) }
+        .map_err(|e| Error::file(&paths[0], format!("cannot read weights: {e}")))
 }
 
 /// Read `dir/config.json`, check that its `model_type` is one of `types` (when it has one), and

@@ -61,10 +61,11 @@ pub(crate) struct EncodeArgs {
     /// Dataset directory (items.tsv, users.tsv, images/).
     #[arg(long)]
     pub(crate) dataset: PathBuf,
-    /// Hugging Face BERT folder for titles (omit to skip text).
+    /// Hugging Face text tower folder for titles: BERT family, or a LLaMA / Mistral / Qwen2 /
+    /// Qwen3 decoder (omit to skip text).
     #[arg(long)]
     pub(crate) text_model: Option<PathBuf>,
-    /// Hugging Face ViT / DINOv2 folder for images (omit to skip images).
+    /// Hugging Face image tower folder: ViT, DINOv2, CLIP or SigLIP (omit to skip images).
     #[arg(long)]
     pub(crate) image_model: Option<PathBuf>,
     /// Output directory: text.hsc and image.hsc are written there.
@@ -88,6 +89,10 @@ pub(crate) struct EncodeArgs {
     /// Tokens per title.
     #[arg(long, default_value_t = 30)]
     pub(crate) max_tokens: usize,
+    /// How a decoder text tower's token states become an item's: mean (its default), last, or
+    /// mean_unmasked (padding positions too, as the IISAN authors' LLM script); BERT: cls.
+    #[arg(long, value_enum)]
+    pub(crate) pooling: Option<iisan::backbone::pooling::Pooling>,
     /// Missing or undecodable image: error (default) or encode a zero image and count it.
     #[arg(long, value_enum, default_value = "error")]
     pub(crate) missing_images: iisan::data::image::MissingImage,
@@ -156,6 +161,7 @@ pub(crate) fn encode(a: EncodeArgs) -> Result<()> {
         missing_images: a.missing_images,
         device: a.device,
         tower_dtype: a.tower_dtype,
+        pooling: a.pooling,
         shard: a.shard,
         progress: super::progress::reporter(a.quiet),
     };

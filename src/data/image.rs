@@ -1,7 +1,8 @@
 //! Item images for the image tower (docs/MODEL.md section 2): decode (JPEG, PNG, WebP), convert to RGB,
 //! resize to `size` x `size` with a bilinear filter (no crop; Pillow-compatible convolution, as
 //! the reference's PIL preprocessing), scale to [0, 1], normalise with the model's mean / std,
-//! and lay out channel-first.
+//! and lay out channel-first. CLIP-family towers resize as their processors do: bicubic, and
+//! for CLIP the shortest edge to `size` then the centre `size` x `size` crop.
 
 use std::path::{Path, PathBuf};
 
@@ -16,6 +17,10 @@ use crate::error::{Error, Result};
 pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
 /// ImageNet std (DINOv2).
 pub const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
+/// CLIP's mean (OpenAI's image statistics).
+pub const CLIP_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
+/// CLIP's std.
+pub const CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_6, 0.275_777_1];
 
 /// Image preprocessing parameters.
 #[derive(Debug, Clone, PartialEq)]
@@ -26,12 +31,27 @@ pub struct ImagePrep {
     pub mean: [f32; 3],
     /// Per-channel std.
     pub std: [f32; 3],
+    /// How the image is brought to `size` x `size`.
+    pub fit: Fit,
+}
+
+/// How an image is brought to the tower's square input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fit {
+    /// Resized to the square, bilinear (ViT, DINOv2: the paper's preprocessing).
+    Bilinear,
+    /// Resized to the square, bicubic (SigLIP).
+    Bicubic,
+    /// The shortest edge resized to the side (bicubic), then the centre square (CLIP).
+    BicubicCrop,
 }
 
 #[derive(Deserialize)]
 struct Preprocessor {
     image_mean: Option<[f32; 3]>,
     image_std: Option<[f32; 3]>,
+    resample: Option<u32>,
+    do_center_crop: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -43,26 +63,48 @@ impl ImagePrep {
     /// Read mean / std from `dir/preprocessor_config.json`, or, without one, use the model
     /// type's convention (ViT: 0.5 / 0.5; DINOv2: ImageNet).
     pub fn from_model_dir(dir: &Path, size: u32) -> Result<ImagePrep> {
-        let pre = dir.join("preprocessor_config.json");
-        if pre.exists() {
-            let text = std::fs::read_to_string(&pre).map_err(|e| Error::io(&pre, e))?;
-            let p: Preprocessor = serde_json::from_str(&text)
-                .map_err(|e| Error::file(&pre, format!("invalid: {e}")))?;
-            if let (Some(mean), Some(std)) = (p.image_mean, p.image_std) {
-                return Ok(ImagePrep { size, mean, std });
-            }
-        }
         let cfg = dir.join("config.json");
         let text = std::fs::read_to_string(&cfg)
             .map_err(|_| Error::file(dir, "not a model folder: config.json is missing"))?;
         let t: ModelType = serde_json::from_str(&text)
             .map_err(|e| Error::file(&cfg, format!("invalid model config: {e}")))?;
-        let (mean, std) = if t.model_type == "dinov2" {
-            (IMAGENET_MEAN, IMAGENET_STD)
+        let clip = t.model_type.starts_with("clip") || t.model_type.starts_with("siglip");
+        let pre = dir.join("preprocessor_config.json");
+        let p: Option<Preprocessor> = if pre.exists() {
+            let text = crate::atomic::read_bounded(&pre, 1 << 20)?;
+            Some(
+                serde_json::from_str(&text)
+                    .map_err(|e| Error::file(&pre, format!("invalid: {e}")))?,
+            )
         } else {
-            ([0.5; 3], [0.5; 3])
+            None
         };
-        Ok(ImagePrep { size, mean, std })
+        let (mean, std) = match (t.model_type.as_str(), &p) {
+            (
+                _,
+                Some(Preprocessor {
+                    image_mean: Some(m),
+                    image_std: Some(s),
+                    ..
+                }),
+            ) => (*m, *s),
+            ("dinov2", _) => (IMAGENET_MEAN, IMAGENET_STD),
+            (t, _) if t.starts_with("clip") => (CLIP_MEAN, CLIP_STD),
+            _ => ([0.5; 3], [0.5; 3]),
+        };
+        let fit = match (clip, &p) {
+            (false, _) => Fit::Bilinear,
+            (true, Some(p)) if p.resample == Some(2) => Fit::Bilinear,
+            (true, Some(p)) if p.do_center_crop.unwrap_or(false) => Fit::BicubicCrop,
+            (true, None) if t.model_type.starts_with("clip") => Fit::BicubicCrop,
+            (true, _) => Fit::Bicubic,
+        };
+        Ok(ImagePrep {
+            size,
+            mean,
+            std,
+            fit,
+        })
     }
 
     /// Decode the image at `path` and preprocess it into `[3, size, size]` floats; an image
@@ -79,23 +121,28 @@ impl ImagePrep {
     /// Preprocess an RGB image into `[3, size, size]` floats.
     pub fn from_rgb(&self, img: &RgbImage) -> Result<Vec<f32>> {
         let s = self.size;
-        let resized: Vec<u8> = if img.width() == s && img.height() == s {
-            img.as_raw().clone()
-        } else {
-            let src = Image::from_vec_u8(
-                img.width(),
-                img.height(),
-                img.as_raw().clone(),
-                PixelType::U8x3,
-            )
-            .map_err(|e| Error::Internal(format!("image buffer: {e}")))?;
-            let mut dst = Image::new(s, s, PixelType::U8x3);
-            let opts =
-                ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear));
-            Resizer::new()
-                .resize(&src, &mut dst, &opts)
-                .map_err(|e| Error::Internal(format!("resize: {e}")))?;
-            dst.into_vec()
+        let (w, h) = (img.width(), img.height());
+        let resized: Vec<u8> = match self.fit {
+            _ if w == s && h == s => img.as_raw().clone(),
+            Fit::Bilinear => resize(img, (s, s), FilterType::Bilinear)?,
+            Fit::Bicubic => resize(img, (s, s), FilterType::CatmullRom)?,
+            Fit::BicubicCrop => {
+                // the shortest edge to s, the other int(s * long / short), as transformers'
+                // get_resize_output_image_size; then the centre crop, offsets floored
+                let (rw, rh) = if w <= h {
+                    (s, (u64::from(s) * u64::from(h) / u64::from(w)) as u32)
+                } else {
+                    ((u64::from(s) * u64::from(w) / u64::from(h)) as u32, s)
+                };
+                let big = resize(img, (rw, rh), FilterType::CatmullRom)?;
+                let (left, top) = ((rw - s) / 2, (rh - s) / 2);
+                let mut out = Vec::with_capacity((s * s * 3) as usize);
+                for y in top..top + s {
+                    let row = (y * rw + left) as usize * 3;
+                    out.extend_from_slice(&big[row..row + s as usize * 3]);
+                }
+                out
+            }
         };
         let n = (s * s) as usize;
         let mut out = vec![0f32; 3 * n];
@@ -106,6 +153,24 @@ impl ImagePrep {
         }
         Ok(out)
     }
+}
+
+/// `img` resized to `w` x `h` by a Pillow-compatible convolution with `filter` (Catmull-Rom is
+/// Pillow's bicubic).
+fn resize(img: &RgbImage, (w, h): (u32, u32), filter: FilterType) -> Result<Vec<u8>> {
+    let src = Image::from_vec_u8(
+        img.width(),
+        img.height(),
+        img.as_raw().clone(),
+        PixelType::U8x3,
+    )
+    .map_err(|e| Error::Internal(format!("image buffer: {e}")))?;
+    let mut dst = Image::new(w, h, PixelType::U8x3);
+    let opts = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(filter));
+    Resizer::new()
+        .resize(&src, &mut dst, &opts)
+        .map_err(|e| Error::Internal(format!("resize: {e}")))?;
+    Ok(dst.into_vec())
 }
 
 /// Decoded pixels above which an image is refused (an 8K photograph has 33 million; a 160 KB
@@ -249,6 +314,7 @@ mod tests {
             size: 2,
             mean: [0.5; 3],
             std: [0.5; 3],
+            fit: Fit::Bilinear,
         };
         let v = prep.from_rgb(&img).unwrap();
         assert_eq!(
@@ -265,6 +331,7 @@ mod tests {
             size: 2,
             mean: [0.0; 3],
             std: [1.0; 3],
+            fit: Fit::Bilinear,
         };
         let v = prep.from_rgb(&img).unwrap();
         assert!(v.iter().all(|&x| (x - 100.0 / 255.0).abs() < 1e-6), "{v:?}");
@@ -279,6 +346,7 @@ mod tests {
             size: 8,
             mean: [0.0; 3],
             std: [1.0; 3],
+            fit: Fit::Bilinear,
         };
         let e = prep.load(&p).unwrap_err().to_string();
         assert!(

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
 
+use crate::backbone::pooling::Pooling;
 use crate::catalogue::{Catalogue, check_keys};
 use crate::config::Plan;
 use crate::data::image::{MissingImage, decode_bytes};
@@ -97,11 +98,16 @@ impl ItemEmbedder {
         let text = find("text", need_text)?;
         let image = find("image", need_image)?;
         let iisan = matches!(mc.method, Method::Iisan | Method::IisanUncached);
+        let pooling = text
+            .as_ref()
+            .and_then(|t| t.pooling.as_deref())
+            .map(Pooling::parse)
+            .transpose()?;
         let live = iisan
             .then(|| {
                 LiveTowers::load(
                     text.as_ref()
-                        .map(|t| (t.path.as_path(), t.max_tokens.unwrap_or(30))),
+                        .map(|t| (t.path.as_path(), t.max_tokens.unwrap_or(30), pooling)),
                     image.as_ref().map(|t| (t.path.as_path(), image_size(t))),
                     &Device::Cpu,
                     DType::F32,

@@ -10,9 +10,8 @@ use super::iisan::states::{DeviceStates, HiddenStates};
 use super::live::LiveTowers;
 use super::modality::TextImage;
 use super::tower::ItemTower;
-use crate::backbone::bert::BertConfig;
-use crate::backbone::read_config;
-use crate::backbone::vit::VitConfig;
+use crate::backbone::encoders::{TextEncoder, image_states, text_states};
+use crate::backbone::pooling::Pooling;
 use crate::cache::{CacheHeader, HiddenStateCache, items_fingerprint};
 use crate::data::Dataset;
 use crate::data::image::MissingImage;
@@ -131,12 +130,10 @@ pub fn towers_of(mc: &ModelConfig, cache: Option<&Path>) -> Result<TowersOf> {
         Method::IisanUncached => {
             // the towers' own config readers, with the loaders' checks and messages
             if let (true, Some(d)) = (needs.text, &mc.towers.text_model) {
-                let (c, _): (BertConfig, _) = read_config(d, &["bert"])?;
-                out.states.text = Some(c.num_hidden_layers + 1);
+                out.states.text = Some(text_states(d)?);
             }
             if let (true, Some(d)) = (needs.image, &mc.towers.image_model) {
-                let (c, _): (VitConfig, _) = read_config(d, &["vit", "dinov2"])?;
-                out.states.image = Some(c.num_hidden_layers + 1);
+                out.states.image = Some(image_states(d)?);
             }
             out.records = tuned_records(&mc.towers, needs)?;
         }
@@ -202,7 +199,7 @@ fn build_uncached_iisan(
         missing("image_model")
     })?;
     let live = LiveTowers::load(
-        text.map(|d| (d, tc.max_tokens)),
+        text.map(|d| (d, tc.max_tokens, tc.pooling)),
         image.map(|d| (d, tc.image_size)),
         &dev,
         tc.dtype.dtype(),
@@ -245,7 +242,10 @@ pub fn live_iisan(
 fn tuned_records(tc: &TowersConfig, used: TextImage<bool>) -> Result<Vec<TowerRecord>> {
     let mut out = Vec::new();
     if let (true, Some(dir)) = (used.text, &tc.text_model) {
-        out.push(TowerRecord::of("text", dir, Some(tc.max_tokens), None)?);
+        let mut r = TowerRecord::of("text", dir, Some(tc.max_tokens), None)?;
+        let pooling = TextEncoder::check(dir, tc.pooling)?;
+        r.pooling = (pooling != Pooling::Cls).then(|| pooling.name().to_string());
+        out.push(r);
     }
     if let (true, Some(dir)) = (used.image, &tc.image_model) {
         out.push(TowerRecord::of("image", dir, None, Some(tc.image_size))?);

@@ -10,23 +10,23 @@ use candle_core::{DType, Device};
 
 use super::iisan::states::{HiddenStates, LiveImage, LiveText};
 use super::modality::TextImage;
-use crate::backbone::bert::Bert;
+use crate::backbone::encoders::{ImageEncoder, TextEncoder};
 use crate::backbone::inputs::{ItemImages, ItemTokens};
-use crate::backbone::vit::Vit;
+use crate::backbone::pooling::Pooling;
 use crate::data::Dataset;
 use crate::data::image::MissingImage;
 use crate::error::Result;
 
 /// A text tower: the model, its folder, title tokens kept.
 pub struct TextTower {
-    bert: Arc<Bert>,
+    tower: Arc<TextEncoder>,
     dir: PathBuf,
     max_tokens: usize,
 }
 
 /// An image tower: the model, its folder, the image side it reads.
 pub struct ImageTower {
-    vit: Arc<Vit>,
+    tower: Arc<ImageEncoder>,
     dir: PathBuf,
     image_size: usize,
 }
@@ -39,18 +39,18 @@ pub struct LiveTowers {
 }
 
 impl LiveTowers {
-    /// Load the text tower of `text` (folder, title tokens) and the image tower of `image`
-    /// (folder, image side) on `device`, computing in `dtype`.
+    /// Load the text tower of `text` (folder, title tokens, pooling) and the image tower of
+    /// `image` (folder, image side) on `device`, computing in `dtype`.
     pub fn load(
-        text: Option<(&Path, usize)>,
+        text: Option<(&Path, usize, Option<Pooling>)>,
         image: Option<(&Path, usize)>,
         device: &Device,
         dtype: DType,
     ) -> Result<LiveTowers> {
         let text = text
-            .map(|(dir, max_tokens)| -> Result<TextTower> {
+            .map(|(dir, max_tokens, pooling)| -> Result<TextTower> {
                 Ok(TextTower {
-                    bert: Arc::new(Bert::load_as(dir, device, dtype)?),
+                    tower: Arc::new(TextEncoder::load(dir, pooling, device, dtype)?),
                     dir: dir.to_path_buf(),
                     max_tokens,
                 })
@@ -59,7 +59,7 @@ impl LiveTowers {
         let image = image
             .map(|(dir, image_size)| -> Result<ImageTower> {
                 Ok(ImageTower {
-                    vit: Arc::new(Vit::load_as(dir, image_size, device, dtype)?),
+                    tower: Arc::new(ImageEncoder::load(dir, image_size, device, dtype)?),
                     dir: dir.to_path_buf(),
                     image_size,
                 })
@@ -86,15 +86,16 @@ impl LiveTowers {
     ) -> Result<TextImage<Option<Box<dyn HiddenStates>>>> {
         let text: Option<Box<dyn HiddenStates>> = match &self.text {
             Some(t) => Some(Box::new(LiveText {
-                bert: t.bert.clone(),
+                tower: t.tower.clone(),
                 tokens: ItemTokens::new(data, &t.dir, t.max_tokens)?,
+                max_tokens: t.max_tokens,
                 chunk,
             })),
             None => None,
         };
         let image: Option<Box<dyn HiddenStates>> = match &self.image {
             Some(t) => Some(Box::new(LiveImage {
-                vit: t.vit.clone(),
+                tower: t.tower.clone(),
                 images: ItemImages::new(data, &t.dir, t.image_size, missing)?,
                 chunk,
             })),

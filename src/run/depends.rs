@@ -124,6 +124,7 @@ mod tests {
             sha256: sha.into(),
             max_tokens: Some(32),
             image_size: None,
+            pooling: None,
         };
         let config = "[train]\nlr = 0.001\nseed = 1\nepochs = 3\n".to_string();
         let s = Started {

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::backbone::peft::TowerTuning;
+use crate::backbone::pooling::Pooling;
 use crate::data::image::MissingImage;
 use crate::error::{Error, Result};
 use crate::model::method::Method;
@@ -24,6 +25,10 @@ pub struct TowersConfig {
     pub image_size: usize,
     /// Title tokens kept (docs/MODEL.md section 2: 30).
     pub max_tokens: usize,
+    /// How a decoder text tower's token states become an item's (`mean`, `mean_unmasked`,
+    /// `last`; none: the family's default, docs/MODEL.md section 2).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pooling: Option<Pooling>,
     /// Missing or undecodable item images: error (default) or zero input.
     pub missing_images: MissingImage,
     /// Adapter bottleneck (spec: 64).
@@ -46,6 +51,7 @@ impl Default for TowersConfig {
             image_model: None,
             image_size: 224,
             max_tokens: 30,
+            pooling: None,
             missing_images: MissingImage::Error,
             adapter_bottleneck: 64,
             lora_rank: 8,

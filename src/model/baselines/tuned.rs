@@ -40,12 +40,12 @@ pub(crate) fn register_taken(
     Ok(n)
 }
 
-/// Parameters stored in a model folder's `model.safetensors`.
+/// Parameters stored in a model folder's weights (`model.safetensors` or its shards).
 pub fn file_params(dir: &Path) -> Result<usize> {
-    let path = dir.join("model.safetensors");
-    // SAFETY: read-only map of a model file nothing writes while loaded.
-    let st = unsafe { candle_core::safetensors::MmapedSafetensors::new(&path) }
-        .map_err(|e| Error::file(&path, format!("cannot read weights: {e}")))?;
+    let paths = crate::backbone::weights_paths(dir)?;
+    // SAFETY: read-only maps of model files nothing writes while loaded.
+    let st = unsafe { candle_core::safetensors::MmapedSafetensors::multi(&paths) }
+        .map_err(|e| Error::file(&paths[0], format!("cannot read weights: {e}")))?;
     Ok(st
         .tensors()
         .iter()

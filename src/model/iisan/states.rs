@@ -6,9 +6,8 @@ use candle_core::{Device, Tensor};
 
 use std::sync::Arc;
 
-use crate::backbone::bert::Bert;
+use crate::backbone::encoders::{ImageEncoder, TextEncoder};
 use crate::backbone::inputs::{ItemImages, ItemTokens};
-use crate::backbone::vit::Vit;
 use crate::cache::HiddenStateCache;
 use crate::error::{Error, Result};
 use crate::nn::layers::Ctx;
@@ -227,16 +226,18 @@ impl<T: OnDemand> HiddenStates for T {
 /// The frozen text tower computing states on demand.
 pub struct LiveText {
     /// The tower (shared: a server embedding new items keeps one loaded).
-    pub bert: Arc<Bert>,
+    pub tower: Arc<TextEncoder>,
     /// Every item's tokens.
     pub tokens: ItemTokens,
+    /// Tokens per title (what `mean_unmasked` pads to).
+    pub max_tokens: usize,
     /// Items per tower forward.
     pub chunk: usize,
 }
 
 impl OnDemand for LiveText {
     fn shape(&self) -> (usize, usize) {
-        (self.bert.num_states(), self.bert.config.hidden_size)
+        (self.tower.num_states(), self.tower.width())
     }
 
     fn chunk(&self) -> usize {
@@ -244,15 +245,15 @@ impl OnDemand for LiveText {
     }
 
     fn run(&self, c: &[u32]) -> Result<Tensor> {
-        let (tid, mask) = self.tokens.batch(c, self.bert.device())?;
-        self.bert.cls_states(&tid, &mask, &Ctx::eval())
+        let rows = self.tokens.rows(c);
+        self.tower.states(&rows, self.max_tokens, &Ctx::eval())
     }
 }
 
 /// The frozen image tower computing states on demand.
 pub struct LiveImage {
     /// The tower (shared, as the text tower).
-    pub vit: Arc<Vit>,
+    pub tower: Arc<ImageEncoder>,
     /// Image loading.
     pub images: ItemImages,
     /// Items per tower forward.
@@ -261,7 +262,7 @@ pub struct LiveImage {
 
 impl OnDemand for LiveImage {
     fn shape(&self) -> (usize, usize) {
-        (self.vit.num_states(), self.vit.config.hidden_size)
+        (self.tower.num_states(), self.tower.width())
     }
 
     fn chunk(&self) -> usize {
@@ -269,8 +270,8 @@ impl OnDemand for LiveImage {
     }
 
     fn run(&self, c: &[u32]) -> Result<Tensor> {
-        let px = self.images.batch(c, self.vit.device())?;
-        self.vit.cls_states(&px, &Ctx::eval())
+        let px = self.images.batch(c, self.tower.device())?;
+        self.tower.states(&px, &Ctx::eval())
     }
 }
 
