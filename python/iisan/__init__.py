@@ -89,6 +89,7 @@ def encode(
     missing_images: str = "error",
     device: str = "cpu",
     tower_dtype: str = "f32",
+    pooling: Optional[str] = None,
     shard: Optional[str] = None,
     min_seq_len: int = 5,
     max_seq_len: int = 10,
@@ -97,8 +98,10 @@ def encode(
 ) -> List[Dict[str, Any]]:
     """Run the frozen towers once over every item of ``dataset`` and write the hidden-state
     caches ``out/text.hsc`` / ``out/image.hsc`` that cached IISAN trains on (``iisan
-    encode``). ``text_model``: a Hugging Face BERT folder; ``image_model``: a ViT / DINOv2
-    folder. A finished matching cache is left alone; an interrupted one (Ctrl-C) is continued
+    encode``). ``text_model``: a Hugging Face BERT folder or a LLaMA / Mistral / Qwen2 / Qwen3
+    decoder folder; ``image_model``: a ViT / DINOv2 / CLIP / SigLIP folder. ``pooling``: how a
+    decoder's token states become an item's (``"mean"``, its default, ``"mean_unmasked"`` or
+    ``"last"``; BERT: ``"cls"``). A finished matching cache is left alone; an interrupted one (Ctrl-C) is continued
     by the same call. Returns one report dict per modality (items encoded, seconds, bytes)."""
     return _encode(
         os.fspath(dataset),
@@ -112,6 +115,7 @@ def encode(
         missing_images=missing_images,
         device=device,
         tower_dtype=tower_dtype,
+        pooling=pooling,
         shard=shard,
         min_seq_len=min_seq_len,
         max_seq_len=max_seq_len,

@@ -101,6 +101,7 @@ def encode(
     missing_images: str = "error",
     device: str = "cpu",
     tower_dtype: str = "f32",
+    pooling: Optional[str] = None,
     shard: Optional[str] = None,
     min_seq_len: int = 5,
     max_seq_len: int = 10,

@@ -88,7 +88,7 @@ fn prep(min_seq_len: usize, max_seq_len: usize, keep_missing_titles: bool) -> Da
 /// Run the frozen towers once over every item of a dataset into the hidden-state caches
 /// (see `iisan.encode`).
 #[pyfunction]
-#[pyo3(signature = (dataset, out, text_model = None, image_model = None, dtype = "f32", batch = 32, max_tokens = 30, image_size = 224, missing_images = "error", device = "cpu", tower_dtype = "f32", shard = None, min_seq_len = 5, max_seq_len = 10, keep_missing_titles = false, progress = None))]
+#[pyo3(signature = (dataset, out, text_model = None, image_model = None, dtype = "f32", batch = 32, max_tokens = 30, image_size = 224, missing_images = "error", device = "cpu", tower_dtype = "f32", pooling = None, shard = None, min_seq_len = 5, max_seq_len = 10, keep_missing_titles = false, progress = None))]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn encode<'py>(
     py: Python<'py>,
@@ -103,6 +103,7 @@ pub(crate) fn encode<'py>(
     missing_images: &str,
     device: &str,
     tower_dtype: &str,
+    pooling: Option<&str>,
     shard: Option<&str>,
     min_seq_len: usize,
     max_seq_len: usize,
@@ -120,6 +121,7 @@ pub(crate) fn encode<'py>(
     job.missing_images = named(py, "missing_images", missing_images)?;
     job.device = device.parse().map_err(|e: String| input(py, e))?;
     job.tower_dtype = named(py, "tower_dtype", tower_dtype)?;
+    job.pooling = pooling.map(|p| named(py, "pooling", p)).transpose()?;
     job.shard = shard
         .map(|s| s.parse().map_err(|e: String| input(py, e)))
         .transpose()?;

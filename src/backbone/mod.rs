@@ -16,6 +16,7 @@ pub mod onnx_import;
 pub mod peft;
 pub mod pooling;
 pub mod random;
+pub mod random_decoder;
 pub mod rope;
 pub mod vit;
 pub mod vit_positions;

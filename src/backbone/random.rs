@@ -13,6 +13,9 @@ use rand::rngs::StdRng;
 use rand_distr::{Distribution, Normal};
 
 use super::bert::{Bert, BertConfig};
+use super::random_decoder::{
+    DecoderShape, QWEN3_0_6B, QWEN25_0_5B, QWEN25_1_5B, QWEN25_7B, SMOLLM2_135M, fill_decoder,
+};
 use super::vit::{Vit, VitConfig};
 use crate::data::output::scratch_beside;
 use crate::error::{Error, Result};
@@ -24,6 +27,35 @@ pub enum Layout {
     BertBase,
     /// google/vit-base-patch16-224: 12 layers x 768, 224 px, 16 px patches (85.8 M).
     VitB16,
+    /// SmolLM2-135M: LLaMA, 30 layers x 576 (134.5 M).
+    #[value(name = "smollm2-135m")]
+    Smollm2_135m,
+    /// Qwen2.5-0.5B: 24 layers x 896 (494 M).
+    #[value(name = "qwen2.5-0.5b")]
+    Qwen25_0_5b,
+    /// Qwen3-0.6B: 28 layers x 1,024 (596 M).
+    #[value(name = "qwen3-0.6b")]
+    Qwen3_0_6b,
+    /// Qwen2.5-1.5B: 28 layers x 1,536 (1.54 B).
+    #[value(name = "qwen2.5-1.5b")]
+    Qwen25_1_5b,
+    /// Qwen2.5-7B: 28 layers x 3,584 (7.07 B; written in bf16: 14 GB instead of 28).
+    #[value(name = "qwen2.5-7b")]
+    Qwen25_7b,
+}
+
+impl Layout {
+    /// The decoder shape of a decoder layout.
+    fn decoder(self) -> Option<DecoderShape> {
+        Some(match self {
+            Layout::Smollm2_135m => SMOLLM2_135M,
+            Layout::Qwen25_0_5b => QWEN25_0_5B,
+            Layout::Qwen3_0_6b => QWEN3_0_6B,
+            Layout::Qwen25_1_5b => QWEN25_1_5B,
+            Layout::Qwen25_7b => QWEN25_7B,
+            Layout::BertBase | Layout::VitB16 => return None,
+        })
+    }
 }
 
 /// Write a folder `out` (which must not exist; written beside and renamed) holding
@@ -50,6 +82,10 @@ pub fn write_random(
 
 /// Build the layout on a variable map, draw its values and write the folder's files into `dir`.
 fn fill(layout: Layout, dir: &Path, seed: u64, tokenizer_from: Option<&Path>) -> Result<usize> {
+    if let Some(shape) = layout.decoder() {
+        copy_tokenizer(tokenizer_from, dir)?;
+        return fill_decoder(shape, dir, seed, layout == Layout::Qwen25_7b);
+    }
     let vm = VarMap::new();
     let vb = VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu);
     let file = dir.join("model.safetensors");
@@ -58,11 +94,7 @@ fn fill(layout: Layout, dir: &Path, seed: u64, tokenizer_from: Option<&Path>) ->
             let mut c = BertConfig::bert_base();
             c.model_type = Some("bert".into());
             Bert::new(vb, c.clone(), &file)?;
-            let src = tokenizer_from.ok_or_else(|| {
-                Error::Config("a BERT folder needs --tokenizer-from (a folder with the uncased 30,522-token tokenizer.json, e.g. models/minilm)".into())
-            })?;
-            let from = src.join("tokenizer.json");
-            std::fs::copy(&from, dir.join("tokenizer.json")).map_err(|e| Error::io(&from, e))?;
+            copy_tokenizer(tokenizer_from, dir)?;
             serde_json::to_string_pretty(&c)
         }
         Layout::VitB16 => {
@@ -73,6 +105,7 @@ fn fill(layout: Layout, dir: &Path, seed: u64, tokenizer_from: Option<&Path>) ->
             std::fs::write(&p, pre).map_err(|e| Error::io(&p, e))?;
             serde_json::to_string_pretty(&c)
         }
+        _ => unreachable!("decoder layouts returned above"),
     }
     .map_err(|e| Error::Internal(format!("config as JSON: {e}")))?;
     let cfg = dir.join("config.json");
@@ -95,6 +128,16 @@ fn fill(layout: Layout, dir: &Path, seed: u64, tokenizer_from: Option<&Path>) ->
     vm.save(&file)
         .map_err(|e| Error::file(&file, format!("cannot write: {e}")))?;
     Ok(n)
+}
+
+/// Copy `tokenizer.json` of the folder `from` into `dir` (text layouts need one).
+fn copy_tokenizer(from: Option<&Path>, dir: &Path) -> Result<()> {
+    let src = from.ok_or_else(|| {
+        Error::Config("a text layout needs --tokenizer-from (a folder with the uncased 30,522-token tokenizer.json, e.g. models/minilm; its ids fit every text layout's vocabulary)".into())
+    })?;
+    let from = src.join("tokenizer.json");
+    std::fs::copy(&from, dir.join("tokenizer.json")).map_err(|e| Error::io(&from, e))?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -24,8 +24,9 @@ pub(crate) enum ModelsCmd {
         #[arg(long)]
         heads: Option<usize>,
     },
-    /// Write a random-weight tower folder of a published layout (bert-base, ViT-B/16): for
-    /// measuring time and memory at the paper's scale, where weight values do not matter.
+    /// Write a random-weight tower folder of a published layout (bert-base, ViT-B/16,
+    /// SmolLM2-135M, Qwen2.5 0.5B / 1.5B / 7B, Qwen3-0.6B): for measuring time and memory at
+    /// scale, where weight values do not matter.
     Random {
         /// The layout.
         #[arg(long, value_enum)]
@@ -33,10 +34,10 @@ pub(crate) enum ModelsCmd {
         /// Output folder (must not exist).
         #[arg(long)]
         out: PathBuf,
-        /// Seed of the N(0, 0.02) weights.
+        /// Seed of the weights (standard deviation 0.02).
         #[arg(long, default_value_t = 0)]
         seed: u64,
-        /// BERT: the folder whose tokenizer.json (uncased, 30,522 tokens) is copied.
+        /// Text layouts: the folder whose tokenizer.json (uncased, 30,522 tokens) is copied.
         #[arg(long)]
         tokenizer_from: Option<PathBuf>,
     },

@@ -105,13 +105,18 @@ impl Default for IisanConfig {
 }
 
 /// The tap list of a tower with `states` hidden states (L = states - 1 layers): state 0 and
-/// every `ceil(L / 6)`-th state, at most 7 taps. 12 layers: `[0, 2, ..., 12]` (the paper's
-/// LayerDrop); at most 6 layers: every state (MiniLM: `[0, ..., 6]`); 24 layers:
-/// `[0, 4, ..., 24]`.
+/// every `ceil(L / 6)`-th state, and always the last one (the paths end at the tower's
+/// output). 12 layers: `[0, 2, ..., 12]` (the paper's LayerDrop); at most 6 layers: every
+/// state (MiniLM: `[0, ..., 6]`); 24 layers: `[0, 4, ..., 24]`; 28 layers (Qwen3-0.6B,
+/// Qwen2.5-1.5B / 7B): `[0, 5, ..., 25, 28]`.
 pub fn default_taps(states: usize) -> Vec<usize> {
     let layers = states.saturating_sub(1);
     let step = layers.div_ceil(6).max(1);
-    (0..=layers).step_by(step).collect()
+    let mut taps: Vec<usize> = (0..=layers).step_by(step).collect();
+    if taps.last() != Some(&layers) {
+        taps.push(layers);
+    }
+    taps
 }
 
 impl IisanConfig {
@@ -250,6 +255,8 @@ mod tests {
         assert_eq!(default_taps(4), [0, 1, 2, 3]);
         assert_eq!(default_taps(25), [0, 4, 8, 12, 16, 20, 24]);
         assert_eq!(default_taps(9), [0, 2, 4, 6, 8]);
+        // 28 layers: step ceil(28 / 6) = 5 reaches 25; the last state 28 is added
+        assert_eq!(default_taps(29), [0, 5, 10, 15, 20, 25, 28]);
         let c = IisanConfig {
             text_taps: Some(vec![1, 3]),
             ..Default::default()
