@@ -13,6 +13,9 @@
 #                             (random weights), batch 32, text + 224 px images, per method
 #                             s/epoch (extrapolated from timed steps) and peak device memory
 #
+#   families.md, cost.tsv / .svg   f. (PARTS="f") the decoder and CLIP-family parity fixtures
+#                             on the device against transformers, and the cost curve of
+#                             larger text towers (0.1 B to 7 B, random weights; docs/GPU.md)
 # Usage (on the GPU machine, from the repository root):
 #   IISAN_BIN=path/to/iisan MINILM=models/minilm SCIENTIFIC=path/to/amazon-scientific \
 #     bash scripts/gpu-check.sh OUT
@@ -178,4 +181,19 @@ for m in fft adapter lora bitfit iisan_uncached id; do
 done
 cat "$OUT/methods-check.log" >>"$LOG"
 say "e done at $(elapsed) s"
+fi
+
+# f. The newer towers on the device: the parity fixtures (held to 1e-4 relative), then the
+# cost curve: SmolLM2-135M, Qwen2.5-0.5B / 1.5B / 7B shapes, towers in bf16, encode, cached IISAN
+# (3 epochs), LoRA through the tower. Not in the default PARTS: a separate run.
+if want f; then
+say "f. tower families on the device, the cost curve"
+EX="${EXAMPLES:-target/release/examples}"
+"$EX/families_device" "$DEVICE" >"$OUT/families.md" 2>>"$LOG"
+echo "exit $?" >>"$OUT/families.md"
+cat "$OUT/families.md" >>"$LOG"
+DEVICE="$DEVICE" TOWER_DTYPE=bf16 EPOCHS=3 IISAN_BIN="$BIN" EXAMPLES="$EX" timeout $((DEADLINE - $(elapsed))) \
+  bash scripts/bench/tower_cost.sh "$W/cost" ${COST_LAYOUTS:-smollm2-135m qwen2.5-0.5b qwen2.5-1.5b qwen2.5-7b} >>"$LOG" 2>&1
+cp "$W/cost/cost.tsv" "$W/cost/cost.svg" "$OUT/" 2>/dev/null
+say "f done at $(elapsed) s"
 fi

@@ -157,3 +157,67 @@ fn a_decoder_refuses_cls_and_an_encoder_refuses_mean() {
         Pooling::Mean
     );
 }
+
+/// LoRA on a decoder's query and value (the LoRA baseline's placement): the tower starts at the
+/// pretrained function (B = 0) and the loss's gradient reaches every B through the frozen
+/// layers, rotary positions and RMSNorm.
+#[test]
+fn lora_on_a_decoder_starts_at_the_pretrained_function_and_trains() {
+    use iisan::backbone::decoder::Decoder;
+    use iisan::backbone::decoder_config::DecoderConfig;
+    use iisan::backbone::peft::{PeftBuilder, TowerTuning};
+    let dir = fixture("qwen2");
+    let file = dir.join("config.json");
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    let config = DecoderConfig::from_json(v, &file).unwrap();
+    let vb = iisan::backbone::open_weights(&dir, &Device::Cpu, DType::F32).unwrap();
+    let mut store = iisan::nn::ParamStore::new(3, Device::Cpu);
+    let mut peft = PeftBuilder {
+        store: &mut store,
+        tuning: TowerTuning::Lora { r: 4, alpha: 8.0 },
+        prefix: "text".into(),
+    };
+    let lora = Decoder::with_peft(vb, config, &file, Some(&mut peft)).unwrap();
+    assert_eq!(
+        store.params().len(),
+        2 * 2 * 2,
+        "A and B on query and value of 2 layers"
+    );
+    let plain = TextEncoder::load(&dir, Some(Pooling::Mean), &Device::Cpu, DType::F32).unwrap();
+    let ids = Tensor::new(&[[5u32, 9, 300, 7], [11, 2, 0, 0]], &Device::Cpu).unwrap();
+    let mask = Tensor::new(&[[1f32, 1., 1., 1.], [1., 1., 0., 0.]], &Device::Cpu).unwrap();
+    let ctx = Ctx::train(0);
+    let got = lora
+        .pooled_states(&ids, &mask, Pooling::Mean, &ctx)
+        .unwrap();
+    let rows: [&[u32]; 2] = [&[5, 9, 300, 7], &[11, 2]];
+    let want = plain.states(&rows, 4, &Ctx::eval()).unwrap();
+    let diff = (&got - &want)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    assert!(
+        diff < 1e-5,
+        "LoRA at B = 0 differs from the tower by {diff}"
+    );
+    let loss = got
+        .narrow(1, 2, 1)
+        .unwrap()
+        .sqr()
+        .unwrap()
+        .sum_all()
+        .unwrap();
+    let (grads, _) = store.backward(&loss).unwrap();
+    for p in store.params().iter().filter(|p| p.name.ends_with(".b")) {
+        let g = grads.get(&p.var).unwrap().abs().unwrap().sum_all().unwrap();
+        assert!(
+            g.to_scalar::<f32>().unwrap() > 0.0,
+            "{} has no gradient",
+            p.name
+        );
+    }
+}

@@ -14,6 +14,7 @@ use candle_core::{D, DType, Device, Tensor};
 use candle_nn::{Embedding, Module, VarBuilder};
 
 use super::decoder_config::DecoderConfig;
+use super::peft::{PeftBuilder, Proj};
 use super::pooling::Pooling;
 use super::rope;
 use super::{get, stack_cls};
@@ -48,9 +49,9 @@ impl RmsNorm {
 #[derive(Debug)]
 struct Layer {
     input_norm: RmsNorm,
-    q: Dense,
+    q: Proj,
     k: Dense,
-    v: Dense,
+    v: Proj,
     o: Dense,
     q_norm: Option<RmsNorm>,
     k_norm: Option<RmsNorm>,
@@ -91,6 +92,17 @@ impl Decoder {
     /// Build from the weights `vb` (with or without the `model.` prefix of a causal-LM
     /// checkpoint) and a checked config; `file` names the weights in errors.
     pub fn new(vb: VarBuilder, config: DecoderConfig, file: &Path) -> Result<Decoder> {
+        Self::with_peft(vb, config, file, None)
+    }
+
+    /// [`Decoder::new`] with LoRA on every layer's query and value projections when `peft`
+    /// asks for it (the LoRA baseline's placement), its matrices registered in `peft.store`.
+    pub fn with_peft(
+        vb: VarBuilder,
+        config: DecoderConfig,
+        file: &Path,
+        mut peft: Option<&mut PeftBuilder>,
+    ) -> Result<Decoder> {
         let vb = if vb.contains_tensor("model.embed_tokens.weight") {
             vb.pp("model")
         } else {
@@ -109,7 +121,7 @@ impl Decoder {
             d,
         );
         let layers = (0..c.num_hidden_layers)
-            .map(|i| load_layer(&vb.pp(format!("layers.{i}")), c, file))
+            .map(|i| load_layer(&vb.pp(format!("layers.{i}")), (i, c), file, &mut peft))
             .collect::<Result<Vec<_>>>()?;
         let next = vb.pp(format!("layers.{}", c.num_hidden_layers));
         if next.contains_tensor("input_layernorm.weight") {
@@ -256,8 +268,13 @@ fn repeat_kv(x: &Tensor, n: usize) -> Result<Tensor> {
         .reshape((b, kv * n, t, hd))?)
 }
 
-/// Load decoder layer `i` (`vb` at `layers.i`).
-fn load_layer(vb: &VarBuilder, c: &DecoderConfig, file: &Path) -> Result<Layer> {
+/// Load decoder layer `i` (`vb` at `layers.i`), its query and value with LoRA when `peft` asks.
+fn load_layer(
+    vb: &VarBuilder,
+    (i, c): (usize, &DecoderConfig),
+    file: &Path,
+    peft: &mut Option<&mut PeftBuilder>,
+) -> Result<Layer> {
     let (d, f, hd) = (c.hidden_size, c.intermediate_size, c.head_dim);
     let (q, kv) = (c.heads * hd, c.kv_heads * hd);
     let a = vb.pp("self_attn");
@@ -267,11 +284,15 @@ fn load_layer(vb: &VarBuilder, c: &DecoderConfig, file: &Path) -> Result<Layer> 
             .then(|| RmsNorm::load(&a, hd, c.rms_norm_eps, name, file))
             .transpose()
     };
+    let mut proj = |base: Dense, which: &str| match peft {
+        Some(p) => p.project(base, i, which),
+        None => Ok(Proj::Plain(base)),
+    };
     Ok(Layer {
         input_norm: RmsNorm::load(vb, d, c.rms_norm_eps, "input_layernorm", file)?,
-        q: dense(&a, (d, q), "q_proj", c.qkv_bias, file)?,
+        q: proj(dense(&a, (d, q), "q_proj", c.qkv_bias, file)?, "query")?,
         k: dense(&a, (d, kv), "k_proj", c.qkv_bias, file)?,
-        v: dense(&a, (d, kv), "v_proj", c.qkv_bias, file)?,
+        v: proj(dense(&a, (d, kv), "v_proj", c.qkv_bias, file)?, "value")?,
         o: dense(&a, (q, d), "o_proj", c.o_bias, file)?,
         q_norm: qk_norm("q_norm")?,
         k_norm: qk_norm("k_norm")?,
