@@ -13,8 +13,9 @@
 #                             (random weights), batch 32, text + 224 px images, per method
 #                             s/epoch (extrapolated from timed steps) and peak device memory
 #
-#   families.md, cost.tsv / .svg   f. (PARTS="f") the decoder and CLIP-family parity fixtures
-#                             on the device against transformers, and the cost curve of
+#   families.md, cost.tsv / .svg   f. (PARTS="f", FAMILIES_TEST=the families_parity test
+#                             binary) the decoder and CLIP-family parity fixtures on the
+#                             device against transformers, and the cost curve of
 #                             larger text towers (0.1 B to 7 B, random weights; docs/GPU.md)
 # Usage (on the GPU machine, from the repository root):
 #   IISAN_BIN=path/to/iisan MINILM=models/minilm SCIENTIFIC=path/to/amazon-scientific \
@@ -189,7 +190,10 @@ fi
 if want f; then
 say "f. tower families on the device, the cost curve"
 EX="${EXAMPLES:-target/release/examples}"
-"$EX/families_device" "$DEVICE" >"$OUT/families.md" 2>>"$LOG"
+# the parity test binary of a --features cuda build (cargo test --release --features cuda
+# --test families_parity --no-run prints its path)
+IISAN_TEST_DEVICE="$DEVICE" "${FAMILIES_TEST:?the families_parity test binary}" --nocapture \
+  --test-threads 1 >"$OUT/families.md" 2>&1
 echo "exit $?" >>"$OUT/families.md"
 cat "$OUT/families.md" >>"$LOG"
 DEVICE="$DEVICE" TOWER_DTYPE=bf16 EPOCHS=3 IISAN_BIN="$BIN" EXAMPLES="$EX" timeout $((DEADLINE - $(elapsed))) \

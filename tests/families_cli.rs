@@ -115,28 +115,9 @@ fn a_decoder_beside_dinov2_trains_adds_items_and_recommends() {
         ],
     );
     assert!(o.status.success(), "{}", stderr(&o));
-    let o = iisan(
-        t,
-        &[
-            "recommend",
-            "runs/r",
-            "--history",
-            "S0003 S0004",
-            "-k",
-            "51",
-            "--json",
-        ],
-    );
-    assert!(o.status.success(), "{}", stderr(&o));
-    let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
-    let score = |id: &str| {
-        let items = v["items"].as_array().unwrap();
-        items.iter().find(|x| x["id"] == id).unwrap()["score"]
-            .as_f64()
-            .unwrap()
-    };
+    let score = recommend_scores(t, "runs/r", "S0003 S0004", 51);
     // the copy (same title, same image) scores as the original: the live towers match the cache
-    assert!((score("COPY") - score("S0001")).abs() < 1e-3, "{v}");
+    assert!((score["COPY"] - score["S0001"]).abs() < 1e-3, "{score:?}");
 }
 
 #[test]

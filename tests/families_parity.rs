@@ -4,6 +4,8 @@
 //! `tests/golden/families.json`). Every hidden state's pooled states are within 1e-4 relative
 //! (Frobenius norm of the difference over the norm of the reference, per layer) for every
 //! family and pooling; the images' preprocessing matches the families' processors.
+//! `IISAN_TEST_DEVICE=cuda` runs the towers on that device (a `--features cuda` build; the GPU
+//! check's part f, docs/GPU.md); the default is the CPU.
 
 use std::path::{Path, PathBuf};
 
@@ -15,6 +17,15 @@ use iisan::nn::Ctx;
 use serde_json::Value;
 
 const TOL: f64 = 1e-4;
+
+/// The device the towers run on: `IISAN_TEST_DEVICE` (`cpu`, `cuda`, `cuda:N`), else the CPU.
+fn device() -> Device {
+    let spec: iisan::nn::DeviceSpec = std::env::var("IISAN_TEST_DEVICE")
+        .unwrap_or_else(|_| "cpu".into())
+        .parse()
+        .expect("IISAN_TEST_DEVICE");
+    spec.open().expect("the device opens")
+}
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -53,7 +64,8 @@ fn relative_per_layer(got: &Tensor, want: &Value) -> Vec<f64> {
 fn check(what: &str, rel: &[f64]) {
     let cells: Vec<String> = rel.iter().map(|d| format!("{d:.1e}")).collect();
     println!(
-        "{what:<26} relative difference per hidden state: {}",
+        "{what:<26} {:?} relative difference per hidden state: {}",
+        device().location(),
         cells.join(" ")
     );
     assert!(
@@ -75,7 +87,7 @@ fn text_family(name: &str) {
         ("last", Pooling::Last),
     ] {
         let tower =
-            TextEncoder::load(&fixture(name), Some(pooling), &Device::Cpu, DType::F32).unwrap();
+            TextEncoder::load(&fixture(name), Some(pooling), &device(), DType::F32).unwrap();
         assert_eq!(tower.num_states(), f["layers"].as_u64().unwrap() as usize);
         let got = tower.states(&rows, width, &Ctx::eval()).unwrap();
         check(
@@ -110,8 +122,8 @@ fn image_family(name: &str) {
     let f = &g["families"][name];
     let shape: Vec<usize> = serde_json::from_value(f["shape"].clone()).unwrap();
     let px: Vec<f32> = serde_json::from_value(f["pixels"].clone()).unwrap();
-    let px = Tensor::from_vec(px, shape.as_slice(), &Device::Cpu).unwrap();
-    let tower = ImageEncoder::load(&fixture(name), shape[2], &Device::Cpu, DType::F32).unwrap();
+    let px = Tensor::from_vec(px, shape.as_slice(), &device()).unwrap();
+    let tower = ImageEncoder::load(&fixture(name), shape[2], &device(), DType::F32).unwrap();
     let got = tower.states(&px, &Ctx::eval()).unwrap();
     check(name, &relative_per_layer(&got, &f["states"]));
     // preprocessing: the family's processor (Pillow bicubic; CLIP: shortest edge + centre

@@ -80,32 +80,9 @@ fn items_add_embeds_new_items_that_recommend_ranks() {
     assert!(m[1].iter().any(|v| v.abs() > 1e-3));
 
     // recommend ranks the new items; the copy scores like the original
-    let o = iisan(
-        t,
-        &[
-            "recommend",
-            "runs/r",
-            "--history",
-            "S0003 S0004",
-            "-k",
-            "52",
-            "--json",
-        ],
-    );
-    assert!(o.status.success(), "{}", stderr(&o));
-    let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
-    let score = |id: &str| {
-        v["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|x| x["id"] == id)
-            .unwrap()["score"]
-            .as_f64()
-            .unwrap()
-    };
-    assert!((score("COPY") - score("S0001")).abs() < 1e-3);
-    let _ = score("FRESH");
+    let score = recommend_scores(t, "runs/r", "S0003 S0004", 52);
+    assert!((score["COPY"] - score["S0001"]).abs() < 1e-3);
+    assert!(score.contains_key("FRESH"));
 
     refusals_write_nothing(t, &run, &towers, &ids);
 

@@ -214,19 +214,8 @@ impl ClipVision {
         let layers = (0..c.num_hidden_layers)
             .map(|i| load_layer(&vb.pp(format!("encoder.layers.{i}")), c, file))
             .collect::<Result<Vec<_>>>()?;
-        if vb.contains_tensor(&format!(
-            "encoder.layers.{}.layer_norm1.weight",
-            c.num_hidden_layers
-        )) {
-            return Err(Error::file(
-                &file.with_file_name("config.json"),
-                format!(
-                    "num_hidden_layers = {}, but {} holds more layers",
-                    c.num_hidden_layers,
-                    file.display()
-                ),
-            ));
-        }
+        let next = format!("encoder.layers.{}.layer_norm1.weight", c.num_hidden_layers);
+        super::refuse_extra_layer(vb.contains_tensor(&next), c.num_hidden_layers, file)?;
         Ok(ClipVision {
             patch_w: get(
                 &e,

@@ -123,17 +123,8 @@ impl Decoder {
         let layers = (0..c.num_hidden_layers)
             .map(|i| load_layer(&vb.pp(format!("layers.{i}")), (i, c), file, &mut peft))
             .collect::<Result<Vec<_>>>()?;
-        let next = vb.pp(format!("layers.{}", c.num_hidden_layers));
-        if next.contains_tensor("input_layernorm.weight") {
-            return Err(Error::file(
-                &file.with_file_name("config.json"),
-                format!(
-                    "num_hidden_layers = {}, but {} holds more layers",
-                    c.num_hidden_layers,
-                    file.display()
-                ),
-            ));
-        }
+        let next = format!("layers.{}.input_layernorm.weight", c.num_hidden_layers);
+        super::refuse_extra_layer(vb.contains_tensor(&next), c.num_hidden_layers, file)?;
         Ok(Decoder {
             norm: RmsNorm::load(&vb, d, c.rms_norm_eps, "norm", file)?,
             inv_freq: rope::inverse_frequencies(c.head_dim, c.rope_theta, c.rope_scaling),

@@ -203,7 +203,13 @@ pub(crate) fn check_no_extra_layer(vb: &VarBuilder, layers: usize, file: &Path) 
         "norm1.weight",
         "layernorm_before.weight",
     ];
-    if probes.iter().any(|p| next.contains_tensor(p)) {
+    refuse_extra_layer(probes.iter().any(|p| next.contains_tensor(p)), layers, file)
+}
+
+/// The error of [`check_no_extra_layer`] when `found` (a tensor of layer `layers`, one past the
+/// config's last, is in the weights file `file`).
+pub(crate) fn refuse_extra_layer(found: bool, layers: usize, file: &Path) -> Result<()> {
+    if found {
         return Err(Error::file(
             &file.with_file_name("config.json"),
             format!(

@@ -226,3 +226,29 @@ pub fn import_2023(cwd: &Path, reviews: &Path, meta: &Path, extra: &[&str]) -> O
     args.extend(extra);
     iisan(cwd, &args)
 }
+
+/// The scores by item id of `iisan recommend RUN --history HISTORY -k K --json` run in `cwd`,
+/// asserting success.
+pub fn recommend_scores(
+    cwd: &Path,
+    run: &str,
+    history: &str,
+    k: usize,
+) -> std::collections::HashMap<String, f64> {
+    let k = k.to_string();
+    let args = ["recommend", run, "--history", history, "-k", &k, "--json"];
+    let o = iisan(cwd, &args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| {
+            (
+                x["id"].as_str().unwrap().to_string(),
+                x["score"].as_f64().unwrap(),
+            )
+        })
+        .collect()
+}

@@ -138,6 +138,9 @@ pub struct PublicTower {
     /// Image side in pixels (image towers).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub image_size: Option<usize>,
+    /// How a decoder text tower's token states are pooled (none: [CLS]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pooling: Option<String>,
 }
 
 impl From<&TowerRecord> for PublicTower {
@@ -147,6 +150,7 @@ impl From<&TowerRecord> for PublicTower {
             sha256: t.sha256.clone(),
             max_tokens: t.max_tokens,
             image_size: t.image_size,
+            pooling: t.pooling.clone(),
         }
     }
 }
