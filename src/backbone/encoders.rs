@@ -30,8 +30,8 @@ pub enum TextEncoder {
 
 /// What a text folder holds: `Some(config)` for a decoder, `None` for a BERT-family encoder.
 fn text_kind(dir: &Path) -> Result<Option<DecoderConfig>> {
-    let mut types: Vec<&str> = DECODER_TYPES.to_vec();
-    types.push("bert");
+    let mut types = vec!["bert"];
+    types.extend(DECODER_TYPES);
     let (v, file): (serde_json::Value, _) = read_config(dir, &types)?;
     match v.get("model_type").and_then(|t| t.as_str()) {
         Some(t) if DECODER_TYPES.contains(&t) => Ok(Some(DecoderConfig::from_json(v, &file)?)),
@@ -167,8 +167,8 @@ pub enum ImageEncoder {
 
 /// Whether the folder `dir` holds a CLIP-family tower (else ViT / DINOv2).
 pub fn is_clip_family(dir: &Path) -> Result<bool> {
-    let mut types: Vec<&str> = CLIP_TYPES.to_vec();
-    types.extend(["vit", "dinov2"]);
+    let mut types = vec!["vit", "dinov2"];
+    types.extend(CLIP_TYPES);
     let (v, _): (serde_json::Value, _) = read_config(dir, &types)?;
     let t = v.get("model_type").and_then(|t| t.as_str()).unwrap_or("");
     Ok(CLIP_TYPES.contains(&t))
