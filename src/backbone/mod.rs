@@ -121,7 +121,7 @@ pub fn weights_paths(dir: &Path) -> Result<Vec<PathBuf>> {
     if !index.exists() {
         return Err(Error::file(
             dir,
-            "not a model folder: model.safetensors (or model.safetensors.index.json) is missing",
+            "not a model folder: model.safetensors is missing (and no model.safetensors.index.json of shards)",
         ));
     }
     let text = crate::atomic::read_bounded(&index, MAX_INDEX_BYTES)?;
