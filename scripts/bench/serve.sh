@@ -15,7 +15,8 @@ data=${2:-../shared/data/amazon-scientific}
 cargo build --release --quiet --bin iisan --example loadgen
 work=$(mktemp -d)
 pid=""
-trap '[ -n "$pid" ] && kill $pid 2>/dev/null; rm -rf "$work"' EXIT
+# (the kill of a server already stopped fails: not the script's exit status)
+trap 'if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; fi; rm -rf "$work"' EXIT
 cp -r "$run" "$work/run"
 # the histories: each user's test history as the paper's preprocessing keeps it (users with at
 # least 5 interactions; of the last 13, all but the last)
