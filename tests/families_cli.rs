@@ -2,7 +2,8 @@
 //! fixture, 64 wide, with a word-level tokenizer over the data's words) beside DINOv2-S (384
 //! wide) trains IISAN with asymmetric widths and derived tap lists, embeds new items through
 //! both towers (`items add`) and ranks them (`recommend`); a CLIP image tower encodes; a
-//! pooling a family does not have is refused before anything is written.
+//! pooling a family does not have, and a tuned baseline over a decoder, are refused before
+//! anything is written.
 
 mod common;
 
@@ -118,6 +119,17 @@ fn a_decoder_beside_dinov2_trains_adds_items_and_recommends() {
     let score = recommend_scores(t, "runs/r", "S0003 S0004", 51);
     // the copy (same title, same image) scores as the original: the live towers match the cache
     assert!((score["COPY"] - score["S0001"]).abs() < 1e-3, "{score:?}");
+
+    // the tuned baselines tune BERT-family towers: a decoder is refused before any work
+    let tower = format!("model.towers.text_model={:?}", qwen.to_str().unwrap());
+    let mut args = vec!["train", "--quiet", "--set", &tower];
+    let sets = run_sets(&data, "lora", "lora");
+    for s in &sets {
+        args.extend(["--set", s.as_str()]);
+    }
+    let o = iisan(t, &args);
+    one_line_exit_2(&o, &["method lora tunes BERT-family text towers only"]);
+    assert!(!t.join("runs/lora").exists());
 }
 
 #[test]

@@ -39,6 +39,11 @@ fn text_kind(dir: &Path) -> Result<Option<DecoderConfig>> {
     }
 }
 
+/// Whether the text folder `dir` holds a decoder (else a BERT-family encoder).
+pub fn is_decoder(dir: &Path) -> Result<bool> {
+    Ok(text_kind(dir)?.is_some())
+}
+
 impl TextEncoder {
     /// The pooling a tower of folder `dir` uses when asked for `pooling` (`None`: the family's
     /// default, [CLS] for encoders and the masked mean for decoders); read from `config.json`

@@ -10,7 +10,9 @@ use super::iisan::states::{DeviceStates, HiddenStates};
 use super::live::LiveTowers;
 use super::modality::TextImage;
 use super::tower::ItemTower;
-use crate::backbone::encoders::{TextEncoder, image_states, text_states};
+use crate::backbone::encoders::{
+    TextEncoder, image_states, is_clip_family, is_decoder, text_states,
+};
 use crate::backbone::pooling::Pooling;
 use crate::cache::{CacheHeader, HiddenStateCache, items_fingerprint};
 use crate::data::Dataset;
@@ -138,6 +140,7 @@ pub fn towers_of(mc: &ModelConfig, cache: Option<&Path>) -> Result<TowersOf> {
             out.records = tuned_records(&mc.towers, needs)?;
         }
         Method::Fft | Method::Adapter | Method::Lora | Method::Bitfit => {
+            refuse_new_families(&mc.towers, mc.method)?;
             let all = TextImage {
                 text: true,
                 image: true,
@@ -236,6 +239,29 @@ pub fn live_iisan(
     let states = towers.states(data, chunk, missing)?;
     let dim = mc.user.dim;
     IisanTower::new(store, &mc.iisan, engine, states.text, states.image, dim)
+}
+
+/// The tuned baselines tune BERT-family text towers and ViT / DINOv2 image towers: a decoder
+/// or CLIP-family folder is refused before any work, naming it and what it serves.
+fn refuse_new_families(tc: &TowersConfig, method: Method) -> Result<()> {
+    let refuse = |dir: &Path, what: &str| {
+        Error::Config(format!(
+            "{}: method {} tunes {what} towers only; this tower serves iisan and iisan_uncached",
+            dir.display(),
+            method.name()
+        ))
+    };
+    if let Some(d) = &tc.text_model
+        && is_decoder(d)?
+    {
+        return Err(refuse(d, "BERT-family text"));
+    }
+    if let Some(d) = &tc.image_model
+        && is_clip_family(d)?
+    {
+        return Err(refuse(d, "ViT / DINOv2 image"));
+    }
+    Ok(())
 }
 
 /// The records of the tower folders of `tc` the model reads (`used`).
