@@ -12,9 +12,10 @@
 use std::path::Path;
 use std::time::Instant;
 
-use candle_core::{DType, Tensor};
+use candle_core::DType;
 use iisan::backbone::decoder::Decoder;
 use iisan::backbone::decoder_config::DecoderConfig;
+use iisan::backbone::inputs::token_tensors;
 use iisan::backbone::peft::{PeftBuilder, TowerTuning};
 use iisan::backbone::pooling::Pooling;
 use iisan::data::text::{TextPrep, TokenBatch};
@@ -57,9 +58,7 @@ fn main() -> iisan::Result<()> {
             .map(|i| prep.encode(titles[(step * batch + i) % titles.len()]))
             .collect::<iisan::Result<_>>()?;
         let refs: Vec<&[u32]> = rows.iter().map(Vec::as_slice).collect();
-        let tb = TokenBatch::pad(&refs);
-        let ids = Tensor::from_vec(tb.ids, (tb.batch, tb.len), &dev)?;
-        let mask = Tensor::from_vec(tb.mask, (tb.batch, tb.len), &dev)?;
+        let (ids, mask) = token_tensors(TokenBatch::pad(&refs), &dev)?;
         let t = Instant::now();
         let states = decoder.pooled_states(&ids, &mask, Pooling::Mean, &ctx)?;
         let last = states.narrow(1, states.dim(1)? - 1, 1)?;

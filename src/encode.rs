@@ -190,7 +190,7 @@ pub fn encode_text(
     let prep = TextPrep::from_model_dir(model, o.max_tokens)?;
     let pooling = tower.pooling();
     let mut record = TowerRecord::of("text", model, Some(o.max_tokens), None)?;
-    record.pooling = (pooling != Pooling::Cls).then(|| pooling.name().to_string());
+    record.pooling = pooling.recorded();
     let header = CacheHeader {
         model: model_id(model, tower.describe()),
         modality: "text".into(),

@@ -15,7 +15,7 @@ use candle_nn::{Module, VarBuilder};
 use serde::Deserialize;
 
 use super::peft::Proj;
-use super::{SelfAttention, get, layer_norm, linear, open_weights, stack_cls};
+use super::{SelfAttention, get, layer_norm, linear, open_weight_files, stack_cls};
 use crate::error::{Error, Result};
 use crate::nn::{Ctx, frozen, frozen::Dense, gelu::gelu_erf, layer_norm::LayerNorm};
 
@@ -151,6 +151,20 @@ pub fn read_clip_config(dir: &Path) -> Result<(ClipConfig, PathBuf)> {
     Ok((ClipConfig::from_json(&v, &file)?, file))
 }
 
+/// A CLIP-family tower runs at its pretrained size (its position grid is not resized): another
+/// `image_size` is refused, naming the config `file`.
+fn check_size(c: &ClipConfig, file: &Path, image_size: usize) -> Result<()> {
+    if image_size != c.image_size {
+        return Err(Error::Config(format!(
+            "{} runs at its pretrained {} px (its position grid); set the image size to {} (it is {image_size})",
+            file.display(),
+            c.image_size,
+            c.image_size
+        )));
+    }
+    Ok(())
+}
+
 impl ClipVision {
     /// Load a CLIP / SigLIP folder for images of `image_size` pixels (its own size), computing
     /// in `dtype` (the states it returns are f32).
@@ -160,24 +174,16 @@ impl ClipVision {
         device: &Device,
         dtype: DType,
     ) -> Result<ClipVision> {
-        Self::check(dir, image_size)?;
-        let (config, _) = read_clip_config(dir)?;
-        let vb = open_weights(dir, device, dtype)?;
-        Self::new(vb, config, &dir.join("model.safetensors"))
+        let (config, file) = read_clip_config(dir)?;
+        check_size(&config, &file, image_size)?;
+        let (vb, weights) = open_weight_files(dir, device, dtype)?;
+        Self::new(vb, config, &weights)
     }
 
     /// Check, without loading weights, that `dir` holds a tower this code runs at `image_size`.
     pub fn check(dir: &Path, image_size: usize) -> Result<()> {
         let (c, file) = read_clip_config(dir)?;
-        if image_size != c.image_size {
-            return Err(Error::Config(format!(
-                "{} runs at its pretrained {} px (its position grid); set the image size to {} (it is {image_size})",
-                file.display(),
-                c.image_size,
-                c.image_size
-            )));
-        }
-        Ok(())
+        check_size(&c, &file, image_size)
     }
 
     /// Build from weights `vb` (with or without the `vision_model.` prefix) and a config.

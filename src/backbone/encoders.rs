@@ -12,9 +12,10 @@ use super::bert::Bert;
 use super::clip::{CLIP_TYPES, ClipConfig, ClipVision, read_clip_config};
 use super::decoder::Decoder;
 use super::decoder_config::{DECODER_TYPES, DecoderConfig};
+use super::inputs::token_tensors;
 use super::pooling::Pooling;
 use super::vit::Vit;
-use super::{open_weights, read_config};
+use super::{open_weight_files, read_config};
 use crate::data::text::TokenBatch;
 use crate::error::{Error, Result};
 use crate::nn::Ctx;
@@ -39,6 +40,25 @@ fn text_kind(dir: &Path) -> Result<Option<DecoderConfig>> {
     }
 }
 
+/// The pooling a text tower of folder `dir` (a decoder when `decoder`) uses when asked for
+/// `pooling`; an encoder pools by `cls` only, a decoder by anything else.
+fn resolve_pooling(dir: &Path, decoder: bool, pooling: Option<Pooling>) -> Result<Pooling> {
+    match (decoder, pooling) {
+        (false, None | Some(Pooling::Cls)) => Ok(Pooling::Cls),
+        (false, Some(p)) => Err(Error::Config(format!(
+            "{} is a BERT-family encoder: its items are pooled by cls, not {}",
+            dir.display(),
+            p.name()
+        ))),
+        (true, None) => Ok(Pooling::Mean),
+        (true, Some(Pooling::Cls)) => Err(Error::Config(format!(
+            "{} is a decoder: it has no [CLS] token (pooling mean, mean_unmasked or last)",
+            dir.display()
+        ))),
+        (true, Some(p)) => Ok(p),
+    }
+}
+
 /// Whether the text folder `dir` holds a decoder (else a BERT-family encoder).
 pub fn is_decoder(dir: &Path) -> Result<bool> {
     Ok(text_kind(dir)?.is_some())
@@ -49,21 +69,7 @@ impl TextEncoder {
     /// default, [CLS] for encoders and the masked mean for decoders); read from `config.json`
     /// alone, so a wrong choice is found before any work.
     pub fn check(dir: &Path, pooling: Option<Pooling>) -> Result<Pooling> {
-        let decoder = text_kind(dir)?.is_some();
-        match (decoder, pooling) {
-            (false, None | Some(Pooling::Cls)) => Ok(Pooling::Cls),
-            (false, Some(p)) => Err(Error::Config(format!(
-                "{} is a BERT-family encoder: its items are pooled by cls, not {}",
-                dir.display(),
-                p.name()
-            ))),
-            (true, None) => Ok(Pooling::Mean),
-            (true, Some(Pooling::Cls)) => Err(Error::Config(format!(
-                "{} is a decoder: it has no [CLS] token (pooling mean, mean_unmasked or last)",
-                dir.display()
-            ))),
-            (true, Some(p)) => Ok(p),
-        }
+        resolve_pooling(dir, text_kind(dir)?.is_some(), pooling)
     }
 
     /// Load the text tower of folder `dir` on `device`, computing in `dtype`.
@@ -73,12 +79,12 @@ impl TextEncoder {
         device: &Device,
         dtype: DType,
     ) -> Result<Self> {
-        let pooling = Self::check(dir, pooling)?;
-        match text_kind(dir)? {
+        let kind = text_kind(dir)?;
+        let pooling = resolve_pooling(dir, kind.is_some(), pooling)?;
+        match kind {
             None => Ok(TextEncoder::Bert(Bert::load_as(dir, device, dtype)?)),
             Some(c) => {
-                let vb = open_weights(dir, device, dtype)?;
-                let file = super::weights_paths(dir)?.remove(0);
+                let (vb, file) = open_weight_files(dir, device, dtype)?;
                 Ok(TextEncoder::Decoder(Decoder::new(vb, c, &file)?, pooling))
             }
         }
@@ -139,24 +145,23 @@ impl TextEncoder {
     /// The states `[B, L + 1, D]` (f32) of titles' token rows `rows`: right-padded to the
     /// longest row, or, for `mean_unmasked`, every row to `max_tokens` (what it averages over).
     pub fn states(&self, rows: &[&[u32]], max_tokens: usize, ctx: &Ctx) -> Result<Tensor> {
-        let (tb, dev) = match self {
-            TextEncoder::Bert(b) => (TokenBatch::pad(rows), b.device()),
+        match self {
+            TextEncoder::Bert(b) => {
+                let (ids, mask) = token_tensors(TokenBatch::pad(rows), b.device())?;
+                b.cls_states(&ids, &mask, ctx)
+            }
             TextEncoder::Decoder(d, p) => {
-                let longest = rows.iter().map(|r| r.len()).max().unwrap_or(0);
+                // pad_to pads to the longest row at least
                 let len = if *p == Pooling::MeanUnmasked {
-                    max_tokens.max(longest)
+                    max_tokens
                 } else {
-                    longest
+                    0
                 };
                 let pad = d.config.pad_token_id.unwrap_or(0);
-                (TokenBatch::pad_to(rows, len, pad), d.device())
+                let tb = TokenBatch::pad_to(rows, len, pad);
+                let (ids, mask) = token_tensors(tb, d.device())?;
+                d.pooled_states(&ids, &mask, *p, ctx)
             }
-        };
-        let ids = Tensor::from_vec(tb.ids, (tb.batch, tb.len), dev)?;
-        let mask = Tensor::from_vec(tb.mask, (tb.batch, tb.len), dev)?;
-        match self {
-            TextEncoder::Bert(b) => b.cls_states(&ids, &mask, ctx),
-            TextEncoder::Decoder(d, p) => d.pooled_states(&ids, &mask, *p, ctx),
         }
     }
 }

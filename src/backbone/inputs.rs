@@ -13,10 +13,19 @@ use crate::data::image::{ImagePrep, find_image};
 use crate::data::text::{TextPrep, TokenBatch};
 use crate::error::{Error, Result};
 
+/// The `(ids, mask)` tensors `[batch, len]` of a padded token batch, on `device`.
+pub fn token_tensors(tb: TokenBatch, device: &Device) -> Result<(Tensor, Tensor)> {
+    Ok((
+        Tensor::from_vec(tb.ids, (tb.batch, tb.len), device)?,
+        Tensor::from_vec(tb.mask, (tb.batch, tb.len), device)?,
+    ))
+}
+
 /// Token ids of every item's title (index = item id; row 0, padding, empty).
 #[derive(Debug, Clone)]
 pub struct ItemTokens {
     rows: Vec<Vec<u32>>,
+    max_tokens: usize,
 }
 
 impl ItemTokens {
@@ -27,7 +36,12 @@ impl ItemTokens {
         for t in &data.titles[1..] {
             rows.push(prep.encode(t)?);
         }
-        Ok(ItemTokens { rows })
+        Ok(ItemTokens { rows, max_tokens })
+    }
+
+    /// Tokens per title at most (what the titles were cut to).
+    pub fn max_tokens(&self) -> usize {
+        self.max_tokens
     }
 
     /// The token rows of items `ids`.
@@ -39,11 +53,7 @@ impl ItemTokens {
 
     /// The padded `(ids, mask)` tensors `[n, T]` of items `ids`.
     pub fn batch(&self, ids: &[u32], device: &Device) -> Result<(Tensor, Tensor)> {
-        let tb = TokenBatch::pad(&self.rows(ids));
-        Ok((
-            Tensor::from_vec(tb.ids, (tb.batch, tb.len), device)?,
-            Tensor::from_vec(tb.mask, (tb.batch, tb.len), device)?,
-        ))
+        token_tensors(TokenBatch::pad(&self.rows(ids)), device)
     }
 }
 

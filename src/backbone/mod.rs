@@ -156,11 +156,21 @@ pub fn weights_paths(dir: &Path) -> Result<Vec<PathBuf>> {
 /// Memory-map the frozen weights of model folder `dir` (`model.safetensors`) on `device`, to be
 /// read as `dtype` (converted from the file's dtype as they load).
 pub fn open_weights(dir: &Path, device: &Device, dtype: DType) -> Result<VarBuilder<'static>> {
+    Ok(open_weight_files(dir, device, dtype)?.0)
+}
+
+/// [`open_weights`], with the first weights file (what errors about the tensors name).
+pub fn open_weight_files(
+    dir: &Path,
+    device: &Device,
+    dtype: DType,
+) -> Result<(VarBuilder<'static>, PathBuf)> {
     let paths = weights_paths(dir)?;
     // SAFETY: the files are mapped read-only; the project never writes to model files while
     // they are loaded.
-    unsafe { VarBuilder::from_mmaped_safetensors(&paths, dtype, device) }
-        .map_err(|e| Error::file(&paths[0], format!("cannot read weights: {e}")))
+    let vb = unsafe { VarBuilder::from_mmaped_safetensors(&paths, dtype, device) }
+        .map_err(|e| Error::file(&paths[0], format!("cannot read weights: {e}")))?;
+    Ok((vb, paths[0].clone()))
 }
 
 /// Read `dir/config.json`, check that its `model_type` is one of `types` (when it has one), and

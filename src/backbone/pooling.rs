@@ -35,6 +35,12 @@ impl Pooling {
         }
     }
 
+    /// What a tower record keeps of it (`TowerRecord::pooling`): none for `cls`, the encoders'
+    /// pooling and what a record written before there was a choice means.
+    pub fn recorded(self) -> Option<String> {
+        (self != Pooling::Cls).then(|| self.name().to_string())
+    }
+
     /// The pooling named `s` (one of [`Pooling::name`]'s names).
     pub fn parse(s: &str) -> Result<Pooling> {
         [

@@ -13,7 +13,6 @@ use super::tower::ItemTower;
 use crate::backbone::encoders::{
     TextEncoder, image_states, is_clip_family, is_decoder, text_states,
 };
-use crate::backbone::pooling::Pooling;
 use crate::cache::{CacheHeader, HiddenStateCache, items_fingerprint};
 use crate::data::Dataset;
 use crate::data::image::MissingImage;
@@ -269,8 +268,7 @@ fn tuned_records(tc: &TowersConfig, used: TextImage<bool>) -> Result<Vec<TowerRe
     let mut out = Vec::new();
     if let (true, Some(dir)) = (used.text, &tc.text_model) {
         let mut r = TowerRecord::of("text", dir, Some(tc.max_tokens), None)?;
-        let pooling = TextEncoder::check(dir, tc.pooling)?;
-        r.pooling = (pooling != Pooling::Cls).then(|| pooling.name().to_string());
+        r.pooling = TextEncoder::check(dir, tc.pooling)?.recorded();
         out.push(r);
     }
     if let (true, Some(dir)) = (used.image, &tc.image_model) {

@@ -88,7 +88,6 @@ impl LiveTowers {
             Some(t) => Some(Box::new(LiveText {
                 tower: t.tower.clone(),
                 tokens: ItemTokens::new(data, &t.dir, t.max_tokens)?,
-                max_tokens: t.max_tokens,
                 chunk,
             })),
             None => None,

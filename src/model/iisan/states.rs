@@ -229,8 +229,6 @@ pub struct LiveText {
     pub tower: Arc<TextEncoder>,
     /// Every item's tokens.
     pub tokens: ItemTokens,
-    /// Tokens per title (what `mean_unmasked` pads to).
-    pub max_tokens: usize,
     /// Items per tower forward.
     pub chunk: usize,
 }
@@ -246,7 +244,8 @@ impl OnDemand for LiveText {
 
     fn run(&self, c: &[u32]) -> Result<Tensor> {
         let rows = self.tokens.rows(c);
-        self.tower.states(&rows, self.max_tokens, &Ctx::eval())
+        self.tower
+            .states(&rows, self.tokens.max_tokens(), &Ctx::eval())
     }
 }
 
