@@ -8,10 +8,14 @@
 #                             test HR@10 / NDCG@10), the bf16-states evaluation
 #   scientific-metrics.jsonl   its epochs
 #   methods-check.log      e. (PARTS="e") every method's device path against its CPU path,
-#                             MiniLM text tower with dropout off, 2 Scientific batches of 32
+#                             MiniLM text tower with dropout off, 2 Scientific batches of 32,
+#                             in f32 and in each of PRECISIONS' half precisions (the f32 CPU
+#                             step against the device's mixed-precision step)
 #   efficiency.md / .json  c. the paper's efficiency table at its scale: bert-base + ViT-B/16
-#                             (random weights), batch 32, text + 224 px images, per method
-#                             s/epoch (extrapolated from timed steps) and peak device memory
+#                             (random weights), batch 32, text + 224 px images, per method and
+#                             per training precision (PRECISIONS, default "f32 f16": the
+#                             authors' autocast + GradScaler is f16) s/epoch (extrapolated from
+#                             timed steps), peak device memory and steps the loss scale skipped
 #
 #   families.md, cost.tsv / .svg   f. (PARTS="f", FAMILIES_TEST=the families_parity test
 #                             binary) the decoder and CLIP-family parity fixtures on the
@@ -36,7 +40,8 @@ IMAGE_SIZE="${IMAGE_SIZE:-224}"
 WARMUP="${WARMUP:-2}"
 PARTS="${PARTS:-a c b}"  # which parts, in this order of priority
 DEADLINE="${DEADLINE:-540}"  # seconds: b is cut (its partial epochs kept) to end by then
-STEP_LIMIT="${STEP_LIMIT:-100}"  # seconds at most per method in c
+STEP_LIMIT="${STEP_LIMIT:-60}"  # seconds at most per method and precision in c
+PRECISIONS="${PRECISIONS:-f32 f16}"  # training precisions of c and e
 W="${WORK:-/tmp/iisan-gpu-check}"
 mkdir -p "$OUT" "$W"
 LOG="$OUT/gpu-check.log"
@@ -97,29 +102,34 @@ EFF=(--set "data.dir=$SCI" --set "model.towers.text_model=$W/bert-base"
   --set eval.skip=true --set "run.dir=$W/runs-eff" --set "train.threads=$THREADS"
   --set model.iisan.modality=intra_inter --set "model.iisan.text_taps=[0,2,4,6,8,10,12]"
   --set "model.iisan.image_taps=[0,2,4,6,8,10,12]" --set "data.cache=$W/cache-paper")
-for m in iisan iisan_uncached bitfit lora adapter fft; do
-  say "c. $m"
-  run timeout "$STEP_LIMIT" "$BIN" train --quiet "${EFF[@]}" --set "model.method=$m" --set "run.name=$m"
+for p in $PRECISIONS; do
+  for m in iisan iisan_uncached bitfit lora adapter fft; do
+    say "c. $m in $p"
+    # train.kernels=autograd: what a GPU runs anyway; lets a DEVICE=cpu dry run take half precision
+    run timeout "$STEP_LIMIT" "$BIN" train --quiet "${EFF[@]}" --set "model.method=$m" \
+      --set "train.precision=$p" --set train.kernels=autograd --set "run.name=$m-$p"
+  done
 done
-python3 - "$W/runs-eff" "$OUT" <<'PY'
+python3 - "$W/runs-eff" "$OUT" $PRECISIONS <<'PY'
 import json, os, sys
-root, out = sys.argv[1:]
+root, out, *precisions = sys.argv[1:]
 paper = {"fft": (443, 47), "adapter": (380, 39), "lora": (350, 37), "bitfit": (None, None),
          "iisan_uncached": (None, None), "iisan": (22, 3)}
-rows, lines = [], ["| method | trainable | s/step | s/epoch (Scientific, batch 32) | peak device GiB | paper s/epoch | paper GB |",
-                   "|---|---|---|---|---|---|---|"]
+rows, lines = [], ["| method | precision | trainable | s/step | s/epoch (Scientific, batch 32) | peak device GiB | skipped steps | paper s/epoch | paper GB |",
+                   "|---|---|---|---|---|---|---|---|---|"]
 for m in ["fft", "adapter", "lora", "bitfit", "iisan_uncached", "iisan"]:
-    p = os.path.join(root, m, "summary.json")
+  for prec in precisions:
+    p = os.path.join(root, f"{m}-{prec}", "summary.json")
     if not os.path.exists(p):
-        lines.append(f"| {m} | (no run) | | | | | |"); continue
+        lines.append(f"| {m} | {prec} | (no run) | | | | | | |"); continue
     s = json.load(open(p)); e = s["efficiency"]
     users = s["dataset"]["stats"]["users"]
     steps = -(-users // 32)
     spe = e["seconds_per_epoch"]; peak = e.get("train_peak_device_mib")
-    rows.append({"method": m, "summary": s})
+    rows.append({"method": m, "precision": prec, "summary": s})
     ps, pg = paper[m]
-    lines.append(f"| {m} | {e['trainable_params']:,} | {spe/steps:.3f} | {spe:.1f} | "
-                 f"{(peak or 0)/1024:.2f} | {ps or '-'} | {pg or '-'} |")
+    lines.append(f"| {m} | {prec} | {e['trainable_params']:,} | {spe/steps:.3f} | {spe:.1f} | "
+                 f"{(peak or 0)/1024:.2f} | {e.get('skipped_steps', 0)} | {ps or '-'} | {pg or '-'} |")
 open(os.path.join(out, "efficiency.md"), "w").write("\n".join(lines) + "\n")
 json.dump(rows, open(os.path.join(out, "efficiency.json"), "w"), indent=1)
 print("\n".join(lines))
@@ -172,13 +182,18 @@ c = json.load(open(os.path.join(src, "config.json")))
 c["hidden_dropout_prob"] = c["attention_probs_dropout_prob"] = 0.0
 json.dump(c, open(os.path.join(dst, "config.json"), "w"), indent=1)
 PY
-for m in fft adapter lora bitfit iisan_uncached id; do
-  echo "== $m" >>"$OUT/methods-check.log"
-  timeout 45 "$BIN" check-device --device "$DEVICE" --batches 2 --tolerance 2e-3 --tower-items 0 \
-    --set "data.dir=$SCI" --set "model.method=$m" --set train.batch=32 --set "train.threads=$THREADS" \
-    --set "model.towers.text_model=$W/minilm-nodrop" --set model.iisan.modality=text \
-    --set "model.iisan.text_taps=[0,1,2,3,4,5,6]" >>"$OUT/methods-check.log" 2>&1
-  echo "exit $?" >>"$OUT/methods-check.log"
+for p in $PRECISIONS; do
+  # f32 held to 2e-3; a half precision to its own limits (docs/GPU.md)
+  tol=(); [ "$p" = f32 ] && tol=(--tolerance 2e-3)
+  for m in fft adapter lora bitfit iisan_uncached id; do
+    echo "== $m $p" >>"$OUT/methods-check.log"
+    timeout 45 "$BIN" check-device --device "$DEVICE" --batches 2 "${tol[@]}" --precision "$p" \
+      --tower-items 0 --set "data.dir=$SCI" --set "model.method=$m" --set train.batch=32 \
+      --set "train.threads=$THREADS" --set "model.towers.text_model=$W/minilm-nodrop" \
+      --set model.iisan.modality=text --set "model.iisan.text_taps=[0,1,2,3,4,5,6]" \
+      >>"$OUT/methods-check.log" 2>&1
+    echo "exit $?" >>"$OUT/methods-check.log"
+  done
 done
 cat "$OUT/methods-check.log" >>"$LOG"
 say "e done at $(elapsed) s"

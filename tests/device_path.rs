@@ -33,7 +33,7 @@ fn check(method: &str, data_dir: &Path, extra: &[String]) {
     sets.extend_from_slice(extra);
     let plan = Config::load(None, &sets).unwrap().check().unwrap();
     let data = Dataset::load(&plan.cfg().data.dir, &plan.cfg().data.options).unwrap();
-    let g = compare_paths(&plan, &data, &Device::Cpu, 2).unwrap();
+    let g = compare_paths(&plan, &data, (&Device::Cpu, iisan::nn::TowerDType::F32), 2).unwrap();
     eprintln!("{method}: {g:?}");
     assert_eq!(g.batches, 2, "{method}");
     assert!(g.loss_rel <= LOSS, "{method}: loss {g:?}");
@@ -134,7 +134,7 @@ fn cuda_on_a_cpu_build_and_half_precision_for_trained_towers_are_refused_before_
     let o = iisan(tmp.path(), &args);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(
-        stderr(&o).contains("trains its towers in f32"),
+        stderr(&o).contains("trains its towers in the training precision"),
         "{}",
         stderr(&o)
     );

@@ -15,6 +15,7 @@ use super::{
     read_config, stack_cls,
 };
 use crate::error::{Error, Result};
+use crate::nn::mixed::{broadcast_add, embedding};
 use crate::nn::{Ctx, frozen, frozen::Dense, gelu::gelu_erf, layer_norm::LayerNorm};
 
 /// The fields of a Hugging Face BERT `config.json` this encoder uses.
@@ -131,8 +132,9 @@ impl Bert {
     ) -> Result<(Bert, Taken)> {
         let (config, _): (BertConfig, PathBuf) = read_config(dir, &["bert"])?;
         let tuning = peft.tuning;
+        let dtype = peft.store.precision();
         let (vb, taken) =
-            open_weights_trainable(dir, device, move |n| tuning.trains_pretrained(n))?;
+            open_weights_trainable(dir, (device, dtype), move |n| tuning.trains_pretrained(n))?;
         Ok((Self::load_from(dir, config, vb, Some(peft))?, taken))
     }
 
@@ -247,11 +249,11 @@ impl Bert {
         }
         let pos = Tensor::arange(0u32, t as u32, &self.device)?;
         let types = Tensor::zeros((b, t), DType::U32, &self.device)?;
-        let x = self
-            .word
-            .forward(ids)?
-            .broadcast_add(&self.position.forward(&pos)?)?
-            .add(&self.token_type.forward(&types)?)?;
+        let x = broadcast_add(
+            &embedding(&self.word, ids)?,
+            &embedding(&self.position, &pos)?,
+        )?
+        .add(&embedding(&self.token_type, &types)?)?;
         let mut x = ctx.dropout(&self.emb_ln.forward_t(&x, ctx)?, c.hidden_dropout_prob)?;
         // additive mask [B, 1, 1, T]: 0 for tokens, -1e9 for padding
         let add_mask = ((mask.to_dtype(DType::F32)? - 1.0)? * 1e9)?

@@ -34,12 +34,13 @@ use crate::error::{Error, Result};
 use crate::nn::{Ctx, attention, frozen, frozen::Dense, layer_norm::LayerNorm};
 
 /// Open `dir/model.safetensors` memory-mapped; errors name the folder.
-/// Pretrained tensors made trainable while a tower was built: (safetensors key, variable).
-pub type Taken = Arc<Mutex<Vec<(String, Var)>>>;
+/// Pretrained tensors made trainable while a tower was built: (safetensors key, the f32
+/// variable, and under mixed precision the compute copy the tower was built with).
+pub type Taken = Arc<Mutex<Vec<(String, Var, Option<Var>)>>>;
 
 /// The memory-mapped safetensors of a model folder, handing out the tensors `select` picks
-/// as fresh variables (copied out of the map, recorded in [`Taken`]) and the rest as frozen
-/// views of the map.
+/// as fresh variables (copied out of the map in f32, recorded in [`Taken`]; a tower built in
+/// half precision gets a compute copy in its dtype) and the rest as frozen views of the map.
 struct TrainableBackend {
     inner: MmapedSafetensors,
     select: Box<dyn Fn(&str) -> bool + Send + Sync>,
@@ -47,16 +48,27 @@ struct TrainableBackend {
 }
 
 impl TrainableBackend {
-    fn maybe_var(&self, name: &str, t: Tensor) -> candle_core::Result<Tensor> {
+    /// `get` reads the tensor in a given dtype: the frozen ones in the tower's, the trained
+    /// ones in f32 for the master (and the tower's for the compute copy).
+    fn read(
+        &self,
+        name: &str,
+        dtype: DType,
+        get: impl Fn(DType) -> candle_core::Result<Tensor>,
+    ) -> candle_core::Result<Tensor> {
         if !(self.select)(name) {
-            return Ok(t);
+            return get(dtype);
         }
-        let v = Var::from_tensor(&t)?;
-        let out = v.as_tensor().clone();
+        let master = Var::from_tensor(&get(DType::F32)?)?;
+        let compute = match dtype {
+            DType::F32 => None,
+            d => Some(Var::from_tensor(&master.as_tensor().to_dtype(d)?)?),
+        };
+        let out = compute.as_ref().unwrap_or(&master).as_tensor().clone();
         self.taken
             .lock()
             .expect("not poisoned")
-            .push((name.to_string(), v));
+            .push((name.to_string(), master, compute));
         Ok(out)
     }
 }
@@ -70,13 +82,13 @@ impl SimpleBackend for TrainableBackend {
         dtype: DType,
         dev: &Device,
     ) -> candle_core::Result<Tensor> {
-        let t = SimpleBackend::get(&self.inner, s, name, h, dtype, dev)?;
-        self.maybe_var(name, t)
+        self.read(name, dtype, |d| {
+            SimpleBackend::get(&self.inner, s.clone(), name, h, d, dev)
+        })
     }
 
     fn get_unchecked(&self, name: &str, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
-        let t = self.inner.get_unchecked(name, dtype, dev)?;
-        self.maybe_var(name, t)
+        self.read(name, dtype, |d| self.inner.get_unchecked(name, d, dev))
     }
 
     fn contains_tensor(&self, name: &str) -> bool {
@@ -85,10 +97,11 @@ impl SimpleBackend for TrainableBackend {
 }
 
 /// Open a model folder's weights so that tensors whose key `select` accepts become trainable
-/// variables, collected in the returned [`Taken`] as the tower is built.
+/// variables, collected in the returned [`Taken`] as the tower is built; the tower computes in
+/// `dtype` (a trained tensor's f32 master is kept beside its copy in a half precision).
 pub fn open_weights_trainable(
     dir: &Path,
-    device: &Device,
+    (device, dtype): (&Device, DType),
     select: impl Fn(&str) -> bool + Send + Sync + 'static,
 ) -> Result<(VarBuilder<'static>, Taken)> {
     let paths = weights_paths(dir)?;
@@ -102,7 +115,7 @@ pub fn open_weights_trainable(
         taken: taken.clone(),
     };
     Ok((
-        VarBuilder::from_backend(Box::new(backend), DType::F32, device.clone()),
+        VarBuilder::from_backend(Box::new(backend), dtype, device.clone()),
         taken,
     ))
 }

@@ -163,8 +163,9 @@ impl Vit {
     ) -> Result<(Vit, Taken)> {
         let (config, _): (VitConfig, PathBuf) = read_config(dir, &["vit", "dinov2"])?;
         let tuning = peft.tuning;
+        let dtype = peft.store.precision();
         let (vb, taken) =
-            open_weights_trainable(dir, device, move |n| tuning.trains_pretrained(n))?;
+            open_weights_trainable(dir, (device, dtype), move |n| tuning.trains_pretrained(n))?;
         Ok((
             Self::load_from(dir, config, vb, image_size, Some(peft))?,
             taken,

@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::eval::{Evaluator, Metric};
 use crate::model::iisan::san::GROUP_SAN;
 use crate::model::iisan::{GROUP_IMAGE_GATES, GROUP_IMAGE_HEAD, GROUP_TEXT_HEAD};
-use crate::model::{Method, TrainedModel};
+use crate::model::{Kernels, Method, TrainedModel};
 use crate::nn::{GROUP_DEFAULT, TowerDType};
 use crate::provenance::TowerRecord;
 
@@ -65,9 +65,12 @@ impl Config {
             self.model.iisan.validate()?;
         }
         if self.model.towers.dtype != TowerDType::F32 {
-            self.model.towers.validate(self.model.method)?;
+            self.model
+                .towers
+                .validate(self.model.method, self.train.precision)?;
         }
         self.check_train()?;
+        self.check_precision()?;
         check_run_name(&self.run.name)?;
         let e = &self.eval;
         if e.ks.is_empty() || e.ks.contains(&0) {
@@ -129,6 +132,39 @@ impl Config {
         let v = toml::Value::try_from(self)
             .map_err(|e| Error::Internal(format!("config as TOML: {e}")))?;
         walk(&v, "")
+    }
+
+    /// Mixed precision is for a device: on the CPU it runs only on the graph engine
+    /// (`train.kernels = "autograd"`, the GPU's code on the CPU backend, slowly: for checks),
+    /// and the towers then compute in the training precision.
+    fn check_precision(&self) -> Result<()> {
+        let (t, towers) = (&self.train, self.model.towers.dtype);
+        if t.precision == TowerDType::F32 {
+            return Ok(());
+        }
+        if t.device.is_cpu() && t.kernels == Kernels::Cpu {
+            return Err(bad(
+                "train.precision",
+                format!(
+                    "= {:?} is mixed-precision training for a GPU (train.device = \"cuda\"); on \
+                     the CPU every method trains in f32 (train.kernels = \"autograd\" runs the \
+                     GPU's code on the CPU backend, slowly, to check it)",
+                    t.precision.name()
+                ),
+            ));
+        }
+        if towers != TowerDType::F32 && towers != t.precision {
+            return Err(bad(
+                "model.towers.dtype",
+                format!(
+                    "= {:?} under train.precision = {:?}: the towers compute in the training \
+                     precision (leave model.towers.dtype out)",
+                    towers.name(),
+                    t.precision.name()
+                ),
+            ));
+        }
+        Ok(())
     }
 
     fn check_train(&self) -> Result<()> {
@@ -231,7 +267,7 @@ impl Plan {
         TrainedModel::build(
             &c.model,
             c.data.cache.as_deref(),
-            c.train.kernels,
+            (c.train.kernels, c.train.precision),
             data,
             (c.train.seed, device),
         )

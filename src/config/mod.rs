@@ -17,7 +17,7 @@ use crate::data::DataOptions;
 use crate::error::{Error, Result};
 use crate::eval::{Mask, Metric};
 use crate::model::{Kernels, Method, ModelConfig};
-use crate::nn::DeviceSpec;
+use crate::nn::{DeviceSpec, TowerDType};
 
 /// Where the data comes from and how it is preprocessed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -86,6 +86,11 @@ pub struct TrainConfig {
     /// `full` (softmax cross-entropy over the whole catalogue; `id` and cached `iisan` only);
     /// docs/MODEL.md section 5.
     pub loss: Loss,
+    /// The precision training computes in: `f32` (the default), or the authors' mixed
+    /// precision `bf16` / `f16` (products and activations in half precision; f32 master
+    /// weights, Adam moments, LayerNorm and softmax statistics and the loss; f16 with dynamic
+    /// loss scaling). For a GPU: on the CPU only with `kernels = "autograd"` (docs/GPU.md).
+    pub precision: TowerDType,
 }
 
 /// Which softmax the training loss normalises over (docs/MODEL.md section 5).
@@ -129,6 +134,7 @@ impl Default for TrainConfig {
             kernels: Kernels::Cpu,
             device: DeviceSpec::Cpu,
             loss: Loss::InBatch,
+            precision: TowerDType::F32,
         }
     }
 }

@@ -45,6 +45,13 @@ pub struct Efficiency {
     pub device: Option<String>,
     /// Compute threads used.
     pub threads: usize,
+    /// The precision training computed in (`f32`, or mixed `bf16` / `f16`; absent in runs
+    /// written before mixed precision, all f32).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub precision: Option<String>,
+    /// Steps skipped because their f16 gradients overflowed (dynamic loss scaling; 0 otherwise).
+    #[serde(default)]
+    pub skipped_steps: u64,
 }
 
 #[cfg(test)]

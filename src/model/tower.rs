@@ -28,14 +28,14 @@ pub trait ItemTower: Send + Sync {
         prof.time("item tower forward", || self.embed(ids, ctx))
     }
 
-    /// Embeddings `[N + 1, d]` of every item, row 0 (padding) zero, computed `chunk` items at a
-    /// time in evaluation mode.
+    /// Embeddings `[N + 1, d]` of every item in f32 (whatever precision the tower computes
+    /// in), row 0 (padding) zero, computed `chunk` items at a time in evaluation mode.
     fn embed_all(&self, num_items: usize, chunk: usize, ctx: &Ctx) -> Result<Tensor> {
         let dev = self.device();
         let mut parts = vec![Tensor::zeros((1, self.dim()), DType::F32, &dev)?];
         let ids: Vec<u32> = (1..=num_items as u32).collect();
         for c in ids.chunks(self.eval_chunk(chunk).max(1)) {
-            parts.push(self.embed_eval(c, ctx)?);
+            parts.push(self.embed_eval(c, ctx)?.to_dtype(DType::F32)?);
         }
         Ok(Tensor::cat(&parts, 0)?)
     }

@@ -5,15 +5,15 @@
 
 use std::path::Path;
 
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 
 use super::config::{Kernels, ModelConfig};
 use super::factory::build_tower;
 use super::sasrec::UserEncoder;
 use super::tower::ItemTower;
 use crate::data::Dataset;
-use crate::error::Result;
-use crate::nn::{Ctx, Engine, ParamStore};
+use crate::error::{Error, Result};
+use crate::nn::{Ctx, Engine, ParamStore, TowerDType};
 use crate::scorer::Scorer;
 
 /// Item tower + user encoder + item index, with the parameters they train.
@@ -30,17 +30,29 @@ impl TrainedModel {
     /// A freshly initialised model of `mc` for `data` on `device` (initial values from `seed`,
     /// drawn on the CPU whatever the device); `cache` is the hidden-state cache directory IISAN
     /// reads. The engine is chosen here, once for every part: the CPU kernels when `kernels`
-    /// asks for them and the device is the CPU, candle ops otherwise.
+    /// asks for them and the device is the CPU, candle ops otherwise. Under a half `precision`
+    /// (mixed-precision training, candle ops only) the parameters get compute copies in it and
+    /// the towers compute in it.
     pub fn build(
         mc: &ModelConfig,
         cache: Option<&Path>,
-        kernels: Kernels,
+        (kernels, precision): (Kernels, TowerDType),
         data: &Dataset,
         (seed, device): (u64, &Device),
     ) -> Result<TrainedModel> {
         let engine = Engine::choose(kernels == Kernels::Cpu, device);
         let mut store = ParamStore::new(seed, device.clone());
-        let tower = build_tower(mc, cache, engine, data, &mut store)?;
+        let mut built = mc.clone();
+        if precision != TowerDType::F32 {
+            if engine == Engine::Kernels {
+                return Err(Error::Internal(
+                    "mixed precision runs on candle ops, not the CPU kernels".into(),
+                ));
+            }
+            store.set_precision(precision.dtype())?;
+            built.towers.dtype = precision;
+        }
+        let tower = build_tower(&built, cache, engine, data, &mut store)?;
         let user = UserEncoder::new(&mut store, &mc.user, data.max_seq_len, engine)?;
         Ok(TrainedModel {
             store,
@@ -102,8 +114,11 @@ impl Scorer for TrainedModel {
         self.tower.embed_all(self.num_items(), chunk, &Ctx::eval())
     }
 
+    /// The user encoder reads `items` in the model's precision; the states come back in f32.
     fn user_states(&self, items: &Tensor, histories: &[u32], n: usize) -> Result<Tensor> {
-        self.user.last_states(items, histories, n)
+        let items = items.to_dtype(self.store.precision())?;
+        let s = self.user.last_states(&items, histories, n)?;
+        Ok(s.to_dtype(DType::F32)?)
     }
 }
 

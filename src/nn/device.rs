@@ -116,6 +116,15 @@ impl TowerDType {
         }
     }
 
+    /// The precision of a candle dtype (f32 for any but bf16 and f16).
+    pub fn of(dtype: DType) -> TowerDType {
+        match dtype {
+            DType::BF16 => TowerDType::Bf16,
+            DType::F16 => TowerDType::F16,
+            _ => TowerDType::F32,
+        }
+    }
+
     /// The name used in configs and cache headers.
     pub fn name(self) -> &'static str {
         match self {

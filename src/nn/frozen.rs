@@ -31,7 +31,7 @@ pub fn add(x: &Tensor, m: &Tensor) -> Result<Tensor> {
         (true, false) if *x.shape() == shape => graft(x, value()?, |_, _, g| Ok(g.clone())),
         (false, true) if *m.shape() == shape => graft(m, value()?, |_, _, g| Ok(g.clone())),
         (false, false) => value(),
-        _ => x.broadcast_add(m),
+        _ => super::mixed::broadcast_add(x, m),
     }
 }
 
@@ -61,7 +61,7 @@ pub fn mul(x: &Tensor, m: &Tensor) -> Result<Tensor> {
     match (x.track_op(), m.track_op()) {
         (true, false) if *x.shape() == shape => one_side(x, m),
         (false, true) if *m.shape() == shape => one_side(m, x),
-        _ => x.broadcast_mul(m),
+        _ => super::mixed::broadcast_mul(x, m),
     }
 }
 

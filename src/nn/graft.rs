@@ -1,5 +1,6 @@
 //! Grafting: a value computed outside the autograd graph, put back on it as one node whose
-//! gradient goes to ONE input, by a backward written by hand (docs/STACK.md section 14).
+//! gradient goes to ONE input ([`graft`]) or to two ([`graft2`]), by a backward written by
+//! hand (docs/STACK.md section 14).
 //!
 //! Why by hand: candle's backprop (0.11, `backprop.rs`) computes, for every node on a path to
 //! a variable, the gradient of EVERY operand: `x.matmul(w.t())` with a frozen `w` still costs
@@ -20,22 +21,25 @@
 use std::sync::Mutex;
 
 use candle_core::backend::BackendStorage;
-use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Storage, Tensor, bail};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape, Storage, Tensor, bail};
 
 /// The backward of a grafted value: `(input, value, gradient of value) -> gradient of input`.
 type Backward = dyn Fn(&Tensor, &Tensor, &Tensor) -> candle_core::Result<Tensor> + Send + Sync;
 
+/// A grafted value, handed out once as the op's forward.
+struct Held(Mutex<Option<Tensor>>);
+
 /// The custom op: hands out `value` once, and calls `backward`.
 struct Graft {
-    value: Mutex<Option<Tensor>>,
+    value: Held,
     backward: Box<Backward>,
 }
 
-impl Graft {
+impl Held {
     /// The value, taken (the op runs its forward exactly once), with its storage and layout
     /// checked to be one dense block.
     fn take(&self) -> candle_core::Result<Tensor> {
-        let v = self.value.lock().expect("not poisoned").take();
+        let v = self.0.lock().expect("not poisoned").take();
         let Some(v) = v else {
             bail!("graft: the value was already taken")
         };
@@ -60,12 +64,9 @@ fn cpu_len(s: &CpuStorage) -> usize {
     }
 }
 
-impl CustomOp1 for Graft {
-    fn name(&self) -> &'static str {
-        "graft"
-    }
-
-    fn cpu_fwd(&self, _: &CpuStorage, _: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+impl Held {
+    /// The op's forward on the CPU: a copy of the value.
+    fn cpu_value(&self) -> candle_core::Result<(CpuStorage, Shape)> {
         let v = self.take()?;
         let (storage, layout) = v.storage_and_layout();
         let Storage::Cpu(s) = &*storage else {
@@ -78,18 +79,33 @@ impl CustomOp1 for Graft {
         Ok((s.try_clone(layout)?, layout.shape().clone()))
     }
 
-    // compiled in every build: without the `cuda` feature candle's dummy CUDA backend stands in
-    fn cuda_fwd(
-        &self,
-        _: &candle_core::CudaStorage,
-        _: &Layout,
-    ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
+    /// The op's forward on a CUDA device: a copy of the value (compiled in every build: without
+    /// the `cuda` feature candle's dummy CUDA backend stands in).
+    fn cuda_value(&self) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
         let v = self.take()?;
         let (storage, layout) = v.storage_and_layout();
         let Storage::Cuda(s) = &*storage else {
             bail!("graft: the value is not on the CUDA device")
         };
         Ok((s.try_clone(layout)?, layout.shape().clone()))
+    }
+}
+
+impl CustomOp1 for Graft {
+    fn name(&self) -> &'static str {
+        "graft"
+    }
+
+    fn cpu_fwd(&self, _: &CpuStorage, _: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        self.value.cpu_value()
+    }
+
+    fn cuda_fwd(
+        &self,
+        _: &candle_core::CudaStorage,
+        _: &Layout,
+    ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
+        self.value.cuda_value()
     }
 
     fn bwd(
@@ -99,6 +115,54 @@ impl CustomOp1 for Graft {
         grad: &Tensor,
     ) -> candle_core::Result<Option<Tensor>> {
         Ok(Some((self.backward)(arg, res, grad)?))
+    }
+}
+
+/// The backward of a value grafted onto two inputs: `(a, b, value, gradient of value) ->
+/// (gradient of a, gradient of b)`.
+type Backward2 = dyn Fn(&Tensor, &Tensor, &Tensor, &Tensor) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)>
+    + Send
+    + Sync;
+
+/// [`Graft`] on two inputs.
+struct Graft2 {
+    value: Held,
+    backward: Box<Backward2>,
+}
+
+impl CustomOp2 for Graft2 {
+    fn name(&self) -> &'static str {
+        "graft2"
+    }
+
+    fn cpu_fwd(
+        &self,
+        _: &CpuStorage,
+        _: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        self.value.cpu_value()
+    }
+
+    fn cuda_fwd(
+        &self,
+        _: &candle_core::CudaStorage,
+        _: &Layout,
+        _: &candle_core::CudaStorage,
+        _: &Layout,
+    ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
+        self.value.cuda_value()
+    }
+
+    fn bwd(
+        &self,
+        a: &Tensor,
+        b: &Tensor,
+        res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+        (self.backward)(a, b, res, grad)
     }
 }
 
@@ -130,10 +194,37 @@ where
         value.force_contiguous()?
     };
     let op = Graft {
-        value: Mutex::new(Some(value)),
+        value: Held(Mutex::new(Some(value))),
         backward: Box::new(backward),
     };
     input.apply_op1(op)
+}
+
+/// `value` (computed from `a` and `b` outside the graph) as a node of their graph whose
+/// gradients are `backward(a, b, value, gradient)` (`None` for an input that needs none). At
+/// least one input must track a variable.
+pub fn graft2<F>(a: &Tensor, b: &Tensor, value: Tensor, backward: F) -> candle_core::Result<Tensor>
+where
+    F: Fn(
+            &Tensor,
+            &Tensor,
+            &Tensor,
+            &Tensor,
+        ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)>
+        + Send
+        + Sync
+        + 'static,
+{
+    let value = if owns_storage(&value) {
+        value
+    } else {
+        value.force_contiguous()?
+    };
+    let op = Graft2 {
+        value: Held(Mutex::new(Some(value))),
+        backward: Box::new(backward),
+    };
+    a.apply_op2(b, op)
 }
 
 /// Entries in a gradient store: its Debug output lists one `TensorId(..)` per entry (the store

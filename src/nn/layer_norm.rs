@@ -7,7 +7,7 @@
 //! from the input); [`layer_norm`] and [`layer_norm_backward`] are the CPU kernel and its
 //! backward over row-major rows.
 
-use candle_core::{D, Tensor};
+use candle_core::{D, DType, Tensor};
 
 use super::graft::graft;
 use super::layers::Ctx;
@@ -60,13 +60,20 @@ impl LayerNorm {
         }
     }
 
-    /// `(x - mean) / sqrt(var + eps) * weight + bias`, biased variance, over the last dim.
+    /// `(x - mean) / sqrt(var + eps) * weight + bias`, biased variance, over the last dim. A
+    /// half-precision `x` is normalised in f32 (mixed precision keeps the statistics in f32)
+    /// and scaled and shifted in its own dtype.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let dtype = x.dtype();
+        let x = x.to_dtype(DType::F32)?;
         let mean = x.mean_keepdim(D::Minus1)?;
         let xc = x.broadcast_sub(&mean)?;
         let var = xc.sqr()?.mean_keepdim(D::Minus1)?;
-        let xn = xc.broadcast_div(&(var + self.eps)?.sqrt()?)?;
-        Ok(xn.broadcast_mul(&self.weight)?.broadcast_add(&self.bias)?)
+        let xn = xc
+            .broadcast_div(&(var + self.eps)?.sqrt()?)?
+            .to_dtype(dtype)?;
+        let y = super::mixed::broadcast_mul(&xn, &self.weight)?;
+        Ok(super::mixed::broadcast_add(&y, &self.bias)?)
     }
 
     /// The scale (gamma) tensor.

@@ -5,7 +5,7 @@
 
 use std::cell::RefCell;
 
-use candle_core::{D, Tensor};
+use candle_core::{D, DType, Tensor};
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::{Rng, SeedableRng};
 
@@ -36,11 +36,14 @@ impl Ctx {
         }
     }
 
-    /// Softmax over the last dimension: differentiable primitive ops in training mode, candle's
-    /// fused kernel (no gradient) in evaluation mode.
+    /// Softmax over the last dimension: differentiable primitive ops in training mode (in f32
+    /// for a half-precision `x`, whose result comes back in its dtype: mixed precision keeps the
+    /// softmax's statistics in f32), candle's fused kernel (no gradient) in evaluation mode.
     pub fn softmax_last(&self, x: &Tensor) -> Result<Tensor> {
         if self.train {
-            Ok(candle_nn::ops::softmax(x, D::Minus1)?)
+            let dtype = x.dtype();
+            let y = candle_nn::ops::softmax(&x.to_dtype(DType::F32)?, D::Minus1)?;
+            Ok(y.to_dtype(dtype)?)
         } else {
             Ok(candle_nn::ops::softmax_last_dim(&x.contiguous()?)?)
         }
@@ -58,7 +61,7 @@ impl Ctx {
         let mask = self
             .dropout_mask(x.elem_count(), p)
             .expect("training with p > 0");
-        let mask = Tensor::from_vec(mask, x.shape(), x.device())?;
+        let mask = Tensor::from_vec(mask, x.shape(), x.device())?.to_dtype(x.dtype())?;
         Ok(super::frozen::mul(x, &mask)?)
     }
 

@@ -3,7 +3,9 @@
 //! no gradient ([`frozen`], on [`graft`]), the row-major product ([`product`]), the dense CPU
 //! kernels of the hand-differentiated parts ([`cpu`]) and their common seam ([`kernel`]), the
 //! towers' fused inference attention ([`attention`]), the compute device and the frozen towers'
-//! precision ([`device`]). It knows no model, dataset or configuration.
+//! precision ([`device`]), f16 training's dynamic loss scale ([`loss_scale`]) and the broadcast
+//! ops whose small operand's gradient mixed precision sums in f32 ([`mixed`]). It knows no
+//! model, dataset or configuration.
 
 pub mod attention;
 pub mod cpu;
@@ -14,6 +16,8 @@ pub mod graft;
 pub mod kernel;
 pub mod layer_norm;
 pub mod layers;
+pub mod loss_scale;
+pub mod mixed;
 pub mod params;
 pub mod product;
 #[cfg(test)]

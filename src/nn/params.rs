@@ -1,5 +1,12 @@
 //! Trainable parameters: named `Var`s with an initialiser and a learning-rate group, drawn from
 //! one seeded RNG so that a seed fixes every initial value (candle's own CPU RNG is unseeded).
+//!
+//! Under mixed precision (docs/GPU.md, "Mixed precision for training") each parameter is kept
+//! twice: the f32 **master** that Adam updates, checkpoints save and the seed draws, and a
+//! **compute copy** in the training precision (bf16 or f16) that the model's graph reads. The
+//! graph's gradients arrive on the compute copies; [`ParamStore::master_grads`] hands them to
+//! the masters in f32 (divided by the loss scale), and [`ParamStore::sync`] rounds the masters
+//! into the compute copies after every update. In f32 the two are one variable.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -40,10 +47,21 @@ pub enum Init {
 pub struct Param {
     /// Unique dotted name (the checkpoint key).
     pub name: String,
-    /// The variable.
+    /// The variable: the f32 master, which the optimiser updates and checkpoints save.
     pub var: Var,
+    /// Under mixed precision, the copy in the training precision that the graph reads (and
+    /// whose gradient the backward pass computes); `None` in f32.
+    pub compute: Option<Var>,
     /// Learning-rate group.
     pub group: &'static str,
+}
+
+impl Param {
+    /// The variable the model's graph reads: the compute copy under mixed precision, else the
+    /// master.
+    pub fn graph(&self) -> &Var {
+        self.compute.as_ref().unwrap_or(&self.var)
+    }
 }
 
 /// All trainable parameters of a model, in creation order, and the record of what its kernel
@@ -54,6 +72,7 @@ pub struct ParamStore {
     rng: StdRng,
     device: Device,
     nodes: KernelNodes,
+    precision: DType,
 }
 
 impl ParamStore {
@@ -64,7 +83,67 @@ impl ParamStore {
             rng: StdRng::seed_from_u64(seed),
             nodes: KernelNodes::new(&device).expect("a one-element variable"),
             device,
+            precision: DType::F32,
         }
+    }
+
+    /// Train in `precision` (f32, bf16 or f16): every parameter created or registered from
+    /// now on gets a compute copy in it (see the module doc). Set before the first parameter.
+    pub fn set_precision(&mut self, precision: DType) -> Result<()> {
+        if !self.params.is_empty() {
+            return Err(Error::Internal(
+                "the training precision is set before the first parameter".into(),
+            ));
+        }
+        if !matches!(precision, DType::F32 | DType::BF16 | DType::F16) {
+            return Err(Error::Internal(format!(
+                "training precision {precision:?}: f32, bf16 or f16"
+            )));
+        }
+        self.precision = precision;
+        Ok(())
+    }
+
+    /// The precision the model's graph computes in (f32 unless [`ParamStore::set_precision`]).
+    pub fn precision(&self) -> DType {
+        self.precision
+    }
+
+    /// The gradients of `grads` (from [`ParamStore::backward`], on the graph's variables) as
+    /// the masters' f32 gradients, each divided by `scale` (the loss scale; 1 without one).
+    /// In f32 with a scale of 1 they are returned as they are.
+    pub fn master_grads(&self, mut grads: GradStore, scale: f64) -> Result<GradStore> {
+        if self.precision == DType::F32 && scale == 1.0 {
+            return Ok(grads);
+        }
+        for p in &self.params {
+            if let Some(g) = grads.remove(p.graph().as_tensor()) {
+                let g = g.to_dtype(DType::F32)?;
+                let g = if scale == 1.0 { g } else { (g / scale)? };
+                grads.insert(p.var.as_tensor(), g);
+            }
+        }
+        Ok(grads)
+    }
+
+    /// Round every master into its compute copy (after an update or a load); nothing in f32.
+    pub fn sync(&self) -> Result<()> {
+        for p in &self.params {
+            if let Some(c) = &p.compute {
+                c.set(&p.var.as_tensor().to_dtype(self.precision)?)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The compute copy of `master` in the training precision (`None` in f32).
+    fn compute_copy(&self, master: &Var) -> Result<Option<Var>> {
+        if self.precision == DType::F32 {
+            return Ok(None);
+        }
+        Ok(Some(Var::from_tensor(
+            &master.as_tensor().to_dtype(self.precision)?,
+        )?))
     }
 
     /// Where this store's kernels put their outputs on the graph.
@@ -125,23 +204,51 @@ impl ParamStore {
         };
         let t = Tensor::from_vec(data, shape, &self.device)?;
         let var = Var::from_tensor(&t)?;
-        let out = var.as_tensor().clone();
-        self.params.push(Param {
+        let compute = self.compute_copy(&var)?;
+        let param = Param {
             name: name.to_string(),
             var,
+            compute,
             group,
-        });
+        };
+        let out = param.graph().as_tensor().clone();
+        self.params.push(param);
         Ok(out)
     }
 
-    /// Register an existing variable (e.g. a pretrained tower weight made trainable).
-    pub fn register(&mut self, name: &str, var: Var, group: &'static str) -> Result<()> {
+    /// Register an existing f32 variable (e.g. a pretrained tower weight made trainable) and,
+    /// under mixed precision, the compute copy the model was built with (made here when `None`).
+    pub fn register(
+        &mut self,
+        name: &str,
+        var: Var,
+        compute: Option<Var>,
+        group: &'static str,
+    ) -> Result<()> {
         if self.params.iter().any(|p| p.name == name) {
             return Err(Error::Internal(format!("parameter {name} created twice")));
         }
+        if var.dtype() != DType::F32 {
+            return Err(Error::Internal(format!(
+                "parameter {name}: the master is f32, not {:?}",
+                var.dtype()
+            )));
+        }
+        let compute = match compute {
+            Some(c) if c.dtype() == self.precision && self.precision != DType::F32 => Some(c),
+            Some(c) => {
+                return Err(Error::Internal(format!(
+                    "parameter {name}: a {:?} compute copy in a {:?} store",
+                    c.dtype(),
+                    self.precision
+                )));
+            }
+            None => self.compute_copy(&var)?,
+        };
         self.params.push(Param {
             name: name.to_string(),
             var,
+            compute,
             group,
         });
         Ok(())
@@ -208,7 +315,7 @@ impl ParamStore {
         for (p, t) in self.params.iter().zip(snap) {
             p.var.set(t)?;
         }
-        Ok(())
+        self.sync()
     }
 
     /// Write `values` (a snapshot, or the live values when `None`) as safetensors to `path`,
@@ -248,7 +355,7 @@ impl ParamStore {
             }
             p.var.set(&t.to_dtype(DType::F32)?)?;
         }
-        Ok(())
+        self.sync()
     }
 }
 

@@ -32,6 +32,7 @@ use super::summary::Summary;
 use crate::atomic::{write_tensors, write_text};
 use crate::error::{Error, Result};
 use crate::eval::{Metrics, PerMask};
+use crate::nn::loss_scale::LossScale;
 
 /// The non-tensor state of the epoch loop after epoch `epoch`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -65,6 +66,9 @@ pub struct LoopState {
     pub dropout: Xoshiro256PlusPlus,
     /// Adam's step count per group.
     pub adam_steps: BTreeMap<String, i32>,
+    /// f16's loss scale (absent without one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss_scale: Option<LossScale>,
     /// The tensors file's name.
     pub tensors: String,
     /// SHA-256 of this record written without this field (see [`sealed`]): an edited

@@ -134,7 +134,7 @@ pub fn build_model_with(
     let model = iisan::model::TrainedModel::build(
         &c.model,
         c.data.cache.as_deref(),
-        tower_kernels,
+        (tower_kernels, c.train.precision),
         data,
         (c.train.seed, &candle_core::Device::Cpu),
     )

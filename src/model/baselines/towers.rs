@@ -86,12 +86,14 @@ impl TowersConfig {
     }
 
     /// Check that at least one tower is configured, and that a half-precision `dtype` is asked
-    /// only of towers that stay frozen.
-    pub fn validate(&self, method: Method) -> Result<()> {
-        if self.dtype != TowerDType::F32 && method != Method::IisanUncached {
+    /// only of towers that stay frozen, or is the training `precision` (mixed precision).
+    pub fn validate(&self, method: Method, precision: TowerDType) -> Result<()> {
+        let half = self.dtype != TowerDType::F32;
+        if half && method != Method::IisanUncached && self.dtype != precision {
             return Err(Error::Config(format!(
                 "model.towers.dtype = {:?} applies to frozen towers (iisan_uncached; `iisan \
-                 encode --dtype` for the cache); method {} trains its towers in f32",
+                 encode --dtype` for the cache); method {} trains its towers in the training \
+                 precision (train.precision = \"bf16\" or \"f16\" on a GPU)",
                 self.dtype.name(),
                 method.name()
             )));

@@ -8,7 +8,7 @@
 use std::path::Path;
 
 use candle_core::{Device, Tensor};
-use candle_nn::{Linear, Module};
+use candle_nn::Linear;
 
 use super::towers::TowersConfig;
 use crate::backbone::Taken;
@@ -20,8 +20,10 @@ use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::model::method::Method;
 use crate::model::tower::ItemTower;
+use crate::nn::TowerDType;
 use crate::nn::gelu::gelu_erf;
 use crate::nn::layers::Ctx;
+use crate::nn::mixed::linear;
 use crate::nn::params::{GROUP_DEFAULT, Init, ParamStore};
 
 /// Register the pretrained tensors a tuning made trainable, named `<prefix>.<key>`.
@@ -33,9 +35,14 @@ pub(crate) fn register_taken(
 ) -> Result<usize> {
     let taken = taken.lock().expect("not poisoned");
     let mut n = 0;
-    for (key, var) in taken.iter() {
+    for (key, var, compute) in taken.iter() {
         n += var.elem_count();
-        store.register(&format!("{prefix}.{key}"), var.clone(), group)?;
+        store.register(
+            &format!("{prefix}.{key}"),
+            var.clone(),
+            compute.clone(),
+            group,
+        )?;
     }
     Ok(n)
 }
@@ -74,7 +81,7 @@ impl TunedTower {
         data: &Dataset,
         dim: usize,
     ) -> Result<TunedTower> {
-        cfg.validate(method)?;
+        cfg.validate(method, TowerDType::of(store.precision()))?;
         let tuning = cfg.tuning(method)?;
         let device = store.device().clone();
         let text = (cfg.text_model.as_ref())
@@ -182,6 +189,12 @@ fn load_image_part(
     Ok(((vit, images, head), frozen))
 }
 
+/// A head over a tower's [CLS] state, which the tower hands on in f32: read in the head's
+/// precision (the training precision).
+fn head_of(head: &Linear, cls: &Tensor) -> Result<Tensor> {
+    Ok(linear(head, &cls.to_dtype(head.weight().dtype())?)?)
+}
+
 impl ItemTower for TunedTower {
     fn method(&self) -> Method {
         self.method
@@ -200,20 +213,20 @@ impl ItemTower for TunedTower {
         if let Some((vit, images, head)) = &self.image {
             let px = images.batch(ids, &self.device)?;
             let cls = vit.final_cls(&px, ctx)?;
-            parts.push(gelu_erf(&head.forward(&cls)?)?);
+            parts.push(gelu_erf(&head_of(head, &cls)?)?);
         }
         if let Some((bert, tokens, head)) = &self.text {
             let (tid, mask) = tokens.batch(ids, &self.device)?;
             let states = bert.cls_states(&tid, &mask, ctx)?;
             let last = states.narrow(1, states.dim(1)? - 1, 1)?.squeeze(1)?;
-            parts.push(gelu_erf(&head.forward(&last)?)?);
+            parts.push(gelu_erf(&head_of(head, &last)?)?);
         }
         let x = if parts.len() == 1 {
             parts.pop().expect("one part")
         } else {
             Tensor::cat(&parts, 1)?
         };
-        Ok(self.fuse.forward(&x)?)
+        Ok(linear(&self.fuse, &x)?)
     }
 
     fn eval_chunk(&self, _chunk: usize) -> usize {

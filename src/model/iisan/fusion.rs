@@ -7,7 +7,7 @@
 //! parameter's gradient. The same function and gradients either way (tests compare both).
 
 use candle_core::Tensor;
-use candle_nn::{Linear, Module};
+use candle_nn::Linear;
 use rayon::prelude::*;
 
 use super::heads::{AffineChain, AffineLayer, Head, HeadGrads, HeadInput};
@@ -230,7 +230,10 @@ impl IisanTower {
         let tensor = |h: &Option<Box<dyn HiddenStates>>, taps: &[usize]| {
             h.as_ref()
                 .filter(|_| !taps.is_empty())
-                .map(|h| h.gather_item_major(ids, &t.gathered(taps), &self.device))
+                .map(|h| -> Result<Tensor> {
+                    let states = h.gather_item_major(ids, &t.gathered(taps), &self.device)?;
+                    Ok(states.to_dtype(self.dtype)?)
+                })
                 .transpose()
         };
         let ht = tensor(&self.text, &t.text)?;
@@ -261,7 +264,7 @@ impl IisanTower {
         } else {
             Tensor::cat(&parts, 1)?
         };
-        Ok(self.fuse.forward(&x)?)
+        Ok(crate::nn::mixed::linear(&self.fuse, &x)?)
     }
 
     /// The head chain of path `p`: F, P, then W_c's column block p (no bias: b_c is added once).

@@ -12,11 +12,12 @@
 //! `dW_j = S_j^T G P_j^T + (S_j^T e) q_j^T`, `db_j = S_j^T e`, `ds = dY M`.
 
 use candle_core::Tensor;
-use candle_nn::{Linear, Module};
+use candle_nn::Linear;
 
 use crate::error::Result;
 use crate::nn::Kernel;
 use crate::nn::cpu::{Op, add_bias, add_column_sums, matmul, matmul_new};
+use crate::nn::mixed::linear;
 use crate::nn::{GROUP_DEFAULT, Init, ParamStore};
 
 /// A head `P(F(x))`: Linear(D, D) then Linear(D, d).
@@ -62,7 +63,7 @@ impl Head {
     }
 
     pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(self.p.forward(&self.f.forward(x)?)?)
+        Ok(linear(&self.p, &linear(&self.f, x)?)?)
     }
 }
 

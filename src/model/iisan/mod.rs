@@ -22,7 +22,7 @@ pub mod states;
 
 pub use config::{Fusion, IisanConfig, Modality};
 
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 use candle_nn::Linear;
 
 use self::config::TapPlan;
@@ -70,6 +70,8 @@ pub struct IisanTower {
     fuse: Linear,
     dim: usize,
     device: Device,
+    /// The precision the graph computes in (the store's; the states are cast to it).
+    dtype: DType,
     engine: Engine,
     nodes: KernelNodes,
     /// Whether the states are computed by the towers in the step, and those towers' size.
@@ -156,6 +158,7 @@ impl IisanTower {
         )?;
         Ok(IisanTower {
             device: store.device().clone(),
+            dtype: store.precision(),
             nodes: store.nodes().clone(),
             text,
             image,

@@ -13,13 +13,14 @@
 //! and `s_k = x_k + W_up relu(W_down x_k + b_down) + b_up`.
 
 use candle_core::Tensor;
-use candle_nn::{Linear, Module};
+use candle_nn::Linear;
 
 use super::config::{Fusion, IisanConfig};
 use super::san::{Gates, SanBlock};
 use crate::error::{Error, Result};
 use crate::nn::Kernel;
 use crate::nn::cpu::{Op, add_bias, add_bias_relu, add_column_sums, dot, matmul, matmul_append};
+use crate::nn::mixed::{broadcast_mul, linear};
 use crate::nn::{GROUP_DEFAULT, Init, ParamStore};
 
 #[derive(Debug)]
@@ -60,7 +61,7 @@ impl IntraPath {
         for (k, blk) in self.blocks.iter().enumerate() {
             let hk = h.narrow(1, k, 1)?.squeeze(1)?;
             let x = match (&s, &g) {
-                (None, Some(g)) => hk.broadcast_mul(&g.narrow(0, k, 1)?)?,
+                (None, Some(g)) => broadcast_mul(&hk, &g.narrow(0, k, 1)?)?,
                 (None, None) => hk,
                 (Some(prev), Some(g)) => Gates::mix(g, k, &hk, prev)?,
                 (Some(prev), None) => (hk + prev)?,
@@ -137,7 +138,7 @@ impl InterPath {
         let pick = |h: &Tensor, maps: &Option<Vec<Linear>>, k: usize| -> Result<Tensor> {
             let x = h.narrow(1, k, 1)?.squeeze(1)?;
             Ok(match maps {
-                Some(m) => m[k].forward(&x)?,
+                Some(m) => linear(&m[k], &x)?,
                 None => x,
             })
         };

@@ -4,9 +4,10 @@
 //! theta = 0 (g = 0.5), T = 0.1.
 
 use candle_core::Tensor;
-use candle_nn::{Linear, Module};
+use candle_nn::Linear;
 
 use crate::error::Result;
+use crate::nn::mixed::{broadcast_mul, linear};
 use crate::nn::params::{Init, ParamStore};
 
 /// Learning-rate group of SAN blocks (docs/MODEL.md section 5: 1e-4).
@@ -62,7 +63,8 @@ impl SanBlock {
 
     /// `x + up(relu(down(x)))` for `x` `[n, D]`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        Ok((x + self.up.forward(&self.down.forward(x)?.relu()?)?)?)
+        let a = linear(&self.down, x)?.relu()?;
+        Ok((x + linear(&self.up, &a)?)?)
     }
 }
 
@@ -105,7 +107,7 @@ impl Gates {
     pub fn mix(g: &Tensor, k: usize, a: &Tensor, b: &Tensor) -> Result<Tensor> {
         let gk = g.narrow(0, k, 1)?;
         // g a + (1 - g) b = b + g (a - b)
-        Ok(b.broadcast_add(&(a - b)?.broadcast_mul(&gk)?)?)
+        Ok(b.broadcast_add(&broadcast_mul(&(a - b)?, &gk)?)?)
     }
 }
 

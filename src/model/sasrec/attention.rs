@@ -6,7 +6,7 @@
 //! real keys at or before it, so each user's attention is a small causal block over its own
 //! rows. Attention dropout masks are indexed over the padded layout on both.
 
-use candle_core::{D, Tensor};
+use candle_core::{D, DType, Tensor};
 use rayon::prelude::*;
 
 use crate::data::batch::PackedRows;
@@ -39,8 +39,11 @@ pub fn graph_attention(
     let k = qkv.get(1)?.contiguous()?;
     let v = qkv.get(2)?.contiguous()?;
     let scale = 1.0 / (dh as f64).sqrt();
-    let att = (q.matmul(&k.t()?)? * scale)?.broadcast_add(mask)?;
-    let att = ctx.dropout(&candle_nn::ops::softmax(&att, D::Minus1)?, p)?;
+    // the scores are masked and normalised in f32 (and the weights cast back to the values'
+    // dtype): a half-precision product's scores keep f32 softmax statistics
+    let att = (q.matmul(&k.t()?)? * scale)?.to_dtype(DType::F32)?;
+    let att = candle_nn::ops::softmax(&att.broadcast_add(mask)?, D::Minus1)?;
+    let att = ctx.dropout(&att.to_dtype(v.dtype())?, p)?;
     Ok(att
         .matmul(&v)?
         .transpose(1, 2)?

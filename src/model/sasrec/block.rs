@@ -9,7 +9,7 @@
 //! (the FFN's one dropout is on its output: the authors' placement).
 
 use candle_core::Tensor;
-use candle_nn::{Linear, Module};
+use candle_nn::Linear;
 
 use super::attention::{CausalAttention, Segment, axpy, graph_attention};
 use super::params::BlockParams;
@@ -19,6 +19,7 @@ use crate::nn::cpu::{Op, add_bias, add_bias_relu, add_column_sums, apply_mask, m
 use crate::nn::layer_norm::LayerNorm;
 use crate::nn::layer_norm::{LayerNormSaved, layer_norm, layer_norm_backward};
 use crate::nn::layers::Ctx;
+use crate::nn::mixed::linear;
 use crate::nn::params::{Init, ParamStore};
 
 /// One block's parameters.
@@ -68,11 +69,11 @@ impl Block {
         (heads, p): (usize, f32),
         ctx: &Ctx,
     ) -> Result<Tensor> {
-        let qkv = self.qkv.forward(&x)?; // [R, 3d]
+        let qkv = linear(&self.qkv, &x)?; // [R, 3d]
         let a = graph_attention(&qkv, rows, mask, (heads, p), ctx)?;
-        let a = self.out.forward(&a)?;
+        let a = linear(&self.out, &a)?;
         let x = self.ln1.forward_t(&(x + ctx.dropout(&a, p)?)?, ctx)?;
-        let f = self.ff2.forward(&self.ff1.forward(&x)?.relu()?)?;
+        let f = linear(&self.ff2, &linear(&self.ff1, &x)?.relu()?)?;
         self.ln2.forward_t(&(x + ctx.dropout(&f, p)?)?, ctx)
     }
 }

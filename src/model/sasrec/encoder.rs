@@ -194,7 +194,7 @@ impl UserEncoder {
         let p = self.cfg.dropout;
         let dev = e.device();
         let pos_idx = Tensor::from_slice(&rows.positions, rows.positions.len(), dev)?;
-        let pos = self.pos.index_select(&pos_idx, 0)?;
+        let pos = crate::nn::mixed::index_select(&self.pos, &pos_idx)?;
         let mut x = ctx.dropout(&self.ln.forward_t(&(e + pos)?, ctx)?, p)?;
         for blk in &self.blocks {
             x = blk.forward(x, (rows, mask), (self.cfg.heads, p), ctx)?;

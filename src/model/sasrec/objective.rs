@@ -8,7 +8,7 @@
 //! gradient added, in row order, to the loss's). On the graph engine the encoder's candle
 //! forward feeds the loss's candle forward.
 
-use candle_core::{DType, Tensor};
+use candle_core::Tensor;
 
 use super::encoder::UserEncoder;
 use super::encoder::{UserInput, UserKernel};
@@ -78,7 +78,7 @@ impl UserEncoder {
         let dev = emb.device();
         let (b, l) = (batch.batch, batch.width - 1);
         let (p, table) = prof.time("user encoder forward", || -> Result<_> {
-            let zero = Tensor::zeros((1, self.dim()), DType::F32, dev)?;
+            let zero = Tensor::zeros((1, self.dim()), emb.dtype(), dev)?;
             let table = Tensor::cat(&[&zero, emb], 0)?;
             let (in_ids, rows, in_rows) = input_rows(batch, inv);
             let inputs = table.index_select(&Tensor::from_vec(in_rows, rows.count(), dev)?, 0)?;

@@ -176,7 +176,7 @@ impl Trainer<'_> {
             0,
         );
         let t0 = Instant::now();
-        let mut total = 0.0;
+        let (mut total, mut counted) = (0.0, 0usize);
         let batch = self.plan.cfg().train.batch;
         for (s, users) in order.chunks(batch).take(sched.steps).enumerate() {
             self.progress.check(|| {
@@ -199,15 +199,18 @@ impl Trainer<'_> {
                 e => e,
             })?;
             timer.record(ts.elapsed().as_secs_f64());
-            total += loss as f64;
+            // an f16 step skipped for overflow may have no finite loss to count
+            if loss.is_finite() {
+                (total, counted) = (total + loss as f64, counted + 1);
+            }
             task.advance(1);
             if s % 10 == 0 {
-                task.message(&format!("loss {:.4}", total / (s + 1) as f64));
+                task.message(&format!("loss {:.4}", total / counted.max(1) as f64));
             }
         }
         task.finish();
         Ok(EpochTrain {
-            loss: total / sched.steps as f64,
+            loss: total / counted.max(1) as f64,
             seconds: t0.elapsed().as_secs_f64(),
         })
     }
@@ -365,6 +368,8 @@ impl Trainer<'_> {
             train_peak_device_mib: st.train_peak_device,
             device: Some(self.plan.cfg().train.device.to_string()),
             threads: rayon::current_num_threads(),
+            precision: Some(self.plan.cfg().train.precision.name().to_string()),
+            skipped_steps: self.skipped_steps(),
         };
         Ok(Summary {
             method: self.plan.cfg().method_label(),

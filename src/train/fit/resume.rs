@@ -1,6 +1,6 @@
 //! Exact resume (the checkpoint's format and commit protocol: [`crate::run::checkpoint`]):
 //! the epoch loop's state and the trainer's (parameters, best parameters, Adam moments, the
-//! dropout stream) into a checkpoint after every epoch, and back out of it.
+//! dropout stream, f16's loss scale) into a checkpoint after every epoch, and back out of it.
 
 use std::collections::HashMap;
 
@@ -38,6 +38,7 @@ pub(super) fn write(trainer: &Trainer, st: &FitState, run: &RunDir, epoch: usize
         train_peak_device: st.train_peak_device,
         dropout: trainer.dropout_ctx.rng_state(),
         adam_steps,
+        loss_scale: trainer.scaler.state(),
         tensors: String::new(),
         digest: None,
     };
@@ -65,6 +66,8 @@ pub(super) fn read(
         p.var.set(&get(&format!("param.{}", p.name))?)?;
         best_state.push(get(&format!("best.{}", p.name))?);
     }
+    params.sync()?;
+    trainer.scaler.restore(s.loss_scale);
     trainer.opt.import(
         |k| map.get(k).and_then(|t| t.to_vec1::<f32>().ok()),
         &s.adam_steps,

@@ -97,7 +97,10 @@ impl RowsLoss for Full<'_> {
             }
         }
         let n = table.dim(0)? - 1;
-        let logits = p.matmul(&table.narrow(0, 1, n)?.t()?)?;
+        // f32 scores out of a half-precision product: the softmax and the loss are f32
+        let logits = p
+            .matmul(&table.narrow(0, 1, n)?.t()?)?
+            .to_dtype(candle_core::DType::F32)?;
         let targets = Tensor::from_vec(targets, p.dim(0)?, self.device)?;
         Ok(candle_nn::loss::cross_entropy(&logits, &targets)?)
     }

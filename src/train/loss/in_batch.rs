@@ -104,7 +104,9 @@ impl LossPlan {
     /// The loss from the real rows' user states `p` `[R, d]` (in `rows` order) and column
     /// embeddings `e` `[B * (L + 1), d]`.
     pub fn loss_rows(&self, p: &Tensor, e: &Tensor) -> Result<Tensor> {
-        let logits = p.matmul(&e.t()?)?.mul(&self.keep)?.add(&self.bias)?;
+        // the scores leave a half-precision product in f32: the softmax and the loss are f32
+        let scores = p.matmul(&e.t()?)?.to_dtype(candle_core::DType::F32)?;
+        let logits = scores.mul(&self.keep)?.add(&self.bias)?;
         Ok(candle_nn::loss::cross_entropy(&logits, &self.targets)?)
     }
 }
