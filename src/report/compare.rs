@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 #[cfg(feature = "charts")]
 use super::bars::Bars;
+use crate::efficiency::Efficiency;
 use crate::efficiency::tpme::{TpmeWeights, tpme_by_group};
 use crate::error::{Error, Result};
 use crate::eval::{Mask, Metric};
@@ -36,22 +37,33 @@ pub struct CompareRow {
     pub tpme: f64,
 }
 
+/// A run's method label, with its training precision when it is a mixed one (`fft:text (f16)`).
+fn label(method: &str, precision: Option<&str>) -> String {
+    match precision {
+        Some(p) if p != "f32" => format!("{method} ({p})"),
+        _ => method.to_string(),
+    }
+}
+
+/// The training footprint where the run recorded it, else the whole run's peak: on a GPU the
+/// device's memory, on the CPU the process's.
+fn footprint(e: &Efficiency) -> Option<f64> {
+    (e.train_peak_device_mib.or(e.peak_device_mib))
+        .or(e.train_peak_rss_mib)
+        .or(e.peak_rss_mib)
+}
+
 /// The comparison rows of `runs` (test metrics under `mask`).
 pub fn compare(runs: &[Summary], mask: Mask, w: TpmeWeights) -> Result<Vec<CompareRow>> {
     let mut rows = Vec::with_capacity(runs.len());
     for s in runs {
         let m = s.test.get(mask);
-        // the training footprint where the run recorded it, else the whole run's peak
-        let mem = s
-            .efficiency
-            .train_peak_rss_mib
-            .or(s.efficiency.peak_rss_mib)
-            .ok_or_else(|| {
-                Error::Config(format!(
-                    "{}: the run recorded no peak memory",
-                    s.run_dir.display()
-                ))
-            })?;
+        let mem = footprint(&s.efficiency).ok_or_else(|| {
+            Error::Config(format!(
+                "{}: the run recorded no peak memory",
+                s.run_dir.display()
+            ))
+        })?;
         let metric = |name: Metric| -> Result<Option<f64>> {
             if !s.evaluated {
                 return Ok(None);
@@ -64,7 +76,7 @@ pub fn compare(runs: &[Summary], mask: Mask, w: TpmeWeights) -> Result<Vec<Compa
             })
         };
         rows.push(CompareRow {
-            method: s.method.clone(),
+            method: label(&s.method, s.efficiency.precision.as_deref()),
             dataset: s.dataset.name.clone(),
             hr10: metric(Metric::Hr(10))?,
             ndcg10: metric(Metric::Ndcg(10))?,
@@ -119,7 +131,8 @@ pub fn markdown(rows: &[CompareRow], mask: Mask, w: TpmeWeights) -> String {
     s.push_str(&format!(
         "\nTest metrics masking `{}`; TPME = {} t' + {} p' + {} m' (min-max over these {} runs). \
          Peak MiB: the training footprint (peak RSS when the first epoch's steps ended, before any \
-         evaluation) where the run recorded it, else the whole run's peak.\n",
+         evaluation; for a run on a GPU the device's peak then) where the run recorded it, else \
+         the whole run's peak. A method trained in mixed precision is labelled with it.\n",
         mask.name(),
         w.time,
         w.params,
@@ -273,6 +286,35 @@ fn write_charts(rows: &[CompareRow], dir: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A GPU run's footprint is its device's training peak (800), not the host's (300); a
+    /// CPU run's its training RSS (300), else its whole peak (500); a mixed precision shows.
+    #[test]
+    fn a_gpu_run_is_measured_by_its_device_and_labelled_with_its_precision() {
+        let mut e = Efficiency {
+            trainable_params: 1,
+            total_params: 1,
+            seconds_per_epoch: 1.0,
+            extrapolated: false,
+            eval_seconds: 0.0,
+            peak_rss_mib: Some(500.0),
+            train_peak_rss_mib: Some(300.0),
+            peak_device_mib: Some(900.0),
+            train_peak_device_mib: Some(800.0),
+            device: Some("cuda:0".into()),
+            threads: 1,
+            precision: Some("f16".into()),
+            skipped_steps: 0,
+        };
+        assert_eq!(footprint(&e), Some(800.0));
+        (e.peak_device_mib, e.train_peak_device_mib) = (None, None);
+        assert_eq!(footprint(&e), Some(300.0));
+        e.train_peak_rss_mib = None;
+        assert_eq!(footprint(&e), Some(500.0));
+        assert_eq!(label("fft:text", Some("f16")), "fft:text (f16)");
+        assert_eq!(label("fft:text", Some("f32")), "fft:text");
+        assert_eq!(label("fft:text", None), "fft:text");
+    }
 
     #[test]
     fn markdown_marks_missing_metrics_and_states_the_ratios_to_fft() {

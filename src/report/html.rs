@@ -71,8 +71,9 @@ fn settings_section(runs: &[RunView], labels: &[String]) -> Section {
             Cell::number(format!("{} / {} / {}", st.users, st.items, st.interactions)),
             Cell::text(format!("{} of {}{stop}", s.best_epoch, s.epochs_run)),
             Cell::text(format!(
-                "{} ({} threads)",
+                "{}, {} ({} threads)",
                 s.efficiency.device.as_deref().unwrap_or("cpu"),
+                s.efficiency.precision.as_deref().unwrap_or("f32"),
                 s.efficiency.threads
             )),
             Cell::number(format!("{:.0} s", s.wall_seconds)),

@@ -1,15 +1,12 @@
-//! Adam's update (docs/MODEL.md section 5) on both engines: on the kernel engine one in-place
-//! pass per parameter ([`InPlaceAdam`]: candle `InplaceOp2`, moments kept as plain vectors, the
-//! parameter's storage updated where it lies, the parameters in parallel); on the graph engine
-//! tensor arithmetic where the parameters lie ([`TensorAdam`]: a GPU, or the CPU with
-//! `train.kernels = "autograd"`; moments kept as tensors on that device, written here rather than
-//! with candle's `AdamW` because a resumable checkpoint needs the moments, which `AdamW` keeps
-//! private). Both compute PyTorch's Adam and export their moments alike.
+//! Adam's update (docs/MODEL.md section 5) on the kernel engine: one in-place pass per parameter
+//! ([`InPlaceAdam`]: candle `InplaceOp2`, moments kept as plain vectors, the parameter's storage
+//! updated where it lies, the parameters in parallel). The graph engine's is
+//! [`super::tensor_adam`]; both compute PyTorch's Adam and export their moments alike.
 
 use std::sync::Mutex;
 
 use candle_core::backprop::GradStore;
-use candle_core::{CpuStorage, Device, InplaceOp2, Layout, Tensor, Var};
+use candle_core::{CpuStorage, InplaceOp2, Layout, Tensor, Var};
 use candle_nn::ParamsAdamW;
 use rayon::prelude::*;
 
@@ -147,83 +144,9 @@ impl InPlaceAdam {
     }
 }
 
-/// Adam over one group's variables, on their device.
-pub(super) struct TensorAdam {
-    vars: Vec<Var>,
-    m: Vec<Tensor>,
-    v: Vec<Tensor>,
-    params: ParamsAdamW,
-    pub(super) t: i32,
-}
-
-impl TensorAdam {
-    pub(super) fn new(vars: Vec<Var>, params: ParamsAdamW) -> Result<Self> {
-        let zeros = |v: &Var| v.as_tensor().zeros_like();
-        let m = vars.iter().map(zeros).collect::<candle_core::Result<_>>()?;
-        let v = vars.iter().map(zeros).collect::<candle_core::Result<_>>()?;
-        Ok(TensorAdam {
-            vars,
-            m,
-            v,
-            params,
-            t: 0,
-        })
-    }
-
-    pub(super) fn step(&mut self, grads: &GradStore) -> Result<()> {
-        self.t += 1;
-        let p = &self.params;
-        let (b1, b2) = (p.beta1, p.beta2);
-        let scale_m = 1.0 / (1.0 - b1.powi(self.t));
-        let scale_v = 1.0 / (1.0 - b2.powi(self.t));
-        for ((var, m), v) in self.vars.iter().zip(&mut self.m).zip(&mut self.v) {
-            let Some(g) = grads.get(var.as_tensor()) else {
-                continue;
-            };
-            let g = g.detach();
-            *m = ((&*m * b1)? + (&g * (1.0 - b1))?)?;
-            *v = ((&*v * b2)? + (g.sqr()? * (1.0 - b2))?)?;
-            let denom = ((&*v * scale_v)?.sqrt()? + p.eps)?;
-            let step = ((&*m * (scale_m * p.lr))? / denom)?;
-            var.set(&(var.as_tensor().detach() - step)?)?;
-        }
-        Ok(())
-    }
-
-    /// Each parameter's moments copied to the host, in parameter order.
-    pub(super) fn moments(&self) -> Result<Vec<(Vec<f32>, Vec<f32>)>> {
-        let host = |t: &Tensor| -> Result<Vec<f32>> {
-            Ok(t.to_device(&Device::Cpu)?.flatten_all()?.to_vec1::<f32>()?)
-        };
-        self.m
-            .iter()
-            .zip(&self.v)
-            .map(|(m, v)| Ok((host(m)?, host(v)?)))
-            .collect()
-    }
-
-    /// Each parameter's length.
-    pub(super) fn lens(&self) -> Vec<usize> {
-        self.vars.iter().map(|v| v.elem_count()).collect()
-    }
-
-    /// Replace the moments (checked lengths) and the step count.
-    pub(super) fn restore(&mut self, moments: Vec<(Vec<f32>, Vec<f32>)>, t: i32) -> Result<()> {
-        if moments.len() != self.vars.len() {
-            return Err(Error::Internal("Adam moments of another model".into()));
-        }
-        for (i, (m, v)) in moments.into_iter().enumerate() {
-            let like = self.vars[i].as_tensor();
-            self.m[i] = Tensor::from_vec(m, like.shape(), like.device())?;
-            self.v[i] = Tensor::from_vec(v, like.shape(), like.device())?;
-        }
-        self.t = t;
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use super::super::tensor_adam::TensorAdam;
     use super::*;
     use candle_core::Device;
     use candle_nn::{AdamW, Optimizer};
@@ -293,6 +216,57 @@ mod tests {
                 "parameter {k} moved iff it had a gradient"
             );
         }
+    }
+
+    /// The group's one flat update (every parameter with a gradient) and the per-parameter
+    /// update (one without) equal each parameter updated alone, to the bit, over 2-d and 1-d
+    /// shapes; moments export alike.
+    #[test]
+    fn the_flat_tensor_update_equals_each_parameter_updated_alone() {
+        let dev = Device::Cpu;
+        let shapes: [&[usize]; 4] = [&[3, 4], &[1], &[70], &[2, 5]];
+        let make = |k: usize, scale: f32| {
+            let n: usize = shapes[k].iter().product();
+            let v: Vec<f32> = (0..n)
+                .map(|i| scale * ((i * 7 + k) % 11) as f32 - 2.0)
+                .collect();
+            Tensor::from_vec(v, shapes[k], &dev).unwrap()
+        };
+        let targets: Vec<Tensor> = (0..shapes.len()).map(|k| make(k, 0.3)).collect();
+        let fresh = || -> Vec<Var> {
+            (0..shapes.len())
+                .map(|k| Var::from_tensor(&make(k, 0.1)).unwrap())
+                .collect()
+        };
+        let params = ParamsAdamW {
+            lr: 0.01,
+            ..ParamsAdamW::default()
+        };
+        let (together, alone) = (fresh(), fresh());
+        let mut adam = TensorAdam::new(together.clone(), params.clone()).unwrap();
+        let mut each: Vec<TensorAdam> = (alone.iter())
+            .map(|v| TensorAdam::new(vec![v.clone()], params.clone()).unwrap())
+            .collect();
+        // steps 1 and 3 with every gradient (the flat update), step 2 without parameter 1's
+        for with_grad in [&[0, 1, 2, 3][..], &[0, 2, 3], &[0, 1, 2, 3]] {
+            adam.step(&step_grads(&together, &targets, with_grad))
+                .unwrap();
+            let g = step_grads(&alone, &targets, with_grad);
+            for (k, opt) in each.iter_mut().enumerate() {
+                if with_grad.contains(&k) {
+                    opt.step(&g).unwrap();
+                } else {
+                    opt.t += 1;
+                }
+            }
+        }
+        let moments = adam.moments().unwrap();
+        for k in 0..shapes.len() {
+            let flat = |v: &Var| -> Vec<f32> { v.flatten_all().unwrap().to_vec1().unwrap() };
+            assert_eq!(flat(&together[k]), flat(&alone[k]), "parameter {k}");
+            assert_eq!(moments[k], each[k].moments().unwrap()[0], "moments {k}");
+        }
+        assert_eq!(adam.lens(), [12, 1, 70, 10]);
     }
 
     fn quadratic_step(var: &Var, target: &Tensor) -> GradStore {

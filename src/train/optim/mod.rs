@@ -1,11 +1,13 @@
 //! Adam with parameter groups (docs/MODEL.md section 5): one optimiser per learning-rate group,
 //! no weight decay, no schedule. On the kernel engine the update is one in-place pass per
-//! parameter, on the graph engine tensor arithmetic on the parameter's device ([`adam`]). Both compute
-//! PyTorch's Adam: `m = b1 m + (1-b1) g`, `v = b2 v + (1-b2) g^2`,
+//! parameter ([`adam`]), on the graph engine tensor arithmetic on the parameter's device, the
+//! small parameters updated together ([`tensor_adam`]). Both compute PyTorch's Adam:
+//! `m = b1 m + (1-b1) g`, `v = b2 v + (1-b2) g^2`,
 //! `p -= lr (m / (1-b1^t)) / (sqrt(v / (1-b2^t)) + eps)`, and both export their moments under
 //! the same names, so a checkpoint resumes on either.
 
 mod adam;
+mod tensor_adam;
 
 use std::collections::BTreeMap;
 
@@ -13,7 +15,8 @@ use candle_core::backprop::GradStore;
 use candle_core::{Device, Tensor, Var};
 use candle_nn::ParamsAdamW;
 
-use self::adam::{InPlaceAdam, TensorAdam};
+use self::adam::InPlaceAdam;
+use self::tensor_adam::TensorAdam;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::nn::{Engine, ParamStore};
