@@ -10,9 +10,7 @@ mod common;
 use std::path::Path;
 
 use candle_core::Device;
-use common::{iisan, model_dir, stderr};
-use iisan::Config;
-use iisan::data::Dataset;
+use common::{iisan, stderr};
 use iisan::train::device_check::compare_paths;
 
 /// Tolerances: the loss and each gradient relative to their largest magnitude (f32 sums in
@@ -25,14 +23,7 @@ const GRAD: f64 = 1e-3;
 const SPLIT: f64 = 1e-3;
 
 fn check(method: &str, data_dir: &Path, extra: &[String]) {
-    let mut sets = vec![
-        format!("data.dir={:?}", data_dir.to_str().unwrap()),
-        format!("model.method={method:?}"),
-        "train.batch=16".into(),
-    ];
-    sets.extend_from_slice(extra);
-    let plan = Config::load(None, &sets).unwrap().check().unwrap();
-    let data = Dataset::load(&plan.cfg().data.dir, &plan.cfg().data.options).unwrap();
+    let (plan, data) = common::method_plan(method, data_dir, extra);
     let g = compare_paths(&plan, &data, (&Device::Cpu, iisan::nn::TowerDType::F32), 2).unwrap();
     eprintln!("{method}: {g:?}");
     assert_eq!(g.batches, 2, "{method}");
@@ -40,20 +31,6 @@ fn check(method: &str, data_dir: &Path, extra: &[String]) {
     assert!(g.grad_rel <= GRAD, "{method}: gradient {g:?}");
     assert!(g.param_split <= SPLIT, "{method}: parameters {g:?}");
     assert!(g.param_abs <= 2.0 * 2.0 * 4e-4 * 1.01, "{method}: {g:?}"); // 2 steps, lr <= 4e-4
-}
-
-fn towers(image_size: usize) -> Vec<String> {
-    vec![
-        format!(
-            "model.towers.text_model={:?}",
-            model_dir("minilm").to_str().unwrap()
-        ),
-        format!(
-            "model.towers.image_model={:?}",
-            model_dir("dinov2-small").to_str().unwrap()
-        ),
-        format!("model.towers.image_size={image_size}"),
-    ]
 }
 
 #[test]
@@ -78,7 +55,7 @@ fn the_device_path_equals_the_cpu_kernels_for_every_method() {
     // the methods that run the towers in the step (28 px images keep them quick)
     let dir = common::synth_at(&tmp.path().join("small"), 40, 30, 28);
     for method in ["iisan_uncached", "fft", "adapter", "lora", "bitfit"] {
-        let mut sets = towers(28);
+        let mut sets = common::tower_sets(28);
         if method == "iisan_uncached" {
             sets.push("model.iisan.modality=\"intra_inter\"".into());
             sets.push("model.iisan.image_taps=[0,4,8,12]".into());
@@ -126,7 +103,7 @@ fn cuda_on_a_cpu_build_and_half_precision_for_trained_towers_are_refused_before_
         "model.method=\"fft\"".to_string(),
         "model.towers.dtype=\"bf16\"".into(),
     ];
-    sets.extend(towers(28));
+    sets.extend(common::tower_sets(28));
     let mut args = vec!["train"];
     for s in &sets {
         args.extend(["--set", s.as_str()]);

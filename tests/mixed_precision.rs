@@ -9,21 +9,12 @@ mod common;
 use std::path::Path;
 
 use candle_core::Device;
-use common::{model_dir, stderr};
-use iisan::Config;
-use iisan::data::Dataset;
+use common::stderr;
 use iisan::nn::TowerDType;
 use iisan::train::device_check::{Limits, compare_paths};
 
 fn check(method: &str, data_dir: &Path, extra: &[String], precisions: &[TowerDType]) {
-    let mut sets = vec![
-        format!("data.dir={:?}", data_dir.to_str().unwrap()),
-        format!("model.method={method:?}"),
-        "train.batch=16".into(),
-    ];
-    sets.extend_from_slice(extra);
-    let plan = Config::load(None, &sets).unwrap().check().unwrap();
-    let data = Dataset::load(&plan.cfg().data.dir, &plan.cfg().data.options).unwrap();
+    let (plan, data) = common::method_plan(method, data_dir, extra);
     for &p in precisions {
         let g = compare_paths(&plan, &data, (&Device::Cpu, p), 2).unwrap();
         eprintln!("{method} {}: {g:?}", p.name());
@@ -37,20 +28,6 @@ fn check(method: &str, data_dir: &Path, extra: &[String], precisions: &[TowerDTy
         // figures to the bit
         assert!(g.grad_rel > 0.0, "{method} {}: {g:?}", p.name());
     }
-}
-
-fn towers(image_size: usize) -> Vec<String> {
-    vec![
-        format!(
-            "model.towers.text_model={:?}",
-            model_dir("minilm").to_str().unwrap()
-        ),
-        format!(
-            "model.towers.image_model={:?}",
-            model_dir("dinov2-small").to_str().unwrap()
-        ),
-        format!("model.towers.image_size={image_size}"),
-    ]
 }
 
 #[test]
@@ -68,7 +45,7 @@ fn a_half_precision_step_is_within_its_limits_of_the_f32_step_for_every_method()
     check("id", &data, &[], &both);
     let dir = common::synth_at(&tmp.path().join("small"), 40, 30, 28);
     for method in ["iisan_uncached", "fft", "adapter", "lora", "bitfit"] {
-        let mut sets = towers(28);
+        let mut sets = common::tower_sets(28);
         if method == "iisan_uncached" {
             sets.push("model.iisan.modality=\"intra_inter\"".into());
             sets.push("model.iisan.image_taps=[0,4,8,12]".into());

@@ -36,6 +36,16 @@ struct Graft {
 }
 
 impl Held {
+    /// Hold `value`, copied first unless it is laid out as its whole storage.
+    fn new(value: Tensor) -> candle_core::Result<Held> {
+        let value = if owns_storage(&value) {
+            value
+        } else {
+            value.force_contiguous()?
+        };
+        Ok(Held(Mutex::new(Some(value))))
+    }
+
     /// The value, taken (the op runs its forward exactly once), with its storage and layout
     /// checked to be one dense block.
     fn take(&self) -> candle_core::Result<Tensor> {
@@ -188,13 +198,8 @@ where
     if !input.track_op() {
         return Ok(value);
     }
-    let value = if owns_storage(&value) {
-        value
-    } else {
-        value.force_contiguous()?
-    };
     let op = Graft {
-        value: Held(Mutex::new(Some(value))),
+        value: Held::new(value)?,
         backward: Box::new(backward),
     };
     input.apply_op1(op)
@@ -215,13 +220,8 @@ where
         + Sync
         + 'static,
 {
-    let value = if owns_storage(&value) {
-        value
-    } else {
-        value.force_contiguous()?
-    };
     let op = Graft2 {
-        value: Held(Mutex::new(Some(value))),
+        value: Held::new(value)?,
         backward: Box::new(backward),
     };
     a.apply_op2(b, op)

@@ -105,99 +105,61 @@ mod tests {
     use super::*;
     use candle_core::{Device, Var};
 
+    /// A tensor's values in f32, flattened.
+    fn f32s(t: &Tensor) -> Vec<f32> {
+        let t = t.to_dtype(DType::F32).unwrap();
+        t.flatten_all().unwrap().to_vec1().unwrap()
+    }
+
+    /// The gradients of the sum of `y` (taken in f32).
+    fn grads_of_sum(y: &Tensor) -> candle_core::backprop::GradStore {
+        let sum = y.to_dtype(DType::F32).unwrap().sum_all().unwrap();
+        sum.backward().unwrap()
+    }
+
+    /// A half-precision variable holding `v` (in `dtype`) shaped `shape`.
+    fn var(v: Vec<f32>, shape: &[usize], dtype: DType) -> Var {
+        let t = Tensor::from_vec(v, shape, &Device::Cpu).unwrap();
+        Var::from_tensor(&t.to_dtype(dtype).unwrap()).unwrap()
+    }
+
     /// A bias of 1s added to 4,096 rows of 1s in bf16, and d(sum)/d bias: by hand every
     /// element of the gradient is 4,096 (the number of rows). Summed in bf16 one row after
     /// another the running sum stops growing at 256 (256 + 1 rounds back to 256 with 8 bits);
     /// summed in f32 it is exact, and 4,096 is a power of two, exact in bf16.
     #[test]
     fn a_half_precision_bias_gradient_is_summed_in_f32() {
-        let dev = Device::Cpu;
-        let x = Var::from_tensor(&Tensor::ones((4096, 3), DType::BF16, &dev).unwrap()).unwrap();
-        let b = Var::from_tensor(&Tensor::ones(3, DType::BF16, &dev).unwrap()).unwrap();
+        let x = var(vec![1.0; 4096 * 3], &[4096, 3], DType::BF16);
+        let b = var(vec![1.0; 3], &[3], DType::BF16);
         let y = broadcast_add(x.as_tensor(), b.as_tensor()).unwrap();
-        let sum = y.to_dtype(DType::F32).unwrap().sum_all().unwrap();
-        assert_eq!(sum.to_scalar::<f32>().unwrap(), 2.0 * 4096.0 * 3.0);
-        let g = sum.backward().unwrap();
-        let gb: Vec<f32> = (g.get(b.as_tensor()).unwrap())
-            .to_dtype(DType::F32)
-            .unwrap()
-            .to_vec1()
-            .unwrap();
-        assert_eq!(gb, [4096.0; 3]);
-        let gx = g.get(x.as_tensor()).unwrap().to_dtype(DType::F32).unwrap();
-        assert_eq!(
-            gx.sum_all().unwrap().to_scalar::<f32>().unwrap(),
-            4096.0 * 3.0
-        );
+        assert_eq!(f32s(&y).iter().sum::<f32>(), 2.0 * 4096.0 * 3.0);
+        let g = grads_of_sum(&y);
+        assert_eq!(f32s(g.get(b.as_tensor()).unwrap()), [4096.0; 3]);
+        assert_eq!(f32s(g.get(x.as_tensor()).unwrap()), vec![1.0; 4096 * 3]);
         // candle's own op: the bf16 sum saturates
-        let y = x.as_tensor().broadcast_add(b.as_tensor()).unwrap();
-        let g = y
-            .to_dtype(DType::F32)
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .backward()
-            .unwrap();
-        let plain: Vec<f32> = (g.get(b.as_tensor()).unwrap())
-            .to_dtype(DType::F32)
-            .unwrap()
-            .to_vec1()
-            .unwrap();
-        assert_eq!(plain, [256.0; 3]);
+        let g = grads_of_sum(&x.as_tensor().broadcast_add(b.as_tensor()).unwrap());
+        assert_eq!(f32s(g.get(b.as_tensor()).unwrap()), [256.0; 3]);
     }
 
     /// `x * p` with `x = [[1, 2], [3, 4]]`, `p = [10, 100]` (f16): d(sum)/dx = p per row,
-    /// d(sum)/dp = column sums of x = [4, 6]; a scalar `p` of shape [1] gets the sum of all
-    /// of x, 10.
+    /// d(sum)/dp = column sums of x = [4, 6]; a `p` of shape [1] (10) gets the sum of all of
+    /// x, 10, and gives 10 to every element of x.
     #[test]
     fn a_broadcast_product_differentiates_both_sides() {
-        let dev = Device::Cpu;
-        let x = Var::from_tensor(
-            &Tensor::new(&[[1f32, 2.0], [3.0, 4.0]], &dev)
-                .unwrap()
-                .to_dtype(DType::F16)
-                .unwrap(),
-        )
-        .unwrap();
-        for (p, want) in [
-            (vec![10f32, 100.0], vec![4f32, 6.0]),
-            (vec![10.0], vec![10.0]),
+        let x = var(vec![1.0, 2.0, 3.0, 4.0], &[2, 2], DType::F16);
+        for (p, want_p, want_x) in [
+            (
+                vec![10f32, 100.0],
+                [4f32, 6.0].to_vec(),
+                [10f32, 100.0, 10.0, 100.0],
+            ),
+            (vec![10.0], [10.0].to_vec(), [10.0; 4]),
         ] {
             let n = p.len();
-            let pv = Var::from_tensor(
-                &Tensor::from_vec(p, n, &dev)
-                    .unwrap()
-                    .to_dtype(DType::F16)
-                    .unwrap(),
-            )
-            .unwrap();
-            let y = broadcast_mul(x.as_tensor(), pv.as_tensor()).unwrap();
-            let g = y
-                .to_dtype(DType::F32)
-                .unwrap()
-                .sum_all()
-                .unwrap()
-                .backward()
-                .unwrap();
-            let gp: Vec<f32> = (g.get(pv.as_tensor()).unwrap())
-                .to_dtype(DType::F32)
-                .unwrap()
-                .to_vec1()
-                .unwrap();
-            assert_eq!(gp, want);
-            let gx: Vec<Vec<f32>> = (g.get(x.as_tensor()).unwrap())
-                .to_dtype(DType::F32)
-                .unwrap()
-                .to_vec2()
-                .unwrap();
-            let row: Vec<f32> = pv
-                .as_tensor()
-                .to_dtype(DType::F32)
-                .unwrap()
-                .to_vec1()
-                .unwrap();
-            let row = if n == 1 { vec![row[0]; 2] } else { row };
-            assert_eq!(gx, [row.clone(), row]);
+            let pv = var(p, &[n], DType::F16);
+            let g = grads_of_sum(&broadcast_mul(x.as_tensor(), pv.as_tensor()).unwrap());
+            assert_eq!(f32s(g.get(pv.as_tensor()).unwrap()), want_p);
+            assert_eq!(f32s(g.get(x.as_tensor()).unwrap()), want_x);
         }
     }
 }

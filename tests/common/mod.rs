@@ -252,3 +252,36 @@ pub fn recommend_scores(
         })
         .collect()
 }
+
+/// `model.towers` of MiniLM and DINOv2-S at `image_size` pixels, as `--set` values.
+pub fn tower_sets(image_size: usize) -> Vec<String> {
+    vec![
+        format!(
+            "model.towers.text_model={:?}",
+            model_dir("minilm").to_str().unwrap()
+        ),
+        format!(
+            "model.towers.image_model={:?}",
+            model_dir("dinov2-small").to_str().unwrap()
+        ),
+        format!("model.towers.image_size={image_size}"),
+    ]
+}
+
+/// The checked plan of `method` on the data in `data_dir` (batches of 16 users, `extra` keys
+/// set too) and the loaded data.
+pub fn method_plan(
+    method: &str,
+    data_dir: &Path,
+    extra: &[String],
+) -> (iisan::config::Plan, iisan::data::Dataset) {
+    let mut sets = vec![
+        format!("data.dir={:?}", data_dir.to_str().unwrap()),
+        format!("model.method={method:?}"),
+        "train.batch=16".into(),
+    ];
+    sets.extend_from_slice(extra);
+    let plan = iisan::Config::load(None, &sets).unwrap().check().unwrap();
+    let data = iisan::data::Dataset::load(&plan.cfg().data.dir, &plan.cfg().data.options).unwrap();
+    (plan, data)
+}
