@@ -13,9 +13,12 @@ use candle_nn::{Embedding, Linear};
 
 use super::graft::graft2;
 
-/// Whether `x op p` needs the f32 sum: `x` in half precision and `p` tracking a variable.
+/// Whether `x op p` needs the f32 sum: `x` in half precision, `p` tracking a variable and
+/// broadcast over `x` (smaller, and `x` of the result's shape; anything else is candle's op).
 fn half_and_tracked(x: &Tensor, p: &Tensor) -> bool {
-    x.dtype() != DType::F32 && p.track_op()
+    let broadcast = x.shape() != p.shape()
+        && (x.shape().broadcast_shape_binary_op(p.shape(), "mixed")).is_ok_and(|s| s == *x.shape());
+    x.dtype() != DType::F32 && p.track_op() && broadcast
 }
 
 /// `g` (of the broadcast result's shape) summed in f32 down to `like`'s shape (right-aligned
