@@ -103,6 +103,9 @@ fn an_f16_run_trains_records_its_precision_and_resumes_exactly() {
     };
     let o = common::iisan(t, &args(&run("run.name=\"ref\"")));
     assert!(o.status.success(), "{}", stderr(&o));
+    // the run's table names its precision
+    let out = common::stdout(&o);
+    assert!(out.contains("| id (f16) |"), "{out}");
     let k = run("run.name=\"k\"");
     assert!(!iisan_fault(t, &args(&k), "after-epoch:2").status.success());
     let o = common::iisan(t, &["train", "--quiet", "--resume", "k"]);

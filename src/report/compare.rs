@@ -38,7 +38,7 @@ pub struct CompareRow {
 }
 
 /// A run's method label, with its training precision when it is a mixed one (`fft:text (f16)`).
-fn label(method: &str, precision: Option<&str>) -> String {
+pub(crate) fn label(method: &str, precision: Option<&str>) -> String {
     match precision {
         Some(p) if p != "f32" => format!("{method} ({p})"),
         _ => method.to_string(),

@@ -31,7 +31,8 @@ pub fn summary_table(runs: &[Summary], ks: &[usize], masks: &[Mask]) -> String {
         };
         for &mask in masks {
             let m = s.test.get(mask);
-            let mut r = vec![s.method.clone(), ds.clone(), mask.name().to_string()];
+            let method = super::compare::label(&s.method, s.efficiency.precision.as_deref());
+            let mut r = vec![method, ds.clone(), mask.name().to_string()];
             // a run with eval.skip, or without this cutoff, has no value: a dash, never a zero
             let metric = |name: Metric| match m.value(name) {
                 Some(v) if s.evaluated => format!("{v:.4}"),
