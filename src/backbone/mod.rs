@@ -33,7 +33,6 @@ use self::peft::{PeftBuilder, Proj};
 use crate::error::{Error, Result};
 use crate::nn::{Ctx, attention, frozen, frozen::Dense, layer_norm::LayerNorm};
 
-/// Open `dir/model.safetensors` memory-mapped; errors name the folder.
 /// Pretrained tensors made trainable while a tower was built: (safetensors key, the f32
 /// variable, and under mixed precision the compute copy the tower was built with).
 pub type Taken = Arc<Mutex<Vec<(String, Var, Option<Var>)>>>;

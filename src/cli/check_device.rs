@@ -11,10 +11,7 @@ use iisan::config::Config;
 use iisan::data::Dataset;
 use iisan::error::{Error, Result};
 use iisan::nn::{DeviceSpec, TowerDType};
-use iisan::train::device_check::{Limits, compare_paths, compare_towers};
-
-/// The f32 towers' tolerance (relative) unless --tolerance says otherwise.
-const F32_TOLERANCE: f64 = 1e-3;
+use iisan::train::device_check::{F32_TOLERANCE, Limits, compare_paths, compare_towers};
 
 /// `iisan check-device` arguments.
 #[derive(Args)]

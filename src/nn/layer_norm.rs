@@ -153,10 +153,10 @@ pub fn layer_norm_backward(
     }
 }
 
-/// `x *= mask` element-wise when a dropout mask is present.
 /// LayerNorm over the last dimension with a frozen scale `weight`: candle's fused kernel
-/// forward, the input gradient by hand; `bias` gets its gradient when it is a variable
-/// (BitFit) and none otherwise.
+/// forward, the input gradient by hand (its statistics in f32 for a half-precision `x`);
+/// `bias` gets its gradient when it is a variable (BitFit; summed in f32 under mixed
+/// precision, [`super::mixed`]) and none otherwise.
 pub fn frozen_scale(
     x: &Tensor,
     weight: &Tensor,
@@ -176,32 +176,37 @@ pub fn frozen_scale(
         layer_norm_input_grad(x, &gamma, eps, g)
     })?;
     Ok(if bias_trains {
-        y.broadcast_add(bias)?
+        super::mixed::broadcast_add(&y, bias)?
     } else {
         y
     })
 }
 
 /// d LayerNorm(x) / dx applied to `g`: with `x̂ = (x - mean) rstd`, `rstd = 1 / sqrt(var + eps)`
-/// (biased variance) and `g' = g gamma`, `dx = rstd (g' - mean(g') - x̂ mean(g' x̂))`.
+/// (biased variance) and `g' = g gamma`, `dx = rstd (g' - mean(g') - x̂ mean(g' x̂))`; computed
+/// in f32 and returned in `x`'s dtype.
 fn layer_norm_input_grad(
     x: &Tensor,
     gamma: &Tensor,
     eps: f64,
     g: &Tensor,
 ) -> candle_core::Result<Tensor> {
+    let dtype = x.dtype();
+    let f32 = |t: &Tensor| t.to_dtype(DType::F32);
+    let (x, gamma, g) = (f32(x)?, f32(gamma)?, f32(g)?);
     let mean = x.mean_keepdim(D::Minus1)?;
     let xc = x.broadcast_sub(&mean)?;
     let rstd = (xc.sqr()?.mean_keepdim(D::Minus1)? + eps)?
         .sqrt()?
         .recip()?;
     let xn = xc.broadcast_mul(&rstd)?;
-    let gg = g.broadcast_mul(gamma)?;
+    let gg = g.broadcast_mul(&gamma)?;
     let m1 = gg.mean_keepdim(D::Minus1)?;
     let m2 = (&gg * &xn)?.mean_keepdim(D::Minus1)?;
     gg.broadcast_sub(&m1)?
         .sub(&xn.broadcast_mul(&m2)?)?
-        .broadcast_mul(&rstd)
+        .broadcast_mul(&rstd)?
+        .to_dtype(dtype)
 }
 
 #[cfg(test)]
