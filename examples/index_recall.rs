@@ -5,9 +5,9 @@
 //! alone), p50 / p99, both ways. BENCHMARKS.md, "The ANN index".
 //!
 //! Usage: `cargo run --release --example index_recall -- RUN HISTORIES.txt [N] [TIMED_EXACT]
-//! [BEAM]` (HISTORIES.txt: one history of item ids per line; N histories, default 10,000; the
-//! exact scan is timed on the first TIMED_EXACT of them, default 1,000: at 10^7 items each
-//! takes a tenth of a second or more; BEAM: the search beam width, default the index's).
+//! [PROBES]` (HISTORIES.txt: one history of item ids per line; N histories, default 10,000;
+//! the exact scan is timed on the first TIMED_EXACT of them, default 1,000: at 10^7 items each
+//! takes a tenth of a second or more; PROBES: lists scanned per query, default the index's).
 
 use std::time::Instant;
 
@@ -39,8 +39,8 @@ fn main() -> Result<()> {
     let timed: usize = args
         .get(3)
         .map_or(1_000, |s| s.parse().expect("TIMED_EXACT"));
-    let beam = args.get(4).map(|s| s.parse().expect("BEAM"));
-    let ann = Run::open_with(dir, beam.map_or(SearchMode::Auto, SearchMode::Beam))?;
+    let probes = args.get(4).map(|s| s.parse().expect("PROBES"));
+    let ann = Run::open_with(dir, probes.map_or(SearchMode::Auto, SearchMode::Probes))?;
     let exact = Run::open_with(dir, SearchMode::Exact)?;
     let text = std::fs::read_to_string(file).expect("histories file");
     let hs: Vec<Vec<u32>> = (text.lines().filter(|l| !l.trim().is_empty()).take(n))

@@ -51,16 +51,9 @@ async fn kill_9_while_adding_items_to_a_million_keeps_every_acknowledged_one() {
         ],
     );
     assert!(o.status.success(), "{}", stderr(&o));
-    // a coarse graph (built in seconds), so that an index is opened after each kill too
-    let build = [
-        "index",
-        "build",
-        "runs/big",
-        "--connectivity",
-        "4",
-        "--expansion-add",
-        "8",
-    ];
+    // a coarse index (256 lists: built in seconds), so that an index is opened after each
+    // kill too
+    let build = ["index", "build", "runs/big", "--lists", "256"];
     let o = iisan(t, &build);
     assert!(o.status.success(), "{}", stderr(&o));
     let (big, base) = (t.join("runs/big"), 1_000_050);
@@ -175,4 +168,49 @@ async fn replicas_follow_the_writer_through_appends_and_compaction() {
     let (ok, err) = replica.stop();
     assert!(ok && err.contains("followed"), "{err}");
     drop(writer);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn additions_sent_together_are_grouped_and_each_answered_as_if_alone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let item = iisan_run(t);
+    let s = Server::start(t, "runs/r", &[]);
+    let c = reqwest::Client::new();
+    let url = format!("{}/v1/items", s.base);
+    // the first addition opens the towers (hashing and loading them): the requests sent with
+    // it wait for the writer meanwhile
+    let g0 = info(&c, &s.base).await["generation"].as_u64().unwrap();
+    // twelve at once: ten new ids, one repeating N1, one without the image the run needs
+    let mut bodies: Vec<String> = (1..=10)
+        .map(|i| add_body(&format!("N{i}"), &item))
+        .collect();
+    bodies.push(add_body("N1", &item));
+    bodies.push(json!({"items": [{"id": "NOIMG", "title": "a lamp"}]}).to_string());
+    let sent = bodies.into_iter().map(|b| {
+        let (c, url) = (c.clone(), url.clone());
+        tokio::spawn(async move { post(&c, url, b).await.unwrap() })
+    });
+    let mut answers = Vec::new();
+    for h in sent.collect::<Vec<_>>() {
+        answers.push(h.await.unwrap());
+    }
+    // N2..N10 added; of the two N1 exactly one added and one refused (409); NOIMG 422
+    for (st, v) in &answers[1..10] {
+        assert_eq!(*st, 200, "{v}");
+    }
+    let mut n1 = [answers[0].0, answers[10].0];
+    n1.sort();
+    assert_eq!(n1, [200, 409], "{answers:?}");
+    assert_eq!(answers[11].0, 422, "{:?}", answers[11]);
+    let cat = Catalogue::open(&t.join("runs/r"), SearchMode::Exact).unwrap();
+    assert_eq!(cat.num_items(), 50 + 10);
+    for i in 1..=10 {
+        assert!(cat.row_of(&format!("N{i}")).is_some(), "N{i}");
+    }
+    assert!(cat.row_of("NOIMG").is_none());
+    // fewer swaps than additions: requests that waited for the writer were committed together
+    let g1 = info(&c, &s.base).await["generation"].as_u64().unwrap();
+    assert!(g1 - g0 < 10, "{g0} -> {g1}: every addition committed alone");
+    assert!(s.stop().0);
 }

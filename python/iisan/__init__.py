@@ -153,9 +153,8 @@ def report(
 def build_index(
     run: PathLike,
     *,
-    connectivity: Optional[int] = None,
-    expansion_add: Optional[int] = None,
-    expansion_search: Optional[int] = None,
+    lists: Optional[int] = None,
+    probes: Optional[int] = None,
     candidates: Optional[int] = None,
     storage: Optional[str] = None,
     threads: int = 0,
@@ -164,14 +163,14 @@ def build_index(
     """Build the approximate nearest-neighbour index of the finished run ``run`` over every
     item of its catalogue (``iisan index build``): ``Run.recommend``, ``Run.evaluate`` and
     ``iisan serve`` then rank through it, re-scoring its candidates exactly. Parameters left
-    out take the measured defaults (docs/SERVING.md); ``storage`` is ``"f16"`` (the default) or
-    ``"f32"``.
-    Returns ``{"items", "seconds", "bytes"}``."""
+    out take the measured defaults (docs/SERVING.md): ``lists`` (0 or left out: the power of two
+    nearest 4 sqrt(items)), ``probes`` (lists scanned per query), ``candidates`` (re-scored
+    exactly per query); ``storage`` is ``"f16"`` (the default) or ``"f32"``.
+    Returns ``{"items", "lists", "seconds", "bytes"}``."""
     return _build_index(
         os.fspath(run),
-        connectivity=connectivity,
-        expansion_add=expansion_add,
-        expansion_search=expansion_search,
+        lists=lists,
+        probes=probes,
         candidates=candidates,
         storage=storage,
         threads=threads,

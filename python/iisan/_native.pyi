@@ -22,11 +22,11 @@ class Run:
 
     @staticmethod
     def open(
-        path: PathLike, exact: bool = False, expansion_search: Optional[int] = None
+        path: PathLike, exact: bool = False, probes: Optional[int] = None
     ) -> "Run":
         """Open the run directory ``path`` (a finished run, or an interrupted one's partial
         directory). ``exact``: rank every item even when the run has an ANN index;
-        ``expansion_search``: the index's search beam width instead of its built one."""
+        ``probes``: lists of the index scanned per query instead of its built number."""
     @property
     def path(self) -> pathlib.Path:
         """The run directory."""
@@ -154,9 +154,8 @@ def report(
 ) -> None: ...
 def build_index(
     run: PathLike,
-    connectivity: Optional[int] = None,
-    expansion_add: Optional[int] = None,
-    expansion_search: Optional[int] = None,
+    lists: Optional[int] = None,
+    probes: Optional[int] = None,
     candidates: Optional[int] = None,
     storage: Optional[str] = None,
     threads: int = 0,

@@ -10,16 +10,16 @@ use iisan::api::{self, AnnParams, Storage};
 use crate::convert::{named, to_python};
 use crate::driver::drive;
 
-/// Build the run's ANN index (see `iisan.build_index`); returns {"items", "seconds", "bytes"}.
+/// Build the run's ANN index (see `iisan.build_index`); returns {"items", "lists", "seconds",
+/// "bytes"}.
 #[pyfunction]
-#[pyo3(signature = (run, connectivity = None, expansion_add = None, expansion_search = None, candidates = None, storage = None, threads = 0, progress = None))]
+#[pyo3(signature = (run, lists = None, probes = None, candidates = None, storage = None, threads = 0, progress = None))]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn build_index<'py>(
     py: Python<'py>,
     run: PathBuf,
-    connectivity: Option<usize>,
-    expansion_add: Option<usize>,
-    expansion_search: Option<usize>,
+    lists: Option<usize>,
+    probes: Option<usize>,
     candidates: Option<usize>,
     storage: Option<&str>,
     threads: usize,
@@ -31,16 +31,15 @@ pub(crate) fn build_index<'py>(
         None => d.storage,
     };
     let params = AnnParams {
-        connectivity: connectivity.unwrap_or(d.connectivity),
-        expansion_add: expansion_add.unwrap_or(d.expansion_add),
-        expansion_search: expansion_search.unwrap_or(d.expansion_search),
+        lists: lists.unwrap_or(d.lists),
+        probes: probes.unwrap_or(d.probes),
         candidates: candidates.unwrap_or(d.candidates),
         storage,
     };
     let r = drive(py, progress, move |rep| {
         api::build_index(&run, &params, threads, &rep)
     })?;
-    let v = serde_json::json!({"items": r.items, "seconds": r.seconds, "bytes": r.bytes});
+    let v = serde_json::json!({"items": r.items, "lists": r.lists, "seconds": r.seconds, "bytes": r.bytes});
     to_python(py, &v)
 }
 

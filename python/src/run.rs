@@ -81,17 +81,12 @@ fn array<'py>(py: Python<'py>, m: Matrix) -> Bound<'py, PyArray2<f32>> {
 impl Run {
     /// Open the run directory `path`: a finished run, or an interrupted one (its partial
     /// directory `runs/.<name>.partial`). `exact`: rank every item even when the run has an
-    /// ANN index (`iisan.build_index`); `expansion_search`: the index's search beam width
-    /// instead of the one it was built with.
+    /// ANN index (`iisan.build_index`); `probes`: lists of the index scanned per query instead
+    /// of the number it was built with.
     #[staticmethod]
-    #[pyo3(signature = (path, exact = false, expansion_search = None))]
-    fn open(
-        py: Python<'_>,
-        path: PathBuf,
-        exact: bool,
-        expansion_search: Option<usize>,
-    ) -> PyResult<Run> {
-        let mode = SearchMode::of(exact, expansion_search);
+    #[pyo3(signature = (path, exact = false, probes = None))]
+    fn open(py: Python<'_>, path: PathBuf, exact: bool, probes: Option<usize>) -> PyResult<Run> {
+        let mode = SearchMode::of(exact, probes);
         let inner = py
             .detach(|| iisan::Run::open_with(&path, mode))
             .or_raise(py)?;

@@ -20,7 +20,7 @@ use crate::run::finished::check_finished;
 /// # fn main() -> iisan::Result<()> {
 /// use iisan::api::{AnnParams, Reporter, build_index};
 /// let r = build_index("runs/big".as_ref(), &AnnParams::default(), 0, &Reporter::silent())?;
-/// println!("{} items indexed in {:.1} s", r.items, r.seconds);
+/// println!("{} items in {} lists, {:.1} s", r.items, r.lists, r.seconds);
 /// # Ok(())
 /// # }
 /// ```
@@ -42,14 +42,14 @@ pub fn compact_items(run: &Path, threads: usize, progress: &Reporter) -> Result<
     on_compute_pool(threads, || compact(run, progress))
 }
 
-/// Refuse parameters the graph cannot be built or searched with.
+/// Refuse parameters the index cannot be built or searched with.
 fn check_params(p: &AnnParams) -> Result<()> {
     let bad = |what: &str| Err(Error::Input(format!("--{what}")));
-    if !(2..=256).contains(&p.connectivity) {
-        return bad("connectivity: give 2 to 256");
+    if p.lists > 1 << 20 {
+        return bad("lists: give 0 (chosen from the item count) to 1048576");
     }
-    if !(1..=65_536).contains(&p.expansion_add) || !(1..=65_536).contains(&p.expansion_search) {
-        return bad("expansion-add / --expansion-search: give 1 to 65536");
+    if !(1..=1 << 20).contains(&p.probes) {
+        return bad("probes: give 1 to 1048576");
     }
     if !(1..=65_536).contains(&p.candidates) {
         return bad("candidates: give 1 to 65536");

@@ -5,7 +5,8 @@
 //! ```text
 //! items.safetensors, item_ids.txt     the base (base.rs), memory-mapped (matrix.rs)
 //! items.seg-<B>.*                     items added since, append-only (segment.rs)
-//! items.ann.json, items-ann-*.usearch the ANN index over rows 1..=M (ann.rs)
+//! items.ann.json, items-ann-*.ivf     the ANN index over rows 1..=M (ann.rs: an inverted
+//!                                     file, inverted_file.rs, kmeans.rs, list_scan.rs)
 //! ```
 //! Rows are numbered base first (`1..=B`), then the segment's. Writers hold the exclusive
 //! lock on `items.lock`: two writers (two `items add`, a server and a command) never
@@ -16,6 +17,9 @@
 pub mod ann;
 pub mod base;
 mod compact;
+mod inverted_file;
+mod kmeans;
+mod list_scan;
 mod matrix;
 pub mod search;
 mod segment;
@@ -110,11 +114,11 @@ impl Catalogue {
         };
         cat.tail = Arc::new(cat.tail_of(seg));
         if mode != SearchMode::Exact {
-            let ann = AnnIndex::open(dir, &cat)?;
-            if let (Some(a), SearchMode::Beam(n)) = (&ann, mode) {
-                a.set_expansion_search(n);
-            }
-            cat.ann = ann.map(Arc::new);
+            let probes = match mode {
+                SearchMode::Probes(n) => Some(n),
+                _ => None,
+            };
+            cat.ann = AnnIndex::open(dir, &cat, probes)?.map(Arc::new);
         }
         Ok(cat)
     }

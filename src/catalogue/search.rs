@@ -17,9 +17,9 @@ pub enum SearchMode {
     /// Through the ANN index when the run has one, else exactly.
     #[default]
     Auto,
-    /// Through the ANN index when the run has one, with this search beam width instead of
-    /// the one it was built with (`--expansion-search`: recall for time), else exactly.
-    Beam(usize),
+    /// Through the ANN index when the run has one, scanning this many lists per query
+    /// instead of the number it was built with (`--probes`: recall for time), else exactly.
+    Probes(usize),
     /// Every row scored (`--exact`).
     Exact,
 }
@@ -47,11 +47,11 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
 }
 
 impl SearchMode {
-    /// The mode of the options `--exact` and `--expansion-search N` (`exact` wins).
-    pub fn of(exact: bool, beam: Option<usize>) -> SearchMode {
-        match (exact, beam) {
+    /// The mode of the options `--exact` and `--probes N` (`exact` wins).
+    pub fn of(exact: bool, probes: Option<usize>) -> SearchMode {
+        match (exact, probes) {
             (true, _) => SearchMode::Exact,
-            (false, Some(n)) => SearchMode::Beam(n),
+            (false, Some(n)) => SearchMode::Probes(n),
             (false, None) => SearchMode::Auto,
         }
     }
@@ -117,7 +117,7 @@ impl Catalogue {
     fn search_ann(&self, ann: &super::AnnIndex, state: &[f32], w: Want) -> Result<Vec<Scored>> {
         let mut top = TopK::new(w.k);
         let count = (w.k.max(ann.params().candidates) + w.exclude.len()).min(ann.items());
-        for r in ann.search(state, count)? {
+        for r in ann.search(state, count) {
             if !w.exclude.contains(&r) {
                 top.push(r, dot(self.row(r), state));
             }

@@ -104,16 +104,15 @@ fn exact_scan_ranks_base_and_segment_as_the_definition() {
 fn ann_candidates_are_rescored_exactly_and_later_rows_scanned_then_compacted() {
     let dir = tempfile::tempdir().unwrap();
     let mut all = write(dir.path(), 3_000, 3);
-    // a beam as wide as the catalogue: the search visits every node it can reach (a graph
-    // over inner products may leave a few unreachable, so the lists are nearly, not always
-    // exactly, the exact ones)
+    // 3,000 rows: 256 lists (4 sqrt(3000) = 219 -> 2^8) of about 12; a quarter of them
+    // scanned per query
     let params = AnnParams {
-        expansion_search: 4096,
+        probes: 64,
         candidates: 50,
         ..AnnParams::default()
     };
     let r = ann::build(dir.path(), &params, &Reporter::silent()).unwrap();
-    assert_eq!(r.items, 3_000);
+    assert_eq!((r.items, r.lists), (3_000, 256));
     let cat = Catalogue::open(dir.path(), SearchMode::Auto).unwrap();
     assert_eq!(cat.ann().map(AnnIndex::items), Some(3_000));
     // an item added after the build: not in the graph, found by the scan of later rows
@@ -162,7 +161,7 @@ fn ann_candidates_are_rescored_exactly_and_later_rows_scanned_then_compacted() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     assert_eq!(
-        names.iter().filter(|n| n.ends_with(".usearch")).count(),
+        names.iter().filter(|n| n.ends_with(".ivf")).count(),
         1,
         "{names:?}"
     );
@@ -189,34 +188,99 @@ fn an_index_over_other_rows_is_refused() {
 }
 
 #[test]
-fn more_searches_at_once_than_the_index_has_contexts_all_answer() {
+fn scanning_every_list_gives_the_exact_lists_and_threads_share_the_index() {
     let dir = tempfile::tempdir().unwrap();
     let all = write(dir.path(), 2_000, 7);
+    // 32 lists, every one scanned: the candidates are the best of every row by the f16
+    // scores, so the exact top 10 is among the 100 re-scored
     let params = AnnParams {
-        expansion_search: 4096,
+        lists: 32,
+        probes: 32,
         ..AnnParams::default()
     };
     ann::build(dir.path(), &params, &Reporter::silent()).unwrap();
     let cat = Catalogue::open(dir.path(), SearchMode::Auto).unwrap();
-    let q = [0.5f32; D];
-    let want = brute(&all, &q, 10, &[]);
-    // more threads than contexts: those that find none free wait for one
+    assert_eq!(
+        cat.ann().map(|a| (a.params().lists, a.probes())),
+        Some((32, 32))
+    );
+    let mut rng = StdRng::seed_from_u64(8);
+    let qs: Vec<Vec<f32>> = (0..20)
+        .map(|_| (0..D).map(|_| rng.random_range(-1.0..1.0)).collect())
+        .collect();
+    let exclude = [3u32, 5];
+    let want: Vec<Vec<u32>> = qs.iter().map(|q| brute(&all, q, 10, &exclude)).collect();
+    // from many threads at once: the index is shared, read-only
     std::thread::scope(|s| {
-        for _ in 0..ann::SEARCH_CONTEXTS + 44 {
+        for _ in 0..16 {
             s.spawn(|| {
-                for _ in 0..20 {
+                for (q, w) in qs.iter().zip(&want) {
                     let got = cat
                         .search(
-                            &q,
+                            q,
                             &[Want {
                                 k: 10,
-                                exclude: &[],
+                                exclude: &exclude,
                             }],
                         )
                         .unwrap();
-                    assert_eq!(items(&got[0]), want);
+                    assert_eq!(&items(&got[0]), w);
                 }
             });
         }
     });
+    // one list scanned (`--probes 1`): fewer found, every score still exact
+    let one = Catalogue::open(dir.path(), SearchMode::Probes(1)).unwrap();
+    let got = one
+        .search(
+            &qs[0],
+            &[Want {
+                k: 10,
+                exclude: &[],
+            }],
+        )
+        .unwrap();
+    for x in &got[0] {
+        let want = exact_score(&all, &qs[0], x.item);
+        assert!((x.score - want).abs() <= 1e-5 * want.abs().max(1.0));
+    }
+}
+
+#[test]
+fn a_damaged_or_older_index_is_refused_by_name_and_exact_still_ranks() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), 500, 9);
+    ann::build(dir.path(), &AnnParams::default(), &Reporter::silent()).unwrap();
+    let file = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "ivf"))
+        .unwrap();
+    // cut short: not a safetensors file any more
+    let bytes = std::fs::read(&file).unwrap();
+    std::fs::write(&file, &bytes[..bytes.len() / 2]).unwrap();
+    let e = Catalogue::open(dir.path(), SearchMode::Auto)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        e.contains(&*file.to_string_lossy()) && e.contains("ANN index"),
+        "{e}"
+    );
+    // a record of the HNSW index an earlier iisan built
+    let rec = dir.path().join(ann::RECORD);
+    std::fs::write(
+        &rec,
+        r#"{"file": "items-ann-500-1.usearch", "params": {"connectivity": 32}}"#,
+    )
+    .unwrap();
+    let e = Catalogue::open(dir.path(), SearchMode::Auto)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        e.contains("items.ann.json") && e.contains("build the index again"),
+        "{e}"
+    );
+    assert!(Catalogue::open(dir.path(), SearchMode::Exact).is_ok());
 }

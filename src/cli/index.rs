@@ -30,15 +30,13 @@ pub(crate) enum IndexCmd {
 pub(crate) struct BuildArgs {
     /// The finished run.
     run: PathBuf,
-    /// Graph degree M: more edges, better recall, larger index, slower build.
-    #[arg(long, default_value_t = AnnParams::default().connectivity)]
-    connectivity: usize,
-    /// Beam width while inserting: better graph, slower build.
-    #[arg(long, default_value_t = AnnParams::default().expansion_add)]
-    expansion_add: usize,
-    /// Beam width while searching: better recall, slower queries.
-    #[arg(long, default_value_t = AnnParams::default().expansion_search)]
-    expansion_search: usize,
+    /// Lists the items are partitioned into (0: the power of two nearest 4 sqrt(items),
+    /// 4,096 at a million items).
+    #[arg(long, default_value_t = AnnParams::default().lists)]
+    lists: usize,
+    /// Lists scanned per query by default: more find more of the exact top items, slower.
+    #[arg(long, default_value_t = AnnParams::default().probes)]
+    probes: usize,
     /// Candidates per query re-scored exactly (at least k are).
     #[arg(long, default_value_t = AnnParams::default().candidates)]
     candidates: usize,
@@ -81,17 +79,17 @@ pub(crate) fn index(cmd: IndexCmd) -> Result<()> {
     match cmd {
         IndexCmd::Build(a) => {
             let params = AnnParams {
-                connectivity: a.connectivity,
-                expansion_add: a.expansion_add,
-                expansion_search: a.expansion_search,
+                lists: a.lists,
+                probes: a.probes,
                 candidates: a.candidates,
                 storage: a.storage,
             };
             let reporter = super::progress::reporter(false);
             let r = iisan::api::build_index(&a.run, &params, a.threads, &reporter)?;
             println!(
-                "indexed {} items in {:.1} s ({:.1} MiB)",
+                "indexed {} items in {} lists in {:.1} s ({:.1} MiB)",
                 r.items,
+                r.lists,
                 r.seconds,
                 r.bytes as f64 / (1 << 20) as f64
             );

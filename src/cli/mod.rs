@@ -15,21 +15,21 @@ pub(crate) mod report;
 pub(crate) mod serve;
 pub(crate) mod train;
 
-/// `--expansion-search` as recommend, eval and serve take it.
+/// `--exact` and `--probes` as recommend, eval and serve take them.
 #[derive(clap::Args)]
 pub(crate) struct Ranking {
     /// Rank every item exactly, even when the run has an ANN index (`iisan index build`).
     #[arg(long)]
     pub exact: bool,
-    /// The ANN index's search beam width, instead of the one it was built with: wider finds
-    /// more of the exact top items, slower.
+    /// Lists of the ANN index scanned per query, instead of the number it was built with:
+    /// more find more of the exact top items, slower.
     #[arg(long, value_name = "N", conflicts_with = "exact")]
-    pub expansion_search: Option<usize>,
+    pub probes: Option<usize>,
 }
 
 impl Ranking {
     /// The mode these options ask for.
     pub(crate) fn mode(&self) -> iisan::api::SearchMode {
-        iisan::api::SearchMode::of(self.exact, self.expansion_search)
+        iisan::api::SearchMode::of(self.exact, self.probes)
     }
 }

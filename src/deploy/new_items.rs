@@ -149,7 +149,9 @@ impl ItemEmbedder {
         Ok(all.narrow(0, 1, items.len())?)
     }
 
-    fn check(&self, items: &[NewItem]) -> Result<()> {
+    /// Refuse items this run cannot embed (ids, empty titles, images missing or present
+    /// where the run's towers want otherwise) before any tower runs.
+    pub fn check(&self, items: &[NewItem]) -> Result<()> {
         let keys: Vec<String> = items.iter().map(|i| i.key.clone()).collect();
         check_keys(&keys, |_| false)?;
         let titles_allowed = self.plan.cfg().data.options.missing_title == MissingTitle::Empty;

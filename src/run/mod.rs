@@ -10,7 +10,7 @@
 //!   best.safetensors     parameters of the best validation epoch
 //!   items.safetensors    the item embedding matrix `items` [N + 1, d] with those parameters
 //!   item_ids.txt         the external item id of each row, one per line from row 1
-//!   items.seg-*, item_ids.seg-*, items.ann.json, items-ann-*.usearch
+//!   items.seg-*, item_ids.seg-*, items.ann.json, items-ann-*.ivf
 //!                        items added since, the ANN index (`crate::catalogue`)
 //!   summary.json         test metrics at the best epoch (both masks), efficiency, revision
 //! ```

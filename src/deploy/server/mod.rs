@@ -6,6 +6,7 @@
 //! held to the bounds of [`bodies`]; docs/SECURITY.md lists them. With a write token, the
 //! routes that change what is served need it ([`auth`]).
 
+pub mod adds;
 pub mod auth;
 pub mod batcher;
 pub mod bodies;

@@ -107,9 +107,12 @@ pub struct Ranking {
     /// Candidates re-scored exactly per query.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub candidates: Option<usize>,
-    /// The graph search's beam width.
+    /// Lists of the index.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub expansion_search: Option<usize>,
+    pub lists: Option<usize>,
+    /// Lists scanned per query.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub probes: Option<usize>,
 }
 
 impl Ranking {
@@ -120,7 +123,8 @@ impl Ranking {
             mode: if ann.is_some() { "ann" } else { "exact" },
             indexed: ann.map(|a| a.items()),
             candidates: ann.map(|a| a.params().candidates),
-            expansion_search: ann.map(|a| a.expansion_search()),
+            lists: ann.map(|a| a.params().lists),
+            probes: ann.map(|a| a.probes()),
         }
     }
 }

@@ -1,18 +1,19 @@
 //! What the server holds: the served model behind a swappable pointer, the compute batcher,
-//! the lazily opened item embedder (which also serialises every write: items added, reloads),
-//! the concurrency limit and the metrics.
+//! the writer (the lazily opened item embedder, which serialises every write: items added,
+//! grouped in `super::adds`; reloads; follows), the concurrency limit and the metrics.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
-use tokio::sync::{Mutex, Semaphore};
+use tokio::sync::Semaphore;
 
 use super::ServeOptions;
+use super::adds::{Additions, Writes, blocking};
 use super::batcher::Batcher;
 use super::metrics::Metrics;
-use crate::deploy::new_items::{ItemEmbedder, NewItem, add_items};
-use crate::error::{Error, Result};
+use crate::deploy::new_items::NewItem;
+use crate::error::Result;
 use crate::model::ServedModel;
 use crate::provenance::TowerRecord;
 use crate::run::finished::{open_served, read_plan, read_towers};
@@ -44,7 +45,8 @@ pub struct AppState {
     facts: RwLock<Arc<RunFacts>>,
     model: RwLock<Arc<ServedModel>>,
     generation: AtomicU64,
-    writer: Mutex<Option<Arc<ItemEmbedder>>>,
+    /// The writer and the item additions waiting for it.
+    additions: Additions,
     /// The compute thread.
     pub batcher: Batcher,
     /// Requests admitted at once (429 beyond).
@@ -53,12 +55,6 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// The limits.
     pub opts: ServeOptions,
-}
-
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| Error::Internal(format!("worker thread failed: {e}")))?
 }
 
 impl AppState {
@@ -73,7 +69,7 @@ impl AppState {
             facts: RwLock::new(Arc::new(facts)),
             model: RwLock::new(Arc::new(model)),
             generation: AtomicU64::new(1),
-            writer: Mutex::new(None),
+            additions: Additions::default(),
             batcher: Batcher::start(opts.batch_rows, opts.compute_threads)?,
             limit: Arc::new(Semaphore::new(opts.max_concurrent)),
             metrics,
@@ -109,7 +105,7 @@ impl AppState {
     /// embedder is dropped, so the next items added are embedded with the towers the run
     /// records now. On an error the old model stays.
     pub async fn reload(&self) -> Result<Arc<ServedModel>> {
-        let mut writer = self.writer.lock().await;
+        let mut writer = self.additions.writer.lock().await;
         let (run, mode) = (self.run.clone(), self.opts.search);
         let (facts, model) =
             blocking(move || Ok((RunFacts::read(&run)?, open_served(&run, mode)?))).await?;
@@ -121,7 +117,7 @@ impl AppState {
     /// Serve the run's catalogue as it is now on disk, if it changed (a replica following a
     /// writer); returns the items now served, or `None` when nothing changed.
     pub async fn follow(&self) -> Result<Option<usize>> {
-        let _writer = self.writer.lock().await;
+        let _writer = self.additions.writer.lock().await;
         let (current, run) = (self.current(), self.run.clone());
         let next = blocking(move || match current.catalogue().refresh(&run)? {
             Some(cat) => current.with_catalogue(cat).map(Some),
@@ -130,33 +126,30 @@ impl AppState {
         .await?;
         Ok(next.map(|m| self.swap(m).num_items()))
     }
+}
 
-    /// Embed `items`, append them to the run's catalogue and serve it.
-    pub async fn add_items(&self, items: Vec<NewItem>) -> Result<Arc<ServedModel>> {
-        let mut writer = self.writer.lock().await;
-        let embedder = match writer.as_ref() {
-            Some(e) => e.clone(),
-            None => {
-                let run = self.run.clone();
-                // a run that cannot embed items (the id method, no recorded towers, a changed
-                // tower) makes the request unprocessable, not the server faulty
-                let opened = blocking(move || ItemEmbedder::open(&run)).await;
-                let e = Arc::new(opened.map_err(|e| Error::Input(e.to_string()))?);
-                *writer = Some(e.clone());
-                e
-            }
-        };
-        // ids the served catalogue already has are refused before the towers run; the
-        // append checks again against the catalogue on disk, under its lock
-        let current = self.current();
-        let keys: Vec<String> = items.iter().map(|i| i.key.clone()).collect();
-        current.catalogue().check_new_keys(&keys)?;
-        let run = self.run.clone();
-        let model = blocking(move || {
-            let next = add_items(&run, current.catalogue(), &embedder, &items)?;
-            current.with_catalogue(next)
-        })
-        .await?;
-        Ok(self.swap(model))
+impl AppState {
+    /// Embed `items`, append them to the run's catalogue and serve it (grouped with the
+    /// additions waiting meanwhile: `super::adds`).
+    pub async fn add_items(self: &Arc<Self>, items: Vec<NewItem>) -> Result<Arc<ServedModel>> {
+        super::adds::add(self, items).await
+    }
+}
+
+impl Writes for AppState {
+    fn run(&self) -> &Path {
+        &self.run
+    }
+    fn current(&self) -> Arc<ServedModel> {
+        AppState::current(self)
+    }
+    fn swap(&self, model: ServedModel) -> Arc<ServedModel> {
+        AppState::swap(self, model)
+    }
+    fn additions(&self) -> &Additions {
+        &self.additions
+    }
+    fn max_batch(&self) -> usize {
+        self.opts.max_batch
     }
 }

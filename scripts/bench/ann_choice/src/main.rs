@@ -10,6 +10,8 @@
 
 use std::time::Instant;
 
+mod ivf;
+
 use hnsw_rs::prelude::{Distance, Hnsw};
 use rayon::prelude::*;
 use usearch::{Index, IndexOptions, MetricKind, ScalarKind};
@@ -109,6 +111,7 @@ fn run_cases(items: &[f32], d: usize, states: &[f32], truth: &[Vec<usize>]) {
                 ef,
             ),
             "hnsw_rs-ip" => hnsw_rs_case(items, d, states, truth, m, ef),
+            "ivf" => ivf::ivf_case(items, d, states, truth, m, ef),
             other => panic!("unknown case {other}"),
         }
     }
