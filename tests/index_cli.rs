@@ -74,6 +74,18 @@ fn the_index_serves_exact_scores_close_to_the_exact_lists_and_exact_stays_exact(
         "{}",
         stdout(&o)
     );
+    // the build is deterministic: the same file on two threads
+    let file = |t: &Path| {
+        let rec: Value = serde_json::from_str(
+            &std::fs::read_to_string(t.join("runs/big/items.ann.json")).unwrap(),
+        )
+        .unwrap();
+        std::fs::read(t.join("runs/big").join(rec["file"].as_str().unwrap())).unwrap()
+    };
+    let one = file(t);
+    let o = iisan(t, &["index", "build", "runs/big", "--threads", "2"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(one == file(t), "the index differs built on two threads");
     // --exact: the scan, exactly as before the index existed
     assert_eq!(answers(t, "runs/big", &["--exact"]), before);
     // through the index: every returned score is the item's exact score, and the lists hold

@@ -310,14 +310,16 @@ fn lay_out(cat: &Catalogue, centroids: Vec<f32>, list_of: &[u32], s: Storage) ->
         rows[at[j as usize]] = i as u32 + 1;
         at[j as usize] += 1;
     }
-    let flat = |r: &u32| cat.row(*r).to_vec();
     let vectors = match s {
-        Storage::F32 => Vectors::F32(Slab::Owned(rows.par_iter().flat_map_iter(flat).collect())),
+        Storage::F32 => Vectors::F32(Slab::Owned(
+            (rows.par_iter())
+                .flat_map_iter(|r| cat.row(*r).iter().copied())
+                .collect(),
+        )),
         Storage::F16 => Vectors::F16(Slab::Owned(
-            (rows
-                .par_iter()
-                .flat_map_iter(|r| cat.row(*r).iter().map(|&v| f16::from_f32(v))))
-            .collect(),
+            (rows.par_iter())
+                .flat_map_iter(|r| cat.row(*r).iter().map(|&v| f16::from_f32(v)))
+                .collect(),
         )),
     };
     let reach = (0..lists)

@@ -81,7 +81,10 @@ fn kmeans(x: &[f32], d: usize, nc: usize, iters: usize) -> Vec<f32> {
         let mut cnt = vec![0usize; nc];
         for (i, &c) in a.iter().enumerate() {
             cnt[c as usize] += 1;
-            for (s, v) in sum[c as usize * d..][..d].iter_mut().zip(&x[i * d..(i + 1) * d]) {
+            for (s, v) in sum[c as usize * d..][..d]
+                .iter_mut()
+                .zip(&x[i * d..(i + 1) * d])
+            {
                 *s += *v as f64;
             }
         }
@@ -144,7 +147,11 @@ impl Ivf {
         }
         let rows: Vec<f16> = ids
             .iter()
-            .flat_map(|&i| items[i as usize * d..(i as usize + 1) * d].iter().map(|&v| f16::from_f32(v)))
+            .flat_map(|&i| {
+                items[i as usize * d..(i as usize + 1) * d]
+                    .iter()
+                    .map(|&v| f16::from_f32(v))
+            })
             .collect();
         let bonus = (0..nc)
             .map(|j| {
@@ -157,14 +164,24 @@ impl Ivf {
                     .iter()
                     .map(|&i| {
                         let r = &items[i as usize * d..(i as usize + 1) * d];
-                        r.iter().zip(c).map(|(a, b)| ((a - b) * (a - b)) as f64).sum::<f64>()
+                        r.iter()
+                            .zip(c)
+                            .map(|(a, b)| ((a - b) * (a - b)) as f64)
+                            .sum::<f64>()
                     })
                     .sum();
                 let s = (ss / ((hi - lo) * d) as f64).sqrt();
                 (s * (2.0 * ((hi - lo) as f64).ln()).sqrt()) as f32
             })
             .collect();
-        Ivf { d, cents, offsets, ids, rows, bonus }
+        Ivf {
+            d,
+            cents,
+            offsets,
+            ids,
+            rows,
+            bonus,
+        }
     }
 
     /// The best `cand` items by f16 score over the `nprobe` best lists.
@@ -189,7 +206,10 @@ impl Ivf {
         let mut floor = f32::MIN;
         for &(_, j) in &lists[..np] {
             let (lo, hi) = (self.offsets[j as usize], self.offsets[j as usize + 1]);
-            for (r, &id) in self.rows[lo * d..hi * d].chunks_exact(d).zip(&self.ids[lo..hi]) {
+            for (r, &id) in self.rows[lo * d..hi * d]
+                .chunks_exact(d)
+                .zip(&self.ids[lo..hi])
+            {
                 let s = dot16(r, q);
                 if s > floor {
                     buf.push((s, id));
@@ -240,10 +260,13 @@ unsafe fn dot16_avx2(a: &[f16], b: &[f32]) -> f32 {
     let (pa, pb) = (a.as_ptr() as *const __m128i, b.as_ptr());
     let mut i = 0;
     while i < n {
-        let x0 = _mm256_cvtph_ps(_mm_loadu_si128(pa.add(i / 8)));
-        let x1 = _mm256_cvtph_ps(_mm_loadu_si128(pa.add(i / 8 + 1)));
-        acc0 = _mm256_fmadd_ps(x0, _mm256_loadu_ps(pb.add(i)), acc0);
-        acc1 = _mm256_fmadd_ps(x1, _mm256_loadu_ps(pb.add(i + 8)), acc1);
+        // SAFETY: i + 16 <= n <= a.len() = b.len(); unaligned loads
+        unsafe {
+            let x0 = _mm256_cvtph_ps(_mm_loadu_si128(pa.add(i / 8)));
+            let x1 = _mm256_cvtph_ps(_mm_loadu_si128(pa.add(i / 8 + 1)));
+            acc0 = _mm256_fmadd_ps(x0, _mm256_loadu_ps(pb.add(i)), acc0);
+            acc1 = _mm256_fmadd_ps(x1, _mm256_loadu_ps(pb.add(i + 8)), acc1);
+        }
         i += 16;
     }
     let s = _mm256_add_ps(acc0, acc1);
@@ -260,7 +283,14 @@ unsafe fn dot16_avx2(a: &[f16], b: &[f32]) -> f32 {
 }
 
 /// Build with `nc` lists (k-means on `train` sampled rows), then search at several nprobe.
-pub fn ivf_case(items: &[f32], d: usize, states: &[f32], truth: &[Vec<usize>], nc: usize, train: usize) {
+pub fn ivf_case(
+    items: &[f32],
+    d: usize,
+    states: &[f32],
+    truth: &[Vec<usize>],
+    nc: usize,
+    train: usize,
+) {
     let t0 = Instant::now();
     let ivf = Ivf::build(items, d, nc, train, 10);
     let build = t0.elapsed().as_secs_f64();

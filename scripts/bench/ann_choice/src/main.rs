@@ -1,4 +1,4 @@
-//! Which approximate nearest-neighbour crate should serve IISAN's scores (raw inner products
+//! Which approximate nearest-neighbour index should serve IISAN's scores (raw inner products
 //! of a user state and the item embeddings)? Builds each candidate over a run's item matrix,
 //! answers real user states, re-scores the candidates exactly and reports build time, recall@10
 //! against the exact top 10 of the whole matrix, and one-query latency (one thread).
@@ -62,7 +62,8 @@ fn main() {
 fn run_cases(items: &[f32], d: usize, states: &[f32], truth: &[Vec<usize>]) {
     // which cases: `usearch-ip:M:EF_ADD`, `usearch-cos-ip:M:EF_ADD` (built by cosine, searched
     // by inner product), `usearch-l2aug:M:EF_ADD`, `usearch-ip-f16:M:EF_ADD`,
-    // `hnsw_rs-ip:M:EF_C` (default: all at M = 16, 128)
+    // `hnsw_rs-ip:M:EF_C`, `ivf:LISTS:SAMPLE` (an inverted file: `ivf.rs`; NPROBE=a,b,.. the
+    // probes tried) (default: the graphs at M = 16, 128)
     let cases = std::env::var("CASES").unwrap_or_else(|_| {
         "usearch-ip:16:128,usearch-l2aug:16:128,usearch-ip-f16:16:128,hnsw_rs-ip:16:128".into()
     });
