@@ -39,11 +39,8 @@ fn the_device_path_equals_the_cpu_kernels_for_every_method() {
     // cached IISAN (text + image, both intra paths and the inter path) and ID
     let data = common::encoded_synth(tmp.path(), 40, 30);
     let cache = tmp.path().join("cache");
-    let iisan_sets = [
-        format!("data.cache={:?}", cache.to_str().unwrap()),
-        "model.iisan.modality=\"intra_inter\"".into(),
-        "model.iisan.image_taps=[0,4,8,12]".into(),
-    ];
+    let mut iisan_sets = vec![format!("data.cache={:?}", cache.to_str().unwrap())];
+    iisan_sets.extend(common::iisan_both_paths());
     check("iisan", &data, &iisan_sets);
     check("id", &data, &[]);
     // the full softmax over the catalogue, on both methods that allow it
@@ -57,8 +54,7 @@ fn the_device_path_equals_the_cpu_kernels_for_every_method() {
     for method in ["iisan_uncached", "fft", "adapter", "lora", "bitfit"] {
         let mut sets = common::tower_sets(28);
         if method == "iisan_uncached" {
-            sets.push("model.iisan.modality=\"intra_inter\"".into());
-            sets.push("model.iisan.image_taps=[0,4,8,12]".into());
+            sets.extend(common::iisan_both_paths());
         }
         check(method, &dir, &sets);
     }

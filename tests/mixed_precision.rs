@@ -35,11 +35,8 @@ fn a_half_precision_step_is_within_its_limits_of_the_f32_step_for_every_method()
     let tmp = tempfile::tempdir().unwrap();
     let data = common::encoded_synth(tmp.path(), 40, 30);
     let cache = tmp.path().join("cache");
-    let iisan_sets = [
-        format!("data.cache={:?}", cache.to_str().unwrap()),
-        "model.iisan.modality=\"intra_inter\"".into(),
-        "model.iisan.image_taps=[0,4,8,12]".into(),
-    ];
+    let mut iisan_sets = vec![format!("data.cache={:?}", cache.to_str().unwrap())];
+    iisan_sets.extend(common::iisan_both_paths());
     let both = [TowerDType::Bf16, TowerDType::F16];
     check("iisan", &data, &iisan_sets, &both);
     check("id", &data, &[], &both);
@@ -47,8 +44,7 @@ fn a_half_precision_step_is_within_its_limits_of_the_f32_step_for_every_method()
     for method in ["iisan_uncached", "fft", "adapter", "lora", "bitfit"] {
         let mut sets = common::tower_sets(28);
         if method == "iisan_uncached" {
-            sets.push("model.iisan.modality=\"intra_inter\"".into());
-            sets.push("model.iisan.image_taps=[0,4,8,12]".into());
+            sets.extend(common::iisan_both_paths());
         }
         check(method, &dir, &sets, &[TowerDType::F16]);
         // candle's CPU convolution has no bf16 product (a GPU's has): bf16 with the text tower

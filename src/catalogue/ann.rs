@@ -121,7 +121,7 @@ impl AnnIndex {
     }
 
     /// The `count` rows of the highest approximate inner product with `state` in the lists
-    /// scanned (unordered).
+    /// scanned (best first).
     pub fn search(&self, state: &[f32], count: usize) -> Vec<u32> {
         self.file.search(state, self.probes, count)
     }

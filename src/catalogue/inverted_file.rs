@@ -33,6 +33,7 @@ use serde::{Deserialize, Serialize};
 use super::Catalogue;
 use super::kmeans;
 use super::list_scan::{self, Rows};
+use super::top_k::TopK;
 use crate::error::{Error, Result};
 use crate::progress::{Reporter, Unit};
 
@@ -199,8 +200,8 @@ impl InvertedFile {
         Ok(lay_out(cat, centroids, &list_of, self.storage()))
     }
 
-    /// The positions of the `count` best approximate scores for `q` over the `probes` best
-    /// lists, as catalogue rows (unordered).
+    /// The catalogue rows of the `count` best approximate scores for `q` over the `probes`
+    /// best lists (best first, ties to the lower row).
     pub fn search(&self, q: &[f32], probes: usize, count: usize) -> Vec<u32> {
         let (d, reach) = (self.d, self.reach.get());
         let norm = q.iter().map(|v| v * v).sum::<f32>().sqrt();
@@ -211,7 +212,7 @@ impl InvertedFile {
             .collect();
         let probes = probes.clamp(1, order.len());
         order.select_nth_unstable_by(probes - 1, |a, b| b.0.total_cmp(&a.0));
-        let mut best = Candidates::new(count);
+        let mut best = TopK::new(count);
         let mut scores = Vec::new();
         for &(_, j) in &order[..probes] {
             let range = self.range(j as usize);
@@ -220,54 +221,11 @@ impl InvertedFile {
                 Vectors::F32(v) => Rows::F32(&v.get()[range.start * d..range.end * d]),
             };
             list_scan::score(rows, q, &mut scores);
-            best.push(&scores, &self.rows.get()[range]);
-        }
-        best.into_rows()
-    }
-}
-
-/// The `count` best (score, row) pairs seen: a buffer of up to four times that, cut back to
-/// the best `count` when full, and a floor below which nothing enters.
-struct Candidates {
-    count: usize,
-    buf: Vec<(f32, u32)>,
-    floor: f32,
-}
-
-impl Candidates {
-    fn new(count: usize) -> Candidates {
-        let count = count.max(1);
-        Candidates {
-            count,
-            buf: Vec::with_capacity(4 * count),
-            floor: f32::NEG_INFINITY,
-        }
-    }
-
-    fn push(&mut self, scores: &[f32], rows: &[u32]) {
-        for (&s, &r) in scores.iter().zip(rows) {
-            if s > self.floor {
-                self.buf.push((s, r));
-                if self.buf.len() == 4 * self.count {
-                    self.cut();
-                    self.floor = self.buf[self.count - 1].0;
-                }
+            for (&s, &r) in scores.iter().zip(&self.rows.get()[range]) {
+                best.push(r, s);
             }
         }
-    }
-
-    fn cut(&mut self) {
-        if self.buf.len() > self.count {
-            let c = self.count;
-            self.buf
-                .select_nth_unstable_by(c - 1, |a, b| b.0.total_cmp(&a.0));
-            self.buf.truncate(c);
-        }
-    }
-
-    fn into_rows(mut self) -> Vec<u32> {
-        self.cut();
-        self.buf.into_iter().map(|x| x.1).collect()
+        best.into_sorted().into_iter().map(|s| s.item).collect()
     }
 }
 

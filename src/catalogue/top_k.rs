@@ -22,7 +22,8 @@ fn order(a: &Scored, b: &Scored) -> Ordering {
 }
 
 /// `k` up to which [`TopK`] keeps its entries sorted on insertion; above it, candidates are
-/// buffered and reduced by selection when the buffer doubles.
+/// buffered and reduced by selection when the buffer doubles, and after a reduction nothing
+/// that does not beat the k-th best kept enters the buffer.
 const SORTED_K: usize = 64;
 
 /// The best `k` items seen so far.
@@ -30,6 +31,8 @@ const SORTED_K: usize = 64;
 pub struct TopK {
     k: usize,
     best: Vec<Scored>,
+    /// The k-th best after the last reduction (selecting path only).
+    floor: Option<Scored>,
 }
 
 impl TopK {
@@ -38,6 +41,7 @@ impl TopK {
         TopK {
             k,
             best: Vec::with_capacity(if k <= SORTED_K { k + 1 } else { 2 * k }),
+            floor: None,
         }
     }
 
@@ -59,6 +63,9 @@ impl TopK {
             self.best.insert(at, s);
             self.best.truncate(self.k);
         } else {
+            if self.floor.is_some_and(|f| order(&s, &f) != Ordering::Less) {
+                return;
+            }
             self.best.push(s);
             if self.best.len() >= 2 * self.k {
                 self.reduce();
@@ -89,6 +96,7 @@ impl TopK {
         if self.best.len() > self.k {
             self.best.select_nth_unstable_by(self.k - 1, order);
             self.best.truncate(self.k);
+            self.floor = Some(self.best[self.k - 1]);
         }
     }
 

@@ -191,6 +191,15 @@ pub fn one_line_exit_2(o: &Output, want: &[&str]) {
     }
 }
 
+/// The overrides for IISAN over text and image: both intra paths and the inter path, 4 image
+/// taps (the image tower of [`encoded_synth`] and [`tower_sets`] has 12 layers).
+pub fn iisan_both_paths() -> [String; 2] {
+    [
+        "model.iisan.modality=\"intra_inter\"".into(),
+        "model.iisan.image_taps=[0,4,8,12]".into(),
+    ]
+}
+
 /// `--set` overrides for a 2-epoch run `name` of `method` on `data` with the caches of
 /// [`encoded_synth`] (IISAN on text + image, 4 image taps).
 pub fn run_sets(data: &Path, name: &str, method: &str) -> Vec<String> {
@@ -202,8 +211,7 @@ pub fn run_sets(data: &Path, name: &str, method: &str) -> Vec<String> {
         "train.epochs=2".into(),
     ];
     if method == "iisan" {
-        s.push("model.iisan.modality=\"intra_inter\"".into());
-        s.push("model.iisan.image_taps=[0,4,8,12]".into());
+        s.extend(iisan_both_paths());
     }
     s
 }

@@ -15,16 +15,14 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use tokio::sync::oneshot;
-
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, oneshot};
 
 use crate::deploy::new_items::{ItemEmbedder, NewItem, add_items};
 use crate::error::{Error, Result};
 use crate::model::ServedModel;
 
 /// One request's items, waiting for the writer, and where its answer goes.
-pub struct PendingAdd {
+struct PendingAdd {
     id: u64,
     items: Vec<NewItem>,
     done: oneshot::Sender<Result<Arc<ServedModel>>>,
