@@ -236,14 +236,13 @@ fn assign(
     rows: std::ops::RangeInclusive<usize>,
     progress: &Reporter,
 ) -> Result<Vec<u32>> {
-    let d = cat.dim();
-    let all: Vec<usize> = rows.collect();
-    let task = progress.task("assigning items to lists", Unit::Items, all.len() as u64, 0);
-    let mut out = Vec::with_capacity(all.len());
-    for chunk in all.chunks(CHUNK) {
-        let x: Vec<f32> = chunk
-            .iter()
-            .flat_map(|&r| cat.row(r as u32).iter().copied())
+    let (d, (first, last)) = (cat.dim(), rows.into_inner());
+    let n = (last + 1).saturating_sub(first);
+    let task = progress.task("assigning items to lists", Unit::Items, n as u64, 0);
+    let mut out = Vec::with_capacity(n);
+    for lo in (first..=last).step_by(CHUNK) {
+        let x: Vec<f32> = (lo..=last.min(lo + CHUNK - 1))
+            .flat_map(|r| cat.row(r as u32).iter().copied())
             .collect();
         out.extend(kmeans::nearest(&x, centroids, d, Some(&task)));
         progress.check(|| "index build stopped".into())?;
